@@ -1,0 +1,19 @@
+/**
+ * effect-persistence: filesystem coordination for Effect applications.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * Hierarchical read/write path locks with FIFO fairness.
+ *
+ * @since 0.1.0
+ */
+export * as LockManager from "./LockManager.js"
+
+/**
+ * The typed errors of the library.
+ *
+ * @since 0.1.0
+ */
+export * as PersistenceError from "./PersistenceError.js"

@@ -1,0 +1,104 @@
+/** @internal */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Scope from "effect/Scope"
+import type * as Api from "../LockManager.js"
+import type { Lock, LockManagerService, LockMode } from "../LockManager.js"
+import { InvalidPathError } from "../PersistenceError.js"
+import { LockTable, type Request } from "./lockTable.js"
+import { normalize, topMost } from "./path.js"
+
+/** @internal */
+export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/LockManager") as typeof Api.TypeId
+
+interface Plan {
+  readonly mode: LockMode
+  /** What the lock table locks: top-most paths only. */
+  readonly locked: ReadonlyArray<string>
+  /** What the caller sees on the `Lock`. */
+  readonly paths: ReadonlyArray<string>
+}
+
+const invalid = (operation: string, path: unknown, reason: InvalidPathError["reason"]) =>
+  new InvalidPathError({ operation, path, reason })
+
+const planOne = (operation: string, path: string, mode: LockMode): Either.Either<Plan, InvalidPathError> => {
+  const normal = normalize(path)
+  if (Either.isLeft(normal)) return Either.left(invalid(operation, path, normal.left))
+  const paths = [normal.right]
+  return Either.right({ mode, locked: paths, paths })
+}
+
+const planAll = (operation: string, input: Iterable<string>): Either.Either<Plan, InvalidPathError> => {
+  const paths: Array<string> = []
+  for (const path of input) {
+    const normal = normalize(path)
+    if (Either.isLeft(normal)) return Either.left(invalid(operation, path, normal.left))
+    if (!paths.includes(normal.right)) paths.push(normal.right)
+  }
+  if (paths.length === 0) return Either.left(invalid(operation, [], "EmptyPathSet"))
+  return Either.right({ mode: "write", locked: topMost(paths), paths })
+}
+
+/** @internal */
+export const unsafeMake = (): LockManagerService => {
+  const table = new LockTable()
+
+  const toLock = (request: Request, plan: Plan): Lock => ({ id: request.id, mode: plan.mode, paths: plan.paths })
+
+  const leave = (request: Request) => Effect.sync(() => table.leave(request))
+
+  // Checks the state when run, not when built: a grant may land between the
+  // enqueue and this point (another fiber released in between).
+  const awaitGrant = (request: Request, plan: Plan): Effect.Effect<Lock> =>
+    Effect.suspend(() =>
+      request.state === "held" ?
+        Effect.succeed(toLock(request, plan)) :
+        Effect.async<Lock>((resume) => {
+          request.onGrant = (granted) => resume(Effect.succeed(toLock(granted, plan)))
+        }).pipe(
+          Effect.withSpan("LockManager.wait", {
+            attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode }
+          })
+        )
+    )
+
+  const scoped = (plan: Either.Either<Plan, InvalidPathError>): Effect.Effect<Lock, InvalidPathError, Scope.Scope> =>
+    Either.isLeft(plan) ? Effect.fail(plan.left) : Effect.acquireRelease(
+      Effect.sync(() => table.enqueue(plan.right.mode, plan.right.locked)),
+      leave
+    ).pipe(
+      // The scope may outlive an interrupted wait (a timeout inside a larger
+      // scope): leave the queue now rather than when the scope closes. If the
+      // grant raced the interrupt, this releases it.
+      Effect.flatMap((request) => Effect.onInterrupt(awaitGrant(request, plan.right), () => leave(request)))
+    )
+
+  const bracket = (plan: Either.Either<Plan, InvalidPathError>) =>
+  <A, E, R>(
+    effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
+  ): Effect.Effect<A, E | InvalidPathError, R> => {
+    if (Either.isLeft(plan)) return Effect.fail(plan.left)
+    const { locked, mode } = plan.right
+    const use = Effect.isEffect(effect) ? () => effect : effect
+    return Effect.uninterruptibleMask((restore) => {
+      const request = table.enqueue(mode, locked)
+      const run = request.state === "held" ?
+        use(toLock(request, plan.right)) :
+        Effect.flatMap(awaitGrant(request, plan.right), use)
+      return Effect.ensuring(restore(run), leave(request))
+    })
+  }
+
+  return {
+    [TypeId]: TypeId,
+    lock: (path, mode) => scoped(planOne("LockManager.lock", path, mode)),
+    lockAll: (paths) => scoped(planAll("LockManager.lockAll", paths)),
+    withLock: (path, mode) => bracket(planOne("LockManager.withLock", path, mode)),
+    withLockAll: (paths) => bracket(planAll("LockManager.withLockAll", paths)),
+    stats: Effect.sync(() => table.stats)
+  }
+}
+
+/** @internal */
+export const make: Effect.Effect<LockManagerService> = Effect.sync(unsafeMake)

@@ -1,0 +1,30 @@
+/**
+ * Every example runs and prints what it promises.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { execFile } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL("..", import.meta.url))
+const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url))
+
+const example = async (name: string) => {
+  const { stdout } = await run(tsx, [`examples/${name}`], { cwd: root, timeout: 60_000 })
+  return stdout
+}
+
+describe("examples", () => {
+  it("locks.ts: readers overlap, the writer waits, the late reader queues behind it", async () => {
+    const out = await example("locks.ts")
+    const lines = out.trim().split("\n")
+    const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix))
+    expect(at("reader 1: got")).toBeLessThan(at("writer: got"))
+    expect(at("reader 2: releases")).toBeLessThan(at("writer: got"))
+    expect(at("writer: releases")).toBeLessThan(at("reader 3 (behind the writer): got"))
+    expect(at("unrelated writer: got")).toBeLessThan(at("reader 1: releases"))
+    expect(out).toContain("a writer that waited 20 ms gave up: yes")
+    expect(out).toContain(`at the end: {"held":0,"pending":0,"nodes":0}`)
+  })
+})
