@@ -35,7 +35,7 @@ export const InvalidPathReason = Schema.Literal(
   "Root",
   "OutsideRoot",
   "EmptyPathSet",
-  "TooLong"
+  "InvalidName"
 )
 
 /**
@@ -52,7 +52,7 @@ const invalidPathText: Record<InvalidPathReason, string> = {
   Root: "the filesystem root cannot be used for this operation",
   OutsideRoot: "the path is outside the client's root directory",
   EmptyPathSet: "at least one path is required",
-  TooLong: "a path segment is longer than the filesystem allows"
+  InvalidName: "a name must not be empty or contain \"/\" or a NUL byte"
 }
 
 /**
@@ -107,6 +107,7 @@ export const FileSystemReason = Schema.Literal(
   "NameTooLong",
   "TimedOut",
   "InvalidData",
+  "IoError",
   "Unknown"
 )
 
@@ -129,6 +130,7 @@ const fileSystemText: Record<FileSystemReason, string> = {
   NameTooLong: "file name too long",
   TimedOut: "timed out",
   InvalidData: "invalid data",
+  IoError: "input/output error",
   Unknown: "filesystem error"
 }
 

@@ -12,6 +12,13 @@
 export * as LockManager from "./LockManager.js"
 
 /**
+ * Locked, atomic and optionally durable file operations.
+ *
+ * @since 0.1.0
+ */
+export * as Client from "./Client.js"
+
+/**
  * The typed errors of the library.
  *
  * @since 0.1.0

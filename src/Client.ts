@@ -1,0 +1,265 @@
+/**
+ * The Client: locked, atomic and optionally durable file operations on top of
+ * a `LockManager` and the platform `FileSystem`.
+ *
+ * @since 0.1.0
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import type * as Schema from "effect/Schema"
+import type * as Sink from "effect/Sink"
+import type * as Stream from "effect/Stream"
+import * as internal from "./internal/client.js"
+import type { LockManager } from "./LockManager.js"
+import type { CommitError, DecodeError, FileSystemError, InvalidPathError } from "./PersistenceError.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = internal.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientOptions {
+  /**
+   * fsync file data before the rename and the directories whose entries
+   * changed after it, so that a write that returned survives a power loss.
+   * Default `false`.
+   */
+  readonly durable?: boolean
+  /** Suffix of temp files, as in `.<name>.<random>.<suffix>`. Default `"tmp"`. */
+  readonly tempSuffix?: string
+  /**
+   * Confine the client to this directory: a path outside it, lexically or
+   * through a symbolic link in an existing ancestor, fails with an
+   * `InvalidPathError` and nothing is touched.
+   */
+  readonly root?: string
+}
+
+/**
+ * Errors of operations that read.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type ReadError = InvalidPathError | FileSystemError
+
+/**
+ * Errors of operations that change the disk. A `CommitError` says the change
+ * happened but its durability could not be ensured.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type WriteError = InvalidPathError | FileSystemError | CommitError
+
+/**
+ * A directory entry with its type (the target's type for a symbolic link).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Entry {
+  /** Relative to the listed directory (with `/` for nested entries). */
+  readonly name: string
+  readonly type: FileSystem.File.Type
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CollectOptions {
+  readonly recursive?: boolean
+  /** Also list leftover temp files of crashed writers. Default `false`. */
+  readonly includeTemp?: boolean
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamOptions {
+  readonly offset?: number
+  readonly bytesToRead?: number
+  readonly chunkSize?: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface WriteOptions {
+  /** Permission bits of the new file (subject to the umask). Default `0o666`. */
+  readonly mode?: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeleteOptions {
+  readonly recursive?: boolean
+  /** Succeed when the path does not exist. */
+  readonly force?: boolean
+}
+
+/**
+ * What `modify` functions may return: the new content, or an effect of it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Update<A, E, R> = A | Effect.Effect<A, E, R>
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientService {
+  readonly [TypeId]: TypeId
+  /** Whether durability mode is on. */
+  readonly durable: boolean
+  /** Whole file as bytes, under a read lock. */
+  readonly read: (path: string) => Effect.Effect<Uint8Array, ReadError>
+  /** Whole file as text (default UTF-8), under a read lock. */
+  readonly readString: (path: string, encoding?: string) => Effect.Effect<string, ReadError>
+  /**
+   * The file as a stream of chunks. The read lock is taken when the stream
+   * starts and held until it ends, fails or is interrupted.
+   */
+  readonly stream: (path: string, options?: StreamOptions) => Stream.Stream<Uint8Array, ReadError>
+  /**
+   * Atomically replaces the file (temp file + rename), creating missing
+   * parent directories, under a write lock.
+   *
+   * @example
+   * client.write("/data/hello.txt", "Hello, World!")
+   */
+  readonly write: (path: string, data: string | Uint8Array, options?: WriteOptions) => Effect.Effect<void, WriteError>
+  /**
+   * A sink that writes to a temp file and commits when its input ends. The
+   * write lock is held from the first pull until the commit; an upstream
+   * failure or interruption discards the temp file and leaves the target as it was.
+   */
+  readonly sink: (path: string, options?: WriteOptions) => Sink.Sink<void, Uint8Array, never, WriteError>
+  /** Entry names of a directory under a read lock; temp files are hidden by default. */
+  readonly collect: (path: string, options?: CollectOptions) => Effect.Effect<Array<string>, ReadError>
+  /** `collect` with the type of each entry. */
+  readonly collectEntries: (path: string, options?: CollectOptions) => Effect.Effect<Array<Entry>, ReadError>
+  /** Removes a file or directory under a write lock (a directory's subtree is covered). */
+  readonly delete: (path: string, options?: DeleteOptions) => Effect.Effect<void, WriteError>
+  /**
+   * Moves `from` to `to` under one combined write lock on both. The same path
+   * is a no-op; a missing source fails as `NotFound` without creating
+   * anything; missing parents of `to` are created.
+   */
+  readonly rename: (from: string, to: string) => Effect.Effect<void, WriteError>
+  /**
+   * Read-modify-write under one write lock: `f` receives the current content
+   * (`None` when the file does not exist) and returns the new content, which is
+   * written atomically. Returns what was written.
+   *
+   * @example
+   * client.modify("/data/counter", (current) =>
+   *   String(Number(Option.getOrElse(Option.map(current, decode), () => "0")) + 1))
+   */
+  readonly modify: <A extends string | Uint8Array, E = never, R = never>(
+    path: string,
+    f: (current: Option.Option<Uint8Array>) => Update<A, E, R>,
+    options?: WriteOptions
+  ) => Effect.Effect<A, WriteError | E, R>
+  /** Reads a JSON document and decodes it with `schema`. */
+  readonly readJson: <A, I>(path: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, ReadError | DecodeError>
+  /** Encodes a value with `schema` and writes it as JSON, atomically. */
+  readonly writeJson: <A, I>(
+    path: string,
+    schema: Schema.Schema<A, I>,
+    value: A,
+    options?: WriteOptions
+  ) => Effect.Effect<void, WriteError | DecodeError>
+  /** `modify` for a JSON document typed by `schema`. Returns the new value. */
+  readonly modifyJson: <A, I, E = never, R = never>(
+    path: string,
+    schema: Schema.Schema<A, I>,
+    f: (current: Option.Option<A>) => Update<A, E, R>,
+    options?: WriteOptions
+  ) => Effect.Effect<A, WriteError | DecodeError | E, R>
+  /**
+   * Removes leftover temp files of crashed writers in `dir` (and below with
+   * `recursive`) under a write lock on `dir`. Returns the removed paths.
+   */
+  readonly recover: (
+    dir: string,
+    options?: { readonly recursive?: boolean }
+  ) => Effect.Effect<Array<string>, WriteError>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Client extends Context.Tag("effect-persistence/Client")<Client, ClientService>() {}
+
+/**
+ * Builds a Client. Fails with an `InvalidPathError` when `root` is not an
+ * absolute path or `tempSuffix` is empty or contains a separator.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (
+  options?: ClientOptions
+) => Effect.Effect<ClientService, InvalidPathError, LockManager | FileSystem.FileSystem> = internal.make
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options?: ClientOptions
+): Layer.Layer<Client, InvalidPathError, LockManager | FileSystem.FileSystem> => Layer.effect(Client, make(options))
+
+/**
+ * The options read from configuration: `PERSISTENCE_DURABLE` (boolean),
+ * `PERSISTENCE_TEMP_SUFFIX` and `PERSISTENCE_ROOT`, all optional.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<ClientOptions> = Config.all({
+  durable: Config.withDefault(Config.boolean("PERSISTENCE_DURABLE"), false),
+  tempSuffix: Config.withDefault(Config.string("PERSISTENCE_TEMP_SUFFIX"), "tmp"),
+  root: Config.option(Config.string("PERSISTENCE_ROOT"))
+}).pipe(
+  Config.map(({ root, ...rest }): ClientOptions => root._tag === "Some" ? { ...rest, root: root.value } : rest)
+)
+
+/**
+ * A Client whose options come from `Config` (by default {@link config}).
+ *
+ * @example
+ * Client.layerConfig(Config.all({ durable: Config.succeed(true) }))
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config<ClientOptions> = config
+): Layer.Layer<Client, InvalidPathError | ConfigError.ConfigError, LockManager | FileSystem.FileSystem> =>
+  Layer.effect(Client, internal.makeFromConfig(options))

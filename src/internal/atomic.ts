@@ -1,0 +1,255 @@
+/**
+ * Atomic replacement and durability: temp file in the target's directory,
+ * full write, optional fsync, rename, optional directory fsync. These
+ * functions take no locks: the Client calls them under the right lock.
+ *
+ * @internal
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import { CommitError, FileSystemError } from "../PersistenceError.js"
+import { errnoCode, fromPlatform, io } from "./errors.js"
+import { basename, join, parent, ROOT } from "./path.js"
+
+/**
+ * What the atomic operations need: the platform file system and the
+ * durability settings of one Client.
+ *
+ * @internal
+ */
+export interface Disk {
+  readonly fs: FileSystem.FileSystem
+  readonly durable: boolean
+  readonly tempSuffix: string
+}
+
+const TOKEN_LENGTH = 12
+const NAME_KEEP = 96
+
+const token = (): string => {
+  let out = ""
+  while (out.length < TOKEN_LENGTH) out += Math.random().toString(36).slice(2)
+  return out.slice(0, TOKEN_LENGTH)
+}
+
+/**
+ * `.<name>.<12 random [0-9a-z]>.<suffix>`: hidden, recognisable by `recover`,
+ * and short enough that a long target name still leaves room (the name is
+ * cut to 96 characters in the temp name).
+ *
+ * @internal
+ */
+export const tempName = (name: string, suffix: string): string => `.${name.slice(0, NAME_KEEP)}.${token()}.${suffix}`
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/** @internal */
+export const tempPattern = (suffix: string): RegExp =>
+  new RegExp(`^\\..*\\.[0-9a-z]{${TOKEN_LENGTH}}\\.${escape(suffix)}$`)
+
+const removeQuietly = (disk: Disk, path: string) => Effect.ignore(disk.fs.remove(path))
+
+/**
+ * fsync of a directory: makes its entry changes (create, rename, unlink)
+ * durable. The platform has no call for it; opening the directory read-only
+ * and syncing the descriptor works on Linux.
+ *
+ * @internal
+ */
+export const syncDirectory = (disk: Disk, operation: string, dir: string): Effect.Effect<void, FileSystemError> =>
+  io(operation, dir, Effect.scoped(Effect.flatMap(disk.fs.open(dir, { flag: "r" }), (file) => file.sync)))
+
+/**
+ * After the commit point nothing may undo the change, and any failure says the
+ * change is committed.
+ */
+const afterCommit = (
+  operation: string,
+  path: string,
+  effect: Effect.Effect<void, FileSystemError>
+): Effect.Effect<void, CommitError> =>
+  Effect.catchAllCause(effect, (cause) => Effect.fail(new CommitError({ operation, path, cause: Cause.squash(cause) })))
+
+/**
+ * Creates the missing directories of `dir`, top-down. In durable mode the
+ * parent of each created directory is fsynced, and so is the parent of a
+ * directory another writer created at the same moment (its fsync may not have
+ * happened yet).
+ *
+ * @internal
+ */
+export const ensureDirectory = (disk: Disk, operation: string, dir: string): Effect.Effect<void, FileSystemError> =>
+  Effect.gen(function*() {
+    const missing: Array<string> = []
+    for (let d = dir;; d = parent(d)) {
+      const info = yield* Effect.either(io(operation, d, disk.fs.stat(d)))
+      if (info._tag === "Right") {
+        if (info.right.type !== "Directory") {
+          return yield* new FileSystemError({ operation, path: d, reason: "NotADirectory" })
+        }
+        break
+      }
+      if (info.left.reason !== "NotFound" || d === ROOT) return yield* info.left
+      missing.push(d)
+    }
+    for (let i = missing.length - 1; i >= 0; i--) {
+      const d = missing[i]
+      yield* io(operation, d, disk.fs.makeDirectory(d)).pipe(
+        Effect.catchIf((e) => e.reason === "AlreadyExists", () => Effect.void)
+      )
+      if (disk.durable) yield* syncDirectory(disk, operation, parent(d))
+    }
+  })
+
+/**
+ * Creates the temp file for `target` with an exclusive create, creating
+ * missing parent directories on the way. The file is closed with the ambient
+ * scope; the temp file is removed when `removal` closes unless `committed()`.
+ */
+const openTemp = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  mode: number | undefined,
+  removal: Scope.Scope,
+  committed: () => boolean
+): Effect.Effect<{ readonly file: FileSystem.File; readonly temp: string }, FileSystemError, Scope.Scope> => {
+  const dir = parent(target)
+  const attempt = (retries: number): Effect.Effect<
+    { readonly file: FileSystem.File; readonly temp: string },
+    FileSystemError,
+    Scope.Scope
+  > => {
+    const temp = join(dir, tempName(basename(target), disk.tempSuffix))
+    // Open and register the removal as one step: an interrupt between them
+    // would leave the temp file behind.
+    const open = Effect.uninterruptible(
+      disk.fs.open(temp, mode === undefined ? { flag: "wx" } : { flag: "wx", mode }).pipe(
+        Effect.tap(() =>
+          Scope.addFinalizer(removal, Effect.suspend(() => committed() ? Effect.void : removeQuietly(disk, temp)))
+        ),
+        Effect.map((file) => ({ file, temp }))
+      )
+    )
+    return Effect.catchAll(open, (error) => {
+      const code = errnoCode(error)
+      if (code === "ENOENT" && retries > 0) {
+        return Effect.zipRight(ensureDirectory(disk, operation, dir), attempt(retries - 1))
+      }
+      if (code === "EEXIST" && retries > 0) return attempt(retries - 1)
+      return Effect.fail(fromPlatform(operation, target)(error))
+    })
+  }
+  return attempt(3)
+}
+
+/**
+ * The commit: rename over the target (the commit point), then in durable mode
+ * fsync the directory.
+ */
+const commit = (
+  disk: Disk,
+  operation: string,
+  temp: string,
+  target: string
+): Effect.Effect<void, FileSystemError | CommitError> =>
+  io(operation, target, disk.fs.rename(temp, target)).pipe(
+    Effect.zipRight(
+      disk.durable ? afterCommit(operation, target, syncDirectory(disk, operation, parent(target))) : Effect.void
+    )
+  )
+
+/**
+ * One atomic replacement in progress: bytes go to the temp file, `finish`
+ * commits. Until `finish` has renamed, closing the scope removes the temp file
+ * and leaves the target as it was.
+ *
+ * @internal
+ */
+export interface Replacement {
+  /** Writes a whole chunk (short writes are retried by `writeAll`). */
+  readonly write: (chunk: Uint8Array) => Effect.Effect<void, FileSystemError>
+  /** fsync (durable), close, rename, directory fsync (durable). Uninterruptible. */
+  readonly finish: Effect.Effect<void, FileSystemError | CommitError>
+}
+
+/** @internal */
+export const begin = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  mode?: number
+): Effect.Effect<Replacement, FileSystemError, Scope.Scope> =>
+  Effect.gen(function*() {
+    let committed = false
+    const scope = yield* Effect.scope
+    // The file gets its own scope so it is closed before the rename, while
+    // the temp file's removal stays with the outer scope.
+    const fileScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    const { file, temp } = yield* openTemp(disk, operation, target, mode, scope, () => committed).pipe(
+      Effect.provideService(Scope.Scope, fileScope)
+    )
+    return {
+      // Each syscall runs whole (an interrupted in-flight write could land
+      // after its descriptor is closed and reused); interruption is honoured
+      // between syscalls, up to the rename.
+      write: (chunk) => Effect.uninterruptible(io(operation, target, file.writeAll(chunk))),
+      finish: Effect.uninterruptible(
+        Effect.gen(function*() {
+          if (disk.durable) yield* io(operation, target, file.sync)
+          yield* Scope.close(fileScope, Exit.void)
+          // A CommitError means the rename happened: the new file must stay.
+          yield* commit(disk, operation, temp, target).pipe(
+            Effect.tapErrorTag("CommitError", () => Effect.sync(() => committed = true))
+          )
+          committed = true
+        })
+      )
+    }
+  })
+
+/**
+ * Atomically replaces `target` with `data`. On failure or interruption before
+ * the rename, the temp file is removed and the target is as it was.
+ *
+ * @internal
+ */
+export const replace = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  data: Uint8Array,
+  mode?: number
+): Effect.Effect<void, FileSystemError | CommitError> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const replacement = yield* restore(begin(disk, operation, target, mode))
+        yield* restore(replacement.write(data))
+        yield* replacement.finish
+      })
+    )
+  )
+
+/**
+ * A sink that writes its input to a temp file and commits (rename) when the
+ * input ends. Upstream failure or interruption discards the temp file. The
+ * caller holds the write lock in the same scope.
+ *
+ * @internal
+ */
+export const replaceSink = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  mode?: number
+): Effect.Effect<Sink.Sink<void, Uint8Array, never, FileSystemError | CommitError>, FileSystemError, Scope.Scope> =>
+  Effect.map(
+    begin(disk, operation, target, mode),
+    (replacement) => Sink.forEach(replacement.write).pipe(Sink.mapEffect(() => replacement.finish))
+  )

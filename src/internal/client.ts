@@ -1,0 +1,360 @@
+/** @internal */
+import * as FileSystem from "@effect/platform/FileSystem"
+import type * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import type * as Api from "../Client.js"
+import { LockManager } from "../LockManager.js"
+import { CommitError, DecodeError, FileSystemError, InvalidPathError } from "../PersistenceError.js"
+import type { InvalidPathReason } from "../PersistenceError.js"
+import { type Disk, ensureDirectory, replace, replaceSink, syncDirectory, tempPattern } from "./atomic.js"
+import { errnoCode, fromPlatform, io } from "./errors.js"
+import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
+
+/** @internal */
+export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/Client") as typeof Api.TypeId
+
+/**
+ * How an operation uses its path: a `directory` may be the root; a `file`
+ * read and a `mutation` may not.
+ */
+type Use = "file" | "directory" | "mutation"
+
+const encoder = new TextEncoder()
+const toBytes = (data: string | Uint8Array): Uint8Array => typeof data === "string" ? encoder.encode(data) : data
+
+const span = (name: string, path: unknown) => Effect.withSpan(name, { attributes: { "persistence.path": path } })
+
+const invalid = (operation: string, path: unknown, reason: InvalidPathReason, detail?: string) =>
+  new InvalidPathError({ operation, path, reason, ...(detail !== undefined ? { detail } : {}) })
+
+const validateSuffix = (suffix: string): Either.Either<string, InvalidPathError> =>
+  suffix.length === 0 ?
+    Either.left(invalid("Client.make", suffix, "Empty", "tempSuffix")) :
+    suffix.includes("/") || suffix.includes("\0") ?
+    Either.left(invalid("Client.make", suffix, "InvalidName", "tempSuffix")) :
+    Either.right(suffix)
+
+/** @internal */
+export const make = (
+  options: Api.ClientOptions = {}
+): Effect.Effect<Api.ClientService, InvalidPathError, LockManager | FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const manager = yield* LockManager
+    const fs = yield* FileSystem.FileSystem
+    const tempSuffix = yield* validateSuffix(options.tempSuffix ?? "tmp")
+    const disk: Disk = { fs, durable: options.durable ?? false, tempSuffix }
+    const isTemp = tempPattern(tempSuffix)
+    const confinement = options.root === undefined ? undefined : yield* confine(fs, options.root)
+
+    /** Validates, normalises and (with a root) confines a path. No lock, no change on disk. */
+    const resolve = (operation: string, path: string, use: Use): Effect.Effect<string, Api.ReadError> => {
+      const normal = normalize(path)
+      if (Either.isLeft(normal)) return Effect.fail(invalid(operation, path, normal.left))
+      const p = normal.right
+      if (use !== "directory" && p === ROOT) return Effect.fail(invalid(operation, path, "Root"))
+      return confinement === undefined ? Effect.succeed(p) : confinement(operation, path, p, use)
+    }
+
+    const readLocked = <A, E>(
+      operation: string,
+      path: string,
+      use: Use,
+      f: (p: string) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E | Api.ReadError> =>
+      resolve(operation, path, use).pipe(
+        Effect.flatMap((p) => manager.withLock(p, "read")(f(p))),
+        span(operation, path)
+      )
+
+    const writeLocked = <A, E, R>(
+      operation: string,
+      path: string,
+      f: (p: string) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | Api.ReadError, R> =>
+      resolve(operation, path, "mutation").pipe(
+        Effect.flatMap((p) => manager.withLock(p, "write")(f(p))),
+        span(operation, path)
+      )
+
+    const readCurrent = (operation: string, p: string): Effect.Effect<Option.Option<Uint8Array>, FileSystemError> =>
+      io(operation, p, fs.readFile(p)).pipe(
+        Effect.map(Option.some),
+        Effect.catchIf((e) => e.reason === "NotFound", () => Effect.succeed(Option.none()))
+      )
+
+    /** Read-modify-write of raw bytes under one write lock. */
+    const modifyWith = <A, E, R>(
+      operation: string,
+      path: string,
+      f: (current: Option.Option<Uint8Array>) => Effect.Effect<readonly [A, Uint8Array], E, R>,
+      mode: number | undefined
+    ): Effect.Effect<A, Api.WriteError | E, R> =>
+      writeLocked(operation, path, (p) =>
+        readCurrent(operation, p).pipe(
+          Effect.flatMap(f),
+          Effect.flatMap(([result, bytes]) => Effect.as(replace(disk, operation, p, bytes, mode), result))
+        ))
+
+    const entries = (operation: string, dir: string, recursive: boolean, includeTemp: boolean) =>
+      io(operation, dir, fs.readDirectory(dir, { recursive })).pipe(
+        Effect.map((names) => includeTemp ? names : names.filter((name) => !isTemp.test(basename(name))))
+      )
+
+    const jsonCodec = <A, I>(schema: Schema.Schema<A, I>) => Schema.parseJson(schema)
+
+    const decodeJson = <A, I>(operation: string, path: string, schema: Schema.Schema<A, I>) => (text: string) =>
+      Schema.decodeUnknown(jsonCodec(schema))(text).pipe(
+        Effect.mapError((cause) => new DecodeError({ operation, path, cause }))
+      )
+
+    const encodeJson = <A, I>(operation: string, path: string, schema: Schema.Schema<A, I>) => (value: A) =>
+      Schema.encode(jsonCodec(schema))(value).pipe(
+        Effect.mapError((cause) => new DecodeError({ operation, path, cause }))
+      )
+
+    const decoder = new TextDecoder()
+
+    const service: Api.ClientService = {
+      [TypeId]: TypeId,
+      durable: disk.durable,
+
+      read: (path) => readLocked("Client.read", path, "file", (p) => io("Client.read", p, fs.readFile(p))),
+
+      readString: (path, encoding) =>
+        readLocked(
+          "Client.readString",
+          path,
+          "file",
+          (p) => io("Client.readString", p, fs.readFileString(p, encoding))
+        ),
+
+      stream: (path, options) =>
+        Stream.unwrapScoped(
+          Effect.gen(function*() {
+            const p = yield* resolve("Client.stream", path, "file")
+            yield* manager.lock(p, "read")
+            return fs.stream(p, streamOptions(options)).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
+          })
+        ).pipe(Stream.withSpan("Client.stream", { attributes: { "persistence.path": path } })),
+
+      write: (path, data, options) =>
+        writeLocked("Client.write", path, (p) => replace(disk, "Client.write", p, toBytes(data), options?.mode)),
+
+      sink: (path, options) =>
+        Sink.unwrapScoped(
+          Effect.gen(
+            function*(): Effect.fn.Return<
+              Sink.Sink<void, Uint8Array, never, Api.WriteError>,
+              Api.WriteError,
+              Scope.Scope
+            > {
+              const p = yield* resolve("Client.sink", path, "mutation")
+              yield* manager.lock(p, "write")
+              return yield* replaceSink(disk, "Client.sink", p, options?.mode)
+            }
+          ).pipe(span("Client.sink", path))
+        ),
+
+      collect: (path, options) =>
+        readLocked(
+          "Client.collect",
+          path,
+          "directory",
+          (p) => entries("Client.collect", p, options?.recursive ?? false, options?.includeTemp ?? false)
+        ),
+
+      collectEntries: (path, options) =>
+        readLocked("Client.collectEntries", path, "directory", (p) =>
+          entries("Client.collectEntries", p, options?.recursive ?? false, options?.includeTemp ?? false).pipe(
+            Effect.flatMap((names) =>
+              Effect.forEach(names, (name) =>
+                io("Client.collectEntries", join(p, name), fs.stat(join(p, name))).pipe(
+                  Effect.map((info): Api.Entry => ({ name, type: info.type }))
+                ), { concurrency: 16 })
+            )
+          )),
+
+      delete: (path, options) =>
+        writeLocked("Client.delete", path, (p) => {
+          const force = options?.force ?? false
+          const removed = io("Client.delete", p, fs.remove(p, { recursive: options?.recursive ?? false, force }))
+          if (!disk.durable) {
+            return removed
+          }
+          // A forced delete under a missing parent changed nothing to persist.
+          const sync = syncDirectory(disk, "Client.delete", parent(p)).pipe(
+            Effect.catchIf((e) =>
+              force && e.reason === "NotFound", () =>
+              Effect.void)
+          )
+          return Effect.zipRight(removed, afterCommit("Client.delete", p, sync))
+        }),
+
+      rename: (from, to) =>
+        Effect.gen(function*() {
+          const operation = "Client.rename"
+          const source = yield* resolve(operation, from, "mutation")
+          const target = yield* resolve(operation, to, "mutation")
+          if (source === target) {
+            return
+          }
+          yield* manager.withLockAll([source, target])(renameLocked(disk, source, target))
+        }).pipe(span("Client.rename", `${from} -> ${to}`)),
+
+      modify: (path, f, options) =>
+        modifyWith("Client.modify", path, (current) =>
+          Effect.map(lift(f(current)), (next) =>
+            [next, toBytes(next)] as const), options?.mode),
+
+      readJson: (path, schema) =>
+        readLocked("Client.readJson", path, "file", (p) =>
+          io("Client.readJson", p, fs.readFileString(p)).pipe(
+            Effect.flatMap(decodeJson("Client.readJson", p, schema))
+          )),
+
+      writeJson: (path, schema, value, options) =>
+        encodeJson("Client.writeJson", path, schema)(value).pipe(
+          Effect.flatMap((text) =>
+            writeLocked("Client.writeJson", path, (p) =>
+              replace(disk, "Client.writeJson", p, toBytes(text), options?.mode))
+          ),
+          span("Client.writeJson", path)
+        ),
+
+      modifyJson: (path, schema, f, options) => {
+        const operation = "Client.modifyJson"
+        return modifyWith(operation, path, (current) =>
+          Effect.gen(function*() {
+            const decoded = Option.isNone(current) ?
+              Option.none() :
+              Option.some(yield* decodeJson(operation, path, schema)(decoder.decode(current.value)))
+            const next = yield* lift(f(decoded))
+            const text = yield* encodeJson(operation, path, schema)(next)
+            return [next, toBytes(text)] as const
+          }), options?.mode)
+      },
+
+      recover: (dir, options) =>
+        writeLocked("Client.recover", dir, (p) =>
+          Effect.gen(function*() {
+            const operation = "Client.recover"
+            const names = yield* io(operation, p, fs.readDirectory(p, { recursive: options?.recursive ?? false }))
+            const removed = names.filter((name) =>
+              isTemp.test(basename(name))
+            ).map((name) =>
+              join(p, name)
+            )
+            yield* Effect.forEach(removed, (temp) =>
+              io(operation, temp, fs.remove(temp, { force: true })), {
+              discard: true
+            })
+            if (disk.durable && removed.length > 0) {
+              const dirs = Array.from(new Set(removed.map(parent)))
+              yield* afterCommit(
+                operation,
+                p,
+                Effect.forEach(dirs, (d) =>
+                  syncDirectory(disk, operation, d), { discard: true })
+              )
+            }
+            return removed
+          })).pipe(Effect.catchTag("InvalidPathError", (e) =>
+            e.reason === "Root" ? recoverRoot : Effect.fail(e)))
+    }
+
+    // `recover("/")` is a directory operation; `writeLocked` refuses the root as a mutation.
+    const recoverRoot = Effect.fail(invalid("Client.recover", ROOT, "Root"))
+
+    return service
+  })
+
+/** @internal */
+export const makeFromConfig = (
+  config: Config.Config<Api.ClientOptions>
+) => Effect.flatMap(config, (options) => make(options))
+
+const lift = <A, E, R>(update: Api.Update<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.isEffect(update) ? update : Effect.succeed(update)
+
+const streamOptions = (options: Api.StreamOptions | undefined): FileSystem.StreamOptions => {
+  if (options === undefined) return {}
+  const out: { -readonly [K in keyof FileSystem.StreamOptions]: FileSystem.StreamOptions[K] } = {}
+  if (options.offset !== undefined) out.offset = FileSystem.Size(options.offset)
+  if (options.bytesToRead !== undefined) out.bytesToRead = FileSystem.Size(options.bytesToRead)
+  if (options.chunkSize !== undefined) out.chunkSize = FileSystem.Size(options.chunkSize)
+  return out
+}
+
+const afterCommit = (operation: string, path: string, effect: Effect.Effect<void, FileSystemError>) =>
+  Effect.mapError(effect, (cause) => new CommitError({ operation, path, cause }))
+
+/**
+ * Rename under the combined lock. A missing source fails as not found before
+ * anything is created; missing parents of the target are created only once the
+ * source is known to exist.
+ */
+const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect<void, Api.WriteError> => {
+  const operation = "Client.rename"
+  const move = Effect.mapError(disk.fs.rename(source, target), (error) => error)
+  return move.pipe(
+    Effect.catchAll((error) => {
+      if (errnoCode(error) !== "ENOENT") return Effect.fail(fromPlatform(operation, source)(error))
+      return io(operation, source, disk.fs.stat(source)).pipe(
+        Effect.zipRight(ensureDirectory(disk, operation, parent(target))),
+        Effect.zipRight(io(operation, source, disk.fs.rename(source, target)))
+      )
+    }),
+    Effect.zipRight(
+      disk.durable ?
+        // The target's directory first: a crash between the two syncs leaves
+        // the file reachable under both names rather than under neither.
+        afterCommit(
+          operation,
+          target,
+          Effect.zipRight(
+            syncDirectory(disk, operation, parent(target)),
+            parent(source) === parent(target) ? Effect.void : syncDirectory(disk, operation, parent(source))
+          )
+        ) :
+        Effect.void
+    )
+  )
+}
+
+/**
+ * Confinement to a root directory: lexically, then through the real path of
+ * the deepest existing ancestor (so a symbolic link cannot lead outside).
+ */
+const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
+  Effect.gen(function*() {
+    const normal = normalize(rootOption)
+    if (Either.isLeft(normal)) return yield* invalid("Client.make", rootOption, normal.left, "root")
+    const root = normal.right
+    const realRoot = yield* fs.realPath(root).pipe(Effect.orElseSucceed(() => root))
+    const inside = (base: string, p: string) => p === base || isAncestor(base, p)
+
+    const checkReal = (operation: string, path: string, p: string): Effect.Effect<void, Api.ReadError> =>
+      fs.realPath(p).pipe(
+        Effect.matchEffect({
+          onSuccess: (real) =>
+            inside(realRoot, real) ? Effect.void : Effect.fail(invalid(operation, path, "OutsideRoot")),
+          onFailure: (error) => {
+            const code = errnoCode(error)
+            if ((code === "ENOENT" || code === "ENOTDIR") && p !== root) return checkReal(operation, path, parent(p))
+            return Effect.fail(fromPlatform(operation, p)(error))
+          }
+        })
+      )
+
+    return (operation: string, path: string, p: string, use: Use): Effect.Effect<string, Api.ReadError> => {
+      if (!inside(root, p)) return Effect.fail(invalid(operation, path, "OutsideRoot"))
+      if (use !== "directory" && p === root) return Effect.fail(invalid(operation, path, "Root"))
+      return Effect.as(checkReal(operation, path, p), p)
+    }
+  })

@@ -1,0 +1,66 @@
+/**
+ * The boundary between the platform's errors and the library's: every
+ * `PlatformError` becomes a `FileSystemError` carrying the operation, the path
+ * and the platform error as `cause`.
+ *
+ * @internal
+ */
+import type { PlatformError } from "@effect/platform/Error"
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import { FileSystemError, type FileSystemReason } from "../PersistenceError.js"
+
+// The Node platform maps only a few errno codes to reasons (ENOSPC, EXDEV,
+// ENOTEMPTY, EPERM arrive as "Unknown"), so the errno code decides first.
+const byCode: Record<string, FileSystemReason> = {
+  ENOENT: "NotFound",
+  EACCES: "PermissionDenied",
+  EPERM: "PermissionDenied",
+  EROFS: "PermissionDenied",
+  EEXIST: "AlreadyExists",
+  ENOSPC: "NoSpace",
+  EDQUOT: "NoSpace",
+  EBUSY: "Busy",
+  ENOTDIR: "NotADirectory",
+  EISDIR: "IsADirectory",
+  ERR_FS_EISDIR: "IsADirectory",
+  ENOTEMPTY: "NotEmpty",
+  EXDEV: "CrossDevice",
+  ENAMETOOLONG: "NameTooLong",
+  ETIMEDOUT: "TimedOut",
+  EIO: "IoError"
+}
+
+const byReason: Partial<Record<string, FileSystemReason>> = {
+  NotFound: "NotFound",
+  PermissionDenied: "PermissionDenied",
+  AlreadyExists: "AlreadyExists",
+  Busy: "Busy",
+  TimedOut: "TimedOut",
+  InvalidData: "InvalidData"
+}
+
+/** The errno code behind a platform error, when there is one. */
+export const errnoCode = (error: PlatformError): string | undefined => {
+  const cause = error._tag === "SystemError" ? error.cause : undefined
+  return Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : undefined
+}
+
+/** @internal */
+export const fromPlatform = (operation: string, path: string) => (error: PlatformError): FileSystemError => {
+  const code = errnoCode(error)
+  const reason = (code !== undefined ? byCode[code] : undefined) ??
+    (error._tag === "SystemError" ? byReason[error.reason] : undefined) ?? "Unknown"
+  return new FileSystemError({ operation, path, reason, ...(code !== undefined ? { code } : {}), cause: error })
+}
+
+/**
+ * Runs a platform call and translates its failure.
+ *
+ * @internal
+ */
+export const io = <A, R>(
+  operation: string,
+  path: string,
+  effect: Effect.Effect<A, PlatformError, R>
+): Effect.Effect<A, FileSystemError, R> => Effect.mapError(effect, fromPlatform(operation, path))
