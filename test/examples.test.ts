@@ -16,6 +16,16 @@ const example = async (name: string) => {
 }
 
 describe("examples", () => {
+  it("hello-world.ts (npm start): every step of the seed's usage section, no lock left", async () => {
+    const out = await example("hello-world.ts")
+    expect(out).toContain("read: { message: 'Hello, World!' }")
+    expect(out).toContain("read as Message: Hello, World!")
+    expect(out).toContain("collect: [ 'example.json' ]")
+    expect(out).toContain(`stream: {"message":"Streaming Hello, World!"}`)
+    expect(out).toContain("collect after rename: [ 'archive', 'archive/example.json' ]")
+    expect(out).toContain(`locks at the end: {"held":0,"pending":0,"nodes":0}`)
+  })
+
   it("locks.ts: readers overlap, the writer waits, the late reader queues behind it", async () => {
     const out = await example("locks.ts")
     const lines = out.trim().split("\n")

@@ -198,7 +198,9 @@ export const begin = (
       // Each syscall runs whole (an interrupted in-flight write could land
       // after its descriptor is closed and reused); interruption is honoured
       // between syscalls, up to the rename.
-      write: (chunk) => Effect.uninterruptible(io(operation, target, file.writeAll(chunk))),
+      // (The platform's writeAll reports an empty buffer as a zero-byte write.)
+      write: (chunk) =>
+        chunk.length === 0 ? Effect.void : Effect.uninterruptible(io(operation, target, file.writeAll(chunk))),
       finish: Effect.uninterruptible(
         Effect.gen(function*() {
           if (disk.durable) yield* io(operation, target, file.sync)

@@ -1,0 +1,505 @@
+import { NodeFileSystem } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream, Tracer } from "effect"
+import * as nodeFs from "node:fs"
+import * as nodePath from "node:path"
+import * as Client from "../src/Client.js"
+import * as LockManager from "../src/LockManager.js"
+import { expectIdle, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
+import { waitUntil } from "./utils/locks.js"
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+const bytesOf = (s: string) => new TextEncoder().encode(s)
+
+/** Writes a leftover temp file as a crashed writer would have left it. */
+const leftover = (dir: string, name: string, suffix = "tmp") => {
+  const path = nodePath.join(dir, `.${name}.abcdefghij12.${suffix}`)
+  nodeFs.writeFileSync(path, "partial")
+  return path
+}
+
+describe("Client.read / readString", () => {
+  it.scoped("reads bytes and text under a read lock", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/f.txt`, "héllo")
+      expect(text(yield* client.read(`${dir}/f.txt`))).toBe("héllo")
+      expect(yield* client.readString(`${dir}/f.txt`)).toBe("héllo")
+      expect(yield* client.readString(`${dir}//./f.txt`, "utf-8")).toBe("héllo")
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("a missing file fails as NotFound with the operation and path", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const error = yield* Effect.flip(client.read(`${dir}/missing`))
+      expect(error).toMatchObject({ _tag: "FileSystemError", reason: "NotFound", operation: "Client.read" })
+      expect(error.path).toBe(`${dir}/missing`)
+      expect(error.message).toContain("no such file or directory")
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("reading a directory fails as IsADirectory", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const error = yield* Effect.flip(client.readString(dir))
+      expect(error).toMatchObject({ _tag: "FileSystemError", reason: "IsADirectory" })
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.write", () => {
+  it.scoped("replaces content atomically, creates missing parents, leaves no temp file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      yield* client.write(`${dir}/a/b/c.txt`, "one")
+      expect(nodeFs.readFileSync(`${dir}/a/b/c.txt`, "utf8")).toBe("one")
+      yield* client.write(`${dir}/a/b/c.txt`, bytesOf("two"))
+      expect(nodeFs.readFileSync(`${dir}/a/b/c.txt`, "utf8")).toBe("two")
+      yield* client.write(`${dir}/a/b/c.txt`, "")
+      expect(nodeFs.readFileSync(`${dir}/a/b/c.txt`, "utf8")).toBe("")
+      expect(tempFiles(dir)).toEqual([])
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("the mode option sets the new file's permissions", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      yield* client.write(`${dir}/secret`, "s", { mode: 0o600 })
+      expect(nodeFs.statSync(`${dir}/secret`).mode & 0o777).toBe(0o600)
+      yield* client.write(`${dir}/open`, "o", { mode: 0o640 })
+      expect(nodeFs.statSync(`${dir}/open`).mode & 0o777).toBe(0o640)
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("a parent that is a file fails as NotADirectory and changes nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/file`, "x")
+      const before = snapshot(dir)
+      const error = yield* Effect.flip(client.write(`${dir}/file/child`, "y"))
+      expect(error).toMatchObject({ _tag: "FileSystemError", reason: "NotADirectory" })
+      const deeper = yield* Effect.flip(client.write(`${dir}/file/a/b`, "y"))
+      expect(deeper).toMatchObject({ _tag: "FileSystemError", reason: "NotADirectory" })
+      expect(snapshot(dir)).toEqual(before)
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("writing where a directory stands fails and keeps the directory", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.mkdirSync(`${dir}/d`)
+      nodeFs.writeFileSync(`${dir}/d/inside`, "keep")
+      const before = snapshot(dir)
+      const error = yield* Effect.flip(client.write(`${dir}/d`, "x"))
+      expect(error._tag).toBe("FileSystemError")
+      expect(snapshot(dir)).toEqual(before)
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("a custom tempSuffix names the temp file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient({ tempSuffix: "partial" })
+      const queue = yield* Queue.unbounded<Uint8Array>()
+      const fiber = yield* Stream.fromQueue(queue).pipe(Stream.run(client.sink(`${dir}/big.bin`)), Effect.fork)
+      yield* Queue.offer(queue, bytesOf("chunk"))
+      yield* waitUntil(Effect.sync(() => tempFiles(dir, "partial").length === 1), "temp file created")
+      expect(tempFiles(dir, "partial")[0]).toMatch(/^\.big\.bin\.[0-9a-z]{12}\.partial$/)
+      yield* Fiber.interrupt(fiber)
+      expect(nodeFs.readdirSync(dir)).toEqual([])
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.stream", () => {
+  it.scoped("streams chunks with offset, length and chunk size, holding a read lock while open", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/s`, "0123456789")
+      const all = yield* Stream.runCollect(client.stream(`${dir}/s`, { chunkSize: 3 }))
+      expect(Chunk.toReadonlyArray(all).map(text)).toEqual(["012", "345", "678", "9"])
+      const part = yield* Stream.runCollect(client.stream(`${dir}/s`, { offset: 2, bytesToRead: 5 }))
+      expect(Chunk.toReadonlyArray(part).map(text).join("")).toBe("23456")
+      const seen = yield* client.stream(`${dir}/s`, { chunkSize: 4 }).pipe(
+        Stream.mapEffect((chunk) => Effect.map(manager.stats, (s) => [text(chunk), s.held] as const)),
+        Stream.runCollect
+      )
+      expect(Chunk.toReadonlyArray(seen).every(([, held]) => held === 1)).toBe(true)
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("a missing file fails the stream as NotFound and releases the lock", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const error = yield* Effect.flip(Stream.runDrain(client.stream(`${dir}/nope`)))
+      expect(error).toMatchObject({ _tag: "FileSystemError", reason: "NotFound", operation: "Client.stream" })
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.sink", () => {
+  it.scoped("commits what it received when the input ends", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/out`, "old")
+      yield* Stream.make("a", "bc", "def").pipe(Stream.map(bytesOf), Stream.run(client.sink(`${dir}/out`)))
+      expect(nodeFs.readFileSync(`${dir}/out`, "utf8")).toBe("abcdef")
+      yield* Stream.empty.pipe(Stream.run(client.sink(`${dir}/new/empty`, { mode: 0o600 })))
+      expect(nodeFs.readFileSync(`${dir}/new/empty`, "utf8")).toBe("")
+      expect(nodeFs.statSync(`${dir}/new/empty`).mode & 0o777).toBe(0o600)
+      expect(tempFiles(dir)).toEqual([])
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("an upstream failure leaves the target untouched and no temp file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/out`, "old")
+      const exit = yield* Stream.make(bytesOf("new")).pipe(
+        Stream.concat(Stream.fail("upstream broke")),
+        Stream.run(client.sink(`${dir}/out`)),
+        Effect.exit
+      )
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(nodeFs.readFileSync(`${dir}/out`, "utf8")).toBe("old")
+      expect(tempFiles(dir)).toEqual([])
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.collect / collectEntries", () => {
+  it.scoped("lists names, recursively, hiding leftover temp files unless asked", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.mkdirSync(`${dir}/sub/deeper`, { recursive: true })
+      nodeFs.writeFileSync(`${dir}/a.txt`, "a")
+      nodeFs.writeFileSync(`${dir}/sub/b.txt`, "b")
+      nodeFs.writeFileSync(`${dir}/.hidden`, "not a temp file")
+      leftover(dir, "a.txt")
+      leftover(`${dir}/sub`, "b.txt")
+      expect((yield* client.collect(dir)).sort()).toEqual([".hidden", "a.txt", "sub"])
+      expect((yield* client.collect(dir, { recursive: true })).sort()).toEqual(
+        [".hidden", "a.txt", "sub", "sub/b.txt", "sub/deeper"]
+      )
+      expect((yield* client.collect(dir, { includeTemp: true })).length).toBe(4)
+      const entries = yield* client.collectEntries(dir, { recursive: true })
+      expect(entries.sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+        { name: ".hidden", type: "File" },
+        { name: "a.txt", type: "File" },
+        { name: "sub", type: "Directory" },
+        { name: "sub/b.txt", type: "File" },
+        { name: "sub/deeper", type: "Directory" }
+      ])
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("the filesystem root can be listed", () =>
+    Effect.gen(function*() {
+      const { client, manager } = yield* makeClient()
+      expect(yield* client.collect("/")).toContain("tmp")
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("a missing directory and a file give typed errors", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/f`, "")
+      expect(yield* Effect.flip(client.collect(`${dir}/missing`))).toMatchObject({ reason: "NotFound" })
+      expect(yield* Effect.flip(client.collect(`${dir}/f`))).toMatchObject({ reason: "NotADirectory" })
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.delete", () => {
+  it.scoped("removes files, directories with recursive, and tolerates missing paths with force", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.mkdirSync(`${dir}/d/e`, { recursive: true })
+      nodeFs.writeFileSync(`${dir}/d/e/f`, "f")
+      nodeFs.writeFileSync(`${dir}/g`, "g")
+      yield* client.delete(`${dir}/g`)
+      expect(nodeFs.existsSync(`${dir}/g`)).toBe(false)
+      const notRecursive = yield* Effect.flip(client.delete(`${dir}/d`))
+      expect(notRecursive._tag).toBe("FileSystemError")
+      expect(nodeFs.existsSync(`${dir}/d/e/f`)).toBe(true)
+      yield* client.delete(`${dir}/d`, { recursive: true })
+      expect(nodeFs.existsSync(`${dir}/d`)).toBe(false)
+      expect(yield* Effect.flip(client.delete(`${dir}/missing`))).toMatchObject({ reason: "NotFound" })
+      yield* client.delete(`${dir}/missing`, { force: true })
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("durable delete with force succeeds when the parent does not exist", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient({ durable: true })
+      yield* client.delete(`${dir}/no/such/parent/file`, { force: true })
+      nodeFs.writeFileSync(`${dir}/x`, "x")
+      yield* client.delete(`${dir}/x`)
+      expect(nodeFs.existsSync(`${dir}/x`)).toBe(false)
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.rename", () => {
+  it.scoped("moves a file, creating missing parents of the target", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/from`, "content")
+      yield* client.rename(`${dir}/from`, `${dir}/x/y/to`)
+      expect(nodeFs.existsSync(`${dir}/from`)).toBe(false)
+      expect(nodeFs.readFileSync(`${dir}/x/y/to`, "utf8")).toBe("content")
+      nodeFs.writeFileSync(`${dir}/other`, "replaced")
+      yield* client.rename(`${dir}/x/y/to`, `${dir}/other`)
+      expect(nodeFs.readFileSync(`${dir}/other`, "utf8")).toBe("content")
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("a missing source fails as NotFound without creating anything", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient({ durable: true })
+      const before = snapshot(dir)
+      const error = yield* Effect.flip(client.rename(`${dir}/missing`, `${dir}/new/parent/to`))
+      expect(error).toMatchObject({ _tag: "FileSystemError", reason: "NotFound", path: `${dir}/missing` })
+      expect(snapshot(dir)).toEqual(before)
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("the same path (in any spelling) is a no-op", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/same`, "s")
+      yield* client.rename(`${dir}/same`, `${dir}/./same/`)
+      expect(nodeFs.readFileSync(`${dir}/same`, "utf8")).toBe("s")
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.modify", () => {
+  it.scoped("passes the current content (None when missing) and writes the result", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const seen: Array<Option.Option<string>> = []
+      const bump = (current: Option.Option<Uint8Array>) => {
+        seen.push(Option.map(current, text))
+        return String(Number(Option.getOrElse(Option.map(current, text), () => "0")) + 1)
+      }
+      expect(yield* client.modify(`${dir}/n/counter`, bump)).toBe("1")
+      expect(yield* client.modify(`${dir}/n/counter`, (c) => Effect.succeed(bump(c)))).toBe("2")
+      expect(seen).toEqual([Option.none(), Option.some("1")])
+      expect(nodeFs.readFileSync(`${dir}/n/counter`, "utf8")).toBe("2")
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("a failing update leaves the file untouched and no temp file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/doc`, "old")
+      const error = yield* Effect.flip(client.modify(`${dir}/doc`, () => Effect.fail("no" as const)))
+      expect(error).toBe("no")
+      expect(nodeFs.readFileSync(`${dir}/doc`, "utf8")).toBe("old")
+      expect(tempFiles(dir)).toEqual([])
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client JSON documents", () => {
+  const User = Schema.Struct({ name: Schema.String, visits: Schema.Number.pipe(Schema.nonNegative()) })
+
+  it.scoped("writes, reads and modifies typed documents", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      yield* client.writeJson(`${dir}/u.json`, User, { name: "ada", visits: 1 })
+      expect(JSON.parse(nodeFs.readFileSync(`${dir}/u.json`, "utf8"))).toEqual({ name: "ada", visits: 1 })
+      expect(yield* client.readJson(`${dir}/u.json`, User)).toEqual({ name: "ada", visits: 1 })
+      const next = yield* client.modifyJson(`${dir}/u.json`, User, (current) =>
+        Option.match(current, {
+          onNone: () => ({ name: "new", visits: 0 }),
+          onSome: (u) => ({ ...u, visits: u.visits + 1 })
+        }))
+      expect(next).toEqual({ name: "ada", visits: 2 })
+      const created = yield* client.modifyJson(`${dir}/v.json`, User, (c) =>
+        Option.getOrElse(c, () => ({ name: "v", visits: 0 })))
+      expect(created).toEqual({ name: "v", visits: 0 })
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("decode and encode failures are typed and write nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/bad.json`, JSON.stringify({ name: 1 }))
+      nodeFs.writeFileSync(`${dir}/notjson`, "{")
+      const before = snapshot(dir)
+      expect(yield* Effect.flip(client.readJson(`${dir}/bad.json`, User))).toMatchObject({
+        _tag: "DecodeError",
+        operation: "Client.readJson"
+      })
+      expect((yield* Effect.flip(client.readJson(`${dir}/notjson`, User)))._tag).toBe("DecodeError")
+      expect((yield* Effect.flip(client.writeJson(`${dir}/new.json`, User, { name: "x", visits: -1 })))._tag).toBe(
+        "DecodeError"
+      )
+      expect(
+        (yield* Effect.flip(client.modifyJson(`${dir}/bad.json`, User, (c) => Option.getOrThrow(c))))._tag
+      ).toBe("DecodeError")
+      expect(snapshot(dir)).toEqual(before)
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.recover", () => {
+  it.scoped("removes leftover temp files (recursively on request) and returns their paths", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.mkdirSync(`${dir}/sub`)
+      nodeFs.writeFileSync(`${dir}/keep.txt`, "k")
+      nodeFs.writeFileSync(`${dir}/.keep.tmp`, "not ours: no random part")
+      const top = leftover(dir, "keep.txt")
+      const nested = leftover(`${dir}/sub`, "x")
+      const other = leftover(dir, "y", "other")
+      expect(yield* client.recover(dir)).toEqual([top])
+      expect(yield* client.recover(dir, { recursive: true })).toEqual([nested])
+      expect(nodeFs.existsSync(other)).toBe(true)
+      expect(nodeFs.readdirSync(dir).sort()).toEqual([".keep.tmp", ".y.abcdefghij12.other", "keep.txt", "sub"])
+      const custom = yield* makeClient({ tempSuffix: "other", durable: true })
+      expect(yield* custom.client.recover(dir)).toEqual([other])
+      yield* expectIdle(manager)
+      yield* expectIdle(custom.manager)
+    }))
+})
+
+describe("Client root confinement", () => {
+  it.scoped("accepts paths inside the root and refuses lexical and symlink escapes without touching anything", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      nodeFs.mkdirSync(`${dir}/root`)
+      nodeFs.mkdirSync(`${dir}/outside`)
+      nodeFs.symlinkSync(`${dir}/outside`, `${dir}/root/escape`)
+      nodeFs.writeFileSync(`${dir}/outside/secret`, "secret")
+      const { client, manager } = yield* makeClient({ root: `${dir}/root` })
+      yield* client.write(`${dir}/root/inside/ok.txt`, "ok")
+      expect(nodeFs.readFileSync(`${dir}/root/inside/ok.txt`, "utf8")).toBe("ok")
+      const before = snapshot(dir)
+      const attempts = [
+        client.write(`${dir}/root/../outside/x`, "x"),
+        client.write(`${dir}/outside/x`, "x"),
+        client.read(`${dir}/root/escape/secret`),
+        client.write(`${dir}/root/escape/new/file`, "x"),
+        client.delete(`${dir}/root/escape/secret`),
+        client.rename(`${dir}/root/inside/ok.txt`, `${dir}/root/escape/stolen`),
+        client.collect(`${dir}/root/escape`),
+        client.write(`${dir}/root`, "x")
+      ]
+      for (const attempt of attempts) {
+        const error = yield* Effect.flip(attempt)
+        expect(error._tag).toBe("InvalidPathError")
+        expect(["OutsideRoot", "Root"]).toContain((error as { reason: string }).reason)
+      }
+      expect(snapshot(dir)).toEqual(before)
+      expect(yield* client.collect(`${dir}/root`)).toEqual(expect.arrayContaining(["inside", "escape"]))
+      yield* expectIdle(manager)
+    }))
+
+  it.effect("a relative root, an empty or separator-laden tempSuffix are refused at construction", () =>
+    Effect.gen(function*() {
+      for (const options of [{ root: "data" }, { tempSuffix: "" }, { tempSuffix: "a/b" }]) {
+        const error = yield* Effect.flip(makeClient(options))
+        expect(error._tag).toBe("InvalidPathError")
+      }
+    }))
+})
+
+describe("Client bad input", () => {
+  it.scoped("relative, empty, NUL-containing and root paths fail with InvalidPathError and change nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.writeFileSync(`${dir}/f`, "f")
+      const before = snapshot(dir)
+      const cases: Array<[Effect.Effect<unknown, { _tag: string }>, string]> = [
+        [client.write("relative.txt", "x"), "Relative"],
+        [client.write("", "x"), "Empty"],
+        [client.write(`${dir}/a\0b`, "x"), "NulByte"],
+        [client.write("/", "x"), "Root"],
+        [client.read("/"), "Root"],
+        [client.readString("./f"), "Relative"],
+        [client.delete("/", { recursive: true }), "Root"],
+        [client.rename(`${dir}/f`, "/"), "Root"],
+        [client.rename("/", `${dir}/g`), "Root"],
+        [client.modify("/", () => "x"), "Root"],
+        [client.collect("dir"), "Relative"],
+        [client.recover(""), "Empty"],
+        [Stream.runDrain(client.stream("rel")), "Relative"],
+        [Stream.run(Stream.make(bytesOf("x")), client.sink("/")), "Root"],
+        [client.write(42 as unknown as string, "x"), "NotAString"]
+      ]
+      for (const [attempt, reason] of cases) {
+        const error = yield* Effect.flip(attempt)
+        expect(error).toMatchObject({ _tag: "InvalidPathError", reason })
+      }
+      expect(snapshot(dir)).toEqual(before)
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client layers and observability", () => {
+  it.effect("layerConfig reads the options from Config", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      expect(client.durable).toBe(true)
+    }).pipe(
+      Effect.provide(
+        Client.layerConfig().pipe(
+          Layer.provide(Layer.merge(LockManager.layer, NodeFileSystem.layer)),
+          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["PERSISTENCE_DURABLE", "true"]]))))
+        )
+      )
+    ))
+
+  it.scoped("each operation runs in a span named after it with the path", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client } = yield* makeClient()
+      const spans: Array<Tracer.Span> = []
+      const native = yield* Effect.tracer
+      const recording = Tracer.make({
+        span: (...args) => {
+          const span = native.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: native.context
+      })
+      yield* Effect.gen(function*() {
+        yield* client.write(`${dir}/t`, "t")
+        yield* client.read(`${dir}/t`)
+        yield* client.collect(dir)
+        yield* client.delete(`${dir}/t`)
+      }).pipe(Effect.withTracer(recording))
+      const names = spans.map((s) => s.name)
+      expect(names).toEqual(["Client.write", "Client.read", "Client.collect", "Client.delete"])
+      expect(spans[0].attributes.get("persistence.path")).toBe(`${dir}/t`)
+    }))
+})
