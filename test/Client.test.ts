@@ -1,3 +1,5 @@
+import { FileSystem } from "@effect/platform"
+import { SystemError } from "@effect/platform/Error"
 import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream, Tracer } from "effect"
@@ -502,4 +504,50 @@ describe("Client layers and observability", () => {
       expect(names).toEqual(["Client.write", "Client.read", "Client.collect", "Client.delete"])
       expect(spans[0].attributes.get("persistence.path")).toBe(`${dir}/t`)
     }))
+})
+
+describe("Client error reasons", () => {
+  // The Node platform maps only some errno codes; the library reads the code.
+  const failingWrites = (code: string) =>
+    Layer.effect(
+      FileSystem.FileSystem,
+      Effect.map(FileSystem.FileSystem, (fs): FileSystem.FileSystem => ({
+        ...fs,
+        open: (path, options) =>
+          options?.flag === "wx" ?
+            Effect.fail(
+              new SystemError({
+                reason: code === "EACCES" ? "PermissionDenied" : "Unknown",
+                module: "FileSystem",
+                method: "open",
+                pathOrDescriptor: path,
+                cause: Object.assign(new Error(`${code}: injected`), { code })
+              })
+            ) :
+            fs.open(path, options)
+      }))
+    ).pipe(Layer.provide(NodeFileSystem.layer))
+
+  const cases: Array<[string, string]> = [
+    ["EACCES", "PermissionDenied"],
+    ["EPERM", "PermissionDenied"],
+    ["EEXIST", "AlreadyExists"],
+    ["ENOSPC", "NoSpace"],
+    ["EIO", "IoError"],
+    ["EMFILE", "Unknown"]
+  ]
+  for (const [code, reason] of cases) {
+    it.scoped(`${code} is reported as ${reason}, the target is untouched`, () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const { client, manager } = yield* makeClient({}, failingWrites(code))
+        nodeFs.writeFileSync(`${dir}/t`, "old")
+        const error = yield* Effect.flip(client.write(`${dir}/t`, "new"))
+        expect(error).toMatchObject({ _tag: "FileSystemError", reason, code, operation: "Client.write", path: `${dir}/t` })
+        if (error._tag === "FileSystemError") expect(error.cause).toBeInstanceOf(SystemError)
+        expect(nodeFs.readFileSync(`${dir}/t`, "utf8")).toBe("old")
+        expect(tempFiles(dir)).toEqual([])
+        yield* expectIdle(manager)
+      }))
+  }
 })

@@ -148,7 +148,7 @@ describe("LockManager rules", () => {
       yield* expectIdle(m)
     }))
 
-  it.effect("the root may be read-locked; a root write blocks everything", () =>
+  it.effect("the root may be read-locked (alongside reads below it); a root write is refused", () =>
     Effect.gen(function*() {
       const m = yield* LockManager.make
       const r = yield* hold(m, "/", "read")
@@ -156,6 +156,14 @@ describe("LockManager rules", () => {
       yield* expectGranted(m, [r, r2], [0, 1])
       const w = yield* hold(m, "/a", "write")
       yield* expectGranted(m, [r, r2, w], [0, 1])
+      for (const attempt of [
+        Effect.scoped(m.lock("/", "write")),
+        Effect.scoped(m.lock("/a/..", "write")),
+        m.withLock("//", "write")(Effect.void),
+        Effect.scoped(m.lockAll(["/a", "/"]))
+      ]) {
+        expect(yield* Effect.flip(attempt)).toMatchObject({ _tag: "InvalidPathError", reason: "Root" })
+      }
       yield* releaseAll([r, r2, w])
       yield* expectIdle(m)
     }))

@@ -6,7 +6,7 @@ import type * as Api from "../LockManager.js"
 import type { Lock, LockManagerService, LockMode } from "../LockManager.js"
 import { InvalidPathError } from "../PersistenceError.js"
 import { LockTable, type Request } from "./lockTable.js"
-import { normalize, topMost } from "./path.js"
+import { normalize, ROOT, topMost } from "./path.js"
 
 /** @internal */
 export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/LockManager") as typeof Api.TypeId
@@ -25,6 +25,9 @@ const invalid = (operation: string, path: unknown, reason: InvalidPathError["rea
 const planOne = (operation: string, path: string, mode: LockMode): Either.Either<Plan, InvalidPathError> => {
   const normal = normalize(path)
   if (Either.isLeft(normal)) return Either.left(invalid(operation, path, normal.left))
+  // The root may be read (listed), never written: a write on it would
+  // exclude every path there is.
+  if (mode === "write" && normal.right === ROOT) return Either.left(invalid(operation, path, "Root"))
   const paths = [normal.right]
   return Either.right({ mode, locked: paths, paths })
 }
@@ -34,6 +37,7 @@ const planAll = (operation: string, input: Iterable<string>): Either.Either<Plan
   for (const path of input) {
     const normal = normalize(path)
     if (Either.isLeft(normal)) return Either.left(invalid(operation, path, normal.left))
+    if (normal.right === ROOT) return Either.left(invalid(operation, path, "Root"))
     if (!paths.includes(normal.right)) paths.push(normal.right)
   }
   if (paths.length === 0) return Either.left(invalid(operation, [], "EmptyPathSet"))
