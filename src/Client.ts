@@ -49,6 +49,13 @@ export interface ClientOptions {
    * `InvalidPathError` and nothing is touched.
    */
   readonly root?: string
+  /**
+   * Share one directory fsync among concurrent durable writers in a directory
+   * (group commit). Each writer still waits for an fsync that started after its
+   * own rename, and learns whether it failed. Default `true`; switch it off only
+   * to measure its effect.
+   */
+  readonly groupCommit?: boolean
 }
 
 /**

@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -14,6 +15,7 @@ import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import { CommitError, FileSystemError } from "../PersistenceError.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
+import * as GroupCommit from "./groupCommit.js"
 import { basename, join, parent, ROOT } from "./path.js"
 
 /**
@@ -26,7 +28,28 @@ export interface Disk {
   readonly fs: FileSystem.FileSystem
   readonly durable: boolean
   readonly tempSuffix: string
+  /** fsync of a directory, batched across concurrent callers unless group commit is off. */
+  readonly fsyncDirectory: (dir: string) => Effect.Effect<void, PlatformError>
 }
+
+/**
+ * fsync of a directory: makes its entry changes (create, rename, unlink)
+ * durable. The platform has no call for it; opening the directory read-only
+ * and syncing the descriptor works on Linux.
+ */
+const fsyncDirectory = (fs: FileSystem.FileSystem) => (dir: string): Effect.Effect<void, PlatformError> =>
+  Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (file) => file.sync))
+
+/** @internal */
+export const makeDisk = (
+  fs: FileSystem.FileSystem,
+  options: { readonly durable: boolean; readonly tempSuffix: string; readonly groupCommit: boolean }
+): Disk => ({
+  fs,
+  durable: options.durable,
+  tempSuffix: options.tempSuffix,
+  fsyncDirectory: options.groupCommit ? GroupCommit.make(fsyncDirectory(fs)) : fsyncDirectory(fs)
+})
 
 const TOKEN_LENGTH = 12
 const NAME_KEEP = 96
@@ -54,15 +77,9 @@ export const tempPattern = (suffix: string): RegExp =>
 
 const removeQuietly = (disk: Disk, path: string) => Effect.ignore(disk.fs.remove(path))
 
-/**
- * fsync of a directory: makes its entry changes (create, rename, unlink)
- * durable. The platform has no call for it; opening the directory read-only
- * and syncing the descriptor works on Linux.
- *
- * @internal
- */
+/** @internal */
 export const syncDirectory = (disk: Disk, operation: string, dir: string): Effect.Effect<void, FileSystemError> =>
-  io(operation, dir, Effect.scoped(Effect.flatMap(disk.fs.open(dir, { flag: "r" }), (file) => file.sync)))
+  io(operation, dir, disk.fsyncDirectory(dir))
 
 /**
  * After the commit point nothing may undo the change, and any failure says the

@@ -12,7 +12,7 @@ import type * as Api from "../Client.js"
 import { LockManager } from "../LockManager.js"
 import { CommitError, DecodeError, FileSystemError, InvalidPathError } from "../PersistenceError.js"
 import type { InvalidPathReason } from "../PersistenceError.js"
-import { type Disk, ensureDirectory, replace, replaceSink, syncDirectory, tempPattern } from "./atomic.js"
+import { type Disk, ensureDirectory, makeDisk, replace, replaceSink, syncDirectory, tempPattern } from "./atomic.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
 
@@ -48,7 +48,11 @@ export const make = (
     const manager = yield* LockManager
     const fs = yield* FileSystem.FileSystem
     const tempSuffix = yield* validateSuffix(options.tempSuffix ?? "tmp")
-    const disk: Disk = { fs, durable: options.durable ?? false, tempSuffix }
+    const disk = makeDisk(fs, {
+      durable: options.durable ?? false,
+      tempSuffix,
+      groupCommit: options.groupCommit ?? true
+    })
     const isTemp = tempPattern(tempSuffix)
     const confinement = options.root === undefined ? undefined : yield* confine(fs, options.root)
 
