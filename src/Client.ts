@@ -16,7 +16,7 @@ import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/client.js"
 import type { LockManager } from "./LockManager.js"
-import type { CommitError, DecodeError, FileSystemError, InvalidPathError } from "./PersistenceError.js"
+import type { CommitError, DecodeError, FileSystemError, InvalidPathError, LockLostError } from "./PersistenceError.js"
 
 /**
  * @since 0.1.0
@@ -68,12 +68,13 @@ export type ReadError = InvalidPathError | FileSystemError
 
 /**
  * Errors of operations that change the disk. A `CommitError` says the change
- * happened but its durability could not be ensured.
+ * happened but its durability could not be ensured; a `LockLostError` (remote
+ * lock managers only) says the lock was lost and nothing was committed.
  *
  * @since 0.1.0
  * @category errors
  */
-export type WriteError = InvalidPathError | FileSystemError | CommitError
+export type WriteError = InvalidPathError | FileSystemError | CommitError | LockLostError
 
 /**
  * A directory entry with its type (the target's type for a symbolic link).

@@ -10,7 +10,7 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
-import type { InvalidPathError } from "./PersistenceError.js"
+import type { InvalidPathError, LockLostError } from "./PersistenceError.js"
 
 /**
  * @since 0.1.0
@@ -48,6 +48,16 @@ export interface Lock {
   readonly mode: LockMode
   /** The normalised paths, duplicates removed. */
   readonly paths: ReadonlyArray<string>
+  /**
+   * Completes if the lock is lost while held (a remote manager whose
+   * connection dropped). Never completes for the in-memory manager.
+   */
+  readonly lost: Effect.Effect<void>
+  /**
+   * Fails with a `LockLostError` if the lock was lost: checked by the Client
+   * right before it commits.
+   */
+  readonly ensureHeld: (operation: string) => Effect.Effect<void, LockLostError>
 }
 
 /**

@@ -235,12 +235,43 @@ export class DecodeError extends Schema.TaggedError<DecodeError>("effect-persist
 }
 
 /**
+ * A lock was lost while held (a remote lock manager whose connection dropped):
+ * the operation stopped before committing, so nothing changed under a lock
+ * that no longer excludes others.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockLostError extends Schema.TaggedError<LockLostError>("effect-persistence/LockLostError")(
+  "LockLostError",
+  {
+    operation: Schema.String,
+    paths: Schema.Array(Schema.String),
+    lockId: Schema.Number
+  }
+) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    return `${this.operation} ${
+      this.paths.join(", ")
+    }: lock #${this.lockId} was lost before the commit; nothing was changed`
+  }
+}
+
+/**
  * Any error of this library.
  *
  * @since 0.1.0
  * @category errors
  */
-export type PersistenceError = InvalidPathError | FileSystemError | CommitError | DecodeError
+export type PersistenceError = InvalidPathError | FileSystemError | CommitError | DecodeError | LockLostError
 
 /**
  * @since 0.1.0

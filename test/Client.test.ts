@@ -1,12 +1,13 @@
 import { FileSystem } from "@effect/platform"
-import { SystemError } from "@effect/platform/Error"
 import { NodeFileSystem } from "@effect/platform-node"
+import { SystemError } from "@effect/platform/Error"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream, Tracer } from "effect"
 import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
+import { LockLostError } from "../src/PersistenceError.js"
 import { expectIdle, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { waitUntil } from "./utils/locks.js"
 
@@ -543,11 +544,77 @@ describe("Client error reasons", () => {
         const { client, manager } = yield* makeClient({}, failingWrites(code))
         nodeFs.writeFileSync(`${dir}/t`, "old")
         const error = yield* Effect.flip(client.write(`${dir}/t`, "new"))
-        expect(error).toMatchObject({ _tag: "FileSystemError", reason, code, operation: "Client.write", path: `${dir}/t` })
+        expect(error).toMatchObject({
+          _tag: "FileSystemError",
+          reason,
+          code,
+          operation: "Client.write",
+          path: `${dir}/t`
+        })
         if (error._tag === "FileSystemError") expect(error.cause).toBeInstanceOf(SystemError)
         expect(nodeFs.readFileSync(`${dir}/t`, "utf8")).toBe("old")
         expect(tempFiles(dir)).toEqual([])
         yield* expectIdle(manager)
       }))
   }
+})
+
+describe("Client under a lock that is lost", () => {
+  // A manager whose locks report loss, as a remote manager does when its connection drops.
+  const losingManager = Effect.map(LockManager.make, (real): LockManager.LockManagerService => {
+    const lose = (lock: LockManager.Lock): LockManager.Lock => ({
+      ...lock,
+      lost: Effect.void,
+      ensureHeld: (operation) => Effect.fail(new LockLostError({ operation, paths: lock.paths, lockId: lock.id }))
+    })
+    return {
+      ...real,
+      lock: (path, mode) => Effect.map(real.lock(path, mode), lose),
+      lockAll: (paths) => Effect.map(real.lockAll(paths), lose),
+      withLock: (path, mode) => (effect) =>
+        real.withLock(path, mode)((lock) => Effect.isEffect(effect) ? effect : effect(lose(lock))),
+      withLockAll: (paths) => (effect) =>
+        real.withLockAll(paths)((lock) => Effect.isEffect(effect) ? effect : effect(lose(lock)))
+    }
+  })
+
+  it.scoped("no mutation commits: each fails with LockLostError and the disk is unchanged", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const manager = yield* losingManager
+      const client = yield* Client.make({ durable: true }).pipe(
+        Effect.provideService(LockManager.LockManager, manager),
+        Effect.provide(NodeFileSystem.layer)
+      )
+      nodeFs.writeFileSync(`${dir}/t`, "old")
+      leftover(dir, "t")
+      const before = snapshot(dir)
+      const attempts: Array<Effect.Effect<unknown, { _tag: string }>> = [
+        client.write(`${dir}/t`, "new"),
+        client.modify(`${dir}/t`, () => "new"),
+        Stream.run(Stream.make(bytesOf("new")), client.sink(`${dir}/t`)),
+        client.delete(`${dir}/t`),
+        client.rename(`${dir}/t`, `${dir}/u`),
+        client.recover(dir)
+      ]
+      for (const attempt of attempts) {
+        expect(yield* Effect.flip(attempt)).toMatchObject({ _tag: "LockLostError" })
+      }
+      expect(snapshot(dir)).toEqual(before)
+      yield* expectIdle(manager)
+    }))
+})
+
+describe("Client.recover on roots", () => {
+  it.scoped("a confined client can recover its root; \"/\" cannot be recovered", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient({ root: dir })
+      const temp = leftover(dir, "x")
+      expect(yield* client.recover(dir)).toEqual([temp])
+      const plain = yield* makeClient()
+      expect(yield* Effect.flip(plain.client.recover("/"))).toMatchObject({ _tag: "InvalidPathError", reason: "Root" })
+      yield* expectIdle(manager)
+      yield* expectIdle(plain.manager)
+    }))
 })

@@ -13,7 +13,8 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
-import { CommitError, FileSystemError } from "../PersistenceError.js"
+import type { Lock } from "../LockManager.js"
+import { CommitError, FileSystemError, type LockLostError } from "../PersistenceError.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
 import * as GroupCommit from "./groupCommit.js"
 import { basename, join, parent, ROOT } from "./path.js"
@@ -191,8 +192,8 @@ const commit = (
 export interface Replacement {
   /** Writes a whole chunk (short writes are retried by `writeAll`). */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, FileSystemError>
-  /** fsync (durable), close, rename, directory fsync (durable). Uninterruptible. */
-  readonly finish: Effect.Effect<void, FileSystemError | CommitError>
+  /** fsync (durable), close, lock check, rename, directory fsync (durable). Uninterruptible. */
+  readonly finish: Effect.Effect<void, FileSystemError | CommitError | LockLostError>
 }
 
 /** @internal */
@@ -200,6 +201,7 @@ export const begin = (
   disk: Disk,
   operation: string,
   target: string,
+  lock: Lock,
   mode?: number
 ): Effect.Effect<Replacement, FileSystemError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -222,6 +224,8 @@ export const begin = (
         Effect.gen(function*() {
           if (disk.durable) yield* io(operation, target, file.sync)
           yield* Scope.close(fileScope, Exit.void)
+          // Never commit under a lock that no longer excludes others.
+          yield* lock.ensureHeld(operation)
           // A CommitError means the rename happened: the new file must stay.
           yield* commit(disk, operation, temp, target).pipe(
             Effect.tapErrorTag("CommitError", () => Effect.sync(() => committed = true))
@@ -242,13 +246,14 @@ export const replace = (
   disk: Disk,
   operation: string,
   target: string,
+  lock: Lock,
   data: Uint8Array,
   mode?: number
-): Effect.Effect<void, FileSystemError | CommitError> =>
+): Effect.Effect<void, FileSystemError | CommitError | LockLostError> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.scoped(
       Effect.gen(function*() {
-        const replacement = yield* restore(begin(disk, operation, target, mode))
+        const replacement = yield* restore(begin(disk, operation, target, lock, mode))
         yield* restore(replacement.write(data))
         yield* replacement.finish
       })
@@ -266,9 +271,14 @@ export const replaceSink = (
   disk: Disk,
   operation: string,
   target: string,
+  lock: Lock,
   mode?: number
-): Effect.Effect<Sink.Sink<void, Uint8Array, never, FileSystemError | CommitError>, FileSystemError, Scope.Scope> =>
+): Effect.Effect<
+  Sink.Sink<void, Uint8Array, never, FileSystemError | CommitError | LockLostError>,
+  FileSystemError,
+  Scope.Scope
+> =>
   Effect.map(
-    begin(disk, operation, target, mode),
+    begin(disk, operation, target, lock, mode),
     (replacement) => Sink.forEach(replacement.write).pipe(Sink.mapEffect(() => replacement.finish))
   )

@@ -9,7 +9,7 @@ import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as Api from "../Client.js"
-import { LockManager } from "../LockManager.js"
+import { type Lock, LockManager } from "../LockManager.js"
 import { CommitError, DecodeError, FileSystemError, InvalidPathError } from "../PersistenceError.js"
 import type { InvalidPathReason } from "../PersistenceError.js"
 import { type Disk, ensureDirectory, makeDisk, replace, replaceSink, syncDirectory, tempPattern } from "./atomic.js"
@@ -79,10 +79,10 @@ export const make = (
     const writeLocked = <A, E, R>(
       operation: string,
       path: string,
-      f: (p: string) => Effect.Effect<A, E, R>
+      f: (p: string, lock: Lock) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | Api.ReadError, R> =>
       resolve(operation, path, "mutation").pipe(
-        Effect.flatMap((p) => manager.withLock(p, "write")(f(p))),
+        Effect.flatMap((p) => manager.withLock(p, "write")((lock) => f(p, lock))),
         span(operation, path)
       )
 
@@ -99,10 +99,10 @@ export const make = (
       f: (current: Option.Option<Uint8Array>) => Effect.Effect<readonly [A, Uint8Array], E, R>,
       mode: number | undefined
     ): Effect.Effect<A, Api.WriteError | E, R> =>
-      writeLocked(operation, path, (p) =>
+      writeLocked(operation, path, (p, lock) =>
         readCurrent(operation, p).pipe(
           Effect.flatMap(f),
-          Effect.flatMap(([result, bytes]) => Effect.as(replace(disk, operation, p, bytes, mode), result))
+          Effect.flatMap(([result, bytes]) => Effect.as(replace(disk, operation, p, lock, bytes, mode), result))
         ))
 
     const entries = (operation: string, dir: string, recursive: boolean, includeTemp: boolean) =>
@@ -148,7 +148,8 @@ export const make = (
         ).pipe(Stream.withSpan("Client.stream", { attributes: { "persistence.path": path } })),
 
       write: (path, data, options) =>
-        writeLocked("Client.write", path, (p) => replace(disk, "Client.write", p, toBytes(data), options?.mode)),
+        writeLocked("Client.write", path, (p, lock) =>
+          replace(disk, "Client.write", p, lock, toBytes(data), options?.mode)),
 
       sink: (path, options) =>
         Sink.unwrapScoped(
@@ -159,8 +160,8 @@ export const make = (
               Scope.Scope
             > {
               const p = yield* resolve("Client.sink", path, "mutation")
-              yield* manager.lock(p, "write")
-              return yield* replaceSink(disk, "Client.sink", p, options?.mode)
+              const lock = yield* manager.lock(p, "write")
+              return yield* replaceSink(disk, "Client.sink", p, lock, options?.mode)
             }
           ).pipe(span("Client.sink", path))
         ),
@@ -170,7 +171,8 @@ export const make = (
           "Client.collect",
           path,
           "directory",
-          (p) => entries("Client.collect", p, options?.recursive ?? false, options?.includeTemp ?? false)
+          (p) =>
+            entries("Client.collect", p, options?.recursive ?? false, options?.includeTemp ?? false)
         ),
 
       collectEntries: (path, options) =>
@@ -185,9 +187,12 @@ export const make = (
           )),
 
       delete: (path, options) =>
-        writeLocked("Client.delete", path, (p) => {
+        writeLocked("Client.delete", path, (p, lock) => {
           const force = options?.force ?? false
-          const removed = io("Client.delete", p, fs.remove(p, { recursive: options?.recursive ?? false, force }))
+          const removed = Effect.zipRight(
+            lock.ensureHeld("Client.delete"),
+            io("Client.delete", p, fs.remove(p, { recursive: options?.recursive ?? false, force }))
+          )
           if (!disk.durable) {
             return removed
           }
@@ -208,7 +213,9 @@ export const make = (
           if (source === target) {
             return
           }
-          yield* manager.withLockAll([source, target])(renameLocked(disk, source, target))
+          yield* manager.withLockAll([source, target])((lock) =>
+            Effect.zipRight(lock.ensureHeld(operation), renameLocked(disk, source, target))
+          )
         }).pipe(span("Client.rename", `${from} -> ${to}`)),
 
       modify: (path, f, options) =>
@@ -225,8 +232,8 @@ export const make = (
       writeJson: (path, schema, value, options) =>
         encodeJson("Client.writeJson", path, schema)(value).pipe(
           Effect.flatMap((text) =>
-            writeLocked("Client.writeJson", path, (p) =>
-              replace(disk, "Client.writeJson", p, toBytes(text), options?.mode))
+            writeLocked("Client.writeJson", path, (p, lock) =>
+              replace(disk, "Client.writeJson", p, lock, toBytes(text), options?.mode))
           ),
           span("Client.writeJson", path)
         ),
@@ -244,36 +251,44 @@ export const make = (
           }), options?.mode)
       },
 
+      // A directory operation: the (confinement) root may be recovered, but
+      // the LockManager refuses a write lock on "/".
       recover: (dir, options) =>
-        writeLocked("Client.recover", dir, (p) =>
-          Effect.gen(function*() {
-            const operation = "Client.recover"
-            const names = yield* io(operation, p, fs.readDirectory(p, { recursive: options?.recursive ?? false }))
-            const removed = names.filter((name) =>
-              isTemp.test(basename(name))
-            ).map((name) =>
-              join(p, name)
+        resolve("Client.recover", dir, "directory").pipe(
+          Effect.flatMap((p) =>
+            manager.withLock(p, "write")((lock) =>
+              Effect.gen(function*() {
+                const operation = "Client.recover"
+                const names = yield* io(operation, p, fs.readDirectory(p, { recursive: options?.recursive ?? false }))
+                const removed = names.filter((name) =>
+                  isTemp.test(basename(name))
+                ).map((name) =>
+                  join(p, name)
+                )
+                if (removed.length === 0) {
+                  return removed
+                }
+                yield* lock.ensureHeld(operation)
+                yield* Effect.forEach(removed, (temp) =>
+                  io(operation, temp, fs.remove(temp, { force: true })), {
+                  discard: true
+                })
+                if (disk.durable) {
+                  const dirs = Array.from(new Set(removed.map(parent)))
+                  yield* afterCommit(
+                    operation,
+                    p,
+                    Effect.forEach(dirs, (d) =>
+                      syncDirectory(disk, operation, d), { discard: true })
+                  )
+                }
+                return removed
+              })
             )
-            yield* Effect.forEach(removed, (temp) =>
-              io(operation, temp, fs.remove(temp, { force: true })), {
-              discard: true
-            })
-            if (disk.durable && removed.length > 0) {
-              const dirs = Array.from(new Set(removed.map(parent)))
-              yield* afterCommit(
-                operation,
-                p,
-                Effect.forEach(dirs, (d) =>
-                  syncDirectory(disk, operation, d), { discard: true })
-              )
-            }
-            return removed
-          })).pipe(Effect.catchTag("InvalidPathError", (e) =>
-            e.reason === "Root" ? recoverRoot : Effect.fail(e)))
+          ),
+          span("Client.recover", dir)
+        )
     }
-
-    // `recover("/")` is a directory operation; `writeLocked` refuses the root as a mutation.
-    const recoverRoot = Effect.fail(invalid("Client.recover", ROOT, "Root"))
 
     return service
   })

@@ -44,11 +44,20 @@ const planAll = (operation: string, input: Iterable<string>): Either.Either<Plan
   return Either.right({ mode: "write", locked: topMost(paths), paths })
 }
 
+// An in-memory lock cannot be lost: it lives as long as its holder.
+const neverLost = (_operation: string) => Effect.void
+
 /** @internal */
 export const unsafeMake = (): LockManagerService => {
   const table = new LockTable()
 
-  const toLock = (request: Request, plan: Plan): Lock => ({ id: request.id, mode: plan.mode, paths: plan.paths })
+  const toLock = (request: Request, plan: Plan): Lock => ({
+    id: request.id,
+    mode: plan.mode,
+    paths: plan.paths,
+    lost: Effect.never,
+    ensureHeld: neverLost
+  })
 
   const leave = (request: Request) => Effect.sync(() => table.leave(request))
 

@@ -1,0 +1,289 @@
+/**
+ * A `FileSystem` that injects one fault at a chosen call: for testing how
+ * code built on the platform `FileSystem` behaves when the disk fails or the
+ * calling fiber is interrupted at each step of an operation.
+ *
+ * It wraps any `FileSystem` (the real Node one in tests), counts the calls
+ * made through it and makes the N-th call fail with a chosen errno, or
+ * interrupts the calling fiber there. Running an operation once for every N
+ * until it completes without reaching the fault checks every failure point.
+ *
+ * Internal for now; written so that it can be exported as a Testing module.
+ *
+ * @example
+ * import { NodeFileSystem } from "@effect/platform-node"
+ *
+ * Effect.gen(function*() {
+ *   const faults = yield* FaultFileSystem
+ *   for (let n = 1;; n++) {
+ *     yield* faults.reset({ failAt: n, fault: "ENOSPC" })
+ *     const exit = yield* Effect.exit(program)
+ *     if (Option.isNone(yield* faults.hit)) break // completed before call n
+ *     // ... check what `program` left behind after a full disk at call n
+ *   }
+ * }).pipe(Effect.provide(layer().pipe(Layer.provide(NodeFileSystem.layer))))
+ *
+ * @since 0.1.0
+ * @internal
+ */
+import { SystemError, type SystemErrorReason } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("effect-persistence/FaultFileSystem")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * What happens at the faulty call.
+ *
+ * - `"ENOENT"`, `"EACCES"`, `"ENOSPC"`, `"EIO"`: the call is not made and
+ *   fails with a `SystemError` shaped like the Node platform's: its `reason`
+ *   is the one Node would give (`NotFound`, `PermissionDenied`, else
+ *   `Unknown`) and its `cause` is an `Error` whose `code` is the errno name.
+ * - `"interrupt"`: the calling fiber receives an interruption at that call,
+ *   as if another fiber had called `Fiber.interrupt` at that moment. Where
+ *   the fiber is interruptible the call is not made; inside an uninterruptible
+ *   region (a finalizer, a commit section) the call is made and the
+ *   interruption takes effect when the region ends. The hit records which.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Fault = "ENOENT" | "EACCES" | "ENOSPC" | "EIO" | "interrupt"
+
+/**
+ * Every fault kind, for tests that iterate over them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const faults: ReadonlyArray<Fault> = ["ENOENT", "EACCES", "ENOSPC", "EIO", "interrupt"]
+
+/**
+ * Fail the `failAt`-th call (counting from 1 since the last reset) with
+ * `fault`. Only that one call is faulty: later calls go through.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FaultPlan {
+  readonly failAt: number
+  readonly fault: Fault
+}
+
+/**
+ * The fault once it fired: which call it hit.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FaultHit {
+  readonly fault: Fault
+  /** The number of the call (equal to the plan's `failAt`). */
+  readonly call: number
+  /** `"open"`, `"rename"`, ..., or `"File.writeAll"` etc. for calls on an open file. */
+  readonly method: string
+  /** The path, or the file descriptor for calls on an open file. */
+  readonly target: string | number
+  /**
+   * For `"interrupt"`: the fiber was uninterruptible, so the call was made
+   * and the interruption was delivered when the region ended.
+   */
+  readonly deferred: boolean
+}
+
+/**
+ * The faulty file system and its controls.
+ *
+ * What counts as a call: each call of a `FileSystem` method whose effect
+ * runs (building an effect that never runs counts nothing), and each call on
+ * a `File` returned by `open` (`read`, `readAlloc`, `write`, `writeAll`,
+ * `sync`, `stat`, `truncate`). Not counted: closing a file (its scope's
+ * finalizer) and `File.seek` (no I/O: the position is kept in memory, and
+ * the call cannot fail). The derived methods `exists`, `readFileString`,
+ * `writeFileString`, `stream` and `sink` count the primitive calls they make
+ * (`access`, `readFile`, `writeFile`, `open` and the reads or writes on the
+ * opened file), so a stream can fail at any chunk.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FaultFileSystemService {
+  readonly [TypeId]: TypeId
+  /** The wrapped file system with the faults applied. */
+  readonly fileSystem: FileSystem.FileSystem
+  /** Calls counted since the last reset. */
+  readonly calls: Effect.Effect<number>
+  /** The fault, once it fired since the last reset. */
+  readonly hit: Effect.Effect<Option.Option<FaultHit>>
+  /**
+   * Sets the call count to zero, forgets the hit and replaces the plan
+   * (without a plan, calls are only counted).
+   */
+  readonly reset: (plan?: FaultPlan) => Effect.Effect<void>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class FaultFileSystem extends Context.Tag("effect-persistence/FaultFileSystem")<
+  FaultFileSystem,
+  FaultFileSystemService
+>() {}
+
+const errnos: Record<Exclude<Fault, "interrupt">, { readonly errno: number; readonly reason: SystemErrorReason }> = {
+  ENOENT: { errno: -2, reason: "NotFound" },
+  EACCES: { errno: -13, reason: "PermissionDenied" },
+  // As the Node platform does: these codes have no reason of their own.
+  ENOSPC: { errno: -28, reason: "Unknown" },
+  EIO: { errno: -5, reason: "Unknown" }
+}
+
+const systemError = (code: Exclude<Fault, "interrupt">, method: string, target: string | number): SystemError => {
+  const { errno, reason } = errnos[code]
+  const cause = Object.assign(new Error(`${code}: injected fault, ${method} ${JSON.stringify(target)}`), {
+    code,
+    errno,
+    syscall: method
+  })
+  return new SystemError({
+    reason,
+    module: "FileSystem",
+    method,
+    pathOrDescriptor: target,
+    description: cause.message,
+    cause
+  })
+}
+
+/**
+ * Wraps `fs` with the faults of `plan` (none: count only).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (fs: FileSystem.FileSystem, plan?: FaultPlan): FaultFileSystemService => {
+  let current: FaultPlan | undefined = plan
+  let count = 0
+  let hit: Option.Option<FaultHit> = Option.none()
+
+  // Counts one call when it runs, and applies the fault if it is its turn.
+  const call = <A, E, R>(
+    method: string,
+    target: string | number,
+    run: () => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | SystemError, R> =>
+    Effect.suspend((): Effect.Effect<A, E | SystemError, R> => {
+      count++
+      if (current === undefined || current.failAt !== count) return run()
+      const fault = current.fault
+      const record = (deferred: boolean) => {
+        hit = Option.some({ fault, call: count, method, target, deferred })
+      }
+      if (fault !== "interrupt") {
+        record(false)
+        return Effect.fail(systemError(fault, method, target))
+      }
+      return Effect.checkInterruptible((interruptible) =>
+        interruptible ?
+          Effect.zipRight(Effect.sync(() => record(false)), Effect.interrupt) :
+          Effect.withFiberRuntime<A, E, R>((fiber) => {
+            record(true)
+            // Delivered when the fiber becomes interruptible again, exactly
+            // as an interruption from another fiber would be.
+            fiber.unsafeInterruptAsFork(fiber.id())
+            return run()
+          })
+      )
+    })
+
+  const wrapFile = (file: FileSystem.File): FileSystem.File => {
+    const fd = file.fd
+    return {
+      [FileSystem.FileTypeId]: FileSystem.FileTypeId,
+      fd,
+      stat: call("File.stat", fd, () => file.stat),
+      seek: (offset, from) => file.seek(offset, from),
+      sync: call("File.sync", fd, () => file.sync),
+      read: (buffer) => call("File.read", fd, () => file.read(buffer)),
+      readAlloc: (size) => call("File.readAlloc", fd, () => file.readAlloc(size)),
+      truncate: (length) => call("File.truncate", fd, () => file.truncate(length)),
+      write: (buffer) => call("File.write", fd, () => file.write(buffer)),
+      writeAll: (buffer) => call("File.writeAll", fd, () => file.writeAll(buffer))
+    }
+  }
+
+  const fileSystem = FileSystem.make({
+    access: (path, options) => call("access", path, () => fs.access(path, options)),
+    copy: (from, to, options) => call("copy", from, () => fs.copy(from, to, options)),
+    copyFile: (from, to) => call("copyFile", from, () => fs.copyFile(from, to)),
+    chmod: (path, mode) => call("chmod", path, () => fs.chmod(path, mode)),
+    chown: (path, uid, gid) => call("chown", path, () => fs.chown(path, uid, gid)),
+    link: (from, to) => call("link", from, () => fs.link(from, to)),
+    makeDirectory: (path, options) => call("makeDirectory", path, () => fs.makeDirectory(path, options)),
+    makeTempDirectory: (options) =>
+      call("makeTempDirectory", options?.directory ?? "", () => fs.makeTempDirectory(options)),
+    makeTempDirectoryScoped: (options) =>
+      call("makeTempDirectoryScoped", options?.directory ?? "", () => fs.makeTempDirectoryScoped(options)),
+    makeTempFile: (options) => call("makeTempFile", options?.directory ?? "", () => fs.makeTempFile(options)),
+    makeTempFileScoped: (options) =>
+      call("makeTempFileScoped", options?.directory ?? "", () => fs.makeTempFileScoped(options)),
+    open: (path, options) => call("open", path, () => Effect.map(fs.open(path, options), wrapFile)),
+    readDirectory: (path, options) => call("readDirectory", path, () => fs.readDirectory(path, options)),
+    readFile: (path) => call("readFile", path, () => fs.readFile(path)),
+    readLink: (path) => call("readLink", path, () => fs.readLink(path)),
+    realPath: (path) => call("realPath", path, () => fs.realPath(path)),
+    remove: (path, options) => call("remove", path, () => fs.remove(path, options)),
+    rename: (from, to) => call("rename", from, () => fs.rename(from, to)),
+    stat: (path) => call("stat", path, () => fs.stat(path)),
+    symlink: (from, to) => call("symlink", to, () => fs.symlink(from, to)),
+    truncate: (path, length) => call("truncate", path, () => fs.truncate(path, length)),
+    utimes: (path, atime, mtime) => call("utimes", path, () => fs.utimes(path, atime, mtime)),
+    watch: (path, options) => Stream.unwrap(call("watch", path, () => Effect.succeed(fs.watch(path, options)))),
+    writeFile: (path, data, options) => call("writeFile", path, () => fs.writeFile(path, data, options))
+  })
+
+  return {
+    [TypeId]: TypeId,
+    fileSystem,
+    calls: Effect.sync(() => count),
+    hit: Effect.sync(() => hit),
+    reset: (plan) =>
+      Effect.sync(() => {
+        current = plan
+        count = 0
+        hit = Option.none()
+      })
+  }
+}
+
+/**
+ * Provides the faulty `FileSystem` (wrapping the one in context) together
+ * with its controls.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  plan?: FaultPlan
+): Layer.Layer<FileSystem.FileSystem | FaultFileSystem, never, FileSystem.FileSystem> =>
+  Layer.effectContext(
+    Effect.map(FileSystem.FileSystem, (fs) => {
+      const service = make(fs, plan)
+      return Context.make(FaultFileSystem, service).pipe(Context.add(FileSystem.FileSystem, service.fileSystem))
+    })
+  )
