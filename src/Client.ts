@@ -15,6 +15,7 @@ import type * as Schema from "effect/Schema"
 import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/client.js"
+import * as metrics from "./internal/metrics.js"
 import type { LockManager } from "./LockManager.js"
 import type { CommitError, DecodeError, FileSystemError, InvalidPathError, LockLostError } from "./PersistenceError.js"
 
@@ -271,3 +272,12 @@ export const layerConfig = (
   options: Config.Config<ClientOptions> = config
 ): Layer.Layer<Client, InvalidPathError | ConfigError.ConfigError, LockManager | FileSystem.FileSystem> =>
   Layer.effect(Client, internal.makeFromConfig(options))
+
+/**
+ * Counter of Client operations, tagged `operation` (`Client.write`, ...) and
+ * `outcome` (`success`, `failure`, `interrupted`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const operations = metrics.operations

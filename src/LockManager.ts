@@ -10,6 +10,7 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
+import * as metrics from "./internal/metrics.js"
 import type { InvalidPathError, LockLostError } from "./PersistenceError.js"
 
 /**
@@ -137,3 +138,29 @@ export const make: Effect.Effect<LockManagerService> = internal.make
  * @category layers
  */
 export const layer: Layer.Layer<LockManager> = Layer.effect(LockManager, make)
+
+/**
+ * Histogram of the time from a lock request to its grant, in seconds (0 for
+ * an immediate grant). Contended waits also appear as `LockManager.wait` spans
+ * with the paths and mode as attributes.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const lockWaitSeconds = metrics.lockWaitSeconds
+
+/**
+ * Gauge of locks granted and not released, over the in-memory managers of the process.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const locksHeld = metrics.locksHeld
+
+/**
+ * Gauge of lock requests waiting, over the in-memory managers of the process.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const locksPending = metrics.locksPending

@@ -3,6 +3,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import type * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -14,6 +15,7 @@ import { CommitError, DecodeError, FileSystemError, InvalidPathError } from "../
 import type { InvalidPathReason } from "../PersistenceError.js"
 import { type Disk, ensureDirectory, makeDisk, replace, replaceSink, syncDirectory, tempPattern } from "./atomic.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
+import { countOperation } from "./metrics.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
 
 /** @internal */
@@ -28,7 +30,14 @@ type Use = "file" | "directory" | "mutation"
 const encoder = new TextEncoder()
 const toBytes = (data: string | Uint8Array): Uint8Array => typeof data === "string" ? encoder.encode(data) : data
 
-const span = (name: string, path: unknown) => Effect.withSpan(name, { attributes: { "persistence.path": path } })
+/** A span named after the operation, with the path; and the operations counter. */
+const span = (name: string, path: unknown) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  self.pipe(
+    Effect.onExit((exit) => Effect.sync(() => countOperation(name, exit))),
+    Effect.withSpan(name, { attributes: { "persistence.path": path } })
+  )
+
+const countExit = (name: string) => <A, E>(exit: Exit.Exit<A, E>) => Effect.sync(() => countOperation(name, exit))
 
 const invalid = (operation: string, path: unknown, reason: InvalidPathReason, detail?: string) =>
   new InvalidPathError({ operation, path, reason, ...(detail !== undefined ? { detail } : {}) })
@@ -145,7 +154,10 @@ export const make = (
             yield* manager.lock(p, "read")
             return fs.stream(p, streamOptions(options)).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
           })
-        ).pipe(Stream.withSpan("Client.stream", { attributes: { "persistence.path": path } })),
+        ).pipe(
+          Stream.ensuringWith(countExit("Client.stream")),
+          Stream.withSpan("Client.stream", { attributes: { "persistence.path": path } })
+        ),
 
       write: (path, data, options) =>
         writeLocked("Client.write", path, (p, lock) =>
@@ -163,8 +175,8 @@ export const make = (
               const lock = yield* manager.lock(p, "write")
               return yield* replaceSink(disk, "Client.sink", p, lock, options?.mode)
             }
-          ).pipe(span("Client.sink", path))
-        ),
+          ).pipe(Effect.withSpan("Client.sink", { attributes: { "persistence.path": path } }))
+        ).pipe(Sink.ensuringWith(countExit("Client.sink"))),
 
       collect: (path, options) =>
         readLocked(

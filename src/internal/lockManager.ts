@@ -6,6 +6,7 @@ import type * as Api from "../LockManager.js"
 import type { Lock, LockManagerService, LockMode } from "../LockManager.js"
 import { InvalidPathError } from "../PersistenceError.js"
 import { LockTable, type Request } from "./lockTable.js"
+import { locksHeld, locksPending, lockWaitSeconds } from "./metrics.js"
 import { normalize, ROOT, topMost } from "./path.js"
 
 /** @internal */
@@ -44,6 +45,8 @@ const planAll = (operation: string, input: Iterable<string>): Either.Either<Plan
   return Either.right({ mode: "write", locked: topMost(paths), paths })
 }
 
+const noTags: ReadonlyArray<never> = []
+
 // An in-memory lock cannot be lost: it lives as long as its holder.
 const neverLost = (_operation: string) => Effect.void
 
@@ -59,16 +62,44 @@ export const unsafeMake = (): LockManagerService => {
     ensureHeld: neverLost
   })
 
-  const leave = (request: Request) => Effect.sync(() => table.leave(request))
+  // The gauges follow the table: a leave may grant other requests, so it is
+  // accounted by difference.
+  const enqueue = (plan: Plan): Request => {
+    const request = table.enqueue(plan.mode, plan.locked)
+    if (request.state === "held") {
+      locksHeld.unsafeModify(1, noTags)
+      lockWaitSeconds.unsafeUpdate(0, noTags)
+    } else {
+      locksPending.unsafeModify(1, noTags)
+      request.waitStart = performance.now()
+    }
+    return request
+  }
+
+  const leaveNow = (request: Request): void => {
+    const { held, pending } = table.stats
+    table.leave(request)
+    const after = table.stats
+    if (after.held !== held) locksHeld.unsafeModify(after.held - held, noTags)
+    if (after.pending !== pending) locksPending.unsafeModify(after.pending - pending, noTags)
+  }
+
+  const leave = (request: Request) => Effect.sync(() => leaveNow(request))
+
+  // An immediate grant was measured at enqueue; a waited one when the waiter sees it.
+  const granted = (request: Request, plan: Plan): Lock => {
+    if (request.waitStart > 0) lockWaitSeconds.unsafeUpdate((performance.now() - request.waitStart) / 1000, noTags)
+    return toLock(request, plan)
+  }
 
   // Checks the state when run, not when built: a grant may land between the
   // enqueue and this point (another fiber released in between).
   const awaitGrant = (request: Request, plan: Plan): Effect.Effect<Lock> =>
     Effect.suspend(() =>
       request.state === "held" ?
-        Effect.succeed(toLock(request, plan)) :
+        Effect.succeed(granted(request, plan)) :
         Effect.async<Lock>((resume) => {
-          request.onGrant = (granted) => resume(Effect.succeed(toLock(granted, plan)))
+          request.onGrant = (request) => resume(Effect.succeed(granted(request, plan)))
         }).pipe(
           Effect.withSpan("LockManager.wait", {
             attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode }
@@ -78,7 +109,7 @@ export const unsafeMake = (): LockManagerService => {
 
   const scoped = (plan: Either.Either<Plan, InvalidPathError>): Effect.Effect<Lock, InvalidPathError, Scope.Scope> =>
     Either.isLeft(plan) ? Effect.fail(plan.left) : Effect.acquireRelease(
-      Effect.sync(() => table.enqueue(plan.right.mode, plan.right.locked)),
+      Effect.sync(() => enqueue(plan.right)),
       leave
     ).pipe(
       // The scope may outlive an interrupted wait (a timeout inside a larger
@@ -92,10 +123,9 @@ export const unsafeMake = (): LockManagerService => {
     effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
   ): Effect.Effect<A, E | InvalidPathError, R> => {
     if (Either.isLeft(plan)) return Effect.fail(plan.left)
-    const { locked, mode } = plan.right
     const use = Effect.isEffect(effect) ? () => effect : effect
     return Effect.uninterruptibleMask((restore) => {
-      const request = table.enqueue(mode, locked)
+      const request = enqueue(plan.right)
       const run = request.state === "held" ?
         use(toLock(request, plan.right)) :
         Effect.flatMap(awaitGrant(request, plan.right), use)

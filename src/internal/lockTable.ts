@@ -106,6 +106,8 @@ export class Request {
   id = 0
   /** Called once, synchronously, when a pending request is granted. */
   onGrant: ((request: Request) => void) | undefined = undefined
+  /** When the request started waiting (set and read by the service, for metrics). */
+  waitStart = 0
   entries: Array<Entry> = []
   constructor(readonly seq: number, readonly mode: Mode, readonly paths: ReadonlyArray<string>) {}
 }
