@@ -31,6 +31,11 @@ export interface Disk {
   readonly tempSuffix: string
   /** fsync of a directory, batched across concurrent callers unless group commit is off. */
   readonly fsyncDirectory: (dir: string) => Effect.Effect<void, PlatformError>
+  /**
+   * Directories whose own entry (in their parent) is known durable, with all
+   * their ancestors: see `makeDurable`.
+   */
+  readonly durableDirectories: Set<string>
 }
 
 /**
@@ -49,8 +54,54 @@ export const makeDisk = (
   fs,
   durable: options.durable,
   tempSuffix: options.tempSuffix,
-  fsyncDirectory: options.groupCommit ? GroupCommit.make(fsyncDirectory(fs)) : fsyncDirectory(fs)
+  fsyncDirectory: options.groupCommit ? GroupCommit.make(fsyncDirectory(fs)) : fsyncDirectory(fs),
+  durableDirectories: new Set()
 })
+
+/** A cache bound: past it the cache starts over (which costs fsyncs, never safety). */
+const DURABLE_DIRECTORIES_MAX = 4096
+
+/**
+ * Makes sure `dir` is reachable after a power loss before a commit into it:
+ * its entry in its parent, and so on up to the root, is durable. A directory that exists is not proof:
+ * another writer may have just created it and not yet fsynced its parent, or
+ * been interrupted (or crashed) in between. So the first durable commit into
+ * a directory fsyncs the parents of every directory on its path not yet known
+ * durable to this client; later commits find it in the cache and pay nothing.
+ * This also covers the directories `ensureDirectory` creates.
+ *
+ * @internal
+ */
+export const makeDurable = (disk: Disk, operation: string, dir: string): Effect.Effect<void, FileSystemError> =>
+  Effect.suspend(() => {
+    const known = disk.durableDirectories
+    const chain: Array<string> = []
+    for (let d = dir; d !== ROOT && !known.has(d); d = parent(d)) chain.push(d)
+    if (chain.length === 0) return Effect.void
+    return Effect.forEach(chain, (d) => syncDirectory(disk, operation, parent(d)), {
+      discard: true,
+      concurrency: "unbounded"
+    }).pipe(
+      Effect.zipRight(Effect.sync(() => {
+        if (known.size + chain.length > DURABLE_DIRECTORIES_MAX) known.clear()
+        for (const d of chain) known.add(d)
+      }))
+    )
+  })
+
+/**
+ * Forgets what this client knew about `path` and everything below it (it was
+ * deleted or moved, so a directory by that name may come back unsynced).
+ *
+ * @internal
+ */
+export const forgetDurable = (disk: Disk, path: string): void => {
+  const known = disk.durableDirectories
+  if (known.size === 0) return
+  known.delete(path)
+  const prefix = path === ROOT ? ROOT : path + "/"
+  for (const d of known) if (d.startsWith(prefix)) known.delete(d)
+}
 
 const TOKEN_LENGTH = 12
 const NAME_KEEP = 96
@@ -94,10 +145,8 @@ const afterCommit = (
   Effect.catchAllCause(effect, (cause) => Effect.fail(new CommitError({ operation, path, cause: Cause.squash(cause) })))
 
 /**
- * Creates the missing directories of `dir`, top-down. In durable mode the
- * parent of each created directory is fsynced, and so is the parent of a
- * directory another writer created at the same moment (its fsync may not have
- * happened yet).
+ * Creates the missing directories of `dir`, top-down. (In durable mode the
+ * commit's `makeDurable` fsyncs the parent of each of them.)
  *
  * @internal
  */
@@ -120,7 +169,6 @@ export const ensureDirectory = (disk: Disk, operation: string, dir: string): Eff
       yield* io(operation, d, disk.fs.makeDirectory(d)).pipe(
         Effect.catchIf((e) => e.reason === "AlreadyExists", () => Effect.void)
       )
-      if (disk.durable) yield* syncDirectory(disk, operation, parent(d))
     }
   })
 
@@ -226,6 +274,9 @@ export const begin = (
           yield* Scope.close(fileScope, Exit.void)
           // Never commit under a lock that no longer excludes others.
           yield* lock.ensureHeld(operation)
+          // The directory must be reachable after a power loss before the
+          // new content is committed into it.
+          if (disk.durable) yield* makeDurable(disk, operation, parent(target))
           // A CommitError means the rename happened: the new file must stay.
           yield* commit(disk, operation, temp, target).pipe(
             Effect.tapErrorTag("CommitError", () => Effect.sync(() => committed = true))

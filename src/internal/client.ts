@@ -13,7 +13,17 @@ import type * as Api from "../Client.js"
 import { type Lock, LockManager } from "../LockManager.js"
 import { CommitError, DecodeError, FileSystemError, InvalidPathError } from "../PersistenceError.js"
 import type { InvalidPathReason } from "../PersistenceError.js"
-import { type Disk, ensureDirectory, makeDisk, replace, replaceSink, syncDirectory, tempPattern } from "./atomic.js"
+import {
+  type Disk,
+  ensureDirectory,
+  forgetDurable,
+  makeDisk,
+  makeDurable,
+  replace,
+  replaceSink,
+  syncDirectory,
+  tempPattern
+} from "./atomic.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
 import { countOperation } from "./metrics.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
@@ -214,7 +224,12 @@ export const make = (
               force && e.reason === "NotFound", () =>
               Effect.void)
           )
-          return Effect.zipRight(removed, afterCommit("Client.delete", p, sync))
+          return removed.pipe(
+            Effect.tap(() =>
+              forgetDurable(disk, p)
+            ),
+            Effect.zipRight(afterCommit("Client.delete", p, sync))
+          )
         }),
 
       rename: (from, to) =>
@@ -290,8 +305,7 @@ export const make = (
                   yield* afterCommit(
                     operation,
                     p,
-                    Effect.forEach(dirs, (d) =>
-                      syncDirectory(disk, operation, d), { discard: true })
+                    Effect.forEach(dirs, (d) => syncDirectory(disk, operation, d), { discard: true })
                   )
                 }
                 return removed
@@ -332,29 +346,42 @@ const afterCommit = (operation: string, path: string, effect: Effect.Effect<void
  */
 const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect<void, Api.WriteError> => {
   const operation = "Client.rename"
-  const move = Effect.mapError(disk.fs.rename(source, target), (error) => error)
-  return move.pipe(
-    Effect.catchAll((error) => {
-      if (errnoCode(error) !== "ENOENT") return Effect.fail(fromPlatform(operation, source)(error))
-      return io(operation, source, disk.fs.stat(source)).pipe(
-        Effect.zipRight(ensureDirectory(disk, operation, parent(target))),
-        Effect.zipRight(io(operation, source, disk.fs.rename(source, target)))
+  const move = io(operation, source, disk.fs.rename(source, target))
+  // A missing source fails as not found before any directory is created.
+  const prepare = io(operation, source, disk.fs.stat(source)).pipe(
+    Effect.zipRight(ensureDirectory(disk, operation, parent(target)))
+  )
+  if (!disk.durable) {
+    // Optimistic: the rename alone, unless the target's parent is missing.
+    return disk.fs.rename(source, target).pipe(
+      Effect.catchAll((error) =>
+        errnoCode(error) === "ENOENT" ?
+          Effect.zipRight(prepare, move) :
+          Effect.fail(fromPlatform(operation, source)(error))
       )
-    }),
-    Effect.zipRight(
-      disk.durable ?
-        // The target's directory first: a crash between the two syncs leaves
-        // the file reachable under both names rather than under neither.
-        afterCommit(
-          operation,
-          target,
+    )
+  }
+  return prepare.pipe(
+    // The new location must be reachable after a power loss before the file
+    // leaves the old one.
+    Effect.zipRight(makeDurable(disk, operation, parent(target))),
+    Effect.zipRight(move),
+    Effect.zipRight(Effect.suspend(() => {
+      // Directories that moved (or were replaced) are no longer known durable.
+      forgetDurable(disk, source)
+      forgetDurable(disk, target)
+      // The target's directory first: a crash between the syncs leaves the file
+      // reachable under both names rather than under neither.
+      return afterCommit(
+        operation,
+        target,
+        syncDirectory(disk, operation, parent(target)).pipe(
           Effect.zipRight(
-            syncDirectory(disk, operation, parent(target)),
             parent(source) === parent(target) ? Effect.void : syncDirectory(disk, operation, parent(source))
           )
-        ) :
-        Effect.void
-    )
+        )
+      )
+    }))
   )
 }
 

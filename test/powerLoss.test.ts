@@ -1,0 +1,364 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Option, Schema, Stream } from "effect"
+import * as PowerLoss from "../src/internal/powerLoss.js"
+import {
+  check,
+  noDirectorySync,
+  noFileSync,
+  omitTemp,
+  pauseAfterMakeDirectory,
+  renameBeforeSync,
+  type Scenario,
+  simulatedClient,
+  type Verdict
+} from "./utils/powerLoss.js"
+
+const bytesOf = (s: string) => new TextEncoder().encode(s)
+const textOf = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/** Every scenario also holds this file, which nothing may disturb. */
+const KEEP = { "/data/keep": "keep" } as const
+const kept = (s: PowerLoss.Snapshot) => s["/data/keep"] === "keep"
+
+/** The target holds `old` (`undefined`: absent) or `next`, nothing else. */
+const oldOrNew = (path: string, old: string | undefined, next: string) => (s: PowerLoss.Snapshot) =>
+  kept(s) && (s[path] === old || s[path] === next)
+
+const holds = (path: string, next: string) => (s: PowerLoss.Snapshot) => kept(s) && s[path] === next
+
+const replaceScenario = (
+  name: string,
+  path: string,
+  old: string | undefined,
+  next: string,
+  run: Scenario["run"]
+): Scenario => ({
+  name,
+  initial: { "/data/": "", ...KEEP, ...(old === undefined ? {} : { [path]: old }) },
+  run,
+  during: oldOrNew(path, old, next),
+  after: holds(path, next)
+})
+
+const Doc = Schema.Struct({ n: Schema.Number, label: Schema.String })
+
+const absentBelow = (dir: string) => (s: PowerLoss.Snapshot) => Object.keys(s).every((p) => !p.startsWith(dir + "/"))
+
+const renameScenario = (name: string, from: string, to: string, oldTo: string | undefined): Scenario => ({
+  name,
+  initial: { "/data/": "", ...KEEP, [from]: "moving", ...(oldTo === undefined ? {} : { [to]: oldTo }) },
+  run: (client) => client.rename(from, to),
+  // Never lost, never partial: under one of its names with its content.
+  during: (s) =>
+    kept(s) && (s[from] === undefined || s[from] === "moving") && (s[to] === oldTo || s[to] === "moving") &&
+    (s[from] === "moving" || s[to] === "moving"),
+  after: (s) => kept(s) && s[from] === undefined && s[to] === "moving"
+})
+
+const concurrentScenario = (count: number): Scenario => {
+  const paths = Array.from({ length: count }, (_, i) => `/data/f${i}`)
+  // Half the files exist, half are new.
+  const old = (i: number) => i % 2 === 0 ? `old ${i}` : undefined
+  const next = (i: number) => `new content ${i}`
+  const initial: Record<string, string> = { "/data/": "", ...KEEP }
+  paths.forEach((path, i) => {
+    const o = old(i)
+    if (o !== undefined) initial[path] = o
+  })
+  return {
+    name: `${count} concurrent writes`,
+    initial,
+    run: (client) =>
+      Effect.all(paths.map((path, i) => client.write(path, next(i))), { concurrency: "unbounded", discard: true }),
+    during: (s) => kept(s) && paths.every((path, i) => s[path] === old(i) || s[path] === next(i)),
+    after: (s) => kept(s) && paths.every((path, i) => s[path] === next(i))
+  }
+}
+
+const scenarios = (concurrent: number): ReadonlyArray<Scenario> => [
+  replaceScenario(
+    "write (new file)",
+    "/data/new",
+    undefined,
+    "new content",
+    (c) => c.write("/data/new", "new content")
+  ),
+  replaceScenario(
+    "write (replace)",
+    "/data/target",
+    "old content",
+    "new, longer content",
+    (c) => c.write("/data/target", "new, longer content")
+  ),
+  replaceScenario(
+    "write (missing parents)",
+    "/data/a/b/c/file",
+    undefined,
+    "deep",
+    (c) => c.write("/data/a/b/c/file", "deep")
+  ),
+  replaceScenario(
+    "sink",
+    "/data/target",
+    "old content",
+    "new content in three chunks",
+    (c) =>
+      Stream.run(Stream.make("new content ", "in three ", "chunks").pipe(Stream.map(bytesOf)), c.sink("/data/target"))
+  ),
+  replaceScenario(
+    "modify",
+    "/data/counter",
+    "41",
+    "42",
+    (c) =>
+      c.modify("/data/counter", (current) => String(Number(textOf(Option.getOrElse(current, () => bytesOf("0")))) + 1))
+  ),
+  replaceScenario(
+    "writeJson",
+    "/data/doc.json",
+    JSON.stringify({ n: 1, label: "one" }),
+    JSON.stringify({ n: 2, label: "two" }),
+    (c) => c.writeJson("/data/doc.json", Doc, { n: 2, label: "two" })
+  ),
+  renameScenario("rename (same directory, over a file)", "/data/from", "/data/to", "old to"),
+  renameScenario("rename (across directories, missing parents)", "/data/src/from", "/data/dst/sub/to", undefined),
+  {
+    name: "delete (file)",
+    initial: { "/data/": "", ...KEEP, "/data/victim": "victim" },
+    run: (client) => client.delete("/data/victim"),
+    during: (s) => kept(s) && (s["/data/victim"] === undefined || s["/data/victim"] === "victim"),
+    after: (s) => kept(s) && s["/data/victim"] === undefined
+  },
+  {
+    name: "delete (directory, recursive)",
+    initial: { "/data/": "", ...KEEP, "/data/tree/x": "x", "/data/tree/y/z": "z", "/data/tree/empty/": "" },
+    run: (client) => client.delete("/data/tree", { recursive: true }),
+    // Not atomic as a whole (SPEC does not promise it): each file is there intact or gone.
+    during: (s) =>
+      kept(s) && (s["/data/tree/x"] === undefined || s["/data/tree/x"] === "x") &&
+      (s["/data/tree/y/z"] === undefined || s["/data/tree/y/z"] === "z"),
+    after: (s) => kept(s) && absentBelow("/data/tree")(s) && s["/data/tree/"] === undefined
+  },
+  concurrentScenario(concurrent)
+]
+
+const describeTally = (t: Verdict["during"]) =>
+  t.violations === 0 ? `holds (${t.states} crash states)` : `VIOLATED (${t.violations} of ${t.states} crash states)`
+
+describe("power loss: the simulated disk", () => {
+  it("a file fsync makes data durable, not the name; a directory fsync makes the name durable", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    const fd = disk.open("/d/f", "wx")
+    disk.write(fd, bytesOf("ab"))
+    expect(disk.crashStates().map((s) => s["/d/f"]).sort()).toEqual([undefined, "", "\0\0", "ab"].sort())
+    disk.sync(fd)
+    expect(disk.crashStates().map((s) => s["/d/f"]).sort()).toEqual([undefined, "ab"].sort())
+    const dir = disk.open("/d", "r")
+    disk.sync(dir)
+    expect(disk.crashStates()).toEqual([{ "/d/": "", "/d/f": "ab" }])
+    expect(disk.volatile()).toEqual({ "/d/": "", "/d/f": "ab" })
+  })
+
+  it("entry changes of one directory land in order; a rename lands whole", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/a/x": "x", "/b/": "" })
+    disk.makeDirectory("/a/n", false)
+    disk.rename("/a/x", "/b/y")
+    const names = disk.crashStates().map((s) => Object.keys(s).filter((p) => p !== "/a/" && p !== "/b/").join(","))
+    // Never "/b/y" without "/a/n" (same directory order for /a), never both or neither of x and y.
+    expect(names.sort()).toEqual(["/a/x", "/a/n/,/a/x", "/a/n/,/b/y"].sort())
+    expect(disk.pendingMetadata).toBe(2)
+    disk.sync(disk.open("/b", "r"))
+    expect(disk.pendingMetadata).toBe(0)
+  })
+
+  it("a new directory's content is unreachable until its entry in the parent is durable", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    disk.makeDirectory("/d/sub", false)
+    disk.writeFile("/d/sub/f", bytesOf("f"))
+    disk.sync(disk.open("/d/sub/f", "r"))
+    disk.sync(disk.open("/d/sub", "r"))
+    expect(disk.crashStates().some((s) => s["/d/sub/f"] === undefined)).toBe(true)
+    disk.sync(disk.open("/d", "r"))
+    expect(disk.crashStates()).toEqual([{ "/d/": "", "/d/sub/": "", "/d/sub/f": "f" }])
+  })
+
+  it("enumeration fails loudly past its limit", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    for (let i = 0; i < 12; i++) disk.writeFile(`/d/f${i}`, bytesOf("x"))
+    expect(() => disk.crashStates({ limit: 1000 })).toThrow(/more than 1000 crash states/)
+  })
+
+  it("errors are SystemErrors whose cause carries the errno code", () =>
+    Effect.gen(function*() {
+      const fs = PowerLoss.fileSystem(new PowerLoss.SimulatedDisk({ "/d/f": "f" }))
+      const codes = yield* Effect.all([
+        Effect.flip(fs.readFile("/d/missing")),
+        Effect.flip(fs.makeDirectory("/d")),
+        Effect.flip(fs.readDirectory("/d/f")),
+        Effect.flip(fs.remove("/d")),
+        Effect.flip(fs.makeDirectory("/d/f/x", { recursive: true }))
+      ])
+      expect(codes.map((e) => e._tag === "SystemError" && (e.cause as PowerLoss.ErrnoError).code)).toEqual([
+        "ENOENT",
+        "EEXIST",
+        "ENOTDIR",
+        "ERR_FS_EISDIR",
+        "ENOTDIR"
+      ])
+      expect(codes[0]).toMatchObject({ _tag: "SystemError", reason: "NotFound" })
+    }).pipe(Effect.runPromise))
+})
+
+describe("power loss: durable Client", () => {
+  for (const scenario of scenarios(8)) {
+    it.effect(`${scenario.name}: old or new at every crash point, the new state once returned`, () =>
+      Effect.gen(function*() {
+        const verdict = yield* check(scenario, { durable: true })
+        expect(verdict.during, JSON.stringify(verdict.during.example)).toMatchObject({ violations: 0 })
+        expect(verdict.after, JSON.stringify(verdict.after.example)).toMatchObject({ violations: 0 })
+        // Not vacuous: the crash states did differ along the way.
+        expect(verdict.during.states).toBeGreaterThan(1)
+        expect(verdict.calls).toBeGreaterThanOrEqual(2)
+      }))
+  }
+
+  it.effect("8 concurrent writes to one directory: each one survives from the moment it returns", () =>
+    Effect.gen(function*() {
+      const disk = new PowerLoss.SimulatedDisk({ "/data/": "", "/data/f0": "old" })
+      const { client } = yield* simulatedClient(disk, { durable: true })
+      const lost: Array<string> = []
+      yield* Effect.all(
+        Array.from({ length: 8 }, (_, i) =>
+          client.write(`/data/f${i}`, `new ${i}`).pipe(Effect.tap(() => {
+            const states = disk.crashStates({ omit: omitTemp })
+            if (states.some((s) => s[`/data/f${i}`] !== `new ${i}`)) lost.push(`/data/f${i}`)
+          }))),
+        { concurrency: "unbounded", discard: true }
+      )
+      expect(lost).toEqual([])
+      expect(disk.crashStates({ omit: omitTemp })).toEqual([disk.volatile({ omit: omitTemp })])
+    }))
+})
+
+describe("power loss: non-durable Client", () => {
+  it.effect("what survives without fsync (printed as a table)", () =>
+    Effect.gen(function*() {
+      const rows: Array<readonly [string, Verdict]> = []
+      // 3 concurrent writers: without fsync every file's data stays pending and the state space grows as 3^n.
+      for (const scenario of scenarios(3)) rows.push([scenario.name, yield* check(scenario, { durable: false })])
+      const width = Math.max(...rows.map(([name]) => name.length))
+      console.log(
+        [
+          "durable: false, power loss:",
+          ...rows.map(([name, v]) =>
+            `  ${name.padEnd(width)}  old-or-new: ${describeTally(v.during)}; after success: ${describeTally(v.after)}`
+          )
+        ].join("\n")
+      )
+      const summary = Object.fromEntries(
+        rows.map(([name, v]) => [name, { oldOrNew: v.during.violations === 0, survives: v.after.violations === 0 }])
+      )
+      // Only renames and deletes of existing, durable files keep old-or-new: they move or drop an inode whose
+      // data is on disk. Nothing is promised to survive a returned call.
+      const entry = (oldOrNew: boolean) => ({ oldOrNew, survives: false })
+      expect(summary).toEqual({
+        "write (new file)": entry(false),
+        "write (replace)": entry(false),
+        "write (missing parents)": entry(false),
+        "sink": entry(false),
+        "modify": entry(false),
+        "writeJson": entry(false),
+        "rename (same directory, over a file)": entry(true),
+        "rename (across directories, missing parents)": entry(false),
+        "delete (file)": entry(true),
+        "delete (directory, recursive)": entry(true),
+        "3 concurrent writes": entry(false)
+      })
+      const verdict = (name: string) => rows.find(([n]) => n === name)![1]
+      // The rename landed, the data did not: an empty file, or zeros of the new size.
+      const torn = verdict("write (replace)").during.violating.map((s) => s["/data/target"])
+      expect(torn.sort()).toEqual(["", "\0".repeat("new, longer content".length)].sort())
+      // The move landed in /data/src and /data/dst/sub, the new directories' entries did not: the file is lost.
+      expect(verdict("rename (across directories, missing parents)").during.violating).toContainEqual({
+        "/data/": "",
+        "/data/keep": "keep",
+        "/data/src/": ""
+      })
+    }))
+})
+
+describe("power loss: the checker catches broken durability", () => {
+  const replace = scenarios(1).find((scenario) => scenario.name === "write (replace)")!
+
+  it.effect("(a) no directory fsync: a returned write may be lost (the rename did not land)", () =>
+    Effect.gen(function*() {
+      const verdict = yield* check(replace, { durable: true, wrap: noDirectorySync })
+      expect(verdict.during.violations).toBe(0)
+      expect(verdict.after.violations).toBeGreaterThan(0)
+      expect(verdict.after.example?.["/data/target"]).toBe("old content")
+    }))
+
+  it.effect("(b) no file fsync: zeros or an empty file, during and after", () =>
+    Effect.gen(function*() {
+      const verdict = yield* check(replace, { durable: true, wrap: noFileSync })
+      expect(verdict.during.violations).toBeGreaterThan(0)
+      expect(verdict.after.violations).toBeGreaterThan(0)
+    }))
+
+  it.effect("(c) rename before the data fsync: a crash in between leaves a torn target", () =>
+    Effect.gen(function*() {
+      const verdict = yield* check(replace, { durable: true, wrap: renameBeforeSync })
+      expect(verdict.during.violations).toBeGreaterThan(0)
+      expect(verdict.during.example?.["/data/target"]).toMatch(/^\0*$/)
+      // Everything is synced by the time it returns: only the in-flight check can see this one.
+      expect(verdict.after.violations).toBe(0)
+    }))
+})
+
+// A directory that exists is not proof its entry is durable: its creator may not have fsynced its parent yet,
+// or was interrupted (or crashed) in between. These caught that bug; the Client now makes the path of every
+// directory it commits into durable (once per directory, cached) before the rename.
+describe("power loss: concurrent directory creation", () => {
+  it.effect("a write into a directory another writer just created survives once it returned", () =>
+    Effect.gen(function*() {
+      const disk = new PowerLoss.SimulatedDisk({ "/data/": "" })
+      const reached = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const { client } = yield* simulatedClient(disk, {
+        durable: true,
+        wrap: pauseAfterMakeDirectory("/data/new", reached, release)
+      })
+      // A creates /data/new and is about to fsync /data (held here, as a slow scheduler would).
+      const a = yield* Effect.fork(client.write("/data/new/a", "a"))
+      yield* Deferred.await(reached)
+      // B writes into /data/new meanwhile and returns.
+      yield* client.write("/data/new/b", "b")
+      const lost = disk.crashStates({ omit: omitTemp }).filter((s) => s["/data/new/b"] !== "b")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(a)
+      expect(lost).toEqual([])
+    }))
+
+  it.effect("a write into a directory whose creator was interrupted survives once it returned", () =>
+    Effect.gen(function*() {
+      const disk = new PowerLoss.SimulatedDisk({ "/data/": "" })
+      const reached = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const { client } = yield* simulatedClient(disk, {
+        durable: true,
+        wrap: pauseAfterMakeDirectory("/data/new", reached, release)
+      })
+      // A creates /data/new and is interrupted (a timeout, say) before it fsyncs /data.
+      const a = yield* Effect.fork(client.write("/data/new/a", "a"))
+      yield* Deferred.await(reached)
+      yield* Fiber.interrupt(a)
+      // Later, with nothing else in flight, B writes into /data/new and returns.
+      yield* client.write("/data/new/b", "b")
+      expect(disk.volatile({ omit: omitTemp })).toEqual({ "/data/": "", "/data/new/": "", "/data/new/b": "b" })
+      const lost = disk.crashStates({ omit: omitTemp }).filter((s) => s["/data/new/b"] !== "b")
+      // The one missing step is an fsync of /data (the entry of /data/new): with it, B survives.
+      disk.sync(disk.open("/data", "r"))
+      expect(disk.crashStates({ omit: omitTemp }).filter((s) => s["/data/new/b"] !== "b")).toEqual([])
+      expect(lost).toEqual([])
+    }))
+})
