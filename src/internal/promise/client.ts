@@ -1,0 +1,295 @@
+/**
+ * The Promise Client: argument handling around the Effect Client's
+ * operations. The Effect Client does the locking, the atomic writes and the
+ * durability; this module only converts arguments and results.
+ *
+ * @internal
+ */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import type { Dirent } from "node:fs"
+import * as nodePath from "node:path"
+import type { Readable, Writable } from "node:stream"
+import type { ClientService, Entry } from "../../Client.js"
+import * as EffectClient from "../../Client.js"
+import { LockManager as LockManagerTag } from "../../LockManager.js"
+import type { LockManagerService } from "../../LockManager.js"
+import type { FileSystemError } from "../../PersistenceError.js"
+import { fromCause, invalidArgType, invalidArgValue, SourceFailure } from "./errors.js"
+import {
+  bagOf,
+  booleanOf,
+  type Encoding,
+  encodingOf,
+  flagOf,
+  integerOf,
+  modeOf,
+  refuseStreamOptions,
+  signalOf
+} from "./options.js"
+import { openReadStream } from "./readStream.js"
+import { attempt, run } from "./run.js"
+import { openWriteStream } from "./writeStream.js"
+
+let nodeFileSystem: FileSystem.FileSystem | undefined
+
+// The Node file system service is stateless: one for every facade Client.
+const fileSystem = (): FileSystem.FileSystem =>
+  nodeFileSystem ??= Effect.runSync(Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer))
+
+/**
+ * What one facade Client runs: the Effect Client, and (built on first use) a
+ * durable twin on the same manager for `flush: true` on a non-durable Client.
+ *
+ * @internal
+ */
+export class Core {
+  #durableTwin: ClientService | undefined
+
+  constructor(
+    readonly service: ClientService,
+    readonly manager: LockManagerService,
+    readonly tempSuffix: string | undefined,
+    readonly onError: (error: Error) => void
+  ) {}
+
+  /** The client for a write: `flush: true` asks for fsync even when the Client is not durable. */
+  forWrite(flush: boolean): ClientService {
+    if (!flush || this.service.durable) return this.service
+    return this.#durableTwin ??= makeService(this.manager, { durable: true, tempSuffix: this.tempSuffix })
+  }
+}
+
+/** @internal */
+export const makeService = (
+  manager: LockManagerService,
+  options: { readonly durable?: boolean | undefined; readonly tempSuffix?: string | undefined }
+): ClientService => {
+  const exit = Effect.runSyncExit(
+    EffectClient.make({
+      ...(options.durable !== undefined ? { durable: options.durable } : {}),
+      ...(options.tempSuffix !== undefined ? { tempSuffix: options.tempSuffix } : {})
+    }).pipe(
+      Effect.provideService(LockManagerTag, manager),
+      Effect.provideService(FileSystem.FileSystem, fileSystem())
+    )
+  )
+  if (Exit.isFailure(exit)) throw fromCause(exit.cause)
+  return exit.value
+}
+
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+/** A view of any `ArrayBufferView` (TypedArray, DataView, Buffer) as bytes, without a copy. */
+const bytesOf = (view: ArrayBufferView): Uint8Array =>
+  view instanceof Uint8Array ? view : new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+
+const decode = (bytes: Uint8Array, encoding: Encoding): string | Buffer =>
+  encoding === null || encoding === "buffer" ? asBuffer(bytes) : asBuffer(bytes).toString(encoding)
+
+/** @internal */
+export const read = (core: Core, path: string, options: unknown): Promise<string | Buffer> =>
+  attempt(() => {
+    const bag = bagOf("options", options)
+    const encoding = encodingOf(bag, null)
+    flagOf(bag, "flag", "r")
+    // Decoded with Buffer, not TextDecoder: Node's encodings ("latin1", "hex", "base64") differ.
+    return run(Effect.map(core.service.read(path), (bytes) => decode(bytes, encoding)), signalOf(bag))
+  })
+
+type Data = string | ArrayBufferView | Iterable<unknown> | AsyncIterable<unknown>
+
+const isIterable = (u: object): u is Iterable<unknown> => Symbol.iterator in u
+const isAsyncIterable = (u: object): u is AsyncIterable<unknown> => Symbol.asyncIterator in u
+
+const chunkOf = (encoding: BufferEncoding) => (item: unknown): Uint8Array => {
+  if (typeof item === "string") return Buffer.from(item, encoding)
+  if (ArrayBuffer.isView(item)) return bytesOf(item)
+  throw invalidArgType("data", "of type string or an instance of Buffer, TypedArray, or DataView", item)
+}
+
+/**
+ * An async iterable as a stream. Unlike `Stream.fromAsyncIterable`, the
+ * iterator's `return()` is not awaited on interruption: a source stalled in
+ * `next()` would never let it settle, and an abort must not wait for it.
+ */
+const fromAsyncIterable = <A>(iterable: AsyncIterable<A>): Stream.Stream<A, SourceFailure> =>
+  Stream.unwrapScoped(
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() => iterable[Symbol.asyncIterator]()),
+        (iterator) => Effect.sync(() => void iterator.return?.().catch(() => {}))
+      ),
+      (iterator) =>
+        Stream.repeatEffectOption(
+          Effect.tryPromise({ try: () => iterator.next(), catch: (e) => Option.some(new SourceFailure(e)) }).pipe(
+            Effect.flatMap((result) => result.done ? Effect.fail(Option.none()) : Effect.succeed(result.value))
+          )
+        )
+    )
+  )
+
+/** Iterables and streams are written through the Effect Client's sink, chunk by chunk. */
+const chunks = (data: Iterable<unknown> | AsyncIterable<unknown>, encoding: BufferEncoding) => {
+  const items: Stream.Stream<unknown, SourceFailure> = isAsyncIterable(data) ?
+    fromAsyncIterable(data) :
+    Stream.fromIterable(data)
+  const toChunk = chunkOf(encoding)
+  return Stream.mapEffect(items, (item) => Effect.try({ try: () => toChunk(item), catch: (e) => new SourceFailure(e) }))
+}
+
+/** @internal */
+export const write = (core: Core, path: string, data: Data, options: unknown): Promise<void> =>
+  attempt(() => {
+    const bag = bagOf("options", options)
+    const encoding = encodingOf(bag, "utf8")
+    const textEncoding: BufferEncoding = encoding === null || encoding === "buffer" ? "utf8" : encoding
+    flagOf(bag, "flag", "w")
+    const mode = modeOf(bag)
+    const writeOptions = mode === undefined ? {} : { mode }
+    const client = core.forWrite(booleanOf(bag, "flush"))
+    const signal = signalOf(bag)
+    if (typeof data === "string") return run(client.write(path, Buffer.from(data, textEncoding), writeOptions), signal)
+    if (ArrayBuffer.isView(data)) return run(client.write(path, bytesOf(data), writeOptions), signal)
+    if (typeof data === "object" && data !== null && (isAsyncIterable(data) || isIterable(data))) {
+      return run(Stream.run(chunks(data, textEncoding), client.sink(path, writeOptions)), signal)
+    }
+    throw invalidArgType(
+      "data",
+      "of type string or an instance of Buffer, TypedArray, DataView, Iterable, AsyncIterable or Stream",
+      data
+    )
+  })
+
+const nameIn = (name: string, encoding: Encoding): string | Buffer => {
+  if (encoding === null || encoding === "buffer") return Buffer.from(name, "utf8")
+  return encoding === "utf8" || encoding === "utf-8" ? name : Buffer.from(name, "utf8").toString(encoding)
+}
+
+/**
+ * A directory entry shaped like `fs.Dirent`. The Effect Client reports the
+ * type of what an entry points to, so a symbolic link shows as its target.
+ *
+ * @internal
+ */
+export class DirectoryEntry<Name extends string | Buffer> implements Dirent<Name> {
+  constructor(readonly name: Name, readonly parentPath: string, readonly type: Entry["type"]) {}
+  /** The deprecated alias of `parentPath` that Node still provides. */
+  get path(): string {
+    return this.parentPath
+  }
+  isFile(): boolean {
+    return this.type === "File"
+  }
+  isDirectory(): boolean {
+    return this.type === "Directory"
+  }
+  isSymbolicLink(): boolean {
+    return this.type === "SymbolicLink"
+  }
+  isBlockDevice(): boolean {
+    return this.type === "BlockDevice"
+  }
+  isCharacterDevice(): boolean {
+    return this.type === "CharacterDevice"
+  }
+  isFIFO(): boolean {
+    return this.type === "FIFO"
+  }
+  isSocket(): boolean {
+    return this.type === "Socket"
+  }
+}
+
+/** @internal */
+export const collect = (core: Core, path: string, options: unknown): Promise<Array<unknown>> =>
+  attempt<Array<unknown>>(() => {
+    const bag = bagOf("options", options)
+    // `null` lists names as strings, as Node's readdir does.
+    const encoding = encodingOf(bag, "utf8") ?? "utf8"
+    const recursive = booleanOf(bag, "recursive")
+    const signal = signalOf(bag)
+    if (!booleanOf(bag, "withFileTypes")) {
+      return run(
+        Effect.map(core.service.collect(path, { recursive }), (names) => names.map((name) => nameIn(name, encoding))),
+        signal
+      )
+    }
+    return run(
+      Effect.map(core.service.collectEntries(path, { recursive }), (entries) =>
+        entries.map(({ name, type }) => {
+          // Nested names come as "a/b": Node gives name "b" in parentPath "<path>/a".
+          const slash = name.lastIndexOf("/")
+          const parentPath = slash < 0 ? path : nodePath.join(path, name.slice(0, slash))
+          return new DirectoryEntry(nameIn(name.slice(slash + 1), encoding), parentPath, type)
+        })),
+      signal
+    )
+  })
+
+// The errors Node's rm retries on (with `recursive`), with a linear back-off.
+const retryable = new Set(["EBUSY", "EMFILE", "ENFILE", "ENOTEMPTY", "EPERM"])
+
+/** @internal */
+export const remove = (core: Core, path: string, options: unknown): Promise<void> =>
+  attempt(() => {
+    const bag = bagOf("options", options)
+    const recursive = booleanOf(bag, "recursive")
+    const force = booleanOf(bag, "force")
+    const maxRetries = integerOf(bag, "maxRetries") ?? 0
+    const retryDelay = integerOf(bag, "retryDelay") ?? 100
+    const once = core.service.delete(path, { recursive, force })
+    const effect = recursive && maxRetries > 0 ?
+      Effect.retry(once, {
+        schedule: Schedule.linear(retryDelay),
+        times: maxRetries,
+        while: (error) => error._tag === "FileSystemError" && retryable.has((error as FileSystemError).code ?? "")
+      }) :
+      once
+    return run(effect, signalOf(bag))
+  })
+
+/** @internal */
+export const rename = (core: Core, oldPath: string, newPath: string, options: unknown): Promise<void> =>
+  attempt(() => run(core.service.rename(oldPath, newPath), signalOf(bagOf("options", options))))
+
+/** @internal */
+export const createReadStream = (core: Core, path: string, options: unknown): Promise<Readable> =>
+  attempt(() => {
+    const bag = bagOf("options", options)
+    flagOf(bag, "flags", "r")
+    refuseStreamOptions(bag)
+    return openReadStream(core.service, path, {
+      encoding: encodingOf(bag, null),
+      start: integerOf(bag, "start"),
+      end: bag.end === Infinity ? undefined : integerOf(bag, "end"),
+      highWaterMark: integerOf(bag, "highWaterMark", 1),
+      signal: signalOf(bag),
+      onError: core.onError
+    })
+  })
+
+/** @internal */
+export const createWriteStream = (core: Core, path: string, options: unknown): Promise<Writable> =>
+  attempt(() => {
+    const bag = bagOf("options", options)
+    flagOf(bag, "flags", "w")
+    refuseStreamOptions(bag)
+    const start = integerOf(bag, "start")
+    if (start !== undefined && start !== 0) {
+      throw invalidArgValue("options.start", start, "must be 0 (a write stream replaces the whole file)")
+    }
+    const encoding = encodingOf(bag, "utf8")
+    return openWriteStream(core.forWrite(booleanOf(bag, "flush")), path, {
+      encoding: encoding === null || encoding === "buffer" ? "utf8" : encoding,
+      mode: modeOf(bag),
+      highWaterMark: integerOf(bag, "highWaterMark", 1),
+      signal: signalOf(bag),
+      onError: core.onError
+    })
+  })

@@ -1,0 +1,424 @@
+/**
+ * The Promise facade's streams: a Readable that holds the read lock until it
+ * closes, and a Writable that writes to a temp file under the write lock and
+ * emits `finish` only once the file is committed.
+ */
+import { Effect } from "effect"
+import { once } from "node:events"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import { Readable, Writable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { Client, LockManager } from "../src/promise.js"
+import { tempFiles } from "./utils/client.js"
+
+type NodeError = Error & { code?: string; cause?: unknown }
+
+let dir = ""
+beforeEach(() => {
+  dir = fs.realpathSync(fs.mkdtempSync(nodePath.join(os.tmpdir(), "persistence-promise-streams-")))
+})
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const at = (...segments: Array<string>) => nodePath.join(dir, ...segments)
+
+const setup = (options?: { durable?: boolean }) => {
+  const manager = new LockManager()
+  return { manager, client: new Client({ manager, ...options }) }
+}
+
+const stats = (manager: LockManager) => Effect.runSync(manager.service.stats)
+
+const expectIdle = (manager: LockManager) => expect(stats(manager)).toEqual({ held: 0, pending: 0, nodes: 0 })
+
+const rejection = async (promise: Promise<unknown>): Promise<NodeError> => {
+  try {
+    await promise
+  } catch (error) {
+    return error as NodeError
+  }
+  throw new Error("expected a rejection")
+}
+
+/** Everything a Readable gives, with the size of each chunk. */
+const drain = async (readable: Readable) => {
+  const chunks: Array<Buffer | string> = []
+  for await (const chunk of readable) chunks.push(chunk)
+  const text = chunks.map((chunk) => typeof chunk === "string" ? chunk : chunk.toString("latin1")).join("")
+  return { text, sizes: chunks.map((chunk) => chunk.length) }
+}
+
+/** Resolves when the stream emits `close`, with the error it emitted before, if any. */
+const closed = (stream: Readable | Writable) =>
+  new Promise<Error | undefined>((resolve) => {
+    let error: Error | undefined
+    stream.on("error", (e) => error = e)
+    stream.once("close", () => resolve(error))
+  })
+
+/** `write` as a Promise: resolves when the chunk is in the temp file. */
+const write = (stream: Writable, chunk: string | Buffer) =>
+  new Promise<void>((resolve, reject) => stream.write(chunk, (error) => error ? reject(error) : resolve()))
+
+describe("promise Client.createReadStream", () => {
+  it("holds the read lock until the stream closes after its end", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "content")
+    const rs = await client.createReadStream(at("f"))
+    expect(rs).toBeInstanceOf(Readable)
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 0 })
+    const writing = client.write(at("f"), "new")
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 1 })
+    const done = closed(rs)
+    expect((await drain(rs)).text).toBe("content")
+    expect(await done).toBeUndefined()
+    await writing
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
+    expectIdle(manager)
+  })
+
+  it("start and end (inclusive), encoding, highWaterMark, path and bytesRead", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "0123456789")
+    expect((await drain(await client.createReadStream(at("f"), { start: 2, end: 5 }))).text).toBe("2345")
+    expect((await drain(await client.createReadStream(at("f"), { start: 7 }))).text).toBe("789")
+    expect((await drain(await client.createReadStream(at("f"), { end: 0 }))).text).toBe("0")
+    expect((await drain(await client.createReadStream(at("f"), { end: Infinity }))).text).toBe("0123456789")
+    expect((await drain(await client.createReadStream(at("f"), { start: 20 }))).text).toBe("")
+    const small = await drain(await client.createReadStream(at("f"), { highWaterMark: 3 }))
+    expect(small.sizes).toEqual([3, 3, 3, 1])
+    expect((await drain(await client.createReadStream(at("f"), "hex"))).text).toBe(
+      Buffer.from("0123456789").toString("hex")
+    )
+    const rs = await client.createReadStream(at("f"), { encoding: "utf8", start: 1, end: 3 })
+    expect((rs as Readable & { path: string }).path).toBe(at("f"))
+    const text = await drain(rs)
+    expect(text).toEqual({ text: "123", sizes: [3] })
+    expect((rs as Readable & { bytesRead: number }).bytesRead).toBe(3)
+    expectIdle(manager)
+  })
+
+  it("an empty file ends at once, and a large one streams whole", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("empty"), "")
+    expect((await drain(await client.createReadStream(at("empty")))).text).toBe("")
+    const big = Buffer.alloc(3 * 1024 * 1024 + 5)
+    for (let i = 0; i < big.length; i++) big[i] = i % 251
+    fs.writeFileSync(at("big"), big)
+    const received: Array<Buffer> = []
+    await pipeline(
+      await client.createReadStream(at("big"), { highWaterMark: 16 * 1024 }),
+      new Writable({
+        highWaterMark: 1024,
+        write(chunk: Buffer, _encoding, callback) {
+          received.push(chunk)
+          setImmediate(callback)
+        }
+      })
+    )
+    expect(Buffer.concat(received).equals(big)).toBe(true)
+    expectIdle(manager)
+  })
+
+  it("destroy() releases the lock before close; so does destroy(error)", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "content".repeat(100_000))
+    const rs = await client.createReadStream(at("f"), { highWaterMark: 1024 })
+    rs.once("data", () => rs.pause())
+    await once(rs, "data")
+    const done = closed(rs)
+    rs.destroy()
+    expect(await done).toBeUndefined()
+    expectIdle(manager)
+
+    const failing = await client.createReadStream(at("f"))
+    const failed = closed(failing)
+    const boom = new Error("consumer failed")
+    failing.destroy(boom)
+    expect(await failed).toBe(boom)
+    expectIdle(manager)
+  })
+
+  it("open failures reject and take nothing: ENOENT, EISDIR, invalid options", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "x")
+    const missing = await rejection(client.createReadStream(at("missing")))
+    expect(missing.code).toBe("ENOENT")
+    expect(missing.cause).toMatchObject({ _tag: "FileSystemError", operation: "Client.stream" })
+    expect((await rejection(client.createReadStream(dir))).code).toBe("EISDIR")
+    expect((await rejection(client.createReadStream("relative"))).code).toBe("ERR_INVALID_ARG_VALUE")
+    expect((await rejection(client.createReadStream(at("f"), { start: 5, end: 2 }))).code).toBe("ERR_OUT_OF_RANGE")
+    expect((await rejection(client.createReadStream(at("f"), { start: -1 }))).code).toBe("ERR_OUT_OF_RANGE")
+    expect((await rejection(client.createReadStream(at("f"), { autoClose: false as unknown as true }))).code).toBe(
+      "ERR_INVALID_ARG_VALUE"
+    )
+    expect((await rejection(client.createReadStream(at("f"), { flags: "r+" as "r" }))).code).toBe(
+      "ERR_INVALID_ARG_VALUE"
+    )
+    expect((await rejection(client.createReadStream(at("f"), { fd: 3 } as object))).code).toBe(
+      "ERR_INVALID_ARG_VALUE"
+    )
+    expectIdle(manager)
+  })
+
+  it("an abort while waiting for the lock rejects; an abort after opening destroys with AbortError", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "content".repeat(100_000))
+    const writer = await manager.acquire(at("f"), "write")
+    const early = new AbortController()
+    const waiting = client.createReadStream(at("f"), { signal: early.signal })
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 1 })
+    early.abort()
+    expect((await rejection(waiting)).code).toBe("ABORT_ERR")
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 0 })
+    manager.release(writer)
+
+    const late = new AbortController()
+    const rs = await client.createReadStream(at("f"), { signal: late.signal, highWaterMark: 1024 })
+    const done = closed(rs)
+    late.abort()
+    const error = (await done) as NodeError
+    expect(error.name).toBe("AbortError")
+    expect(error.code).toBe("ABORT_ERR")
+    expectIdle(manager)
+
+    expect((await rejection(client.createReadStream(at("f"), { signal: AbortSignal.abort() }))).code).toBe(
+      "ABORT_ERR"
+    )
+    expectIdle(manager)
+  })
+})
+
+describe("promise Client.createWriteStream", () => {
+  it("emits finish only once the file is committed: old content before, new content when finish fires", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "old")
+    const ws = await client.createWriteStream(at("f"))
+    expect(ws).toBeInstanceOf(Writable)
+    // The lock is held and the temp file open when the Promise resolves.
+    expect(stats(manager)).toMatchObject({ held: 1 })
+    expect(tempFiles(dir)).toHaveLength(1)
+    await write(ws, "new ")
+    await write(ws, "content")
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
+    const seenAtFinish: Array<string> = []
+    ws.on("finish", () => seenAtFinish.push(fs.readFileSync(at("f"), "utf8")))
+    const done = closed(ws)
+    ws.end()
+    expect(await done).toBeUndefined()
+    expect(seenAtFinish).toEqual(["new content"])
+    expect((ws as Writable & { bytesWritten: number }).bytesWritten).toBe(11)
+    expect((ws as Writable & { path: string }).path).toBe(at("f"))
+    expect(tempFiles(dir)).toEqual([])
+    expectIdle(manager)
+  })
+
+  it("holds the write lock for its lifetime: a reader waits and then sees the whole new content", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "old")
+    const ws = await client.createWriteStream(at("f"))
+    const reading = client.read(at("f"), "utf8")
+    const listing = client.collect(dir)
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 2 })
+    await write(ws, "new")
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 2 })
+    ws.end()
+    expect(await reading).toBe("new")
+    expect(await listing).toEqual(["f"])
+    expectIdle(manager)
+  })
+
+  it("waits for a conflicting lock before resolving; two write streams on one path run in order", async () => {
+    const { client, manager } = setup()
+    const reader = await manager.acquire(dir, "read")
+    let opened = false
+    const opening = client.createWriteStream(at("f")).then((ws) => {
+      opened = true
+      return ws
+    })
+    const second = client.createWriteStream(at("f"))
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 2 })
+    expect(opened).toBe(false)
+    manager.release(reader)
+    const first = await opening
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 1 })
+    first.end("first")
+    const ws2 = await second
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("first")
+    const done = closed(ws2)
+    ws2.end("second")
+    await done
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("second")
+    expectIdle(manager)
+  })
+
+  it("requests arrive in call order: a read called right after createWriteStream waits behind it", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "old")
+    const reader = await manager.acquire(at("f"), "read")
+    const opening = client.createWriteStream(at("f"))
+    const reading = client.read(at("f"), "utf8")
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 2 })
+    manager.release(reader)
+    const ws = await opening
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 1 })
+    ws.end("new")
+    expect(await reading).toBe("new")
+    expectIdle(manager)
+  })
+
+  it("destroy() before end discards the temp file, keeps the old content and releases the lock", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "old")
+    const ws = await client.createWriteStream(at("f"))
+    let finished = false
+    ws.on("finish", () => finished = true)
+    await write(ws, "partial")
+    const done = closed(ws)
+    ws.destroy()
+    expect(await done).toBeUndefined()
+    expect(finished).toBe(false)
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
+    expect(tempFiles(dir)).toEqual([])
+    expectIdle(manager)
+  })
+
+  it("destroy(error) emits the error, discards, releases", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "old")
+    const ws = await client.createWriteStream(at("f"))
+    ws.write("partial")
+    const done = closed(ws)
+    const boom = new Error("producer failed")
+    ws.destroy(boom)
+    expect(await done).toBe(boom)
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
+    expect(tempFiles(dir)).toEqual([])
+    expectIdle(manager)
+
+    // A failing pipeline source destroys the stream the same way.
+    const ws2 = await client.createWriteStream(at("f"))
+    const source = new Readable({
+      read() {
+        this.push("partial")
+        this.destroy(boom)
+      }
+    })
+    await expect(pipeline(source, ws2)).rejects.toBe(boom)
+    await new Promise((resolve) => ws2.closed ? resolve(undefined) : ws2.once("close", resolve))
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
+    expect(tempFiles(dir)).toEqual([])
+    expectIdle(manager)
+  })
+
+  it("an abort after opening destroys with AbortError and discards; before the lock it rejects", async () => {
+    const { client, manager } = setup()
+    fs.writeFileSync(at("f"), "old")
+    const controller = new AbortController()
+    const ws = await client.createWriteStream(at("f"), { signal: controller.signal })
+    await write(ws, "partial")
+    const done = closed(ws)
+    controller.abort()
+    const error = (await done) as NodeError
+    expect(error.name).toBe("AbortError")
+    expect(error.code).toBe("ABORT_ERR")
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
+    expect(tempFiles(dir)).toEqual([])
+    expectIdle(manager)
+
+    const reader = await manager.acquire(at("f"), "read")
+    const early = new AbortController()
+    const waiting = client.createWriteStream(at("f"), { signal: early.signal })
+    expect(stats(manager)).toMatchObject({ held: 1, pending: 1 })
+    early.abort()
+    expect((await rejection(waiting)).code).toBe("ABORT_ERR")
+    expect(tempFiles(dir)).toEqual([])
+    manager.release(reader)
+    expect((await rejection(client.createWriteStream(at("f"), { signal: AbortSignal.abort() }))).code).toBe(
+      "ABORT_ERR"
+    )
+    expectIdle(manager)
+  })
+
+  it("a commit failure is an error event, never finish, and the lock is released", async () => {
+    const { client, manager } = setup()
+    const ws = await client.createWriteStream(at("d", "f"))
+    await write(ws, "data")
+    // Behind the library's back: the directory (and the temp file in it) disappears.
+    fs.rmSync(at("d"), { recursive: true })
+    let finished = false
+    ws.on("finish", () => finished = true)
+    const done = closed(ws)
+    ws.end()
+    const error = (await done) as NodeError
+    expect(error.code).toBe("ENOENT")
+    expect(error.cause).toMatchObject({ _tag: "FileSystemError", operation: "Client.sink" })
+    expect(finished).toBe(false)
+    expectIdle(manager)
+  })
+
+  it("parents are created; open failures reject and take nothing", async () => {
+    const { client, manager } = setup()
+    const ws = await client.createWriteStream(at("new", "dir", "f"))
+    const done = closed(ws)
+    ws.end("x")
+    await done
+    expect(fs.readFileSync(at("new", "dir", "f"), "utf8")).toBe("x")
+    fs.writeFileSync(at("file"), "x")
+    expect((await rejection(client.createWriteStream(at("file", "child")))).code).toBe("ENOTDIR")
+    expect((await rejection(client.createWriteStream("/"))).code).toBe("ERR_INVALID_ARG_VALUE")
+    expect((await rejection(client.createWriteStream(at("f"), { flags: "a" as "w" }))).code).toBe(
+      "ERR_INVALID_ARG_VALUE"
+    )
+    expect((await rejection(client.createWriteStream(at("f"), { start: 3 as 0 }))).code).toBe(
+      "ERR_INVALID_ARG_VALUE"
+    )
+    expect((await rejection(client.createWriteStream(at("f"), { autoClose: false as unknown as true }))).code).toBe(
+      "ERR_INVALID_ARG_VALUE"
+    )
+    expect(tempFiles(dir)).toEqual([])
+    expectIdle(manager)
+  })
+
+  it("encoding, mode, highWaterMark; pipeline resolves after the commit; end(callback) too", async () => {
+    const { client, manager } = setup()
+    const latin = await client.createWriteStream(at("latin"), { encoding: "latin1", mode: 0o600 })
+    latin.write("é")
+    latin.write("41", "hex")
+    await new Promise<void>((resolve) => latin.end(resolve))
+    expect([...fs.readFileSync(at("latin"))]).toEqual([0xe9, 0x41])
+    expect(fs.statSync(at("latin")).mode & 0o777).toBe(0o600)
+
+    const parts = Array.from({ length: 500 }, (_, i) => `line ${i}\n`)
+    const ws = await client.createWriteStream(at("lines"), { highWaterMark: 64 })
+    await pipeline(Readable.from(parts), ws)
+    expect(fs.readFileSync(at("lines"), "utf8")).toBe(parts.join(""))
+    expect((ws as Writable & { bytesWritten: number }).bytesWritten).toBe(Buffer.byteLength(parts.join("")))
+    await new Promise((resolve) => ws.closed ? resolve(undefined) : ws.once("close", resolve))
+    expectIdle(manager)
+  })
+
+  it("durable clients and flush: true commit the same way", async () => {
+    const durable = setup({ durable: true })
+    fs.writeFileSync(at("f"), "old")
+    const ws = await durable.client.createWriteStream(at("f"))
+    const done = closed(ws)
+    ws.end("durable")
+    await done
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("durable")
+    expectIdle(durable.manager)
+
+    const plain = setup()
+    const flushed = await plain.client.createWriteStream(at("g"), { flush: true })
+    expect(stats(plain.manager)).toMatchObject({ held: 1 })
+    const flushedDone = closed(flushed)
+    flushed.end("flushed")
+    await flushedDone
+    expect(fs.readFileSync(at("g"), "utf8")).toBe("flushed")
+    expectIdle(plain.manager)
+  })
+})
