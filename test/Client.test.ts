@@ -209,6 +209,22 @@ describe("Client.collect / collectEntries", () => {
       yield* expectIdle(manager)
     }))
 
+  it.scoped("a link reports its target's type; a dangling link is a SymbolicLink, not a failure", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      nodeFs.mkdirSync(`${dir}/target`)
+      nodeFs.symlinkSync(`${dir}/target`, `${dir}/to-dir`)
+      nodeFs.symlinkSync(`${dir}/gone`, `${dir}/dangling`)
+      const entries = yield* client.collectEntries(dir)
+      expect(entries.sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+        { name: "dangling", type: "SymbolicLink" },
+        { name: "target", type: "Directory" },
+        { name: "to-dir", type: "Directory" }
+      ])
+      yield* expectIdle(manager)
+    }))
+
   it.scoped("the filesystem root can be listed", () =>
     Effect.gen(function*() {
       const { client, manager } = yield* makeClient()

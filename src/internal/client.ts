@@ -129,7 +129,17 @@ export const make = (
         Effect.map((names) => includeTemp ? names : names.filter((name) => !isTemp.test(basename(name))))
       )
 
-    const jsonCodec = <A, I>(schema: Schema.Schema<A, I>) => Schema.parseJson(schema)
+    // The platform has no lstat: `stat` follows links, and a link whose target
+    // is gone is told apart by `readLink`.
+    const entryType = (operation: string, path: string): Effect.Effect<FileSystem.File.Type, FileSystemError> =>
+      io(operation, path, fs.stat(path)).pipe(
+        Effect.map((info) => info.type),
+        Effect.catchIf((e) => e.reason === "NotFound", (e) =>
+          fs.readLink(path).pipe(Effect.as("SymbolicLink" as const), Effect.mapError(() => e)))
+      )
+
+    const jsonCodec = <A, I>(schema: Schema.Schema<A, I>) =>
+      Schema.parseJson(schema)
 
     const decodeJson = <A, I>(operation: string, path: string, schema: Schema.Schema<A, I>) => (text: string) =>
       Schema.decodeUnknown(jsonCodec(schema))(text).pipe(
@@ -202,8 +212,8 @@ export const make = (
           entries("Client.collectEntries", p, options?.recursive ?? false, options?.includeTemp ?? false).pipe(
             Effect.flatMap((names) =>
               Effect.forEach(names, (name) =>
-                io("Client.collectEntries", join(p, name), fs.stat(join(p, name))).pipe(
-                  Effect.map((info): Api.Entry => ({ name, type: info.type }))
+                entryType("Client.collectEntries", join(p, name)).pipe(
+                  Effect.map((type): Api.Entry => ({ name, type }))
                 ), { concurrency: 16 })
             )
           )),
@@ -305,7 +315,8 @@ export const make = (
                   yield* afterCommit(
                     operation,
                     p,
-                    Effect.forEach(dirs, (d) => syncDirectory(disk, operation, d), { discard: true })
+                    Effect.forEach(dirs, (d) =>
+                      syncDirectory(disk, operation, d), { discard: true })
                   )
                 }
                 return removed
