@@ -17,7 +17,14 @@ import type * as Stream from "effect/Stream"
 import * as internal from "./internal/client.js"
 import * as metrics from "./internal/metrics.js"
 import type { LockManager } from "./LockManager.js"
-import type { CommitError, DecodeError, FileSystemError, InvalidPathError, LockLostError } from "./PersistenceError.js"
+import type {
+  CommitError,
+  DecodeError,
+  FileSystemError,
+  InvalidArgumentError,
+  InvalidPathError,
+  LockLostError
+} from "./PersistenceError.js"
 
 /**
  * @since 0.1.0
@@ -60,12 +67,13 @@ export interface ClientOptions {
 }
 
 /**
- * Errors of operations that read.
+ * Errors of operations that read. Bad input (`InvalidPathError`,
+ * `InvalidArgumentError`) is refused before any lock or I/O.
  *
  * @since 0.1.0
  * @category errors
  */
-export type ReadError = InvalidPathError | FileSystemError
+export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError
 
 /**
  * Errors of operations that change the disk. A `CommitError` says the change
@@ -75,7 +83,7 @@ export type ReadError = InvalidPathError | FileSystemError
  * @since 0.1.0
  * @category errors
  */
-export type WriteError = InvalidPathError | FileSystemError | CommitError | LockLostError
+export type WriteError = InvalidPathError | InvalidArgumentError | FileSystemError | CommitError | LockLostError
 
 /**
  * A directory entry with its type (the target's type for a symbolic link).

@@ -87,6 +87,39 @@ export class InvalidPathError extends Schema.TaggedError<InvalidPathError>("effe
 }
 
 /**
+ * Bad input other than a path (the data to write, an option): refused before
+ * any I/O or locking, so nothing on disk changed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidArgumentError
+  extends Schema.TaggedError<InvalidArgumentError>("effect-persistence/InvalidArgumentError")(
+    "InvalidArgumentError",
+    {
+      operation: Schema.String,
+      path: Schema.Unknown,
+      /** Which argument: `data`, `options.mode`, `options.chunkSize`, ... */
+      argument: Schema.String,
+      detail: Schema.String
+    }
+  )
+{
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    const shown = typeof this.path === "string" ? JSON.stringify(this.path) : String(this.path)
+    return `${this.operation} ${shown}: invalid ${this.argument}: ${this.detail}`
+  }
+}
+
+/**
  * What went wrong in a filesystem call. The Node platform maps only a few
  * errno codes to its own reasons; this library also reads the errno code of
  * the underlying cause so that, for example, a full disk is `NoSpace`.
@@ -271,7 +304,13 @@ export class LockLostError extends Schema.TaggedError<LockLostError>("effect-per
  * @since 0.1.0
  * @category errors
  */
-export type PersistenceError = InvalidPathError | FileSystemError | CommitError | DecodeError | LockLostError
+export type PersistenceError =
+  | InvalidPathError
+  | InvalidArgumentError
+  | FileSystemError
+  | CommitError
+  | DecodeError
+  | LockLostError
 
 /**
  * @since 0.1.0

@@ -130,6 +130,9 @@ describe("Client.stream", () => {
       nodeFs.writeFileSync(`${dir}/s`, "0123456789")
       const all = yield* Stream.runCollect(client.stream(`${dir}/s`, { chunkSize: 3 }))
       expect(Chunk.toReadonlyArray(all).map(text)).toEqual(["012", "345", "678", "9"])
+      // null options mean the defaults, as in Node's fs.
+      const whole = yield* Stream.runCollect(client.stream(`${dir}/s`, null as unknown as undefined))
+      expect(Chunk.toReadonlyArray(whole).map(text).join("")).toBe("0123456789")
       const part = yield* Stream.runCollect(client.stream(`${dir}/s`, { offset: 2, bytesToRead: 5 }))
       expect(Chunk.toReadonlyArray(part).map(text).join("")).toBe("23456")
       const seen = yield* client.stream(`${dir}/s`, { chunkSize: 4 }).pipe(

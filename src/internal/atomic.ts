@@ -14,7 +14,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import type { Lock } from "../LockManager.js"
-import { CommitError, FileSystemError, type LockLostError } from "../PersistenceError.js"
+import { CommitError, FileSystemError, InvalidArgumentError, type LockLostError } from "../PersistenceError.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
 import * as GroupCommit from "./groupCommit.js"
 import { basename, join, parent, ROOT } from "./path.js"
@@ -78,10 +78,7 @@ export const makeDurable = (disk: Disk, operation: string, dir: string): Effect.
     const chain: Array<string> = []
     for (let d = dir; d !== ROOT && !known.has(d); d = parent(d)) chain.push(d)
     if (chain.length === 0) return Effect.void
-    return Effect.forEach(chain, (d) => syncDirectory(disk, operation, parent(d)), {
-      discard: true,
-      concurrency: "unbounded"
-    }).pipe(
+    return Effect.forEach(chain, (d) => syncDirectory(disk, operation, parent(d)), { discard: true }).pipe(
       Effect.zipRight(Effect.sync(() => {
         if (known.size + chain.length > DURABLE_DIRECTORIES_MAX) known.clear()
         for (const d of chain) known.add(d)
@@ -169,6 +166,9 @@ export const ensureDirectory = (disk: Disk, operation: string, dir: string): Eff
       yield* io(operation, d, disk.fs.makeDirectory(d)).pipe(
         Effect.catchIf((e) => e.reason === "AlreadyExists", () => Effect.void)
       )
+      // A directory made now (or by a racing writer) is new: whatever this
+      // client knew about a former one by that name no longer holds.
+      forgetDurable(disk, d)
     }
   })
 
@@ -239,7 +239,7 @@ const commit = (
  */
 export interface Replacement {
   /** Writes a whole chunk (short writes are retried by `writeAll`). */
-  readonly write: (chunk: Uint8Array) => Effect.Effect<void, FileSystemError>
+  readonly write: (chunk: Uint8Array) => Effect.Effect<void, FileSystemError | InvalidArgumentError>
   /** fsync (durable), close, lock check, rename, directory fsync (durable). Uninterruptible. */
   readonly finish: Effect.Effect<void, FileSystemError | CommitError | LockLostError>
 }
@@ -267,7 +267,18 @@ export const begin = (
       // between syscalls, up to the rename.
       // (The platform's writeAll reports an empty buffer as a zero-byte write.)
       write: (chunk) =>
-        chunk.length === 0 ? Effect.void : Effect.uninterruptible(io(operation, target, file.writeAll(chunk))),
+        !(chunk instanceof Uint8Array) ?
+          Effect.fail(
+            new InvalidArgumentError({
+              operation,
+              path: target,
+              argument: "data",
+              detail: "chunks must be Uint8Arrays"
+            })
+          ) :
+          chunk.length === 0 ?
+          Effect.void :
+          Effect.uninterruptible(io(operation, target, file.writeAll(chunk))),
       finish: Effect.uninterruptible(
         Effect.gen(function*() {
           if (disk.durable) yield* io(operation, target, file.sync)
@@ -300,7 +311,7 @@ export const replace = (
   lock: Lock,
   data: Uint8Array,
   mode?: number
-): Effect.Effect<void, FileSystemError | CommitError | LockLostError> =>
+): Effect.Effect<void, FileSystemError | InvalidArgumentError | CommitError | LockLostError> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.scoped(
       Effect.gen(function*() {
@@ -325,7 +336,7 @@ export const replaceSink = (
   lock: Lock,
   mode?: number
 ): Effect.Effect<
-  Sink.Sink<void, Uint8Array, never, FileSystemError | CommitError | LockLostError>,
+  Sink.Sink<void, Uint8Array, never, FileSystemError | InvalidArgumentError | CommitError | LockLostError>,
   FileSystemError,
   Scope.Scope
 > =>

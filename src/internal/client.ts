@@ -11,7 +11,13 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as Api from "../Client.js"
 import { type Lock, LockManager } from "../LockManager.js"
-import { CommitError, DecodeError, FileSystemError, InvalidPathError } from "../PersistenceError.js"
+import {
+  CommitError,
+  DecodeError,
+  FileSystemError,
+  InvalidArgumentError,
+  InvalidPathError
+} from "../PersistenceError.js"
 import type { InvalidPathReason } from "../PersistenceError.js"
 import {
   type Disk,
@@ -25,6 +31,7 @@ import {
   tempPattern
 } from "./atomic.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
+import * as Input from "./input.js"
 import { countOperation } from "./metrics.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
 
@@ -38,7 +45,7 @@ export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/Client")
 type Use = "file" | "directory" | "mutation"
 
 const encoder = new TextEncoder()
-const toBytes = (data: string | Uint8Array): Uint8Array => typeof data === "string" ? encoder.encode(data) : data
+const toBytes = (data: string): Uint8Array => encoder.encode(data)
 
 /** A span named after the operation, with the path; and the operations counter. */
 const span = (name: string, path: unknown) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
@@ -52,8 +59,10 @@ const countExit = (name: string) => <A, E>(exit: Exit.Exit<A, E>) => Effect.sync
 const invalid = (operation: string, path: unknown, reason: InvalidPathReason, detail?: string) =>
   new InvalidPathError({ operation, path, reason, ...(detail !== undefined ? { detail } : {}) })
 
-const validateSuffix = (suffix: string): Either.Either<string, InvalidPathError> =>
-  suffix.length === 0 ?
+const validateSuffix = (suffix: unknown): Either.Either<string, InvalidPathError> =>
+  typeof suffix !== "string" ?
+    Either.left(invalid("Client.make", suffix, "NotAString", "tempSuffix")) :
+    suffix.length === 0 ?
     Either.left(invalid("Client.make", suffix, "Empty", "tempSuffix")) :
     suffix.includes("/") || suffix.includes("\0") ?
     Either.left(invalid("Client.make", suffix, "InvalidName", "tempSuffix")) :
@@ -160,19 +169,21 @@ export const make = (
       read: (path) => readLocked("Client.read", path, "file", (p) => io("Client.read", p, fs.readFile(p))),
 
       readString: (path, encoding) =>
-        readLocked(
-          "Client.readString",
-          path,
-          "file",
-          (p) => io("Client.readString", p, fs.readFileString(p, encoding))
-        ),
+        Effect.flatMap(Input.encoding("Client.readString", path, encoding), (encoding) =>
+          readLocked(
+            "Client.readString",
+            path,
+            "file",
+            (p) => io("Client.readString", p, fs.readFileString(p, encoding))
+          )),
 
       stream: (path, options) =>
         Stream.unwrapScoped(
           Effect.gen(function*() {
+            const checked = yield* Input.streamOptions("Client.stream", path, options)
             const p = yield* resolve("Client.stream", path, "file")
             yield* manager.lock(p, "read")
-            return fs.stream(p, streamOptions(options)).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
+            return fs.stream(p, streamOptions(checked)).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
           })
         ).pipe(
           Stream.ensuringWith(countExit("Client.stream")),
@@ -180,8 +191,9 @@ export const make = (
         ),
 
       write: (path, data, options) =>
-        writeLocked("Client.write", path, (p, lock) =>
-          replace(disk, "Client.write", p, lock, toBytes(data), options?.mode)),
+        Effect.flatMap(writeInput("Client.write", path, data, options), ({ bytes, mode }) =>
+          writeLocked("Client.write", path, (p, lock) =>
+            replace(disk, "Client.write", p, lock, bytes, mode))),
 
       sink: (path, options) =>
         Sink.unwrapScoped(
@@ -191,9 +203,10 @@ export const make = (
               Api.WriteError,
               Scope.Scope
             > {
+              const mode = yield* Input.mode("Client.sink", path, options?.mode)
               const p = yield* resolve("Client.sink", path, "mutation")
               const lock = yield* manager.lock(p, "write")
-              return yield* replaceSink(disk, "Client.sink", p, lock, options?.mode)
+              return yield* replaceSink(disk, "Client.sink", p, lock, mode)
             }
           ).pipe(Effect.withSpan("Client.sink", { attributes: { "persistence.path": path } }))
         ).pipe(Sink.ensuringWith(countExit("Client.sink"))),
@@ -250,15 +263,25 @@ export const make = (
           if (source === target) {
             return
           }
+          if (isAncestor(source, target)) {
+            return yield* new InvalidArgumentError({
+              operation,
+              path: to,
+              argument: "to",
+              detail: `cannot move ${JSON.stringify(source)} into itself`
+            })
+          }
           yield* manager.withLockAll([source, target])((lock) =>
             Effect.zipRight(lock.ensureHeld(operation), renameLocked(disk, source, target))
           )
         }).pipe(span("Client.rename", `${from} -> ${to}`)),
 
       modify: (path, f, options) =>
-        modifyWith("Client.modify", path, (current) =>
-          Effect.map(lift(f(current)), (next) =>
-            [next, toBytes(next)] as const), options?.mode),
+        Effect.flatMap(Input.mode("Client.modify", path, options?.mode), (mode) =>
+          modifyWith("Client.modify", path, (current) =>
+            Effect.flatMap(lift(f(current)), (next) =>
+              Effect.map(Input.bytes("Client.modify", path, next), (bytes) =>
+                [next, bytes] as const)), mode)),
 
       readJson: (path, schema) =>
         readLocked("Client.readJson", path, "file", (p) =>
@@ -267,25 +290,30 @@ export const make = (
           )),
 
       writeJson: (path, schema, value, options) =>
-        encodeJson("Client.writeJson", path, schema)(value).pipe(
-          Effect.flatMap((text) =>
-            writeLocked("Client.writeJson", path, (p, lock) =>
-              replace(disk, "Client.writeJson", p, lock, toBytes(text), options?.mode))
+        Effect.all([
+          Input.mode("Client.writeJson", path, options?.mode),
+          encodeJson("Client.writeJson", path, schema)(value)
+        ])
+          .pipe(
+            Effect.flatMap(([mode, text]) =>
+              writeLocked("Client.writeJson", path, (p, lock) =>
+                replace(disk, "Client.writeJson", p, lock, toBytes(text), mode))
+            ),
+            span("Client.writeJson", path)
           ),
-          span("Client.writeJson", path)
-        ),
 
       modifyJson: (path, schema, f, options) => {
         const operation = "Client.modifyJson"
-        return modifyWith(operation, path, (current) =>
-          Effect.gen(function*() {
-            const decoded = Option.isNone(current) ?
-              Option.none() :
-              Option.some(yield* decodeJson(operation, path, schema)(decoder.decode(current.value)))
-            const next = yield* lift(f(decoded))
-            const text = yield* encodeJson(operation, path, schema)(next)
-            return [next, toBytes(text)] as const
-          }), options?.mode)
+        return Effect.flatMap(Input.mode(operation, path, options?.mode), (mode) =>
+          modifyWith(operation, path, (current) =>
+            Effect.gen(function*() {
+              const decoded = Option.isNone(current) ?
+                Option.none() :
+                Option.some(yield* decodeJson(operation, path, schema)(decoder.decode(current.value)))
+              const next = yield* lift(f(decoded))
+              const text = yield* encodeJson(operation, path, schema)(next)
+              return [next, toBytes(text)] as const
+            }), mode))
       },
 
       // A directory operation: the (confinement) root may be recovered, but
@@ -329,6 +357,10 @@ export const make = (
 
     return service
   })
+
+/** Data and mode of a write, checked before any lock or I/O. */
+const writeInput = (operation: string, path: unknown, data: unknown, options: Api.WriteOptions | undefined) =>
+  Effect.all({ bytes: Input.bytes(operation, path, data), mode: Input.mode(operation, path, options?.mode) })
 
 /** @internal */
 export const makeFromConfig = (
@@ -408,15 +440,36 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
     const realRoot = yield* fs.realPath(root).pipe(Effect.orElseSucceed(() => root))
     const inside = (base: string, p: string) => p === base || isAncestor(base, p)
 
-    const checkReal = (operation: string, path: string, p: string): Effect.Effect<void, Api.ReadError> =>
+    // The real path of the deepest existing ancestor must be inside the real
+    // root. A dangling link is followed by hand (its target may not exist
+    // yet, and a write would create it there); `hops` bounds link chains.
+    const checkReal = (
+      operation: string,
+      path: string,
+      p: string,
+      hops: number
+    ): Effect.Effect<void, Api.ReadError> =>
       fs.realPath(p).pipe(
         Effect.matchEffect({
           onSuccess: (real) =>
             inside(realRoot, real) ? Effect.void : Effect.fail(invalid(operation, path, "OutsideRoot")),
           onFailure: (error) => {
             const code = errnoCode(error)
-            if ((code === "ENOENT" || code === "ENOTDIR") && p !== root) return checkReal(operation, path, parent(p))
-            return Effect.fail(fromPlatform(operation, p)(error))
+            if ((code !== "ENOENT" && code !== "ENOTDIR") || p === ROOT) {
+              return Effect.fail(fromPlatform(operation, p)(error))
+            }
+            return fs.readLink(p).pipe(
+              Effect.matchEffect({
+                onFailure: () => checkReal(operation, path, parent(p), hops),
+                onSuccess: (target) => {
+                  if (hops === 0) return Effect.fail(invalid(operation, path, "OutsideRoot", "too many links"))
+                  const next = normalize(target.startsWith("/") ? target : join(parent(p), target))
+                  return Either.isLeft(next) ?
+                    Effect.fail(invalid(operation, path, "OutsideRoot")) :
+                    checkReal(operation, path, next.right, hops - 1)
+                }
+              })
+            )
           }
         })
       )
@@ -424,6 +477,6 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
     return (operation: string, path: string, p: string, use: Use): Effect.Effect<string, Api.ReadError> => {
       if (!inside(root, p)) return Effect.fail(invalid(operation, path, "OutsideRoot"))
       if (use !== "directory" && p === root) return Effect.fail(invalid(operation, path, "Root"))
-      return Effect.as(checkReal(operation, path, p), p)
+      return Effect.as(checkReal(operation, path, p, 40), p)
     }
   })

@@ -1,0 +1,88 @@
+/**
+ * Validation of input other than paths (data, options), for callers from
+ * plain JavaScript as much as from TypeScript: bad input is a typed error
+ * before any lock or I/O, never a defect.
+ *
+ * @internal
+ */
+import * as Either from "effect/Either"
+import { InvalidArgumentError } from "../PersistenceError.js"
+
+const encoder = new TextEncoder()
+
+const fail = (operation: string, path: unknown, argument: string, detail: string) =>
+  Either.left(new InvalidArgumentError({ operation, path, argument, detail }))
+
+/** The bytes to write: a string (UTF-8) or a `Uint8Array` (a `Buffer` is one). */
+export const bytes = (
+  operation: string,
+  path: unknown,
+  data: unknown
+): Either.Either<Uint8Array, InvalidArgumentError> =>
+  typeof data === "string" ?
+    Either.right(encoder.encode(data)) :
+    data instanceof Uint8Array ?
+    Either.right(data) :
+    fail(operation, path, "data", `expected a string or a Uint8Array, got ${describe(data)}`)
+
+/** File permission bits. */
+export const mode = (
+  operation: string,
+  path: unknown,
+  value: unknown
+): Either.Either<number | undefined, InvalidArgumentError> =>
+  value === undefined || (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0o7777) ?
+    Either.right(value as number | undefined) :
+    fail(operation, path, "options.mode", `expected an integer from 0 to 0o7777, got ${describe(value)}`)
+
+/** A text encoding the platform can decode. */
+export const encoding = (
+  operation: string,
+  path: unknown,
+  value: unknown
+): Either.Either<string | undefined, InvalidArgumentError> => {
+  if (value === undefined) return Either.right(undefined)
+  if (typeof value === "string") {
+    try {
+      new TextDecoder(value)
+      return Either.right(value)
+    } catch {
+      // fall through
+    }
+  }
+  return fail(operation, path, "encoding", `unknown text encoding ${describe(value)}`)
+}
+
+const nonNegative = (value: unknown) => value === undefined || (Number.isSafeInteger(value) && (value as number) >= 0)
+
+/** Stream options: non-negative integer offset and length, a positive chunk size. */
+export const streamOptions = (
+  operation: string,
+  path: unknown,
+  options: unknown
+): Either.Either<{ offset?: number; bytesToRead?: number; chunkSize?: number }, InvalidArgumentError> => {
+  if (options === undefined || options === null) return Either.right({})
+  if (typeof options !== "object") {
+    return fail(operation, path, "options", `expected an object, got ${describe(options)}`)
+  }
+  const { bytesToRead, chunkSize, offset } = options as Record<string, unknown>
+  if (!nonNegative(offset)) {
+    return fail(operation, path, "options.offset", `expected a non-negative integer, got ${describe(offset)}`)
+  }
+  if (!nonNegative(bytesToRead)) {
+    return fail(operation, path, "options.bytesToRead", `expected a non-negative integer, got ${describe(bytesToRead)}`)
+  }
+  if (chunkSize !== undefined && !(Number.isSafeInteger(chunkSize) && (chunkSize as number) > 0)) {
+    return fail(operation, path, "options.chunkSize", `expected a positive integer, got ${describe(chunkSize)}`)
+  }
+  return Either.right(options as { offset?: number; bytesToRead?: number; chunkSize?: number })
+}
+
+const describe = (value: unknown): string =>
+  value === null ?
+    "null" :
+    typeof value === "string" ?
+    JSON.stringify(value) :
+    typeof value === "object" ?
+    (value.constructor?.name ?? "object") :
+    `${typeof value} ${String(value)}`
