@@ -176,7 +176,7 @@ const systemError = (code: Exclude<Fault, "interrupt">, method: string, target: 
  * @since 0.1.0
  * @category constructors
  */
-export const make = (fs: FileSystem.FileSystem, plan?: FaultPlan): FaultFileSystemService => {
+export const wrap = (fs: FileSystem.FileSystem, plan?: FaultPlan): FaultFileSystemService => {
   let current: FaultPlan | undefined = plan
   let count = 0
   let hit: Option.Option<FaultHit> = Option.none()
@@ -188,26 +188,22 @@ export const make = (fs: FileSystem.FileSystem, plan?: FaultPlan): FaultFileSyst
     run: () => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | SystemError, R> =>
     Effect.suspend((): Effect.Effect<A, E | SystemError, R> => {
-      count++
-      if (current === undefined || current.failAt !== count) return run()
+      const n = ++count
+      if (current === undefined || current.failAt !== n) return run()
       const fault = current.fault
-      const record = (deferred: boolean) => {
-        hit = Option.some({ fault, call: count, method, target, deferred })
-      }
       if (fault !== "interrupt") {
-        record(false)
+        hit = Option.some({ fault, call: n, method, target, deferred: false })
         return Effect.fail(systemError(fault, method, target))
       }
       return Effect.checkInterruptible((interruptible) =>
-        interruptible ?
-          Effect.zipRight(Effect.sync(() => record(false)), Effect.interrupt) :
-          Effect.withFiberRuntime<A, E, R>((fiber) => {
-            record(true)
-            // Delivered when the fiber becomes interruptible again, exactly
-            // as an interruption from another fiber would be.
-            fiber.unsafeInterruptAsFork(fiber.id())
-            return run()
-          })
+        Effect.withFiberRuntime<A, E, R>((fiber) => {
+          hit = Option.some({ fault, call: n, method, target, deferred: !interruptible })
+          // A real interruption signal, as `Fiber.interrupt` from another fiber
+          // sends: error handlers are skipped, and in an uninterruptible region
+          // it waits until the region ends.
+          fiber.unsafeInterruptAsFork(fiber.id())
+          return interruptible ? Effect.interrupt : run()
+        })
       )
     })
 
@@ -272,6 +268,16 @@ export const make = (fs: FileSystem.FileSystem, plan?: FaultPlan): FaultFileSyst
 }
 
 /**
+ * Wraps the `FileSystem` in context with the faults of `plan` (none: count
+ * only).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (plan?: FaultPlan): Effect.Effect<FaultFileSystemService, never, FileSystem.FileSystem> =>
+  Effect.map(FileSystem.FileSystem, (fs) => wrap(fs, plan))
+
+/**
  * Provides the faulty `FileSystem` (wrapping the one in context) together
  * with its controls.
  *
@@ -282,8 +288,6 @@ export const layer = (
   plan?: FaultPlan
 ): Layer.Layer<FileSystem.FileSystem | FaultFileSystem, never, FileSystem.FileSystem> =>
   Layer.effectContext(
-    Effect.map(FileSystem.FileSystem, (fs) => {
-      const service = make(fs, plan)
-      return Context.make(FaultFileSystem, service).pipe(Context.add(FileSystem.FileSystem, service.fileSystem))
-    })
+    Effect.map(make(plan), (service) =>
+      Context.make(FaultFileSystem, service).pipe(Context.add(FileSystem.FileSystem, service.fileSystem)))
   )
