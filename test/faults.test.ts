@@ -12,7 +12,7 @@ import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import type * as Client from "../src/Client.js"
-import * as FaultFileSystem from "../src/internal/faultFileSystem.js"
+import * as FaultFileSystem from "../src/testing/FaultFileSystem.js"
 import { makeClient, snapshot, tempFiles } from "./utils/client.js"
 
 type Snapshot = Record<string, string>

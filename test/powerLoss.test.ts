@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Schema, Stream } from "effect"
-import * as PowerLoss from "../src/internal/powerLoss.js"
+import * as PowerLoss from "../src/testing/PowerLoss.js"
 import {
   check,
   noDirectorySync,

@@ -5,7 +5,7 @@ import { Deferred, Effect, Layer } from "effect"
 import type * as Client from "../../src/Client.js"
 import { tempPattern } from "../../src/internal/atomic.js"
 import { basename } from "../../src/internal/path.js"
-import * as PowerLoss from "../../src/internal/powerLoss.js"
+import * as PowerLoss from "../../src/testing/PowerLoss.js"
 import { makeClient } from "./client.js"
 
 /**

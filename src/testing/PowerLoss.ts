@@ -36,7 +36,7 @@
  * Enumeration is exhaustive and bounded: it throws when a state space exceeds
  * the limit, rather than quietly checking a sample.
  *
- * @internal
+ * @since 0.1.0
  */
 import * as PlatformError from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
@@ -50,7 +50,7 @@ import * as Stream from "effect/Stream"
  * as a latin1 string (one character per byte, so zeros show as `"\0"`); a
  * directory maps to `""` under its path with a trailing `/`. The root is left out.
  *
- * @internal
+ * @since 0.1.0
  */
 export type Snapshot = Readonly<Record<string, string>>
 
@@ -58,14 +58,14 @@ export type Snapshot = Readonly<Record<string, string>>
  * An initial (durable) state, in the shape of a `Snapshot`; missing parent
  * directories are implied.
  *
- * @internal
+ * @since 0.1.0
  */
 export type InitialState = Readonly<Record<string, string | Uint8Array>>
 
 /**
  * An error of a simulated system call, carrying its errno `code` as Node's do.
  *
- * @internal
+ * @since 0.1.0
  */
 export class ErrnoError extends Error {
   constructor(readonly code: string, readonly syscall: string, readonly path: string) {
@@ -74,7 +74,7 @@ export class ErrnoError extends Error {
   }
 }
 
-/** @internal */
+/** @since 0.1.0 */
 export interface CrashStatesOptions {
   /** Leave matching paths (and what is below them) out of the snapshots. */
   readonly omit?: (path: string) => boolean
@@ -183,7 +183,7 @@ const parseFlag = (flag: FileSystem.OpenFlag) => ({
  * The simulated disk: synchronous, Effect-free, throwing `ErrnoError`s.
  * `fileSystem` adapts it to the platform service.
  *
- * @internal
+ * @since 0.1.0
  */
 export class SimulatedDisk {
   private readonly inodes = new Map<Ino, Inode>()
@@ -770,7 +770,7 @@ const sortKeys = (record: Record<string, string>): Snapshot => {
 /**
  * A canonical string for a snapshot, for sets of states.
  *
- * @internal
+ * @since 0.1.0
  */
 export const keyOf = (snapshot: Snapshot): string => JSON.stringify(Object.entries(snapshot).sort())
 
@@ -881,7 +881,7 @@ class SimulatedFile implements FileSystem.File {
  * The platform `FileSystem` over a simulated disk. Calls outside the subset
  * the Client uses fail with a `BadArgument`.
  *
- * @internal
+ * @since 0.1.0
  */
 export const fileSystem = (disk: SimulatedDisk): FileSystem.FileSystem =>
   FileSystem.make({
@@ -920,7 +920,7 @@ export const fileSystem = (disk: SimulatedDisk): FileSystem.FileSystem =>
   })
 
 /**
- * @internal
+ * @since 0.1.0
  */
 export const layer = (disk: SimulatedDisk): Layer.Layer<FileSystem.FileSystem> =>
   Layer.succeed(FileSystem.FileSystem, fileSystem(disk))

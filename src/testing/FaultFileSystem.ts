@@ -8,7 +8,7 @@
  * interrupts the calling fiber there. Running an operation once for every N
  * until it completes without reaching the fault checks every failure point.
  *
- * Internal for now; written so that it can be exported as a Testing module.
+ * Exported as `Testing.FaultFileSystem`.
  *
  * @example
  * import { NodeFileSystem } from "@effect/platform-node"
@@ -24,7 +24,7 @@
  * }).pipe(Effect.provide(layer().pipe(Layer.provide(NodeFileSystem.layer))))
  *
  * @since 0.1.0
- * @internal
+ * @since 0.1.0
  */
 import { SystemError, type SystemErrorReason } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
