@@ -11,7 +11,8 @@
  *   the disk may come back in.
  *
  * @example
- * import { Client, LockManager, Testing } from "effect-persistence"
+ * import { Client, LockManager } from "effect-persistence"
+ * import * as Testing from "effect-persistence/testing"
  *
  * const disk = new Testing.PowerLoss.SimulatedDisk({ "/data/": "" })
  * const client = Client.make({ durable: true }).pipe(
