@@ -1,0 +1,307 @@
+/**
+ * A tiny benchmark harness. A case compares a subject with one or more
+ * baselines on the same machine in the same process: after a warm-up, every
+ * round runs the subject and then each baseline, so drift (thermal, GC debt,
+ * a noisy neighbour) lands on all of them alike. Only ratios travel between
+ * machines; the absolute numbers are printed for context.
+ *
+ * Every timed run starts after a full garbage collection: without it, the
+ * runner that goes first in a round pays for the garbage of the one before
+ * (measured: 2-3x slower in that position on a loaded 2-core machine).
+ *
+ * `BENCH_SMOKE=1` runs every case with tiny sizes and one round: it checks
+ * that the suite still runs, not how fast.
+ */
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+
+/**
+ * One side of a comparison: `run` does `ops` operations and resolves with the
+ * milliseconds they took (the runner decides what is timed, so set-up work
+ * can stay outside the measurement).
+ */
+export interface Runner {
+  readonly name: string
+  readonly ops: number
+  readonly run: () => Promise<number>
+}
+
+export interface Prepared {
+  readonly subject: Runner
+  readonly baselines: ReadonlyArray<Runner>
+  /** Runs after the warm-up and after every round, untimed; throws to fail the suite. */
+  readonly verify?: () => Promise<void>
+}
+
+export interface Profile {
+  readonly smoke: boolean
+  /** The full size, or the smoke size in smoke mode. */
+  readonly size: (full: number, smoke: number) => number
+}
+
+export interface Case {
+  readonly name: string
+  /** What is compared with what, printed under the table. */
+  readonly description: string
+  /** Builds the inputs; called once, right before the case runs, so listing cases costs nothing. */
+  readonly setup: (profile: Profile) => Prepared | Promise<Prepared>
+}
+
+export interface Suite {
+  readonly name: string
+  readonly cases: ReadonlyArray<Case>
+}
+
+export interface Options {
+  readonly smoke: boolean
+  /** Whether a full collection precedes every timed run (see `settle`). */
+  readonly gc: boolean
+  readonly rounds: number
+  readonly warmup: number
+}
+
+export interface RunnerResult {
+  readonly name: string
+  readonly ops: number
+  /** Throughput of each round, ops/s, in round order. */
+  readonly rounds: ReadonlyArray<number>
+  readonly median: number
+  readonly min: number
+  readonly max: number
+}
+
+export interface BaselineResult extends RunnerResult {
+  /** Median subject ops/s over median baseline ops/s: above 1, the subject is faster. */
+  readonly ratio: number
+}
+
+export interface CaseResult {
+  readonly suite: string
+  readonly name: string
+  readonly description: string
+  readonly subject: RunnerResult
+  readonly baselines: ReadonlyArray<BaselineResult>
+}
+
+export interface Machine {
+  readonly cpus: number
+  readonly cpuModel: string
+  readonly node: string
+  readonly platform: string
+  readonly tmpdir: string
+  readonly tmpdirFilesystem: string
+}
+
+export interface Report {
+  readonly timestamp: string
+  readonly options: Options
+  readonly machine: Machine
+  readonly cases: ReadonlyArray<CaseResult>
+}
+
+export const HEADER = ["case", "runner", "ops/run", "median ops/s", "min..max ops/s", "subject/baseline"] as const
+
+// `npm run bench` cannot pass `--expose-gc`; the flag still works when set
+// before the first `gc` is looked up.
+const collectGarbage: (() => void) | undefined = (() => {
+  const global = (globalThis as { gc?: () => void }).gc
+  if (typeof global === "function") return global
+  try {
+    v8.setFlagsFromString("--expose-gc")
+    const gc: unknown = vm.runInNewContext("gc")
+    return typeof gc === "function" ? () => gc() : undefined
+  } catch {
+    return undefined
+  }
+})()
+
+/** Starts a timed run on a clean slate: no garbage and no pending macrotask from the previous run. */
+const settle = async (): Promise<void> => {
+  collectGarbage?.()
+  await new Promise<void>((resolve) => setImmediate(resolve))
+}
+
+export const optionsFromEnv = (env: NodeJS.ProcessEnv = process.env): Options => {
+  const smoke = env.BENCH_SMOKE === "1"
+  const int = (value: string | undefined, fallback: number) => {
+    const n = value === undefined ? NaN : Number.parseInt(value, 10)
+    return Number.isFinite(n) && n >= 0 ? n : fallback
+  }
+  return smoke ?
+    { smoke, gc: collectGarbage !== undefined, rounds: 1, warmup: 1 } :
+    {
+      smoke,
+      gc: collectGarbage !== undefined,
+      rounds: Math.max(1, int(env.BENCH_ROUNDS, 7)),
+      warmup: int(env.BENCH_WARMUP, 2)
+    }
+}
+
+export const machine = (): Machine => {
+  const cpus = os.cpus()
+  const tmpdir = os.tmpdir()
+  let tmpdirFilesystem = "unknown"
+  try {
+    tmpdirFilesystem = execFileSync("stat", ["-f", "-c", "%T", tmpdir], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 5_000
+    }).trim() || "unknown"
+  } catch {
+    // Not GNU stat (macOS, Windows): the field is informative only.
+  }
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? "unknown",
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    tmpdir,
+    tmpdirFilesystem
+  }
+}
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+const throughput = (ops: number, ms: number): number => ops / (Math.max(ms, 1e-6) / 1000)
+
+const summarise = (runner: Runner, rounds: ReadonlyArray<number>): RunnerResult => ({
+  name: runner.name,
+  ops: runner.ops,
+  rounds,
+  median: median(rounds),
+  min: Math.min(...rounds),
+  max: Math.max(...rounds)
+})
+
+const runCase = async (suite: Suite, bench: Case, options: Options): Promise<CaseResult> => {
+  const profile: Profile = { smoke: options.smoke, size: (full, smoke) => options.smoke ? smoke : full }
+  const prepared = await bench.setup(profile)
+  const runners = [prepared.subject, ...prepared.baselines]
+  const verify = async (when: string) => {
+    try {
+      await prepared.verify?.()
+    } catch (error) {
+      throw new Error(`${bench.name}: check failed ${when}: ${error instanceof Error ? error.message : error}`, {
+        cause: error
+      })
+    }
+  }
+
+  for (let i = 0; i < options.warmup; i++) {
+    for (const runner of runners) {
+      await settle()
+      await runner.run()
+    }
+  }
+  await verify("after the warm-up")
+
+  const samples: Array<Array<number>> = runners.map(() => [])
+  for (let round = 0; round < options.rounds; round++) {
+    for (let i = 0; i < runners.length; i++) {
+      await settle()
+      samples[i].push(throughput(runners[i].ops, await runners[i].run()))
+    }
+    await verify(`after round ${round + 1}`)
+  }
+
+  const subject = summarise(prepared.subject, samples[0])
+  return {
+    suite: suite.name,
+    name: bench.name,
+    description: bench.description,
+    subject,
+    baselines: prepared.baselines.map((runner, i) => {
+      const result = summarise(runner, samples[i + 1])
+      return { ...result, ratio: subject.median / result.median }
+    })
+  }
+}
+
+const fmtOps = (n: number): string => Math.round(n).toLocaleString("en-US")
+
+const fmtRatio = (n: number): string => n >= 10 ? n.toFixed(1) : n.toFixed(2)
+
+export const formatTable = (results: ReadonlyArray<CaseResult>): string => {
+  const rows: Array<ReadonlyArray<string>> = [HEADER]
+  for (const r of results) {
+    const line = (result: RunnerResult, label: string, ratio: string) =>
+      rows.push([
+        label,
+        result.name,
+        fmtOps(result.ops),
+        fmtOps(result.median),
+        `${fmtOps(result.min)}..${fmtOps(result.max)}`,
+        ratio
+      ])
+    line(r.subject, r.name, "")
+    for (const b of r.baselines) line(b, "", fmtRatio(b.ratio))
+  }
+  const widths = HEADER.map((_, c) => Math.max(...rows.map((row) => row[c].length)))
+  // Text columns flush left, numbers flush right.
+  const cell = (text: string, c: number) => c < 2 ? text.padEnd(widths[c]) : text.padStart(widths[c])
+  const render = (row: ReadonlyArray<string>) => row.map(cell).join("  ").trimEnd()
+  return [render(rows[0]), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(render)].join("\n")
+}
+
+export const formatMachine = (m: Machine, options: Options): string =>
+  [
+    `cpus: ${m.cpus} x ${m.cpuModel}`,
+    `node: ${m.node} (${m.platform})`,
+    `tmpdir: ${m.tmpdir} (${m.tmpdirFilesystem})`,
+    `mode: ${
+      options.smoke ? "smoke (tiny sizes, 1 round)" : "full"
+    }, warm-up ${options.warmup}, rounds ${options.rounds}, ` +
+    `gc before each run: ${options.gc ? "yes" : "no"}`
+  ].join("\n")
+
+const resultsDir = fileURLToPath(new URL("./results/", import.meta.url))
+
+/**
+ * Writes `<timestamp>.json` and `latest.json`; a smoke run writes only
+ * `smoke.json`, so checking that the suite runs never replaces real numbers.
+ */
+export const writeReport = (report: Report): ReadonlyArray<string> => {
+  fs.mkdirSync(resultsDir, { recursive: true })
+  const json = JSON.stringify(report, null, 2) + "\n"
+  const names = report.options.smoke ?
+    ["smoke.json"] :
+    [`${report.timestamp.replace(/[:.]/g, "-")}.json`, "latest.json"]
+  return names.map((name) => {
+    const file = path.join(resultsDir, name)
+    fs.writeFileSync(file, json)
+    return file
+  })
+}
+
+export const runSuites = async (suites: ReadonlyArray<Suite>, options: Options = optionsFromEnv()): Promise<Report> => {
+  const info = machine()
+  const timestamp = new Date().toISOString()
+  console.log(formatMachine(info, options))
+  const results: Array<CaseResult> = []
+  for (const suite of suites) {
+    for (const bench of suite.cases) {
+      const started = performance.now()
+      process.stdout.write(`running ${suite.name}: ${bench.name} ... `)
+      results.push(await runCase(suite, bench, options))
+      console.log(`${((performance.now() - started) / 1000).toFixed(1)} s`)
+    }
+  }
+  console.log()
+  console.log(formatTable(results))
+  console.log()
+  for (const r of results) console.log(`${r.name}: ${r.description}`)
+  const report: Report = { timestamp, options, machine: info, cases: results }
+  const files = writeReport(report)
+  console.log()
+  console.log(`results: ${files.map((f) => path.relative(process.cwd(), f)).join(", ")}`)
+  return report
+}

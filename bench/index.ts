@@ -1,0 +1,13 @@
+/**
+ * Runs every benchmark suite: `npm run bench` (full) or `BENCH_SMOKE=1 npm run bench`
+ * (tiny sizes, one round: does the suite still run?). Results go to
+ * `bench/results/`. `BENCH_ROUNDS`, `BENCH_WARMUP` and `BENCH_SEED` override
+ * the defaults of a full run.
+ */
+import { runSuites } from "./harness.js"
+import { suites } from "./suites.js"
+
+runSuites(suites).catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})

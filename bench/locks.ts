@@ -1,0 +1,233 @@
+/**
+ * LockManager benchmarks. The baselines are what a user could write instead
+ * (one `Effect.makeSemaphore(1)`), so a ratio says what the path-aware,
+ * FIFO-fair manager costs or buys over the simplest lock Effect offers.
+ *
+ * Every case uses its own manager and checks that it is idle (no lock held,
+ * none pending, no node left in the index) after the warm-up and every round.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as LockManager from "../src/LockManager.js"
+import type { Case, Prepared, Runner, Suite } from "./harness.js"
+
+/** Fixed so that every run locks the same paths; `BENCH_SEED` picks others. */
+const SEED = Number.parseInt(process.env.BENCH_SEED ?? "", 10) || 0x5eed
+
+// mulberry32: small, fast and good enough to spread paths over the tree.
+const random = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const NAMES_PER_LEVEL = 8
+
+/** `count` paths of `depth` segments, each segment one of 8 names for its level. */
+const randomPaths = (count: number, depth: number, seed: number): Array<string> => {
+  const next = random(seed)
+  const paths: Array<string> = []
+  for (let i = 0; i < count; i++) {
+    let path = ""
+    for (let level = 0; level < depth; level++) {
+      path += `/l${level}n${Math.floor(next() * NAMES_PER_LEVEL)}`
+    }
+    paths.push(path)
+  }
+  return paths
+}
+
+const timed = <A, E>(effect: Effect.Effect<A, E>) => async (): Promise<number> => {
+  const started = performance.now()
+  await Effect.runPromise(effect)
+  return performance.now() - started
+}
+
+const runner = <A, E>(name: string, ops: number, effect: Effect.Effect<A, E>): Runner => ({
+  name,
+  ops,
+  run: timed(effect)
+})
+
+const expectIdle = (manager: LockManager.LockManagerService) => async (): Promise<void> => {
+  const stats = await Effect.runPromise(manager.stats)
+  if (stats.held !== 0 || stats.pending !== 0 || stats.nodes !== 0) {
+    throw new Error(`lock manager not idle: ${JSON.stringify(stats)}`)
+  }
+}
+
+/** A fresh manager and semaphore per case, so one case cannot leave work for the next. */
+const fresh = () => {
+  const manager = Effect.runSync(LockManager.make)
+  const semaphore = Effect.runSync(Effect.makeSemaphore(1))
+  return { manager, semaphore, verify: expectIdle(manager) }
+}
+
+const semaphoreLoop = (semaphore: Effect.Semaphore, paths: ReadonlyArray<string>) =>
+  Effect.forEach(paths, () => semaphore.withPermits(1)(Effect.void), { discard: true })
+
+const withLockLoop = (manager: LockManager.LockManagerService, paths: ReadonlyArray<string>) =>
+  Effect.forEach(paths, (path) => manager.withLock(path, "write")(Effect.void), { discard: true })
+
+const withLockUncontended: Case = {
+  name: "withLock uncontended, depth 4",
+  description: "sequential write withLock on random depth-4 paths vs Semaphore(1).withPermits(1) (and a bare loop)",
+  setup: ({ size }): Prepared => {
+    const paths = randomPaths(size(50_000, 200), 4, SEED)
+    const { manager, semaphore, verify } = fresh()
+    return {
+      subject: runner("LockManager.withLock", paths.length, withLockLoop(manager, paths)),
+      baselines: [
+        runner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths)),
+        runner("no lock (loop only)", paths.length, Effect.forEach(paths, () => Effect.void, { discard: true }))
+      ],
+      verify
+    }
+  }
+}
+
+const scopedLockUncontended: Case = {
+  name: "scoped lock uncontended, depth 4",
+  description: "sequential Effect.scoped(lock(path, \"write\")) on random depth-4 paths vs Semaphore(1).withPermits(1)",
+  setup: ({ size }): Prepared => {
+    const paths = randomPaths(size(30_000, 200), 4, SEED + 1)
+    const { manager, semaphore, verify } = fresh()
+    return {
+      subject: runner(
+        "Effect.scoped(LockManager.lock)",
+        paths.length,
+        Effect.forEach(paths, (path) => Effect.scoped(manager.lock(path, "write")), { discard: true })
+      ),
+      baselines: [runner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths))],
+      verify
+    }
+  }
+}
+
+const depth: Case = {
+  name: "withLock depth 32 vs depth 4",
+  description: "sequential write withLock on random depth-32 paths vs the same on depth-4 paths (cost of depth)",
+  setup: ({ size }): Prepared => {
+    const ops = size(30_000, 200)
+    const deep = randomPaths(ops, 32, SEED + 2)
+    const shallow = randomPaths(ops, 4, SEED + 3)
+    const { manager, verify } = fresh()
+    return {
+      subject: runner("withLock depth 32", ops, withLockLoop(manager, deep)),
+      baselines: [runner("withLock depth 4", ops, withLockLoop(manager, shallow))],
+      verify
+    }
+  }
+}
+
+const FIBERS = 64
+const CONTENDED_PATHS = Array.from({ length: 8 }, (_, i) => `/data/k${i}`)
+
+const contended: Case = {
+  name: "contended, 64 fibers on 8 paths",
+  description: "64 fibers, 8 sibling paths, 25% writes / 75% reads, a yield inside each hold, " +
+    "vs the same workload on one global Semaphore(1)",
+  setup: ({ size }): Prepared => {
+    const perFiber = size(600, 4)
+    const next = random(SEED + 4)
+    // One list of operations per fiber, drawn up front.
+    const work = Array.from({ length: FIBERS }, () =>
+      Array.from({ length: perFiber }, () => ({
+        path: CONTENDED_PATHS[Math.floor(next() * CONTENDED_PATHS.length)],
+        mode: next() < 0.25 ? "write" as const : "read" as const
+      })))
+    const ops = FIBERS * perFiber
+    const { manager, semaphore, verify } = fresh()
+    const fibers = <A>(op: (item: { path: string; mode: LockManager.LockMode }) => Effect.Effect<A, unknown>) =>
+      Effect.forEach(work, (items) => Effect.forEach(items, op, { discard: true }), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    return {
+      subject: runner(
+        "LockManager.withLock",
+        ops,
+        fibers(({ mode, path }) => manager.withLock(path, mode)(Effect.yieldNow()))
+      ),
+      baselines: [runner("global Semaphore(1)", ops, fibers(() => semaphore.withPermits(1)(Effect.yieldNow())))],
+      verify
+    }
+  }
+}
+
+/**
+ * Queues `waiters` write requests behind a held write lock on one path, then
+ * times from the release of the holder until every waiter has had its grant.
+ * Resolves with the milliseconds of that release phase only.
+ */
+const drainQueue = (manager: LockManager.LockManagerService, waiters: number): Effect.Effect<number, unknown> =>
+  Effect.gen(function*() {
+    const holding = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const drained = yield* Deferred.make<void>()
+    const holder = yield* Effect.fork(
+      manager.withLock("/q", "write")(
+        Deferred.succeed(holding, undefined).pipe(Effect.zipRight(Deferred.await(release)))
+      )
+    )
+    yield* Deferred.await(holding)
+    let done = 0
+    const waiter = manager.withLock("/q", "write")(Effect.void).pipe(
+      Effect.zipRight(Effect.suspend(() => ++done === waiters ? Deferred.succeed(drained, undefined) : Effect.void))
+    )
+    const forked = yield* Effect.forEach(Array.from({ length: waiters }), () => Effect.fork(waiter))
+    while ((yield* manager.stats).pending < waiters) yield* Effect.yieldNow()
+    const started = performance.now()
+    yield* Deferred.succeed(release, undefined)
+    yield* Deferred.await(drained)
+    const elapsed = performance.now() - started
+    yield* Fiber.join(holder)
+    // One join at a time: `Fiber.joinAll` over 10,000 fibers takes seconds.
+    yield* Effect.forEach(forked, Fiber.join, { discard: true })
+    return elapsed
+  })
+
+const queueRunner = (
+  manager: LockManager.LockManagerService,
+  waiters: number,
+  repeats: number
+): Runner => {
+  const program = Effect.reduce(
+    Array.from({ length: repeats }),
+    0,
+    (total) => Effect.map(drainQueue(manager, waiters), (ms) => total + ms)
+  )
+  return {
+    name: `${waiters.toLocaleString("en-US")} waiters x ${repeats}`,
+    ops: waiters * repeats,
+    run: () => Effect.runPromise(program)
+  }
+}
+
+const queue: Case = {
+  name: "queued waiters released, 10,000 vs 1,000",
+  description: "write waiters queued on one held path, then the holder releases: grants/s while the queue drains, " +
+    "10,000 waiters vs 1,000 (same grants per run; ~1 means the cost per grant does not grow with the queue)",
+  setup: ({ size }): Prepared => {
+    const big = size(10_000, 100)
+    const small = size(1_000, 10)
+    const grants = size(20_000, 100)
+    const { manager, verify } = fresh()
+    return {
+      subject: queueRunner(manager, big, Math.max(1, Math.round(grants / big))),
+      baselines: [queueRunner(manager, small, Math.max(1, Math.round(grants / small)))],
+      verify
+    }
+  }
+}
+
+export const suite: Suite = {
+  name: "locks",
+  cases: [withLockUncontended, scopedLockUncontended, contended, depth, queue]
+}

@@ -1,0 +1,35 @@
+/**
+ * The benchmark suite still runs: every case in smoke mode (tiny sizes, one
+ * round), including the idle check of the lock manager after each case.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { execFile } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
+import { HEADER } from "../bench/harness.js"
+import { suites } from "../bench/suites.js"
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL("..", import.meta.url))
+const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url))
+
+describe("bench", () => {
+  it("smoke mode runs every case and prints the table", async () => {
+    // Rejects on a non-zero exit (a failed idle check throws) or the timeout.
+    const { stdout } = await run(tsx, ["bench/index.ts"], {
+      cwd: root,
+      env: { ...process.env, BENCH_SMOKE: "1" },
+      timeout: 60_000
+    })
+    const lines = stdout.split("\n")
+    const header = lines.findIndex((line) => line.split(/\s{2,}/).join("|") === HEADER.join("|"))
+    expect(header).toBeGreaterThanOrEqual(0)
+    const cases = suites.flatMap((suite) => suite.cases.map((c) => ({ suite: suite.name, name: c.name })))
+    expect(cases.length).toBeGreaterThan(0)
+    for (const { name, suite } of cases) {
+      expect(stdout).toContain(`running ${suite}: ${name} ... `)
+      // A row of the table, below the header, starts with the case name.
+      expect(lines.slice(header + 1).some((line) => line.startsWith(name))).toBe(true)
+    }
+  }, 60_000)
+})
