@@ -2,7 +2,7 @@ import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { SystemError } from "@effect/platform/Error"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream, Tracer } from "effect"
+import { Chunk, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
 import * as Client from "../src/Client.js"
@@ -10,6 +10,7 @@ import * as LockManager from "../src/LockManager.js"
 import { LockLostError } from "../src/PersistenceError.js"
 import { expectIdle, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { waitUntil } from "./utils/locks.js"
+import { recordSpans } from "./utils/tracing.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 const bytesOf = (s: string) => new TextEncoder().encode(s)
@@ -504,22 +505,12 @@ describe("Client layers and observability", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const { client } = yield* makeClient()
-      const spans: Array<Tracer.Span> = []
-      const native = yield* Effect.tracer
-      const recording = Tracer.make({
-        span: (...args) => {
-          const span = native.span(...args)
-          spans.push(span)
-          return span
-        },
-        context: native.context
-      })
-      yield* Effect.gen(function*() {
+      const { spans } = yield* recordSpans(Effect.gen(function*() {
         yield* client.write(`${dir}/t`, "t")
         yield* client.read(`${dir}/t`)
         yield* client.collect(dir)
         yield* client.delete(`${dir}/t`)
-      }).pipe(Effect.withTracer(recording))
+      }))
       const names = spans.map((s) => s.name)
       expect(names).toEqual(["Client.write", "Client.read", "Client.collect", "Client.delete"])
       expect(spans[0].attributes.get("persistence.path")).toBe(`${dir}/t`)

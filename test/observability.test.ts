@@ -1,27 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, Stream, Tracer } from "effect"
+import { Effect, Fiber, Metric, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
 import { expectIdle, makeClient, tempDir } from "./utils/client.js"
 import { hold, waitUntil } from "./utils/locks.js"
-
-/** Runs `effect` under a tracer that records every span it creates. */
-const recordSpans = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const spans: Array<Tracer.Span> = []
-    const native = yield* Effect.tracer
-    const recording = Tracer.make({
-      span: (...args) => {
-        const span = native.span(...args)
-        spans.push(span)
-        return span
-      },
-      context: native.context
-    })
-    const result = yield* Effect.withTracer(effect, recording)
-    return { result, spans }
-  })
+import { recordSpans } from "./utils/tracing.js"
 
 const count = (operation: string, outcome: string) =>
   Metric.value(Client.operations.pipe(Metric.tagged("operation", operation), Metric.tagged("outcome", outcome))).pipe(

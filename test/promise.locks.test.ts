@@ -7,22 +7,7 @@ import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import { describe, expect, it } from "vitest"
 import * as EffectLockManager from "../src/LockManager.js"
 import { LockManager } from "../src/promise.js"
-
-type NodeError = Error & { code?: string; cause?: unknown }
-
-const stats = (manager: LockManager) => Effect.runSync(manager.service.stats)
-
-const expectIdle = (manager: LockManager) => expect(stats(manager)).toEqual({ held: 0, pending: 0, nodes: 0 })
-
-/** The rejection of a Promise that must reject. */
-const rejection = async (promise: Promise<unknown>): Promise<NodeError> => {
-  try {
-    await promise
-  } catch (error) {
-    return error as NodeError
-  }
-  throw new Error("expected a rejection")
-}
+import { expectIdle, rejection, stats } from "./utils/promise.js"
 
 /**
  * Records the order in which acquisitions are granted. A request enters the

@@ -3,46 +3,15 @@
  * closes, and a Writable that writes to a temp file under the write lock and
  * emits `finish` only once the file is committed.
  */
-import { Effect } from "effect"
 import { once } from "node:events"
 import * as fs from "node:fs"
-import * as os from "node:os"
-import * as nodePath from "node:path"
 import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { Client, LockManager } from "../src/promise.js"
+import { describe, expect, it } from "vitest"
 import { tempFiles } from "./utils/client.js"
+import { expectIdle, type NodeError, perTestDirectory, rejection, setup, stats } from "./utils/promise.js"
 
-type NodeError = Error & { code?: string; cause?: unknown }
-
-let dir = ""
-beforeEach(() => {
-  dir = fs.realpathSync(fs.mkdtempSync(nodePath.join(os.tmpdir(), "persistence-promise-streams-")))
-})
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true })
-})
-
-const at = (...segments: Array<string>) => nodePath.join(dir, ...segments)
-
-const setup = (options?: { durable?: boolean }) => {
-  const manager = new LockManager()
-  return { manager, client: new Client({ manager, ...options }) }
-}
-
-const stats = (manager: LockManager) => Effect.runSync(manager.service.stats)
-
-const expectIdle = (manager: LockManager) => expect(stats(manager)).toEqual({ held: 0, pending: 0, nodes: 0 })
-
-const rejection = async (promise: Promise<unknown>): Promise<NodeError> => {
-  try {
-    await promise
-  } catch (error) {
-    return error as NodeError
-  }
-  throw new Error("expected a rejection")
-}
+const { at, dir: currentDir } = perTestDirectory("persistence-promise-streams-")
 
 /** Everything a Readable gives, with the size of each chunk. */
 const drain = async (readable: Readable) => {
@@ -149,7 +118,7 @@ describe("promise Client.createReadStream", () => {
     const missing = await rejection(client.createReadStream(at("missing")))
     expect(missing.code).toBe("ENOENT")
     expect(missing.cause).toMatchObject({ _tag: "FileSystemError", operation: "Client.stream" })
-    expect((await rejection(client.createReadStream(dir))).code).toBe("EISDIR")
+    expect((await rejection(client.createReadStream(currentDir()))).code).toBe("EISDIR")
     expect((await rejection(client.createReadStream("relative"))).code).toBe("ERR_INVALID_ARG_VALUE")
     expect((await rejection(client.createReadStream(at("f"), { start: 5, end: 2 }))).code).toBe("ERR_OUT_OF_RANGE")
     expect((await rejection(client.createReadStream(at("f"), { start: -1 }))).code).toBe("ERR_OUT_OF_RANGE")
@@ -201,7 +170,7 @@ describe("promise Client.createWriteStream", () => {
     expect(ws).toBeInstanceOf(Writable)
     // The lock is held and the temp file open when the Promise resolves.
     expect(stats(manager)).toMatchObject({ held: 1 })
-    expect(tempFiles(dir)).toHaveLength(1)
+    expect(tempFiles(currentDir())).toHaveLength(1)
     await write(ws, "new ")
     await write(ws, "content")
     expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
@@ -213,7 +182,7 @@ describe("promise Client.createWriteStream", () => {
     expect(seenAtFinish).toEqual(["new content"])
     expect((ws as Writable & { bytesWritten: number }).bytesWritten).toBe(11)
     expect((ws as Writable & { path: string }).path).toBe(at("f"))
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 
@@ -222,7 +191,7 @@ describe("promise Client.createWriteStream", () => {
     fs.writeFileSync(at("f"), "old")
     const ws = await client.createWriteStream(at("f"))
     const reading = client.read(at("f"), "utf8")
-    const listing = client.collect(dir)
+    const listing = client.collect(currentDir())
     expect(stats(manager)).toMatchObject({ held: 1, pending: 2 })
     await write(ws, "new")
     expect(stats(manager)).toMatchObject({ held: 1, pending: 2 })
@@ -234,7 +203,7 @@ describe("promise Client.createWriteStream", () => {
 
   it("waits for a conflicting lock before resolving; two write streams on one path run in order", async () => {
     const { client, manager } = setup()
-    const reader = await manager.acquire(dir, "read")
+    const reader = await manager.acquire(currentDir(), "read")
     let opened = false
     const opening = client.createWriteStream(at("f")).then((ws) => {
       opened = true
@@ -283,7 +252,7 @@ describe("promise Client.createWriteStream", () => {
     expect(await done).toBeUndefined()
     expect(finished).toBe(false)
     expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 
@@ -297,7 +266,7 @@ describe("promise Client.createWriteStream", () => {
     ws.destroy(boom)
     expect(await done).toBe(boom)
     expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
 
     // A failing pipeline source destroys the stream the same way.
@@ -311,7 +280,7 @@ describe("promise Client.createWriteStream", () => {
     await expect(pipeline(source, ws2)).rejects.toBe(boom)
     await new Promise((resolve) => ws2.closed ? resolve(undefined) : ws2.once("close", resolve))
     expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 
@@ -327,7 +296,7 @@ describe("promise Client.createWriteStream", () => {
     expect(error.name).toBe("AbortError")
     expect(error.code).toBe("ABORT_ERR")
     expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
 
     const reader = await manager.acquire(at("f"), "read")
@@ -336,7 +305,7 @@ describe("promise Client.createWriteStream", () => {
     expect(stats(manager)).toMatchObject({ held: 1, pending: 1 })
     early.abort()
     expect((await rejection(waiting)).code).toBe("ABORT_ERR")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     manager.release(reader)
     expect((await rejection(client.createWriteStream(at("f"), { signal: AbortSignal.abort() }))).code).toBe(
       "ABORT_ERR"
@@ -380,7 +349,7 @@ describe("promise Client.createWriteStream", () => {
     expect((await rejection(client.createWriteStream(at("f"), { autoClose: false as unknown as true }))).code).toBe(
       "ERR_INVALID_ARG_VALUE"
     )
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 

@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { Readable, Writable } from "node:stream"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import * as EffectClient from "../src/Client.js"
 import { toNodeError } from "../src/internal/promise/errors.js"
 import {
@@ -22,36 +22,9 @@ import {
 } from "../src/PersistenceError.js"
 import { Client, LockManager } from "../src/promise.js"
 import { tempFiles } from "./utils/client.js"
+import { expectIdle, type NodeError, perTestDirectory, rejection, setup, stats } from "./utils/promise.js"
 
-type NodeError = Error & { code?: string; cause?: unknown; path?: string; syscall?: string; committed?: boolean }
-
-let dir = ""
-beforeEach(() => {
-  dir = fs.realpathSync(fs.mkdtempSync(nodePath.join(os.tmpdir(), "persistence-promise-")))
-})
-afterEach(() => {
-  fs.rmSync(dir, { recursive: true, force: true })
-})
-
-const at = (...segments: Array<string>) => nodePath.join(dir, ...segments)
-
-const setup = (options?: { durable?: boolean; tempSuffix?: string }) => {
-  const manager = new LockManager()
-  return { manager, client: new Client({ manager, ...options }) }
-}
-
-const stats = (manager: LockManager) => Effect.runSync(manager.service.stats)
-
-const expectIdle = (manager: LockManager) => expect(stats(manager)).toEqual({ held: 0, pending: 0, nodes: 0 })
-
-const rejection = async (promise: Promise<unknown>): Promise<NodeError> => {
-  try {
-    await promise
-  } catch (error) {
-    return error as NodeError
-  }
-  throw new Error("expected a rejection")
-}
+const { at, dir: currentDir } = perTestDirectory("persistence-promise-")
 
 /** A Writable that keeps what it receives (stands in for process.stdout). */
 const collector = () => {
@@ -66,7 +39,7 @@ const collector = () => {
 }
 
 describe("the seed's usage section", () => {
-  it("runs as written (import changed; a temp dir instead of /tmp/example.json)", async () => {
+  it("runs as written (import changed; a temp currentDir() instead of /tmp/example.json)", async () => {
     // Setup
     const manager = new LockManager()
     const client = new Client({ manager, durable: true })
@@ -80,7 +53,7 @@ describe("the seed's usage section", () => {
     expect(JSON.parse(data)).toEqual({ message: "Hello, World!" })
 
     // Collect directory contents
-    const entries = await client.collect(dir, { encoding: "utf8", withFileTypes: false })
+    const entries = await client.collect(currentDir(), { encoding: "utf8", withFileTypes: false })
     expect(entries).toEqual(["example.json"])
 
     // Delete a file or directory
@@ -158,7 +131,7 @@ describe("promise Client: read", () => {
   it("waits for a write lock on the path or an ancestor", async () => {
     const { client, manager } = setup()
     fs.writeFileSync(at("f.txt"), "old")
-    const held = await manager.acquire(dir, "write")
+    const held = await manager.acquire(currentDir(), "write")
     const reading = client.read(at("f.txt"), "utf8")
     expect(stats(manager)).toMatchObject({ held: 1, pending: 1 })
     fs.writeFileSync(at("f.txt"), "new")
@@ -193,7 +166,7 @@ describe("promise Client: read", () => {
     expect(missing.path).toBe(at("missing"))
     expect(missing.message).toContain("no such file or directory")
     expect(missing.cause).toMatchObject({ _tag: "FileSystemError", reason: "NotFound", operation: "Client.read" })
-    expect((await rejection(client.read(dir))).code).toBe("EISDIR")
+    expect((await rejection(client.read(currentDir()))).code).toBe("EISDIR")
     expect((await rejection(client.read(at("file", "below")))).code).toBe("ENOTDIR")
     const relative = await rejection(client.read("relative/path"))
     expect(relative).toBeInstanceOf(TypeError)
@@ -227,7 +200,7 @@ describe("promise Client: write", () => {
     expect([...fs.readFileSync(at("view"))]).toEqual([2, 3, 4])
     await client.write(at("empty"), "")
     expect(fs.readFileSync(at("empty"), "utf8")).toBe("")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 
@@ -249,7 +222,7 @@ describe("promise Client: write", () => {
     const big = Buffer.alloc(1024 * 1024, "z")
     await client.write(at("stream"), Readable.from([big.subarray(0, 300_000), big.subarray(300_000)]))
     expect(fs.readFileSync(at("stream")).equals(big)).toBe(true)
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 
@@ -272,7 +245,7 @@ describe("promise Client: write", () => {
     const badItem = await rejection(client.write(at("f"), [1, 2] as unknown as Iterable<string>))
     expect(badItem.code).toBe("ERR_INVALID_ARG_TYPE")
     expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     const badData = await rejection(client.write(at("f"), 42 as unknown as string))
     expect(badData.code).toBe("ERR_INVALID_ARG_TYPE")
     expectIdle(manager)
@@ -325,11 +298,11 @@ describe("promise Client: write", () => {
     }
     const writing = client.write(at("f"), stalled(), { signal: late.signal })
     await pulled
-    expect(tempFiles(dir)).toHaveLength(1)
+    expect(tempFiles(currentDir())).toHaveLength(1)
     late.abort()
     expect((await rejection(writing)).code).toBe("ABORT_ERR")
     expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 
@@ -345,7 +318,7 @@ describe("promise Client: write", () => {
       fs.mkdirSync(at("locked"), { mode: 0o500 })
       expect((await rejection(client.write(at("locked", "f"), "x"))).code).toBe("EACCES")
     }
-    expect(tempFiles(dir)).toEqual([])
+    expect(tempFiles(currentDir())).toEqual([])
     expectIdle(manager)
   })
 })
@@ -363,17 +336,17 @@ describe("promise Client: collect", () => {
   it("names as strings (any encoding), Buffers, recursively", async () => {
     const { client, manager } = setup()
     tree()
-    expect((await client.collect(dir)).sort()).toEqual(["a.txt", "sub"])
-    expect((await client.collect(dir, "utf8")).sort()).toEqual(["a.txt", "sub"])
-    expect((await client.collect(dir, null)).sort()).toEqual(["a.txt", "sub"])
-    expect((await client.collect(dir, { recursive: true })).sort()).toEqual(
+    expect((await client.collect(currentDir())).sort()).toEqual(["a.txt", "sub"])
+    expect((await client.collect(currentDir(), "utf8")).sort()).toEqual(["a.txt", "sub"])
+    expect((await client.collect(currentDir(), null)).sort()).toEqual(["a.txt", "sub"])
+    expect((await client.collect(currentDir(), { recursive: true })).sort()).toEqual(
       ["a.txt", "sub", "sub/b.txt", "sub/deep", "sub/deep/c.txt"]
     )
-    const buffers = await client.collect(dir, { encoding: "buffer" })
+    const buffers = await client.collect(currentDir(), { encoding: "buffer" })
     expect(buffers.every((name) => Buffer.isBuffer(name))).toBe(true)
     expect(buffers.map((name) => name.toString()).sort()).toEqual(["a.txt", "sub"])
-    expect((await client.collect(dir, "buffer")).map(String).sort()).toEqual(["a.txt", "sub"])
-    expect((await client.collect(dir, "hex")).sort()).toEqual(
+    expect((await client.collect(currentDir(), "buffer")).map(String).sort()).toEqual(["a.txt", "sub"])
+    expect((await client.collect(currentDir(), "hex")).sort()).toEqual(
       [Buffer.from("a.txt").toString("hex"), Buffer.from("sub").toString("hex")].sort()
     )
     expectIdle(manager)
@@ -382,7 +355,7 @@ describe("promise Client: collect", () => {
   it("withFileTypes: Dirent-like entries with name, parentPath/path and type checks, also recursive and as Buffers", async () => {
     const { client, manager } = setup()
     tree()
-    const entries = await client.collect(dir, { withFileTypes: true })
+    const entries = await client.collect(currentDir(), { withFileTypes: true })
     const byName = new Map(entries.map((entry) => [entry.name, entry]))
     expect([...byName.keys()].sort()).toEqual(["a.txt", "sub"])
     const file = byName.get("a.txt")!
@@ -390,13 +363,15 @@ describe("promise Client: collect", () => {
     expect(file.isDirectory()).toBe(false)
     expect(file.isSymbolicLink()).toBe(false)
     expect(file.isFIFO() || file.isSocket() || file.isBlockDevice() || file.isCharacterDevice()).toBe(false)
-    expect(file.parentPath).toBe(dir)
-    expect(file.path).toBe(dir)
+    expect(file.parentPath).toBe(currentDir())
+    expect(file.path).toBe(currentDir())
     expect(byName.get("sub")!.isDirectory()).toBe(true)
 
     // Recursive: as Node, `name` is the base name and `parentPath` its directory.
-    const all = await client.collect(dir, { withFileTypes: true, recursive: true })
-    const shown = all.map((e) => `${nodePath.relative(dir, nodePath.join(e.parentPath, e.name))}:${e.isDirectory()}`)
+    const all = await client.collect(currentDir(), { withFileTypes: true, recursive: true })
+    const shown = all.map((e) =>
+      `${nodePath.relative(currentDir(), nodePath.join(e.parentPath, e.name))}:${e.isDirectory()}`
+    )
     expect(shown.sort()).toEqual([
       "a.txt:false",
       "sub/b.txt:false",
@@ -407,7 +382,7 @@ describe("promise Client: collect", () => {
     const deep = all.find((e) => e.name === "c.txt")!
     expect(deep.parentPath).toBe(at("sub", "deep"))
 
-    const buffers = await client.collect(dir, { encoding: "buffer", withFileTypes: true })
+    const buffers = await client.collect(currentDir(), { encoding: "buffer", withFileTypes: true })
     expect(buffers.every((entry) => Buffer.isBuffer(entry.name))).toBe(true)
     expect(buffers.map((entry) => entry.name.toString()).sort()).toEqual(["a.txt", "sub"])
     expectIdle(manager)
@@ -419,9 +394,9 @@ describe("promise Client: collect", () => {
     expect(await client.collect("/")).toContain(nodePath.relative("/", os.tmpdir()).split("/")[0])
     expect((await rejection(client.collect(at("missing")))).code).toBe("ENOENT")
     expect((await rejection(client.collect(at("file")))).code).toBe("ENOTDIR")
-    const held = await manager.acquire(dir, "delete")
+    const held = await manager.acquire(currentDir(), "delete")
     const controller = new AbortController()
-    const listing = client.collect(dir, { signal: controller.signal })
+    const listing = client.collect(currentDir(), { signal: controller.signal })
     expect(stats(manager)).toMatchObject({ pending: 1 })
     controller.abort()
     expect((await rejection(listing)).code).toBe("ABORT_ERR")
