@@ -77,11 +77,11 @@ export const unsafeMake = (): LockManagerService => {
   }
 
   const leaveNow = (request: Request): void => {
-    const { held, pending } = table.stats
+    const held = table.held
+    const pending = table.pending
     table.leave(request)
-    const after = table.stats
-    if (after.held !== held) locksHeld.unsafeModify(after.held - held, noTags)
-    if (after.pending !== pending) locksPending.unsafeModify(after.pending - pending, noTags)
+    if (table.held !== held) locksHeld.unsafeModify(table.held - held, noTags)
+    if (table.pending !== pending) locksPending.unsafeModify(table.pending - pending, noTags)
   }
 
   const leave = (request: Request) => Effect.sync(() => leaveNow(request))
@@ -123,11 +123,13 @@ export const unsafeMake = (): LockManagerService => {
     effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
   ): Effect.Effect<A, E | InvalidPathError, R> => {
     if (Either.isLeft(plan)) return Effect.fail(plan.left)
-    const use = Effect.isEffect(effect) ? () => effect : effect
+    // A plain effect does not need the Lock: do not build one.
+    const plain = Effect.isEffect(effect)
+    const use = plain ? () => effect : effect
     return Effect.uninterruptibleMask((restore) => {
       const request = enqueue(plan.right)
       const run = request.state === "held" ?
-        use(toLock(request, plan.right)) :
+        (plain ? effect : use(toLock(request, plan.right))) :
         Effect.flatMap(awaitGrant(request, plan.right), use)
       return Effect.ensuring(restore(run), leave(request))
     })

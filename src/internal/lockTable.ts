@@ -65,6 +65,9 @@ class List<A> {
   }
 }
 
+// Read-only by convention: `linkPending` replaces it before the first push.
+const EMPTY = new List<never>() as List<any>
+
 class Node {
   children: Map<string, Node> | undefined = undefined
   /** Children whose subtree has pending entries. */
@@ -75,10 +78,12 @@ class Node {
   subHeldWrites = 0
   /** Set once pruned from the index. */
   detached = false
-  readonly pendingHere = new List<Entry>()
-  readonly pendingHereW = new List<Entry>()
-  readonly subPending = new List<Entry>()
-  readonly subPendingW = new List<Entry>()
+  // Queues exist only under contention: an uncontended node shares the empty
+  // list (never written to), so it costs one object, not five.
+  pendingHere: List<Entry> = EMPTY
+  pendingHereW: List<Entry> = EMPTY
+  subPending: List<Entry> = EMPTY
+  subPendingW: List<Entry> = EMPTY
   constructor(readonly parent: Node | undefined, readonly segment: string) {}
 
   get isIdle(): boolean {
@@ -157,6 +162,14 @@ export class LockTable {
 
   get stats(): Stats {
     return { held: this.heldCount, pending: this.pendingCount, nodes: this.nodeCount }
+  }
+
+  get held(): number {
+    return this.heldCount
+  }
+
+  get pending(): number {
+    return this.pendingCount
   }
 
   /**
@@ -300,9 +313,11 @@ export class LockTable {
     const node = entry.node
     const write = entry.request.mode === "write"
     entry.here = new Link(entry)
+    if (node.pendingHere === EMPTY) node.pendingHere = new List()
     node.pendingHere.push(entry.here)
     if (write) {
       entry.hereW = new Link(entry)
+      if (node.pendingHereW === EMPTY) node.pendingHereW = new List()
       node.pendingHereW.push(entry.hereW)
     }
     const sub: Array<Link<Entry>> = new Array(entry.depth + 1)
@@ -311,10 +326,12 @@ export class LockTable {
     for (let a: Node | undefined = node; a !== undefined; a = a.parent, i--) {
       const wasIdle = a.subPending.head === undefined
       const link = new Link(entry)
+      if (wasIdle && a.subPending === EMPTY) a.subPending = new List()
       a.subPending.push(link)
       sub[i] = link
       if (subW !== undefined) {
         const linkW = new Link(entry)
+        if (a.subPendingW === EMPTY) a.subPendingW = new List()
         a.subPendingW.push(linkW)
         subW[i] = linkW
       }
