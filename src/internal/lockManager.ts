@@ -115,7 +115,11 @@ export const unsafeMake = (): LockManagerService => {
       // The scope may outlive an interrupted wait (a timeout inside a larger
       // scope): leave the queue now rather than when the scope closes. If the
       // grant raced the interrupt, this releases it.
-      Effect.flatMap((request) => Effect.onInterrupt(awaitGrant(request, plan.right), () => leave(request)))
+      Effect.flatMap((request) =>
+        request.state === "held" && request.waitStart === 0 ?
+          Effect.succeed(toLock(request, plan.right)) :
+          Effect.onInterrupt(awaitGrant(request, plan.right), () => leave(request))
+      )
     )
 
   const bracket = (plan: Either.Either<Plan, InvalidPathError>) =>
