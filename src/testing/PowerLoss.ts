@@ -51,6 +51,7 @@ import * as Stream from "effect/Stream"
  * directory maps to `""` under its path with a trailing `/`. The root is left out.
  *
  * @since 0.1.0
+ * @category models
  */
 export type Snapshot = Readonly<Record<string, string>>
 
@@ -59,6 +60,7 @@ export type Snapshot = Readonly<Record<string, string>>
  * directories are implied.
  *
  * @since 0.1.0
+ * @category models
  */
 export type InitialState = Readonly<Record<string, string | Uint8Array>>
 
@@ -66,6 +68,7 @@ export type InitialState = Readonly<Record<string, string | Uint8Array>>
  * An error of a simulated system call, carrying its errno `code` as Node's do.
  *
  * @since 0.1.0
+ * @category errors
  */
 export class ErrnoError extends Error {
   constructor(readonly code: string, readonly syscall: string, readonly path: string) {
@@ -74,7 +77,10 @@ export class ErrnoError extends Error {
   }
 }
 
-/** @since 0.1.0 */
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface CrashStatesOptions {
   /** Leave matching paths (and what is below them) out of the snapshots. */
   readonly omit?: (path: string) => boolean
@@ -184,6 +190,7 @@ const parseFlag = (flag: FileSystem.OpenFlag) => ({
  * `fileSystem` adapts it to the platform service.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export class SimulatedDisk {
   private readonly inodes = new Map<Ino, Inode>()
@@ -771,6 +778,7 @@ const sortKeys = (record: Record<string, string>): Snapshot => {
  * A canonical string for a snapshot, for sets of states.
  *
  * @since 0.1.0
+ * @category utils
  */
 export const keyOf = (snapshot: Snapshot): string => JSON.stringify(Object.entries(snapshot).sort())
 
@@ -882,6 +890,7 @@ class SimulatedFile implements FileSystem.File {
  * the Client uses fail with a `BadArgument`.
  *
  * @since 0.1.0
+ * @category constructors
  */
 export const fileSystem = (disk: SimulatedDisk): FileSystem.FileSystem =>
   FileSystem.make({
@@ -921,6 +930,7 @@ export const fileSystem = (disk: SimulatedDisk): FileSystem.FileSystem =>
 
 /**
  * @since 0.1.0
+ * @category layers
  */
 export const layer = (disk: SimulatedDisk): Layer.Layer<FileSystem.FileSystem> =>
   Layer.succeed(FileSystem.FileSystem, fileSystem(disk))
