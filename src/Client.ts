@@ -23,7 +23,8 @@ import type {
   FileSystemError,
   InvalidArgumentError,
   InvalidPathError,
-  LockLostError
+  LockLostError,
+  LockServerError
 } from "./PersistenceError.js"
 
 /**
@@ -68,12 +69,13 @@ export interface ClientOptions {
 
 /**
  * Errors of operations that read. Bad input (`InvalidPathError`,
- * `InvalidArgumentError`) is refused before any lock or I/O.
+ * `InvalidArgumentError`) is refused before any lock or I/O; a
+ * `LockServerError` comes only from a remote lock manager.
  *
  * @since 0.1.0
  * @category errors
  */
-export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError
+export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError | LockServerError
 
 /**
  * Errors of operations that change the disk. A `CommitError` says the change
@@ -83,7 +85,13 @@ export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemErro
  * @since 0.1.0
  * @category errors
  */
-export type WriteError = InvalidPathError | InvalidArgumentError | FileSystemError | CommitError | LockLostError
+export type WriteError =
+  | InvalidPathError
+  | InvalidArgumentError
+  | FileSystemError
+  | CommitError
+  | LockLostError
+  | LockServerError
 
 /**
  * A directory entry with its type (the target's type for a symbolic link).

@@ -6,12 +6,13 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
 import * as metrics from "./internal/metrics.js"
-import type { InvalidPathError, LockLostError } from "./PersistenceError.js"
+import type { InvalidPathError, LockLostError, LockServerError } from "./PersistenceError.js"
 
 /**
  * @since 0.1.0
@@ -75,10 +76,14 @@ export interface LockStats {
 }
 
 /**
+ * A lock manager. `E` is what the backend itself may fail with besides
+ * invalid input: `never` for the in-memory manager, `LockServerError` for a
+ * remote one (the server could not be reached or the connection dropped).
+ *
  * @since 0.1.0
  * @category models
  */
-export interface LockManagerService {
+export interface LockManagerService<E = never> {
   readonly [TypeId]: TypeId
   /**
    * Waits for a lock on one path and holds it until the scope closes.
@@ -91,13 +96,13 @@ export interface LockManagerService {
    *   // ... exclusive access until the scope closes
    * }))
    */
-  readonly lock: (path: string, mode: LockMode) => Effect.Effect<Lock, InvalidPathError, Scope.Scope>
+  readonly lock: (path: string, mode: LockMode) => Effect.Effect<Lock, InvalidPathError | E, Scope.Scope>
   /**
    * One combined write request over several paths (as `rename` needs).
    * Duplicates count once and nested paths do not conflict with each other.
    * An empty set fails with an `InvalidPathError` (reason `EmptyPathSet`).
    */
-  readonly lockAll: (paths: Iterable<string>) => Effect.Effect<Lock, InvalidPathError, Scope.Scope>
+  readonly lockAll: (paths: Iterable<string>) => Effect.Effect<Lock, InvalidPathError | E, Scope.Scope>
   /**
    * Runs an effect while holding a lock, without allocating a Scope: the fast
    * path for one-shot operations. The effect may take the `Lock` as argument.
@@ -105,23 +110,29 @@ export interface LockManagerService {
    * @example
    * manager.withLock("/data/users.json", "read")(fs.readFile("/data/users.json"))
    */
-  readonly withLock: (path: string, mode: LockMode) => <A, E, R>(
-    effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
-  ) => Effect.Effect<A, E | InvalidPathError, R>
+  readonly withLock: (path: string, mode: LockMode) => <A, E2, R>(
+    effect: Effect.Effect<A, E2, R> | ((lock: Lock) => Effect.Effect<A, E2, R>)
+  ) => Effect.Effect<A, E2 | InvalidPathError | E, R>
   /**
    * `withLock` for a combined write request over several paths.
    */
-  readonly withLockAll: (paths: Iterable<string>) => <A, E, R>(
-    effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
-  ) => Effect.Effect<A, E | InvalidPathError, R>
-  readonly stats: Effect.Effect<LockStats>
+  readonly withLockAll: (paths: Iterable<string>) => <A, E2, R>(
+    effect: Effect.Effect<A, E2, R> | ((lock: Lock) => Effect.Effect<A, E2, R>)
+  ) => Effect.Effect<A, E2 | InvalidPathError | E, R>
+  readonly stats: Effect.Effect<LockStats, E>
 }
 
 /**
+ * The lock manager service. Its type allows a `LockServerError`, which only a
+ * remote manager (`layerRemote`) produces: the in-memory one never fails
+ * except on invalid input.
+ *
  * @since 0.1.0
  * @category tags
  */
-export class LockManager extends Context.Tag("effect-persistence/LockManager")<LockManager, LockManagerService>() {}
+export class LockManager
+  extends Context.Tag("effect-persistence/LockManager")<LockManager, LockManagerService<LockServerError>>()
+{}
 
 /**
  * Builds an in-memory lock manager: the authority for one process.
@@ -164,3 +175,53 @@ export const locksHeld = metrics.locksHeld
  * @category metrics
  */
 export const locksPending = metrics.locksPending
+
+/**
+ * Where a lock server listens, and how the remote manager watches its
+ * connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RemoteOptions =
+  & ({ readonly socket: string } | { readonly port: number; readonly host?: string })
+  & {
+    /** Connecting plus the protocol handshake. Default 5 seconds. */
+    readonly connectTimeout?: Duration.DurationInput
+    /**
+     * The longest silence after which the server drops this client's
+     * connection and releases its locks (a host that froze or lost the
+     * network without closing the socket). The client holds itself to the
+     * same deadline: a lock whose heartbeat went unanswered that long is lost
+     * (`ensureHeld` fails, `lost` completes). Default 5 seconds.
+     */
+    readonly heartbeatDeadline?: Duration.DurationInput
+    /** How often the client pings. Default a fifth of the deadline, at most half of it. */
+    readonly heartbeatInterval?: Duration.DurationInput
+  }
+
+/**
+ * A lock manager whose table lives in a lock server (`LockServer.layer`, or
+ * the `lockd` program) shared by several processes, over a Unix domain socket
+ * or TCP. The connection opens on first use and reopens after it was lost.
+ *
+ * Lock ids are the server's grant ids. A lock is lost when its connection
+ * drops: the server releases the locks of a connection that closes or stays
+ * silent longer than the heartbeat deadline, and `Lock.lost` /
+ * `Lock.ensureHeld` tell the holder.
+ *
+ * Operations can fail with a `LockServerError` (unreachable, timeout,
+ * protocol mismatch, disconnected): the `LockManager` tag's service type
+ * names it, so the `Client` (which runs on it unchanged) does too.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRemote = (options: RemoteOptions): Layer.Layer<LockManager> =>
+  Layer.scoped(
+    LockManager,
+    // Loaded on use: @effect/rpc and @effect/platform-node are optional peers.
+    Effect.promise(() => import("./internal/lockServer/remote.js")).pipe(
+      Effect.flatMap((remote) => remote.make(remote.configOf(options)))
+    )
+  )

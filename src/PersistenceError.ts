@@ -299,6 +299,79 @@ export class LockLostError extends Schema.TaggedError<LockLostError>("effect-per
 }
 
 /**
+ * Why talking to (or serving as) a lock server failed:
+ * - `Unreachable`: nothing accepts connections at the address;
+ * - `Timeout`: the connection or its handshake did not complete in time;
+ * - `ProtocolMismatch`: the peer speaks another protocol version (or is not a
+ *   lock server);
+ * - `Disconnected`: the connection dropped (closed, or the server stopped
+ *   answering heartbeats) while the request was in flight;
+ * - `ListenFailed`: the server could not listen at its address.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const LockServerErrorReason = Schema.Literal(
+  "Unreachable",
+  "Timeout",
+  "ProtocolMismatch",
+  "Disconnected",
+  "ListenFailed"
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type LockServerErrorReason = typeof LockServerErrorReason.Type
+
+const reasonText: Record<LockServerErrorReason, string> = {
+  Unreachable: "is unreachable",
+  Timeout: "did not answer in time",
+  ProtocolMismatch: "speaks another protocol",
+  Disconnected: "dropped the connection",
+  ListenFailed: "could not listen"
+}
+
+/**
+ * A lock server could not be reached, answered with another protocol or
+ * dropped the connection. A request that failed with it holds nothing on the
+ * server: a waiting request is gone from its queue, and locks held over the
+ * dropped connection are released (their `Lock.lost` completes).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockServerError extends Schema.TaggedError<LockServerError>("effect-persistence/LockServerError")(
+  "LockServerError",
+  {
+    operation: Schema.String,
+    /** `unix:<path>` or `tcp:<host>:<port>`. */
+    address: Schema.String,
+    reason: LockServerErrorReason,
+    detail: Schema.optional(Schema.String),
+    cause: Schema.optional(Schema.Defect)
+  }
+) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    const detail = this.detail !== undefined ?
+      `: ${this.detail}` :
+      Predicate.hasProperty(this.cause, "message") ?
+      `: ${String(this.cause.message)}` :
+      ""
+    return `${this.operation}: lock server ${this.address} ${reasonText[this.reason]}${detail}`
+  }
+}
+
+/**
  * Any error of this library.
  *
  * @since 0.1.0
@@ -311,6 +384,7 @@ export type PersistenceError =
   | CommitError
   | DecodeError
   | LockLostError
+  | LockServerError
 
 /**
  * @since 0.1.0

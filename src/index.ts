@@ -24,3 +24,10 @@ export * as Client from "./Client.js"
  * @since 0.1.0
  */
 export * as PersistenceError from "./PersistenceError.js"
+
+/**
+ * A lock service shared by several processes, over @effect/rpc.
+ *
+ * @since 0.1.0
+ */
+export * as LockServer from "./LockServer.js"

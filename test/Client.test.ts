@@ -39,8 +39,12 @@ describe("Client.read / readString", () => {
       const dir = yield* tempDir
       const { client, manager } = yield* makeClient()
       const error = yield* Effect.flip(client.read(`${dir}/missing`))
-      expect(error).toMatchObject({ _tag: "FileSystemError", reason: "NotFound", operation: "Client.read" })
-      expect(error.path).toBe(`${dir}/missing`)
+      expect(error).toMatchObject({
+        _tag: "FileSystemError",
+        reason: "NotFound",
+        operation: "Client.read",
+        path: `${dir}/missing`
+      })
       expect(error.message).toContain("no such file or directory")
       yield* expectIdle(manager)
     }))

@@ -156,12 +156,14 @@ describe("LockManager rules", () => {
       yield* expectGranted(m, [r, r2], [0, 1])
       const w = yield* hold(m, "/a", "write")
       yield* expectGranted(m, [r, r2, w], [0, 1])
-      for (const attempt of [
-        Effect.scoped(m.lock("/", "write")),
-        Effect.scoped(m.lock("/a/..", "write")),
-        m.withLock("//", "write")(Effect.void),
-        Effect.scoped(m.lockAll(["/a", "/"]))
-      ]) {
+      for (
+        const attempt of [
+          Effect.scoped(m.lock("/", "write")),
+          Effect.scoped(m.lock("/a/..", "write")),
+          m.withLock("//", "write")(Effect.void),
+          Effect.scoped(m.lockAll(["/a", "/"]))
+        ]
+      ) {
         expect(yield* Effect.flip(attempt)).toMatchObject({ _tag: "InvalidPathError", reason: "Root" })
       }
       yield* releaseAll([r, r2, w])

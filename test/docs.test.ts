@@ -25,7 +25,10 @@ const undocumented = (file: string): Array<string> => {
     if (match === null) return
     let j = i - 1
     while (j >= 0 && lines[j].trim() === "") j--
-    if (!lines[j]?.trim().endsWith("*/")) return missing.push(`${match[1]} (no JSDoc)`)
+    if (!lines[j]?.trim().endsWith("*/")) {
+      missing.push(`${match[1]} (no JSDoc)`)
+      return
+    }
     let k = j
     while (k >= 0 && !lines[k].trim().startsWith("/**")) k--
     const doc = lines.slice(k, j + 1).join("\n")

@@ -12,28 +12,38 @@ import { normalize, ROOT, topMost } from "./path.js"
 /** @internal */
 export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/LockManager") as typeof Api.TypeId
 
-interface Plan {
+/**
+ * A validated lock request. Shared with the remote manager, so that bad input
+ * fails the same way there, before any network I/O.
+ *
+ * @internal
+ */
+export interface Plan {
   readonly mode: LockMode
   /** What the lock table locks: top-most paths only. */
   readonly locked: ReadonlyArray<string>
   /** What the caller sees on the `Lock`. */
   readonly paths: ReadonlyArray<string>
+  /** A combined request (`lockAll`). */
+  readonly all: boolean
 }
 
 const invalid = (operation: string, path: unknown, reason: InvalidPathError["reason"]) =>
   new InvalidPathError({ operation, path, reason })
 
-const planOne = (operation: string, path: string, mode: LockMode): Either.Either<Plan, InvalidPathError> => {
+/** @internal */
+export const planOne = (operation: string, path: string, mode: LockMode): Either.Either<Plan, InvalidPathError> => {
   const normal = normalize(path)
   if (Either.isLeft(normal)) return Either.left(invalid(operation, path, normal.left))
   // The root may be read (listed), never written: a write on it would
   // exclude every path there is.
   if (mode === "write" && normal.right === ROOT) return Either.left(invalid(operation, path, "Root"))
   const paths = [normal.right]
-  return Either.right({ mode, locked: paths, paths })
+  return Either.right({ mode, locked: paths, paths, all: false })
 }
 
-const planAll = (operation: string, input: Iterable<string>): Either.Either<Plan, InvalidPathError> => {
+/** @internal */
+export const planAll = (operation: string, input: Iterable<string>): Either.Either<Plan, InvalidPathError> => {
   const paths: Array<string> = []
   for (const path of input) {
     const normal = normalize(path)
@@ -42,7 +52,7 @@ const planAll = (operation: string, input: Iterable<string>): Either.Either<Plan
     if (!paths.includes(normal.right)) paths.push(normal.right)
   }
   if (paths.length === 0) return Either.left(invalid(operation, [], "EmptyPathSet"))
-  return Either.right({ mode: "write", locked: topMost(paths), paths })
+  return Either.right({ mode: "write", locked: topMost(paths), paths, all: true })
 }
 
 const noTags: ReadonlyArray<never> = []

@@ -1,0 +1,495 @@
+/**
+ * The remote lock manager: a `LockManagerService` whose table lives in a lock
+ * server (see ./server.ts and ./protocol.ts).
+ *
+ * Connection. One connection per manager, opened on first use and reopened
+ * on the first use after it was lost. A lost connection (closed, undecodable,
+ * or no heartbeat answer within the deadline) fails every request in flight
+ * with a `LockServerError` and completes `lost` of every lock taken over it:
+ * the server released those locks when it dropped the connection.
+ *
+ * Lease. The server drops a connection after `heartbeatDeadline` of silence,
+ * measured from the last message it received. The client measures the same
+ * deadline from the *send* time of its last answered ping, which is never
+ * later, so `ensureHeld` refuses before the server could have released.
+ *
+ * Release is confirmed: `leave` sends `Release` and waits for the server to
+ * end the request's stream, which it does only after the lock left its table.
+ *
+ * @internal
+ */
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import type * as Socket from "@effect/platform/Socket"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import { RpcClientError } from "@effect/rpc/RpcClientError"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import { constPing, type FromServerEncoded } from "@effect/rpc/RpcMessage"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import type * as Mailbox from "effect/Mailbox"
+import * as Scope from "effect/Scope"
+import type { Lock, LockManagerService, RemoteOptions } from "../../LockManager.js"
+import { InvalidPathError, LockLostError, LockServerError, type LockServerErrorReason } from "../../PersistenceError.js"
+import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
+import { type Address, addressOf, formatAddress } from "./address.js"
+import { type Grant, LockRpcs, PROTOCOL_VERSION, serialization } from "./protocol.js"
+
+/** @internal */
+export interface RemoteConfig {
+  readonly address: Address
+  /** Milliseconds. */
+  readonly connectTimeout: number
+  readonly heartbeatInterval: number
+  readonly heartbeatDeadline: number
+  /** Overrides the protocol version sent in `Hello` (tests of the mismatch). */
+  readonly protocolVersion?: number
+}
+
+const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
+  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
+
+/** @internal */
+export const configOf = (options: RemoteOptions): RemoteConfig => {
+  const deadline = Math.max(10, millis(options.heartbeatDeadline, 5_000))
+  // A ping must have a chance to be answered before the deadline passes.
+  const interval = Math.min(millis(options.heartbeatInterval, deadline / 5), deadline / 2)
+  return {
+    address: addressOf(options),
+    connectTimeout: millis(options.connectTimeout, 5_000),
+    heartbeatInterval: Math.max(1, interval),
+    heartbeatDeadline: deadline
+  }
+}
+
+const now = () => performance.now()
+
+/** A `LockServerError` without its operation: shared by every request of a connection. */
+interface Failure {
+  readonly reason: LockServerErrorReason
+  readonly detail?: string
+  readonly cause?: unknown
+}
+
+interface Connection {
+  readonly scope: Scope.CloseableScope
+  /** Set once the handshake succeeded. */
+  rpc: RpcClient.RpcClient<RpcGroup.Rpcs<typeof LockRpcs>, RpcClientError>
+  /** Why the connection is gone; set once, before its scope closes. */
+  lost: Failure | undefined
+  readonly lostSignal: Deferred.Deferred<void>
+  /** `performance.now()` until which the server cannot have dropped this connection. */
+  leaseUntil: number
+  nextTicket: number
+}
+
+/** Records why the connection is gone; false if it already was. */
+const markLost = (conn: Connection, failure: Failure): boolean => {
+  if (conn.lost !== undefined) return false
+  conn.lost = failure
+  Deferred.unsafeDone(conn.lostSignal, Exit.void)
+  return true
+}
+
+// Closed from a fiber of its own: the caller may be one of the fibers the
+// scope interrupts.
+const closeLater = (conn: Connection): Effect.Effect<void> =>
+  Effect.asVoid(Effect.forkDaemon(Scope.close(conn.scope, Exit.void)))
+
+/** Marks the connection lost (once) and closes it. */
+const shutdown = (conn: Connection, failure: Failure): Effect.Effect<void> =>
+  Effect.suspend(() => markLost(conn, failure) ? closeLater(conn) : Effect.void)
+
+const errorDetail = (cause: unknown): string | undefined => {
+  const inner = typeof cause === "object" && cause !== null && "cause" in cause ? cause.cause : undefined
+  return inner instanceof Error ? inner.message : cause instanceof Error ? cause.message : undefined
+}
+
+/**
+ * The RpcClient protocol over one socket, with heartbeats. Modelled on
+ * `RpcClient.makeProtocolSocket`, without its reconnection (a connection is a
+ * session: locks do not survive it) and with a configurable heartbeat.
+ */
+const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteConfig) =>
+  Effect.gen(function*() {
+    const write = yield* socket.writer
+    const parser = serialization.unsafeMake()
+    const ping = parser.encode(constPing)!
+    /** Send times of unanswered pings, oldest first (pongs come back in order). */
+    const pings: Array<number> = []
+    let opened = false
+    let writeResponse!: (response: FromServerEncoded) => Effect.Effect<void>
+
+    const fail = (failure: Failure): Effect.Effect<void> =>
+      Effect.suspend(() =>
+        markLost(conn, failure) ?
+          Effect.zipRight(
+            // Fails every request in flight (their entries in the RpcClient).
+            writeResponse({
+              _tag: "ClientProtocolError",
+              error: new RpcClientError({ reason: "Protocol", message: "lock server connection lost", cause: failure })
+            }),
+            closeLater(conn)
+          ) :
+          Effect.void
+      )
+
+    const protocol = yield* RpcClient.Protocol.make((writeResponse_) => {
+      writeResponse = writeResponse_
+      return Effect.succeed({
+        send: (request) =>
+          Effect.suspend(() => {
+            if (conn.lost !== undefined) {
+              return Effect.fail(
+                new RpcClientError({ reason: "Protocol", message: "lock server connection lost", cause: conn.lost })
+              )
+            }
+            const encoded = parser.encode(request)
+            return encoded === undefined ? Effect.void : Effect.mapError(
+              write(encoded),
+              (cause) => new RpcClientError({ reason: "Protocol", message: "cannot write to the lock server", cause })
+            )
+          }),
+        // One element per stream: acknowledgements would only cost a message.
+        supportsAck: false,
+        supportsTransferables: false
+      })
+    })
+
+    yield* socket.runRaw((data) => {
+      let responses: ReadonlyArray<FromServerEncoded>
+      try {
+        responses = parser.decode(data) as ReadonlyArray<FromServerEncoded>
+      } catch (cause) {
+        return fail({ reason: "ProtocolMismatch", detail: "undecodable message from the server", cause })
+      }
+      if (responses.length === 0) return
+      let i = 0
+      return Effect.whileLoop({
+        while: () => i < responses.length,
+        body: () => {
+          const response = responses[i++]
+          if (response._tag === "Pong") {
+            const sent = pings.shift()
+            if (sent !== undefined) conn.leaseUntil = Math.max(conn.leaseUntil, sent + config.heartbeatDeadline)
+          }
+          return writeResponse(response)
+        },
+        step: () => {}
+      })
+    }, { onOpen: Effect.sync(() => opened = true) }).pipe(
+      Effect.exit,
+      Effect.flatMap((exit) => {
+        const cause = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        const detail = errorDetail(cause)
+        return fail(
+          opened ?
+            { reason: "Disconnected", detail: detail ?? "the server closed the connection", cause } :
+            { reason: "Unreachable", ...(detail !== undefined ? { detail } : {}), cause }
+        )
+      }),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    /** Pings every interval; declares the connection lost once its lease has run out. */
+    const heartbeat: Effect.Effect<void> = Effect.suspend(() => {
+      if (conn.lost !== undefined) return Effect.void
+      const t = now()
+      if (t >= conn.leaseUntil) {
+        return fail({ reason: "Disconnected", detail: `no heartbeat answer within ${config.heartbeatDeadline} ms` })
+      }
+      pings.push(t)
+      // Not awaited: a peer that stopped reading must not stall the deadline check.
+      const send = write(ping).pipe(
+        Effect.catchAll((cause) => fail({ reason: "Disconnected", detail: "cannot send a heartbeat", cause })),
+        Effect.forkIn(conn.scope)
+      )
+      const next = Math.max(1, Math.min(config.heartbeatInterval, conn.leaseUntil - t))
+      return send.pipe(Effect.zipRight(Effect.sleep(next)), Effect.zipRight(heartbeat))
+    })
+
+    return { protocol, heartbeat } as const
+  })
+
+/** A request sent to the server: waiting for its grant, or held. */
+interface Request {
+  readonly conn: Connection
+  readonly ticket: number
+  readonly mailbox: Mailbox.ReadonlyMailbox<Grant, InvalidPathError | RpcClientError>
+  /** Owns the RPC stream of this request. */
+  readonly scope: Scope.CloseableScope
+  left: boolean
+}
+
+/** @internal */
+export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<LockServerError>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const managerScope = yield* Effect.scope
+    const address = formatAddress(config.address)
+    const version = config.protocolVersion ?? PROTOCOL_VERSION
+    let current: Connection | undefined
+    let connecting: Deferred.Deferred<Connection, Failure> | undefined
+
+    const toError = (operation: string, failure: Failure) =>
+      new LockServerError({
+        operation,
+        address,
+        reason: failure.reason,
+        ...(failure.detail !== undefined ? { detail: failure.detail } : {}),
+        ...(failure.cause !== undefined ? { cause: failure.cause } : {})
+      })
+
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        const conn = current
+        if (conn === undefined) return Effect.void
+        markLost(conn, { reason: "Disconnected", detail: "the lock manager was shut down" })
+        return Scope.close(conn.scope, Exit.void)
+      })
+    )
+
+    /** Why a call on `conn` failed: the connection's fate if it is gone, else what the server said. */
+    const failureOf = (conn: Connection, cause: Cause.Cause<unknown>): Failure => {
+      if (conn.lost !== undefined) return conn.lost
+      // The server interrupts its requests when it shuts down.
+      if (Cause.isInterruptedOnly(cause)) {
+        return { reason: "Disconnected", detail: "the server ended the request (shutting down)" }
+      }
+      const error = Cause.squash(cause)
+      return error instanceof RpcClientError ?
+        { reason: "Disconnected", detail: error.message, cause: error } :
+        { reason: "ProtocolMismatch", detail: "unexpected answer from the server", cause: error }
+    }
+
+    const connect: Effect.Effect<Connection, Failure> = Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const conn: Connection = {
+        scope,
+        rpc: undefined as never,
+        lost: undefined,
+        lostSignal: Deferred.unsafeMake<void>(FiberId.none),
+        leaseUntil: 0,
+        nextTicket: 0
+      }
+      const open = Effect.gen(function*() {
+        const socket = yield* NodeSocket.makeNet(
+          config.address._tag === "Unix" ?
+            { path: config.address.path } :
+            { host: config.address.host, port: config.address.port, noDelay: true }
+        ).pipe(Effect.mapError((cause): Failure => ({ reason: "Unreachable", cause })))
+        const { heartbeat, protocol } = yield* makeProtocol(socket, conn, config)
+        const rpc = yield* RpcClient.make(LockRpcs, { disableTracing: true }).pipe(
+          Effect.provideService(RpcClient.Protocol, protocol)
+        )
+        const sentAt = now()
+        const hello = yield* rpc.Hello({ version, heartbeatDeadline: config.heartbeatDeadline }).pipe(
+          Effect.catchAllCause((cause): Effect.Effect<never, Failure> => {
+            const failure = Cause.failureOption(cause)
+            if (failure._tag === "Some" && failure.value._tag === "VersionMismatch") {
+              return Effect.fail({
+                reason: "ProtocolMismatch",
+                detail: `the server speaks protocol version ${failure.value.server}, this client ${version}`
+              })
+            }
+            return Effect.fail(
+              conn.lost ?? {
+                reason: "ProtocolMismatch",
+                detail: "the server did not understand the handshake",
+                cause: Cause.squash(cause)
+              }
+            )
+          })
+        )
+        if (hello.version !== version) {
+          return yield* Effect.fail<Failure>({
+            reason: "ProtocolMismatch",
+            detail: `the server answered with protocol version ${hello.version}, this client speaks ${version}`
+          })
+        }
+        conn.leaseUntil = sentAt + config.heartbeatDeadline
+        conn.rpc = rpc
+        yield* Effect.forkScoped(heartbeat)
+      }).pipe(Scope.extend(scope))
+      yield* open.pipe(
+        Effect.timeoutFail({
+          duration: config.connectTimeout,
+          onTimeout: (): Failure => ({
+            reason: "Timeout",
+            detail: `no connection and handshake within ${config.connectTimeout} ms`
+          })
+        }),
+        Effect.onError(() => shutdown(conn, { reason: "Disconnected", detail: "the connection attempt failed" }))
+      )
+      return conn
+    })
+
+    /**
+     * The live connection, or a new one. Concurrent callers share one attempt,
+     * which runs in the manager's scope: a caller that gives up (interrupted,
+     * timed out) does not abort it for the others.
+     */
+    const connection = (operation: string): Effect.Effect<Connection, LockServerError> =>
+      Effect.uninterruptibleMask((restore) => {
+        if (closed) return Effect.dieMessage(`${operation}: the remote lock manager was used after its scope closed`)
+        if (current !== undefined && current.lost === undefined) return Effect.succeed(current)
+        let attempt = connecting
+        if (attempt === undefined) {
+          const deferred = Deferred.unsafeMake<Connection, Failure>(FiberId.none)
+          attempt = connecting = deferred
+          // Forked from an uninterruptible region: the attempt itself must stay
+          // interruptible, or its timeout could not stop it.
+          const run = Effect.interruptible(connect).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.sync(() => {
+                connecting = undefined
+                if (Exit.isSuccess(exit)) current = exit.value
+                Deferred.unsafeDone(deferred, exit)
+              })
+            ),
+            Effect.forkIn(managerScope)
+          )
+          return Effect.zipRight(run, restore(Effect.mapError(Deferred.await(deferred), (f) => toError(operation, f))))
+        }
+        return restore(Effect.mapError(Deferred.await(attempt), (f) => toError(operation, f)))
+      })
+
+    /** Sends `Acquire`; never waits (the RPC is sent from a fiber of the request's scope). */
+    const start = (operation: string, conn: Connection, plan: Plan): Effect.Effect<Request, LockServerError> =>
+      Effect.suspend(() => {
+        if (conn.lost !== undefined) return Effect.fail(toError(operation, conn.lost))
+        const ticket = ++conn.nextTicket
+        return Scope.fork(conn.scope, ExecutionStrategy.sequential).pipe(
+          Effect.flatMap((scope) =>
+            conn.rpc.Acquire({ ticket, mode: plan.mode, paths: plan.paths, all: plan.all }, { asMailbox: true })
+              .pipe(
+                Scope.extend(scope),
+                Effect.map((mailbox): Request => ({ conn, ticket, mailbox, scope, left: false }))
+              )
+          ),
+          // `start` runs uninterruptibly: an interruption here is the
+          // RpcClient refusing a request because the connection just closed.
+          Effect.catchAllCause((cause) => Effect.fail(toError(operation, failureOf(conn, cause))))
+        )
+      })
+
+    const awaitGrant = (
+      operation: string,
+      request: Request,
+      plan: Plan
+    ): Effect.Effect<Grant, InvalidPathError | LockServerError> =>
+      request.mailbox.take.pipe(
+        // Bounded by the connection: once it is lost, the RpcClient fails
+        // (ClientProtocolError) or, when its scope closes, interrupts every
+        // request in flight. Either way the cause lands here.
+        Effect.catchAllCause((cause): Effect.Effect<never, InvalidPathError | LockServerError> => {
+          const failure = Cause.failureOption(cause)
+          if (failure._tag === "Some" && failure.value instanceof InvalidPathError) return Effect.fail(failure.value)
+          return Effect.fail(toError(operation, failureOf(request.conn, cause)))
+        }),
+        Effect.withSpan("LockManager.wait", {
+          attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode, "lock.server": address },
+          // Every remote request waits (a round trip): no stack trace per request.
+          captureStackTrace: false
+        })
+      )
+
+    /**
+     * Ends a request, waiting or held, and waits until the server confirms
+     * (the end of its stream). Idempotent. Bounded: a connection that stops
+     * answering is declared lost after the heartbeat deadline.
+     */
+    const leave = (request: Request): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (request.left) return Effect.void
+        request.left = true
+        const conn = request.conn
+        const close = Scope.close(request.scope, Exit.void)
+        if (conn.lost !== undefined) return close
+        const drain: Effect.Effect<void, unknown> = Effect.flatMap(
+          request.mailbox.takeAll,
+          ([, done]) => done ? Effect.void : drain
+        )
+        return conn.rpc.Release({ ticket: request.ticket }, { discard: true }).pipe(
+          Effect.zipRight(drain),
+          // A lost connection ends the stream too (failed or interrupted by
+          // the RpcClient): the server dropped the request with it.
+          Effect.catchAllCause(() => Effect.void),
+          Effect.ensuring(close)
+        )
+      })
+
+    const isHeld = (request: Request) =>
+      !request.left && request.conn.lost === undefined && now() < request.conn.leaseUntil
+
+    const toLock = (request: Request, grant: Grant): Lock => ({
+      id: grant.id,
+      mode: grant.mode,
+      paths: grant.paths,
+      lost: Deferred.await(request.conn.lostSignal),
+      ensureHeld: (operation) =>
+        Effect.suspend(() =>
+          isHeld(request) ?
+            Effect.void :
+            Effect.fail(new LockLostError({ operation, paths: grant.paths, lockId: grant.id }))
+        )
+    })
+
+    const scoped = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
+      Either.isLeft(plan) ?
+        Effect.fail(plan.left) :
+        Effect.flatMap(connection(operation), (conn) =>
+          Effect.acquireRelease(start(operation, conn, plan.right), leave).pipe(
+            // An interrupted wait inside a larger scope leaves the queue now,
+            // not when the scope closes.
+            Effect.flatMap((request) =>
+              Effect.onInterrupt(
+                Effect.map(awaitGrant(operation, request, plan.right), (grant) =>
+                  toLock(request, grant)),
+                () => leave(request)
+              )
+            )
+          ))
+
+    const bracket = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
+    <A, E, R>(
+      effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
+    ): Effect.Effect<A, E | InvalidPathError | LockServerError, R> => {
+      if (Either.isLeft(plan)) return Effect.fail(plan.left)
+      const use = Effect.isEffect(effect) ? () => effect : effect
+      return Effect.flatMap(
+        connection(operation),
+        (conn) =>
+          Effect.uninterruptibleMask((restore) =>
+            Effect.flatMap(
+              start(operation, conn, plan.right),
+              (request) =>
+                restore(awaitGrant(operation, request, plan.right)).pipe(
+                  Effect.flatMap((grant) => restore(use(toLock(request, grant)))),
+                  Effect.ensuring(leave(request))
+                )
+            )
+          )
+      )
+    }
+
+    return {
+      [TypeId]: TypeId,
+      lock: (path, mode) => scoped("LockManager.lock", planOne("LockManager.lock", path, mode)),
+      lockAll: (paths) => scoped("LockManager.lockAll", planAll("LockManager.lockAll", paths)),
+      withLock: (path, mode) => bracket("LockManager.withLock", planOne("LockManager.withLock", path, mode)),
+      withLockAll: (paths) => bracket("LockManager.withLockAll", planAll("LockManager.withLockAll", paths)),
+      stats: Effect.flatMap(connection("LockManager.stats"), (conn) =>
+        conn.rpc.Stats().pipe(
+          Effect.catchAllCause((cause) => Effect.fail(toError("LockManager.stats", failureOf(conn, cause))))
+        ))
+    }
+  })
