@@ -4,7 +4,7 @@
  * then used from ESM, from CommonJS and from TypeScript.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -47,6 +47,7 @@ describe("the packed package", () => {
     expect(files).toContain("dist/esm/index.js")
     expect(files).toContain("dist/cjs/index.js")
     expect(files).toContain("dist/dts/Client.d.ts")
+    expect(files).toContain("dist/esm/bin/lockd.js")
     expect(files.some((f) => f.startsWith("src/") || f.startsWith("test/") || f.startsWith("examples/"))).toBe(false)
     expect(files.some((f) => f.startsWith("dist/dts/internal/"))).toBe(false)
   })
@@ -143,6 +144,31 @@ export const program: Effect.Effect<string, PersistenceError.PersistenceError> =
       output = String((error as { stdout?: string }).stdout ?? error)
     }
     expect(output).toBe("")
+  })
+
+  it("installs the lock server program, which starts and stops", async () => {
+    const bin = JSON.parse(fs.readFileSync(path.join(project, "node_modules/effect-persistence/package.json"), "utf8"))
+      .bin["effect-persistence-lockd"]
+    const socket = path.join(path.dirname(project), "lockd.sock")
+    const child = spawn("node", [path.join(project, "node_modules/effect-persistence", bin), "--socket", socket], {
+      cwd: project,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let out = ""
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`lockd did not start: ${out}`)), 10_000)
+      child.stdout.on("data", (chunk) => {
+        out += String(chunk)
+        if (out.includes("listening")) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }).finally(() => child.kill("SIGTERM"))
+    expect(out).toContain(`listening on unix:${socket}`)
+    expect(await exited).toBe(0)
+    expect(fs.existsSync(socket)).toBe(false)
   })
 
   it("does not expose internal modules", () => {
