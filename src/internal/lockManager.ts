@@ -112,7 +112,8 @@ export const unsafeMake = (): LockManagerService => {
           request.onGrant = (request) => resume(Effect.succeed(granted(request, plan)))
         }).pipe(
           Effect.withSpan("LockManager.wait", {
-            attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode }
+            attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode },
+            captureStackTrace: false
           })
         )
     )
