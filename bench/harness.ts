@@ -36,10 +36,24 @@ export interface Prepared {
   readonly baselines: ReadonlyArray<Runner>
   /** Runs after the warm-up and after every round, untimed; throws to fail the suite. */
   readonly verify?: () => Promise<void>
+  /** Called once after the last round: what the case measured besides throughput (counts, heap sizes). */
+  readonly extra?: () => Extra | Promise<Extra>
+  /** Called once when the case ends, whether it passed or failed (temp files, handles). */
+  readonly teardown?: () => void | Promise<void>
+}
+
+/** Findings of a case besides throughput. */
+export interface Extra {
+  /** Printed under the case's description, one line each. */
+  readonly lines: ReadonlyArray<string>
+  /** Stored with the case in the JSON report. */
+  readonly data: Readonly<Record<string, unknown>>
 }
 
 export interface Profile {
   readonly smoke: boolean
+  /** Timed rounds of this run (after the warm-up). */
+  readonly rounds: number
   /** The full size, or the smoke size in smoke mode. */
   readonly size: (full: number, smoke: number) => number
 }
@@ -86,6 +100,7 @@ export interface CaseResult {
   readonly description: string
   readonly subject: RunnerResult
   readonly baselines: ReadonlyArray<BaselineResult>
+  readonly extra?: Extra
 }
 
 export interface Machine {
@@ -108,7 +123,7 @@ export const HEADER = ["case", "runner", "ops/run", "median ops/s", "min..max op
 
 // `npm run bench` cannot pass `--expose-gc`; the flag still works when set
 // before the first `gc` is looked up.
-const collectGarbage: (() => void) | undefined = (() => {
+export const collectGarbage: (() => void) | undefined = (() => {
   const global = (globalThis as { gc?: () => void }).gc
   if (typeof global === "function") return global
   try {
@@ -146,14 +161,17 @@ export const machine = (): Machine => {
   const cpus = os.cpus()
   const tmpdir = os.tmpdir()
   let tmpdirFilesystem = "unknown"
+  const run = (command: string, args: ReadonlyArray<string>) =>
+    execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 5_000 }).trim()
   try {
-    tmpdirFilesystem = execFileSync("stat", ["-f", "-c", "%T", tmpdir], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-      timeout: 5_000
-    }).trim() || "unknown"
+    // The mount's type: `stat -f` names ext4 "ext2/ext3" (they share a magic number).
+    tmpdirFilesystem = run("findmnt", ["-n", "-o", "FSTYPE", "--target", tmpdir]) || "unknown"
   } catch {
-    // Not GNU stat (macOS, Windows): the field is informative only.
+    try {
+      tmpdirFilesystem = run("stat", ["-f", "-c", "%T", tmpdir]) || "unknown"
+    } catch {
+      // Neither util-linux nor GNU stat (macOS, Windows): the field is informative only.
+    }
   }
   return {
     cpus: cpus.length,
@@ -183,8 +201,20 @@ const summarise = (runner: Runner, rounds: ReadonlyArray<number>): RunnerResult 
 })
 
 const runCase = async (suite: Suite, bench: Case, options: Options): Promise<CaseResult> => {
-  const profile: Profile = { smoke: options.smoke, size: (full, smoke) => options.smoke ? smoke : full }
+  const profile: Profile = {
+    smoke: options.smoke,
+    rounds: options.rounds,
+    size: (full, smoke) => options.smoke ? smoke : full
+  }
   const prepared = await bench.setup(profile)
+  try {
+    return await measure(suite, bench, options, prepared)
+  } finally {
+    await prepared.teardown?.()
+  }
+}
+
+const measure = async (suite: Suite, bench: Case, options: Options, prepared: Prepared): Promise<CaseResult> => {
   const runners = [prepared.subject, ...prepared.baselines]
   const verify = async (when: string) => {
     try {
@@ -214,6 +244,7 @@ const runCase = async (suite: Suite, bench: Case, options: Options): Promise<Cas
   }
 
   const subject = summarise(prepared.subject, samples[0])
+  const extra = await prepared.extra?.()
   return {
     suite: suite.name,
     name: bench.name,
@@ -222,7 +253,8 @@ const runCase = async (suite: Suite, bench: Case, options: Options): Promise<Cas
     baselines: prepared.baselines.map((runner, i) => {
       const result = summarise(runner, samples[i + 1])
       return { ...result, ratio: subject.median / result.median }
-    })
+    }),
+    ...(extra === undefined ? {} : { extra })
   }
 }
 
@@ -298,7 +330,10 @@ export const runSuites = async (suites: ReadonlyArray<Suite>, options: Options =
   console.log()
   console.log(formatTable(results))
   console.log()
-  for (const r of results) console.log(`${r.name}: ${r.description}`)
+  for (const r of results) {
+    console.log(`${r.name}: ${r.description}`)
+    for (const line of r.extra?.lines ?? []) console.log(`  ${line}`)
+  }
   const report: Report = { timestamp, options, machine: info, cases: results }
   const files = writeReport(report)
   console.log()

@@ -1,31 +1,26 @@
 /**
  * LockManager benchmarks. The baselines are what a user could write instead
- * (one `Effect.makeSemaphore(1)`), so a ratio says what the path-aware,
- * FIFO-fair manager costs or buys over the simplest lock Effect offers.
+ * (one `Effect.makeSemaphore(1)`, or one `RWLock` of the npm package
+ * `async-rwlock` driven by async/await), so a ratio says what the path-aware,
+ * FIFO-fair manager costs or buys over the simplest locks at hand. Neither
+ * baseline knows paths: each is one lock for everything.
  *
  * Every case uses its own manager and checks that it is idle (no lock held,
  * none pending, no node left in the index) after the warm-up and every round.
  */
+import { RWLock, State } from "async-rwlock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as LockManager from "../src/LockManager.js"
+import { mulberry32 } from "../test/utils/random.js"
 import type { Case, Prepared, Runner, Suite } from "./harness.js"
 
 /** Fixed so that every run locks the same paths; `BENCH_SEED` picks others. */
 const SEED = Number.parseInt(process.env.BENCH_SEED ?? "", 10) || 0x5eed
 
-// mulberry32: small, fast and good enough to spread paths over the tree.
-const random = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+// The same seeded PRNG the randomised tests use.
+const random = mulberry32
 
 const NAMES_PER_LEVEL = 8
 
@@ -62,12 +57,32 @@ const expectIdle = (manager: LockManager.LockManagerService) => async (): Promis
   }
 }
 
-/** A fresh manager and semaphore per case, so one case cannot leave work for the next. */
+/** A fresh manager, semaphore and RWLock per case, so one case cannot leave work for the next. */
 const fresh = () => {
   const manager = Effect.runSync(LockManager.make)
   const semaphore = Effect.runSync(Effect.makeSemaphore(1))
-  return { manager, semaphore, verify: expectIdle(manager) }
+  const rwlock = new RWLock()
+  const idle = expectIdle(manager)
+  const verify = async (): Promise<void> => {
+    await idle()
+    if (rwlock.getState() !== State.Idle) throw new Error(`RWLock not idle: state ${rwlock.getState()}`)
+  }
+  return { manager, semaphore, rwlock, verify }
 }
+
+/** What a Promise-based program would write: acquire, (no work), release, one path after another. */
+const rwlockRunner = (rwlock: RWLock, paths: ReadonlyArray<string>): Runner => ({
+  name: "async-rwlock writeLock/unlock",
+  ops: paths.length,
+  run: async () => {
+    const started = performance.now()
+    for (let i = 0; i < paths.length; i++) {
+      await rwlock.writeLock()
+      rwlock.unlock()
+    }
+    return performance.now() - started
+  }
+})
 
 const semaphoreLoop = (semaphore: Effect.Semaphore, paths: ReadonlyArray<string>) =>
   Effect.forEach(paths, () => semaphore.withPermits(1)(Effect.void), { discard: true })
@@ -77,14 +92,16 @@ const withLockLoop = (manager: LockManager.LockManagerService, paths: ReadonlyAr
 
 const withLockUncontended: Case = {
   name: "withLock uncontended, depth 4",
-  description: "sequential write withLock on random depth-4 paths vs Semaphore(1).withPermits(1) (and a bare loop)",
+  description: "sequential write withLock on random depth-4 paths vs Semaphore(1).withPermits(1), " +
+    "vs one async-rwlock RWLock (await writeLock(), unlock(), in a plain async loop), and a bare Effect loop",
   setup: ({ size }): Prepared => {
     const paths = randomPaths(size(50_000, 200), 4, SEED)
-    const { manager, semaphore, verify } = fresh()
+    const { manager, rwlock, semaphore, verify } = fresh()
     return {
       subject: runner("LockManager.withLock", paths.length, withLockLoop(manager, paths)),
       baselines: [
         runner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths)),
+        rwlockRunner(rwlock, paths),
         runner("no lock (loop only)", paths.length, Effect.forEach(paths, () => Effect.void, { discard: true }))
       ],
       verify
@@ -94,17 +111,28 @@ const withLockUncontended: Case = {
 
 const scopedLockUncontended: Case = {
   name: "scoped lock uncontended, depth 4",
-  description: "sequential Effect.scoped(lock(path, \"write\")) on random depth-4 paths vs Semaphore(1).withPermits(1)",
+  description: "sequential Effect.scoped(lock(path, \"write\")) on random depth-4 paths vs the same scoped shape " +
+    "on a Semaphore(1) (Effect.scoped(Effect.acquireRelease(take(1), release(1))): the fair comparison, both pay " +
+    "for a Scope), vs Semaphore(1).withPermits(1) (no Scope) and vs one async-rwlock RWLock (no Scope either)",
   setup: ({ size }): Prepared => {
     const paths = randomPaths(size(30_000, 200), 4, SEED + 1)
-    const { manager, semaphore, verify } = fresh()
+    const { manager, rwlock, semaphore, verify } = fresh()
+    const scopedPermit = Effect.scoped(Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)))
     return {
       subject: runner(
         "Effect.scoped(LockManager.lock)",
         paths.length,
         Effect.forEach(paths, (path) => Effect.scoped(manager.lock(path, "write")), { discard: true })
       ),
-      baselines: [runner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths))],
+      baselines: [
+        runner(
+          "Effect.scoped(Semaphore take/release)",
+          paths.length,
+          Effect.forEach(paths, () => scopedPermit, { discard: true })
+        ),
+        runner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths)),
+        rwlockRunner(rwlock, paths)
+      ],
       verify
     }
   }

@@ -1,8 +1,10 @@
 /**
- * Every benchmark suite `npm run bench` runs, in order. A new suite (say
- * `client.ts`) exports a `Suite` and joins this list.
+ * Every benchmark suite `npm run bench` runs, in order. A new suite exports a
+ * `Suite` and joins this list.
  */
+import * as Client from "./client.js"
 import type { Suite } from "./harness.js"
 import * as Locks from "./locks.js"
+import * as Memory from "./memory.js"
 
-export const suites: ReadonlyArray<Suite> = [Locks.suite]
+export const suites: ReadonlyArray<Suite> = [Locks.suite, Client.suite, Memory.suite]
