@@ -33,3 +33,14 @@ describe("bench", () => {
     }
   }, 60_000)
 })
+
+describe("bench/remote.ts", () => {
+  it("smoke mode measures in-process, Unix socket and TCP withLock round trips", async () => {
+    const { stdout } = await run(tsx, ["bench/remote.ts"], {
+      cwd: root,
+      env: { ...process.env, BENCH_SMOKE: "1" },
+      timeout: 60_000
+    })
+    for (const runner of ["in-process", "unix", "tcp"]) expect(stdout).toContain(runner)
+  }, 60_000)
+})
