@@ -357,7 +357,14 @@ describe("Client concurrency: sink", () => {
       yield* expectIdle(manager)
     })))
 
-  it.live("an upstream failure leaves the target untouched and no temp file behind", () =>
+  /**
+   * Two sinks that have written a partial chunk to their temp files, one
+   * replacing `existing` ("old") and one creating `fresh`; `stop` ends them
+   * abnormally, after which neither target may have changed.
+   */
+  const abandonedSinks = (
+    stop: (sink: Effect.Effect.Success<ReturnType<typeof runSink>>) => Effect.Effect<void, unknown>
+  ) =>
     Effect.scoped(Effect.gen(function*() {
       const dir = yield* tempDir
       const { client, log, manager } = yield* setup()
@@ -370,36 +377,24 @@ describe("Client concurrency: sink", () => {
       yield* log.waitFor(writesSeen(2))
       expect(tempsIn(dir).length).toBe(2)
 
-      yield* replacing.fail("upstream broke")
-      yield* creating.fail("upstream broke")
-      expect(yield* Effect.flip(Fiber.join(replacing.fiber))).toBe("upstream broke")
-      expect(yield* Effect.flip(Fiber.join(creating.fiber))).toBe("upstream broke")
+      yield* stop(replacing)
+      yield* stop(creating)
       expect(nodeFs.readFileSync(`${dir}/existing`, "utf8")).toBe("old")
       expect(nodeFs.existsSync(`${dir}/fresh`)).toBe(false)
       expect(tempsIn(dir)).toEqual([])
       yield* expectIdle(manager)
-    })))
+    }))
+
+  it.live("an upstream failure leaves the target untouched and no temp file behind", () =>
+    abandonedSinks((sink) =>
+      sink.fail("upstream broke").pipe(
+        Effect.zipRight(Effect.flip(Fiber.join(sink.fiber))),
+        Effect.map((error) => expect(error).toBe("upstream broke"))
+      )
+    ))
 
   it.live("interrupting the fiber running the sink leaves the target untouched and no temp file behind", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const dir = yield* tempDir
-      const { client, log, manager } = yield* setup()
-      nodeFs.writeFileSync(`${dir}/existing`, "old")
-
-      const replacing = yield* runSink(client, `${dir}/existing`)
-      const creating = yield* runSink(client, `${dir}/fresh`)
-      yield* replacing.offer("partial")
-      yield* creating.offer("partial")
-      yield* log.waitFor(writesSeen(2))
-      expect(tempsIn(dir).length).toBe(2)
-
-      yield* Fiber.interrupt(replacing.fiber)
-      yield* Fiber.interrupt(creating.fiber)
-      expect(nodeFs.readFileSync(`${dir}/existing`, "utf8")).toBe("old")
-      expect(nodeFs.existsSync(`${dir}/fresh`)).toBe(false)
-      expect(tempsIn(dir)).toEqual([])
-      yield* expectIdle(manager)
-    })))
+    abandonedSinks((sink) => Fiber.interrupt(sink.fiber).pipe(Effect.asVoid)))
 
   it.live("a sink interrupted while waiting for its lock leaves the queue and creates nothing", () =>
     Effect.scoped(Effect.gen(function*() {
