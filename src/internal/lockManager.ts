@@ -119,19 +119,21 @@ export const unsafeMake = (): LockManagerService => {
     )
 
   const scoped = (plan: Either.Either<Plan, InvalidPathError>): Effect.Effect<Lock, InvalidPathError, Scope.Scope> =>
-    Either.isLeft(plan) ? Effect.fail(plan.left) : Effect.acquireRelease(
-      Effect.sync(() => enqueue(plan.right)),
-      leave
-    ).pipe(
-      // The scope may outlive an interrupted wait (a timeout inside a larger
-      // scope): leave the queue now rather than when the scope closes. If the
-      // grant raced the interrupt, this releases it.
-      Effect.flatMap((request) =>
-        request.state === "held" && request.waitStart === 0 ?
-          Effect.succeed(toLock(request, plan.right)) :
-          Effect.onInterrupt(awaitGrant(request, plan.right), () => leave(request))
+    Either.isLeft(plan) ?
+      Effect.fail(plan.left) :
+      Effect.uninterruptibleMask((restore) =>
+        Effect.acquireRelease(Effect.sync(() => enqueue(plan.right)), leave).pipe(
+          // The scope may outlive an interrupted wait (a timeout inside a larger
+          // scope): leave the queue now rather than when the scope closes. If the
+          // grant raced the interrupt, this releases it. Only the wait itself is
+          // interruptible, so no interrupt lands between the enqueue and here.
+          Effect.flatMap((request) =>
+            request.state === "held" && request.waitStart === 0 ?
+              Effect.succeed(toLock(request, plan.right)) :
+              Effect.onInterrupt(restore(awaitGrant(request, plan.right)), () => leave(request))
+          )
+        )
       )
-    )
 
   const bracket = (plan: Either.Either<Plan, InvalidPathError>) =>
   <A, E, R>(
