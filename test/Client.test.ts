@@ -271,6 +271,29 @@ describe("Client.delete", () => {
       yield* expectIdle(manager)
     }))
 
+  it.live("an interrupted recursive delete has finished or not started once the interrupt returns", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      for (let round = 0; round < 8; round++) {
+        for (let i = 0; i < 200; i++) {
+          nodeFs.mkdirSync(`${dir}/big/d${i}`, { recursive: true })
+          nodeFs.writeFileSync(`${dir}/big/d${i}/f`, "f")
+        }
+        const fiber = yield* Effect.fork(client.delete(`${dir}/big`, { recursive: true }))
+        // Land the interrupt at different moments of the removal.
+        yield* Effect.sleep(`${round} millis`)
+        yield* Fiber.interrupt(fiber)
+        // No rm may still be running: the tree is whole or gone, and stays so.
+        const left = nodeFs.existsSync(`${dir}/big`) ? nodeFs.readdirSync(`${dir}/big`).length : 0
+        expect([0, 200]).toContain(left)
+        yield* client.write(`${dir}/big/d0/keep`, "kept")
+        yield* client.read(`${dir}/big/d0/keep`)
+        nodeFs.rmSync(`${dir}/big`, { recursive: true, force: true })
+      }
+      yield* expectIdle(manager)
+    })))
+
   it.scoped("durable delete with force succeeds when the parent does not exist", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
@@ -428,8 +451,15 @@ describe("Client root confinement", () => {
       const { client, manager } = yield* makeClient({ root: `${dir}/root` })
       yield* client.write(`${dir}/root/inside/ok.txt`, "ok")
       expect(nodeFs.readFileSync(`${dir}/root/inside/ok.txt`, "utf8")).toBe("ok")
+      // Links that resolve back inside, reached through a directory link that leads outside:
+      // writing them would put the temp file (and the rename) in the outside directory.
+      nodeFs.symlinkSync(`${dir}/root/inside/ok.txt`, `${dir}/outside/back-in`)
+      nodeFs.symlinkSync("../root/inside/new.txt", `${dir}/outside/dangling-back-in`)
       const before = snapshot(dir)
       const attempts = [
+        client.write(`${dir}/root/escape/back-in`, "x"),
+        client.write(`${dir}/root/escape/dangling-back-in`, "x"),
+        client.delete(`${dir}/root/escape/back-in`),
         client.write(`${dir}/root/../outside/x`, "x"),
         client.write(`${dir}/outside/x`, "x"),
         client.read(`${dir}/root/escape/secret`),

@@ -420,6 +420,19 @@ describe("LockManager interruption", () => {
       yield* expectIdle(m)
     }))
 
+  it.effect("withLock releases when its callback throws instead of returning an effect", () =>
+    Effect.gen(function*() {
+      const m = yield* LockManager.make
+      const exit = yield* Effect.exit(
+        m.withLock("/a", "write")<void, never, never>(() => {
+          throw new Error("boom")
+        })
+      )
+      expect(Exit.isFailure(exit)).toBe(true)
+      yield* expectIdle(m)
+      expect(yield* m.withLock("/a", "read")(Effect.succeed("next"))).toBe("next")
+    }))
+
   it.effect("withLock waits in FIFO order, passes the Lock, and an interrupted waiter leaves", () =>
     Effect.gen(function*() {
       const m = yield* LockManager.make

@@ -33,7 +33,7 @@ export interface Disk {
   readonly fsyncDirectory: (dir: string) => Effect.Effect<void, PlatformError>
   /**
    * Directories whose own entry (in their parent) is known durable, with all
-   * their ancestors: see `makeDurable`.
+   * their ancestors: see `makeDurable`. Shared by the Clients of one FileSystem.
    */
   readonly durableDirectories: Set<string>
 }
@@ -55,8 +55,19 @@ export const makeDisk = (
   durable: options.durable,
   tempSuffix: options.tempSuffix,
   fsyncDirectory: options.groupCommit ? GroupCommit.make(fsyncDirectory(fs)) : fsyncDirectory(fs),
-  durableDirectories: new Set()
+  durableDirectories: durableDirectoriesOf(fs)
 })
+
+/**
+ * One cache per FileSystem, shared by every Client on it (durable or not), so
+ * that a directory one Client deletes or recreates is forgotten for all.
+ */
+const caches = new WeakMap<FileSystem.FileSystem, Set<string>>()
+const durableDirectoriesOf = (fs: FileSystem.FileSystem): Set<string> => {
+  let cache = caches.get(fs)
+  if (cache === undefined) caches.set(fs, cache = new Set())
+  return cache
+}
 
 /** A cache bound: past it the cache starts over (which costs fsyncs, never safety). */
 const DURABLE_DIRECTORIES_MAX = 4096

@@ -237,24 +237,25 @@ export const make = (
       delete: (path, options) =>
         writeLocked("Client.delete", path, (p, lock) => {
           const force = options?.force ?? false
-          const removed = Effect.zipRight(
-            lock.ensureHeld("Client.delete"),
-            io("Client.delete", p, fs.remove(p, { recursive: options?.recursive ?? false, force }))
+          const removed = io("Client.delete", p, fs.remove(p, { recursive: options?.recursive ?? false, force })).pipe(
+            // Even a failed recursive delete may have removed directories.
+            Effect.ensuring(Effect.sync(() =>
+              forgetDurable(disk, p)
+            ))
           )
-          if (!disk.durable) {
-            return removed
-          }
           // A forced delete under a missing parent changed nothing to persist.
           const sync = syncDirectory(disk, "Client.delete", parent(p)).pipe(
             Effect.catchIf((e) =>
               force && e.reason === "NotFound", () =>
               Effect.void)
           )
-          return removed.pipe(
-            Effect.tap(() =>
-              forgetDurable(disk, p)
-            ),
-            Effect.zipRight(afterCommit("Client.delete", p, sync))
+          // Once started, the removal runs to its end under the lock: an
+          // interrupted rm would otherwise go on deleting after the release.
+          return Effect.zipRight(
+            lock.ensureHeld("Client.delete"),
+            Effect.uninterruptible(
+              disk.durable ? Effect.zipRight(removed, afterCommit("Client.delete", p, sync)) : removed
+            )
           )
         }),
 
@@ -275,7 +276,9 @@ export const make = (
             })
           }
           yield* manager.withLockAll([source, target])((lock) =>
-            Effect.zipRight(lock.ensureHeld(operation), renameLocked(disk, source, target))
+            // Once started, the move runs to its end under the lock (an
+            // abandoned rename could land after the release).
+            Effect.zipRight(lock.ensureHeld(operation), Effect.uninterruptible(renameLocked(disk, source, target)))
           )
         }).pipe(span("Client.rename", `${from} -> ${to}`)),
 
@@ -337,19 +340,17 @@ export const make = (
                   return removed
                 }
                 yield* lock.ensureHeld(operation)
-                yield* Effect.forEach(removed, (temp) =>
+                // The removals (and their fsync) run to their end under the lock.
+                const remove = Effect.forEach(removed, (temp) =>
                   io(operation, temp, fs.remove(temp, { force: true })), {
                   discard: true
                 })
-                if (disk.durable) {
-                  const dirs = Array.from(new Set(removed.map(parent)))
-                  yield* afterCommit(
-                    operation,
-                    p,
-                    Effect.forEach(dirs, (d) =>
-                      syncDirectory(disk, operation, d), { discard: true })
-                  )
-                }
+                const dirs = Array.from(new Set(removed.map(parent)))
+                const sync = Effect.forEach(dirs, (d) =>
+                  syncDirectory(disk, operation, d), { discard: true })
+                yield* Effect.uninterruptible(
+                  disk.durable ? Effect.zipRight(remove, afterCommit(operation, p, sync)) : remove
+                )
                 return removed
               })
             )
@@ -392,19 +393,21 @@ const afterCommit = (operation: string, path: string, effect: Effect.Effect<void
  */
 const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect<void, Api.WriteError> => {
   const operation = "Client.rename"
-  const move = io(operation, source, disk.fs.rename(source, target))
+  const move = io(operation, source, disk.fs.rename(source, target)).pipe(
+    // Directories that moved (or were replaced) are no longer known durable.
+    Effect.ensuring(Effect.sync(() => {
+      forgetDurable(disk, source)
+      forgetDurable(disk, target)
+    }))
+  )
   // A missing source fails as not found before any directory is created.
   const prepare = io(operation, source, disk.fs.stat(source)).pipe(
     Effect.zipRight(ensureDirectory(disk, operation, parent(target)))
   )
   if (!disk.durable) {
     // Optimistic: the rename alone, unless the target's parent is missing.
-    return disk.fs.rename(source, target).pipe(
-      Effect.catchAll((error) =>
-        errnoCode(error) === "ENOENT" ?
-          Effect.zipRight(prepare, move) :
-          Effect.fail(fromPlatform(operation, source)(error))
-      )
+    return move.pipe(
+      Effect.catchIf((error) => error.reason === "NotFound", () => Effect.zipRight(prepare, move))
     )
   }
   return prepare.pipe(
@@ -412,22 +415,17 @@ const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect
     // leaves the old one.
     Effect.zipRight(makeDurable(disk, operation, parent(target))),
     Effect.zipRight(move),
-    Effect.zipRight(Effect.suspend(() => {
-      // Directories that moved (or were replaced) are no longer known durable.
-      forgetDurable(disk, source)
-      forgetDurable(disk, target)
-      // The target's directory first: a crash between the syncs leaves the file
-      // reachable under both names rather than under neither.
-      return afterCommit(
-        operation,
-        target,
-        syncDirectory(disk, operation, parent(target)).pipe(
-          Effect.zipRight(
-            parent(source) === parent(target) ? Effect.void : syncDirectory(disk, operation, parent(source))
-          )
+    // The target's directory first: a crash between the syncs leaves the file
+    // reachable under both names rather than under neither.
+    Effect.zipRight(afterCommit(
+      operation,
+      target,
+      syncDirectory(disk, operation, parent(target)).pipe(
+        Effect.zipRight(
+          parent(source) === parent(target) ? Effect.void : syncDirectory(disk, operation, parent(source))
         )
       )
-    }))
+    ))
   )
 }
 
@@ -480,6 +478,10 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
     return (operation: string, path: string, p: string, use: Use): Effect.Effect<string, Api.ReadError> => {
       if (!inside(root, p)) return Effect.fail(invalid(operation, path, "OutsideRoot"))
       if (use !== "directory" && p === root) return Effect.fail(invalid(operation, path, "Root"))
-      return Effect.as(checkReal(operation, path, p, 40), p)
+      // Both where the path leads and the real directory that holds it: a
+      // mutation acts in that directory (temp file, rename, unlink) even when
+      // the path itself resolves inside the root.
+      const holder = p === root ? Effect.void : checkReal(operation, path, parent(p), 40)
+      return holder.pipe(Effect.zipRight(checkReal(operation, path, p, 40)), Effect.as(p))
     }
   })

@@ -146,7 +146,8 @@ export const unsafeMake = (): LockManagerService => {
     return Effect.uninterruptibleMask((restore) => {
       const request = enqueue(plan.right)
       const run = request.state === "held" ?
-        (plain ? effect : use(toLock(request, plan.right))) :
+        // Suspended: a callback that throws must still find the release attached.
+        (plain ? effect : Effect.suspend(() => use(toLock(request, plan.right)))) :
         Effect.flatMap(awaitGrant(request, plan.right), use)
       return Effect.ensuring(restore(run), leave(request))
     })
