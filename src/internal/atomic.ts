@@ -145,7 +145,8 @@ export const syncDirectory = (disk: Disk, operation: string, dir: string): Effec
  * After the commit point nothing may undo the change, and any failure says the
  * change is committed.
  */
-const afterCommit = (
+/** @internal */
+export const afterCommit = (
   operation: string,
   path: string,
   effect: Effect.Effect<void, FileSystemError>

@@ -11,15 +11,10 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as Api from "../Client.js"
 import { type Lock, LockManager } from "../LockManager.js"
-import {
-  CommitError,
-  DecodeError,
-  FileSystemError,
-  InvalidArgumentError,
-  InvalidPathError
-} from "../PersistenceError.js"
+import { DecodeError, FileSystemError, InvalidArgumentError, InvalidPathError } from "../PersistenceError.js"
 import type { InvalidPathReason } from "../PersistenceError.js"
 import {
+  afterCommit,
   type Disk,
   ensureDirectory,
   forgetDurable,
@@ -382,9 +377,6 @@ const streamOptions = (options: Api.StreamOptions | undefined): FileSystem.Strea
   if (options.chunkSize !== undefined) out.chunkSize = FileSystem.Size(options.chunkSize)
   return out
 }
-
-const afterCommit = (operation: string, path: string, effect: Effect.Effect<void, FileSystemError>) =>
-  Effect.mapError(effect, (cause) => new CommitError({ operation, path, cause }))
 
 /**
  * Rename under the combined lock. A missing source fails as not found before
