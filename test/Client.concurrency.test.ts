@@ -106,6 +106,25 @@ describe("Client concurrency: whole values", () => {
     })))
 })
 
+/** Opens a stream in small chunks and holds it after its first chunk until `release`. */
+const openStream = (client: Client.ClientService, path: string, chunkSize = 10) =>
+  Effect.gen(function*() {
+    const firstChunk = yield* Deferred.make<void>()
+    const gate = yield* Deferred.make<void>()
+    const chunks: Array<string> = []
+    const fiber = yield* client.stream(path, { chunkSize }).pipe(
+      Stream.runForEach((chunk) =>
+        Effect.sync(() => chunks.push(text(chunk))).pipe(
+          Effect.zipRight(Deferred.succeed(firstChunk, undefined)),
+          Effect.zipRight(Deferred.await(gate))
+        )
+      ),
+      Effect.fork
+    )
+    yield* Deferred.await(firstChunk)
+    return { fiber, chunks, release: Deferred.succeed(gate, undefined) }
+  })
+
 describe("Client concurrency: readers share", () => {
   it.live("two reads of one file are inside their read locks at the same time", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -138,19 +157,7 @@ describe("Client concurrency: readers share", () => {
       const { client, manager } = yield* setup({
         readFile: (p) => p === path ? Deferred.await(readGate) : Effect.void
       })
-      const firstChunk = yield* Deferred.make<void>()
-      const streamGate = yield* Deferred.make<void>()
-      const chunks: Array<string> = []
-      const streaming = yield* client.stream(path, { chunkSize: 4 }).pipe(
-        Stream.runForEach((chunk) =>
-          Effect.sync(() => chunks.push(text(chunk))).pipe(
-            Effect.zipRight(Deferred.succeed(firstChunk, undefined)),
-            Effect.zipRight(Deferred.await(streamGate))
-          )
-        ),
-        Effect.fork
-      )
-      yield* Deferred.await(firstChunk)
+      const { chunks, fiber: streaming, release } = yield* openStream(client, path, 4)
       expect(yield* manager.stats).toMatchObject({ held: 1, pending: 0 })
 
       const reading = yield* Effect.fork(client.read(path))
@@ -162,7 +169,7 @@ describe("Client concurrency: readers share", () => {
       expect(yield* isRunning(streaming)).toBe(true)
       expect(yield* manager.stats).toMatchObject({ held: 1, pending: 0 })
 
-      yield* Deferred.succeed(streamGate, undefined)
+      yield* release
       yield* Fiber.join(streaming)
       expect(chunks.join("")).toBe(content)
       expect(chunks[0]).toBe("abcd")
@@ -172,25 +179,6 @@ describe("Client concurrency: readers share", () => {
 
 describe("Client concurrency: writers wait for open streams", () => {
   const old = "0123456789".repeat(10)
-
-  /** Opens a stream in small chunks and holds it after its first chunk until `release`. */
-  const openStream = (client: Client.ClientService, path: string) =>
-    Effect.gen(function*() {
-      const firstChunk = yield* Deferred.make<void>()
-      const gate = yield* Deferred.make<void>()
-      const chunks: Array<string> = []
-      const fiber = yield* client.stream(path, { chunkSize: 10 }).pipe(
-        Stream.runForEach((chunk) =>
-          Effect.sync(() => chunks.push(text(chunk))).pipe(
-            Effect.zipRight(Deferred.succeed(firstChunk, undefined)),
-            Effect.zipRight(Deferred.await(gate))
-          )
-        ),
-        Effect.fork
-      )
-      yield* Deferred.await(firstChunk)
-      return { fiber, chunks, release: Deferred.succeed(gate, undefined) }
-    })
 
   /** Starts a write behind the open stream and checks it is held back. */
   const writeBehind = (client: Client.ClientService, manager: LockManager.LockManagerService, dir: string) =>
