@@ -77,6 +77,8 @@ export interface Options {
   readonly gc: boolean
   readonly rounds: number
   readonly warmup: number
+  /** Runs only the cases whose `suite: name` contains this text (`BENCH_ONLY`). */
+  readonly only?: string | undefined
 }
 
 export interface RunnerResult {
@@ -143,13 +145,15 @@ const settle = async (): Promise<void> => {
 
 export const optionsFromEnv = (env: NodeJS.ProcessEnv = process.env): Options => {
   const smoke = env.BENCH_SMOKE === "1"
+  const only = env.BENCH_ONLY === undefined || env.BENCH_ONLY === "" ? {} : { only: env.BENCH_ONLY }
   const int = (value: string | undefined, fallback: number) => {
     const n = value === undefined ? NaN : Number.parseInt(value, 10)
     return Number.isFinite(n) && n >= 0 ? n : fallback
   }
   return smoke ?
-    { smoke, gc: collectGarbage !== undefined, rounds: 1, warmup: 1 } :
+    { smoke, gc: collectGarbage !== undefined, rounds: 1, warmup: 1, ...only } :
     {
+      ...only,
       smoke,
       gc: collectGarbage !== undefined,
       rounds: Math.max(1, int(env.BENCH_ROUNDS, 7)),
@@ -298,15 +302,19 @@ export const formatMachine = (m: Machine, options: Options): string =>
 const resultsDir = fileURLToPath(new URL("./results/", import.meta.url))
 
 /**
- * Writes `<timestamp>.json` and `latest.json`; a smoke run writes only
+ * Writes `<timestamp>.json` and `latest.json` (a `BENCH_ONLY` run: `<timestamp>-only.json`); a smoke run writes only
  * `smoke.json`, so checking that the suite runs never replaces real numbers.
  */
 export const writeReport = (report: Report): ReadonlyArray<string> => {
   fs.mkdirSync(resultsDir, { recursive: true })
   const json = JSON.stringify(report, null, 2) + "\n"
+  const stamp = report.timestamp.replace(/[:.]/g, "-")
+  // A filtered run (BENCH_ONLY) is not the whole table: it never becomes latest.json either.
   const names = report.options.smoke ?
     ["smoke.json"] :
-    [`${report.timestamp.replace(/[:.]/g, "-")}.json`, "latest.json"]
+    report.options.only !== undefined ?
+    [`${stamp}-only.json`] :
+    [`${stamp}.json`, "latest.json"]
   return names.map((name) => {
     const file = path.join(resultsDir, name)
     fs.writeFileSync(file, json)
@@ -321,6 +329,7 @@ export const runSuites = async (suites: ReadonlyArray<Suite>, options: Options =
   const results: Array<CaseResult> = []
   for (const suite of suites) {
     for (const bench of suite.cases) {
+      if (options.only !== undefined && !`${suite.name}: ${bench.name}`.includes(options.only)) continue
       const started = performance.now()
       process.stdout.write(`running ${suite.name}: ${bench.name} ... `)
       results.push(await runCase(suite, bench, options))

@@ -553,24 +553,28 @@ describe("Client layers and observability", () => {
 
 describe("Client error reasons", () => {
   // The Node platform maps only some errno codes; the library reads the code.
+  // The temp file is created by `open` (durable) or `writeFile` (not durable), both with flag "wx".
   const failingWrites = (code: string) =>
     Layer.effect(
       FileSystem.FileSystem,
-      Effect.map(FileSystem.FileSystem, (fs): FileSystem.FileSystem => ({
-        ...fs,
-        open: (path, options) =>
-          options?.flag === "wx" ?
-            Effect.fail(
-              new SystemError({
-                reason: code === "EACCES" ? "PermissionDenied" : "Unknown",
-                module: "FileSystem",
-                method: "open",
-                pathOrDescriptor: path,
-                cause: Object.assign(new Error(`${code}: injected`), { code })
-              })
-            ) :
-            fs.open(path, options)
-      }))
+      Effect.map(FileSystem.FileSystem, (fs): FileSystem.FileSystem => {
+        const injected = (method: string, path: string) =>
+          Effect.fail(
+            new SystemError({
+              reason: code === "EACCES" ? "PermissionDenied" : "Unknown",
+              module: "FileSystem",
+              method,
+              pathOrDescriptor: path,
+              cause: Object.assign(new Error(`${code}: injected`), { code })
+            })
+          )
+        return {
+          ...fs,
+          open: (path, options) => options?.flag === "wx" ? injected("open", path) : fs.open(path, options),
+          writeFile: (path, data, options) =>
+            options?.flag === "wx" ? injected("writeFile", path) : fs.writeFile(path, data, options)
+        }
+      })
     ).pipe(Layer.provide(NodeFileSystem.layer))
 
   const cases: Array<[string, string]> = [
@@ -582,24 +586,26 @@ describe("Client error reasons", () => {
     ["EMFILE", "Unknown"]
   ]
   for (const [code, reason] of cases) {
-    it.scoped(`${code} is reported as ${reason}, the target is untouched`, () =>
-      Effect.gen(function*() {
-        const dir = yield* tempDir
-        const { client, manager } = yield* makeClient({}, failingWrites(code))
-        nodeFs.writeFileSync(`${dir}/t`, "old")
-        const error = yield* Effect.flip(client.write(`${dir}/t`, "new"))
-        expect(error).toMatchObject({
-          _tag: "FileSystemError",
-          reason,
-          code,
-          operation: "Client.write",
-          path: `${dir}/t`
-        })
-        if (error._tag === "FileSystemError") expect(error.cause).toBeInstanceOf(SystemError)
-        expect(nodeFs.readFileSync(`${dir}/t`, "utf8")).toBe("old")
-        expect(tempFiles(dir)).toEqual([])
-        yield* expectIdle(manager)
-      }))
+    for (const durable of [false, true]) {
+      it.scoped(`${code} is reported as ${reason}, the target is untouched (durable: ${durable})`, () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const { client, manager } = yield* makeClient({ durable }, failingWrites(code))
+          nodeFs.writeFileSync(`${dir}/t`, "old")
+          const error = yield* Effect.flip(client.write(`${dir}/t`, "new"))
+          expect(error).toMatchObject({
+            _tag: "FileSystemError",
+            reason,
+            code,
+            operation: "Client.write",
+            path: `${dir}/t`
+          })
+          if (error._tag === "FileSystemError") expect(error.cause).toBeInstanceOf(SystemError)
+          expect(nodeFs.readFileSync(`${dir}/t`, "utf8")).toBe("old")
+          expect(tempFiles(dir)).toEqual([])
+          yield* expectIdle(manager)
+        }))
+    }
   }
 })
 

@@ -185,9 +185,36 @@ export const ensureDirectory = (disk: Disk, operation: string, dir: string): Eff
   })
 
 /**
- * Creates the temp file for `target` with an exclusive create, creating
- * missing parent directories on the way. The file is closed with the ambient
- * scope; the temp file is removed when `removal` closes unless `committed()`.
+ * Runs `create` on a fresh temp name beside `target` (an exclusive create):
+ * a name already taken means another name; a missing directory is created,
+ * then the create is tried again.
+ */
+const withTempName = <A, R>(
+  disk: Disk,
+  operation: string,
+  target: string,
+  create: (temp: string) => Effect.Effect<A, PlatformError, R>
+): Effect.Effect<A, FileSystemError, R> => {
+  const dir = parent(target)
+  const attempt = (retries: number): Effect.Effect<A, FileSystemError, R> =>
+    Effect.catchAll(create(join(dir, tempName(basename(target), disk.tempSuffix))), (error) => {
+      const code = errnoCode(error)
+      if (code === "ENOENT" && retries > 0) {
+        return Effect.zipRight(ensureDirectory(disk, operation, dir), attempt(retries - 1))
+      }
+      if (code === "EEXIST" && retries > 0) return attempt(retries - 1)
+      return Effect.fail(fromPlatform(operation, target)(error))
+    })
+  return attempt(3)
+}
+
+const createFlags = (mode: number | undefined) =>
+  mode === undefined ? { flag: "wx" as const } : { flag: "wx" as const, mode }
+
+/**
+ * Creates the temp file for `target`, creating missing parent directories on
+ * the way. The file is closed with the ambient scope; the temp file is
+ * removed when `removal` closes unless `committed()`.
  */
 const openTemp = (
   disk: Disk,
@@ -196,35 +223,44 @@ const openTemp = (
   mode: number | undefined,
   removal: Scope.Scope,
   committed: () => boolean
-): Effect.Effect<{ readonly file: FileSystem.File; readonly temp: string }, FileSystemError, Scope.Scope> => {
-  const dir = parent(target)
-  const attempt = (retries: number): Effect.Effect<
-    { readonly file: FileSystem.File; readonly temp: string },
-    FileSystemError,
-    Scope.Scope
-  > => {
-    const temp = join(dir, tempName(basename(target), disk.tempSuffix))
+): Effect.Effect<{ readonly file: FileSystem.File; readonly temp: string }, FileSystemError, Scope.Scope> =>
+  withTempName(disk, operation, target, (temp) =>
     // Open and register the removal as one step: an interrupt between them
     // would leave the temp file behind.
-    const open = Effect.uninterruptible(
-      disk.fs.open(temp, mode === undefined ? { flag: "wx" } : { flag: "wx", mode }).pipe(
+    Effect.uninterruptible(
+      disk.fs.open(temp, createFlags(mode)).pipe(
         Effect.tap(() =>
           Scope.addFinalizer(removal, Effect.suspend(() => committed() ? Effect.void : removeQuietly(disk, temp)))
         ),
         Effect.map((file) => ({ file, temp }))
       )
-    )
-    return Effect.catchAll(open, (error) => {
-      const code = errnoCode(error)
-      if (code === "ENOENT" && retries > 0) {
-        return Effect.zipRight(ensureDirectory(disk, operation, dir), attempt(retries - 1))
-      }
-      if (code === "EEXIST" && retries > 0) return attempt(retries - 1)
-      return Effect.fail(fromPlatform(operation, target)(error))
-    })
-  }
-  return attempt(3)
-}
+    ))
+
+/**
+ * Creates the temp file for `target` with all of `data` in one platform call
+ * (create, write, close) and returns its path. Runs whole: an interrupted
+ * call could create the file after the cleanup looked for it. On failure
+ * nothing is left behind.
+ */
+const writeTemp = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  data: Uint8Array,
+  mode: number | undefined
+): Effect.Effect<string, FileSystemError> =>
+  withTempName(disk, operation, target, (temp) =>
+    Effect.uninterruptible(
+      disk.fs.writeFile(temp, data, createFlags(mode)).pipe(
+        Effect.as(temp),
+        // Past the create (a failed write or close), the file is ours to remove;
+        // on ENOENT or EEXIST the create itself failed.
+        Effect.tapError((error) => {
+          const code = errnoCode(error)
+          return code === "ENOENT" || code === "EEXIST" ? Effect.void : removeQuietly(disk, temp)
+        })
+      )
+    ))
 
 /**
  * The commit: rename over the target (the commit point), then in durable mode
@@ -314,6 +350,10 @@ export const begin = (
  * Atomically replaces `target` with `data`. On failure or interruption before
  * the rename, the temp file is removed and the target is as it was.
  *
+ * Not durable, it takes two platform calls: `writeFile` of the temp file
+ * (exclusive create, write, close inside one call) and `rename`. Durable, it
+ * goes through `begin`, which keeps the descriptor open to fsync it.
+ *
  * @internal
  */
 export const replace = (
@@ -324,15 +364,25 @@ export const replace = (
   data: Uint8Array,
   mode?: number
 ): Effect.Effect<void, FileSystemError | InvalidArgumentError | CommitError | LockLostError> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.scoped(
-      Effect.gen(function*() {
-        const replacement = yield* restore(begin(disk, operation, target, lock, mode))
-        yield* restore(replacement.write(data))
-        yield* replacement.finish
-      })
+  disk.durable ?
+    Effect.uninterruptibleMask((restore) =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const replacement = yield* restore(begin(disk, operation, target, lock, mode))
+          yield* restore(replacement.write(data))
+          yield* replacement.finish
+        })
+      )
+    ) :
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(writeTemp(disk, operation, target, data, mode), (temp) =>
+        // An interruption that arrived during the write is honoured here,
+        // before the commit point; never commit under a lost lock.
+        restore(lock.ensureHeld(operation)).pipe(
+          Effect.zipRight(io(operation, target, disk.fs.rename(temp, target))),
+          Effect.onError(() => removeQuietly(disk, temp))
+        ))
     )
-  )
 
 /**
  * A sink that writes its input to a temp file and commits (rename) when the

@@ -22,7 +22,7 @@ export interface FileSystemLogService {
    * The events so far, in call order:
    * `open <path> <flag>`, `sync <path>` (the path the synced descriptor was
    * opened with), `writeAll <path> <bytes>`, `close <path>` (the descriptor was
-   * closed with its scope), `rename <from> <to>`,
+   * closed with its scope), `writeFile <path> <flag> <bytes>`, `rename <from> <to>`,
    * `makeDirectory <path>`, `remove <path>` and `readFile <path>`. A call that
    * failed is recorded with ` !<reason>` appended (e.g. `open /d/x wx !NotFound`).
    */
@@ -113,6 +113,8 @@ export const make = (
         hooks.rename ? hooks.rename(from, to) : Effect.void,
         record(`rename ${from} ${to}`, real.rename(from, to))
       ),
+    writeFile: (path, data, options) =>
+      record(`writeFile ${path} ${options?.flag ?? "w"} ${data.length}`, real.writeFile(path, data, options)),
     makeDirectory: (path, options) => record(`makeDirectory ${path}`, real.makeDirectory(path, options)),
     remove: (path, options) => record(`remove ${path}`, real.remove(path, options)),
     readFile: (path) =>
