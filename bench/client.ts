@@ -17,6 +17,7 @@ import { NodeFileSystem } from "@effect/platform-node"
 import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Stream from "effect/Stream"
 import { once } from "node:events"
 import * as nodeFs from "node:fs"
@@ -495,10 +496,17 @@ const streamCase = (chunkSize: number | undefined): Case => ({
   }
 })
 
-const sinkCase: Case = {
-  name: "sink 256 MiB",
+/**
+ * `perChunk`: how many 64 KiB buffers each stream chunk carries. `Stream.fromIterable`
+ * makes chunks of up to 4,096 elements, which the Client gathers into 1 MiB writes;
+ * one per chunk is what a Node Readable turned into a Stream gives.
+ */
+const sinkCase = (perChunk: number | undefined): Case => ({
+  name: `sink 256 MiB${perChunk === undefined ? "" : `, ${perChunk} buffer per stream chunk`}`,
   description: `Client.sink (not durable: temp file, rename) fed ${STREAM_MIB} MiB as 64 KiB chunks of one ` +
-    "pre-allocated buffer by a Stream, vs fs.createWriteStream of the same chunks over the target (honouring " +
+    `pre-allocated buffer by a Stream (${
+      perChunk === undefined ? "Stream.fromIterable: up to 4,096 per stream chunk" : `${perChunk} per stream chunk`
+    }), vs fs.createWriteStream of the same chunks over the target (honouring ` +
     "backpressure; in place, not atomic), and vs the Client's steps on node:fs (createWriteStream to a temp file " +
     "opened \"wx\", then rename over the target); ops are MiB (target: at least 0.8x)",
   setup: ({ size }): Prepared => {
@@ -521,7 +529,10 @@ const sinkCase: Case = {
       subject: effectRunner(
         "Client.sink",
         mib,
-        Stream.fromIterable(chunks).pipe(Stream.run(client.sink(path.join(dirs.client, "big.bin"))))
+        Stream.fromIterable(chunks).pipe(
+          perChunk === undefined ? identity : Stream.rechunk(perChunk),
+          Stream.run(client.sink(path.join(dirs.client, "big.bin")))
+        )
       ),
       baselines: [
         promiseRunner("fs.createWriteStream", mib, () => writeChunks(path.join(dirs.node, "big.bin"), "w")),
@@ -537,7 +548,7 @@ const sinkCase: Case = {
       teardown: ws.teardown
     }
   }
-}
+})
 
 export const suite: Suite = {
   name: "client",
@@ -548,6 +559,7 @@ export const suite: Suite = {
     readCase,
     streamCase(undefined),
     streamCase(MiB),
-    sinkCase
+    sinkCase(undefined),
+    sinkCase(1)
   ]
 }

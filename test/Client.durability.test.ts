@@ -151,9 +151,19 @@ describe("Client durability (durable: true)", () => {
       const dir = yield* tempDir
       const client = yield* Client.Client
       yield* clearLog
-      yield* Stream.make("ab", "cde", "").pipe(Stream.map(bytesOf), Stream.run(client.sink(`${dir}/out`)))
+      // One element per stream chunk: one write each (the empty one is skipped).
+      yield* Stream.make("ab", "cde", "").pipe(
+        Stream.map(bytesOf),
+        Stream.rechunk(1),
+        Stream.run(client.sink(`${dir}/out`))
+      )
       expect(nodeFs.readFileSync(`${dir}/out`, "utf8")).toBe("abcde")
       expectDurableReplacement(yield* eventsIn(dir), "~/out", [2, 3])
+      // The small elements of one stream chunk: gathered into one write.
+      yield* clearLog
+      yield* Stream.make("fg", "hij", "").pipe(Stream.map(bytesOf), Stream.run(client.sink(`${dir}/out`)))
+      expect(nodeFs.readFileSync(`${dir}/out`, "utf8")).toBe("fghij")
+      expectDurableReplacement(yield* eventsIn(dir), "~/out", [5])
       yield* expectIdle
     }).pipe(Effect.provide(recordingLayer({ durable: true }))))
 

@@ -2,7 +2,7 @@ import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { SystemError } from "@effect/platform/Error"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream } from "effect"
+import { Chunk, ConfigProvider, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Sink, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
 import * as Client from "../src/Client.js"
@@ -20,6 +20,17 @@ const leftover = (dir: string, name: string, suffix = "tmp") => {
   const path = nodePath.join(dir, `.${name}.abcdefghij12.${suffix}`)
   nodeFs.writeFileSync(path, "partial")
   return path
+}
+
+/** `size` bytes from a small linear congruential generator: content that a misplaced byte would change. */
+const pseudoRandom = (size: number, seed: number): Buffer => {
+  const out = Buffer.allocUnsafe(size)
+  let x = (seed * 2654435761 + 1) >>> 0
+  for (let i = 0; i < size; i++) {
+    x = (x * 1664525 + 1013904223) >>> 0
+    out[i] = x >>> 24
+  }
+  return out
 }
 
 describe("Client.read / readString", () => {
@@ -148,6 +159,36 @@ describe("Client.stream", () => {
       yield* expectIdle(manager)
     }))
 
+  // Reads grow from one chunk to blocks of 1 MiB, cut into chunkSize views.
+  it.scoped("large files: every byte once, in order, every chunk chunkSize long but the last", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const size = 3 * 1024 * 1024 + 12_345
+      const content = pseudoRandom(size, 7)
+      nodeFs.writeFileSync(`${dir}/big`, content)
+      const cases: Array<{ offset?: number; bytesToRead?: number; chunkSize?: number }> = [
+        {},
+        { chunkSize: 1000 },
+        { chunkSize: 2 * 1024 * 1024 + 1 },
+        { offset: 99_999, chunkSize: 4096 },
+        { offset: 5, bytesToRead: 1024 * 1024 + 7, chunkSize: 65_536 },
+        { bytesToRead: size + 10 },
+        { offset: size - 3, chunkSize: 2 },
+        { offset: size + 1 }
+      ]
+      for (const options of cases) {
+        const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(client.stream(`${dir}/big`, options)))
+        const start = Math.min(options.offset ?? 0, size)
+        const expected = content.subarray(start, Math.min(size, start + (options.bytesToRead ?? size)))
+        expect(Buffer.concat(chunks).equals(expected), JSON.stringify(options)).toBe(true)
+        const chunkSize = options.chunkSize ?? 64 * 1024
+        expect(chunks.slice(0, -1).every((chunk) => chunk.length === chunkSize), JSON.stringify(options)).toBe(true)
+        expect(chunks.every((chunk) => chunk.length > 0 && chunk.length <= chunkSize)).toBe(true)
+      }
+      yield* expectIdle(manager)
+    }))
+
   it.scoped("a missing file fails the stream as NotFound and releases the lock", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
@@ -169,6 +210,34 @@ describe("Client.sink", () => {
       yield* Stream.empty.pipe(Stream.run(client.sink(`${dir}/new/empty`, { mode: 0o600 })))
       expect(nodeFs.readFileSync(`${dir}/new/empty`, "utf8")).toBe("")
       expect(nodeFs.statSync(`${dir}/new/empty`).mode & 0o777).toBe(0o600)
+      expect(tempFiles(dir)).toEqual([])
+      yield* expectIdle(manager)
+    }))
+
+  // Small elements of one stream chunk are gathered into blocks of 1 MiB;
+  // large ones are written as they are, in order with the rest.
+  it.scoped("many small and some large elements in one stream chunk arrive whole and in order", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const sizes = [
+        ...Array.from({ length: 3000 }, (_, i) => 1 + (i * 7919) % 1500),
+        3 * 1024 * 1024,
+        0,
+        1024 * 1024,
+        ...Array.from({ length: 40 }, () => 100_000)
+      ]
+      const elements = sizes.map((size, i) => pseudoRandom(size, i))
+      yield* Stream.fromChunk(Chunk.unsafeFromArray(elements)).pipe(Stream.run(client.sink(`${dir}/out`)))
+      expect(nodeFs.readFileSync(`${dir}/out`).equals(Buffer.concat(elements))).toBe(true)
+      // A bad element anywhere in a chunk: nothing is committed.
+      const bad = yield* Effect.flip(
+        Stream.fromChunk(Chunk.unsafeFromArray<unknown>([...elements.slice(0, 5), "text"])).pipe(
+          Stream.run(client.sink(`${dir}/out`) as unknown as Sink.Sink<void, unknown, never, Client.WriteError>)
+        )
+      )
+      expect(bad).toMatchObject({ _tag: "InvalidArgumentError", argument: "data" })
+      expect(nodeFs.readFileSync(`${dir}/out`).equals(Buffer.concat(elements))).toBe(true)
       expect(tempFiles(dir)).toEqual([])
       yield* expectIdle(manager)
     }))

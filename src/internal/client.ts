@@ -26,6 +26,7 @@ import {
   tempPattern
 } from "./atomic.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
+import * as FileStream from "./fileStream.js"
 import * as Input from "./input.js"
 import { countOperation } from "./metrics.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
@@ -181,7 +182,12 @@ export const make = (
             const checked = yield* Input.streamOptions("Client.stream", path, options)
             const p = yield* resolve("Client.stream", path, "file")
             yield* manager.lock(p, "read")
-            return fs.stream(p, streamOptions(checked)).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
+            // Opened in the lock's scope: closed before the lock is released.
+            const file = yield* io("Client.stream", p, fs.open(p, { flag: "r" }))
+            if (checked.offset !== undefined && checked.offset > 0) {
+              yield* file.seek(FileSystem.Size(checked.offset), "start")
+            }
+            return FileStream.fromFile(file, checked).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
           })
         ).pipe(
           Stream.ensuringWith(countExit("Client.stream")),
@@ -368,15 +374,6 @@ export const makeFromConfig = (
 
 const lift = <A, E, R>(update: Api.Update<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.isEffect(update) ? update : Effect.succeed(update)
-
-const streamOptions = (options: Api.StreamOptions | undefined): FileSystem.StreamOptions => {
-  if (options === undefined) return {}
-  const out: { -readonly [K in keyof FileSystem.StreamOptions]: FileSystem.StreamOptions[K] } = {}
-  if (options.offset !== undefined) out.offset = FileSystem.Size(options.offset)
-  if (options.bytesToRead !== undefined) out.bytesToRead = FileSystem.Size(options.bytesToRead)
-  if (options.chunkSize !== undefined) out.chunkSize = FileSystem.Size(options.chunkSize)
-  return out
-}
 
 /**
  * Rename under the combined lock. A missing source fails as not found before

@@ -93,6 +93,8 @@ export class LockedReadStream extends Readable {
   readonly #onError: (error: Error) => void
   #first: Option.Option<Chunk.Chunk<Uint8Array>> | undefined
   #pulling: Fiber.RuntimeFiber<Option.Option<Chunk.Chunk<Uint8Array>>, ReadError> | undefined
+  /** Pulled and not yet pushed: the rest of a chunk, once `push` asked to stop. */
+  #pending: Array<Uint8Array> = []
 
   constructor(readonly path: string, opened: Opened, options: ReadStreamOptions) {
     super({
@@ -105,6 +107,9 @@ export class LockedReadStream extends Readable {
   }
 
   override _read(): void {
+    // Later, as a read from the file would be: pushed now, within `read()`,
+    // it would be returned together with what is buffered.
+    if (this.#pending.length > 0) return queueMicrotask(() => this.destroyed || this.#pushPending())
     const first = this.#first
     if (first !== undefined) {
       this.#first = undefined
@@ -127,10 +132,21 @@ export class LockedReadStream extends Readable {
       return
     }
     if (Chunk.isEmpty(next.value)) return this._read()
-    for (const bytes of next.value) {
+    this.#pending = Chunk.toArray(next.value)
+    this.#pushPending()
+  }
+
+  /** Pushes pulled bytes until `push` says the buffer is full, as `fs.ReadStream` does. */
+  #pushPending(): void {
+    const pending = this.#pending
+    let i = 0
+    let more = true
+    while (more && i < pending.length) {
+      const bytes = pending[i++]
       this.bytesRead += bytes.byteLength
-      this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+      more = this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
     }
+    this.#pending = i === pending.length ? [] : pending.slice(i)
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
