@@ -157,13 +157,14 @@ const writeCase: Case = {
   name: "write 250 B, 16 writers",
   description: `Client.write (not durable) of ${WRITE_SIZE} B by ${WRITERS} concurrent fibers, each replacing its ` +
     "own file in one directory, vs the same steps on bare node:fs/promises (open \"wx\" temp, write, close, rename; " +
-    "no lock) and vs write-file-atomic v7 { fsync: false }",
+    "no lock), vs write-file-atomic v7 { fsync: false }, and vs the two platform calls the Client makes " +
+    "(FileSystem.writeFile of the temp file with flag \"wx\", then rename; no lock, no span: what the Client adds)",
   setup: ({ size }): Prepared => {
     const perWriter = size(125, 3)
     const ops = WRITERS * perWriter
     const data = new Uint8Array(WRITE_SIZE).fill(0x61)
     const ws = workspace("write")
-    const dirs = { client: ws.dir("client"), bare: ws.dir("bare"), wfa: ws.dir("wfa") }
+    const dirs = { client: ws.dir("client"), bare: ws.dir("bare"), wfa: ws.dir("wfa"), platform: ws.dir("platform") }
     const names = fileNames(WRITERS)
     const target = (dir: string, writer: number) => path.join(dir, names[writer])
     const client = makeClient({})
@@ -187,6 +188,19 @@ const writeCase: Case = {
             perWriter,
             (writer) => writeFileAtomic(target(dirs.wfa, writer), data, { fsync: false })
           )
+        ),
+        effectRunner(
+          "FileSystem.writeFile wx + rename (platform, no lock)",
+          ops,
+          effectWriters(WRITERS, perWriter, (writer) =>
+            Effect.suspend(() => {
+              const file = target(dirs.platform, writer)
+              const temp = path.join(dirs.platform, `.${names[writer]}.${Math.random().toString(36).slice(2, 14)}.tmp`)
+              return Effect.zipRight(
+                nodeFileSystem.writeFile(temp, data, { flag: "wx" }),
+                nodeFileSystem.rename(temp, file)
+              )
+            }))
         )
       ],
       verify: async () => {

@@ -365,7 +365,7 @@ export const make = (
 
 /** Data and mode of a write, checked before any lock or I/O. */
 const writeInput = (operation: string, path: unknown, data: unknown, options: Api.WriteOptions | undefined) =>
-  Effect.all({ bytes: Input.bytes(operation, path, data), mode: Input.mode(operation, path, options?.mode) })
+  Either.all({ bytes: Input.bytes(operation, path, data), mode: Input.mode(operation, path, options?.mode) })
 
 /** @internal */
 export const makeFromConfig = (
