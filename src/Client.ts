@@ -165,14 +165,17 @@ export interface ClientService {
   /** Whole file as text (default UTF-8), under a read lock. */
   readonly readString: (path: string, encoding?: string) => Effect.Effect<string, ReadError>
   /**
-   * The file as a stream of chunks of `chunkSize` bytes (64 KiB by default;
-   * the last may be shorter). The read lock is taken when the stream starts
-   * and held until it ends, fails or is interrupted.
+   * The file as a stream of chunks of `chunkSize` bytes (64 KiB by default).
+   * For a regular file that does not change while it is read, only the last
+   * chunk may be shorter; a short read (a file being appended to, a special
+   * file) gives a short chunk where it happens. The read lock is taken when
+   * the stream starts and held until it ends, fails or is interrupted.
    *
-   * Reads start at one chunk and double up to 1 MiB (or one chunk, if
-   * larger); each read goes downstream as one stream chunk of views into its
-   * block. So a chunk kept after the stream moves on keeps its block (up to
-   * 1 MiB) in memory: copy it (`slice()`) to keep only its bytes.
+   * Reads start at one chunk and double, while they fill their block, up to
+   * 1 MiB or 64 chunks (or one chunk, if larger); each read goes downstream
+   * as one stream chunk of views into its block. So a chunk kept after the
+   * stream moves on keeps its block in memory: copy it (`slice()`) to keep
+   * only its bytes.
    */
   readonly stream: (path: string, options?: StreamOptions) => Stream.Stream<Uint8Array, ReadError>
   /**
@@ -188,10 +191,11 @@ export interface ClientService {
    * write lock is held from the first pull until the commit; an upstream
    * failure or interruption discards the temp file and leaves the target as it was.
    *
-   * The elements of one stream chunk that fit together in 1 MiB are copied
-   * into one block and written at once; an element alone, or of 1 MiB or
-   * more, is written as it is. Each stream chunk is in the temp file before
-   * the next is pulled.
+   * Consecutive elements of one stream chunk that fit together in 1 MiB are
+   * copied into one block and written at once; any other element is written
+   * as it is. Each stream chunk is in the temp file before the next is
+   * pulled. (The block is reused once its write has completed: a custom
+   * `FileSystem` must not keep a buffer passed to `File.writeAll`.)
    */
   readonly sink: (path: string, options?: WriteOptions) => Sink.Sink<void, Uint8Array, never, WriteError>
   /** Entry names of a directory under a read lock; temp files are hidden by default. */

@@ -189,6 +189,43 @@ describe("Client.stream", () => {
       yield* expectIdle(manager)
     }))
 
+  it.scoped("a block holds at most 64 chunks; reads grow only while they fill their block", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      nodeFs.writeFileSync(`${dir}/f`, pseudoRandom(100_000, 3))
+      const { client } = yield* makeClient()
+      const blocks = yield* client.stream(`${dir}/f`, { chunkSize: 1 }).pipe(
+        Stream.chunks,
+        Stream.map(Chunk.size),
+        Stream.runCollect
+      )
+      expect(Math.max(...blocks)).toBe(64)
+      expect(Chunk.reduce(blocks, 0, (a, b) => a + b)).toBe(100_000)
+
+      // A file system whose reads return at most 1,000 bytes (as some special
+      // files do): the requested size stays at one chunk.
+      const requested: Array<number> = []
+      const shortReads = Layer.effect(
+        FileSystem.FileSystem,
+        Effect.map(FileSystem.FileSystem, (fs): FileSystem.FileSystem => ({
+          ...fs,
+          open: (path, options) =>
+            Effect.map(fs.open(path, options), (file) => ({
+              ...file,
+              seek: (offset, from) => file.seek(offset, from),
+              read: (buffer: Uint8Array) => {
+                requested.push(buffer.length)
+                return file.read(buffer.subarray(0, 1000))
+              }
+            }))
+        }))
+      ).pipe(Layer.provide(NodeFileSystem.layer))
+      const short = (yield* makeClient({}, shortReads)).client
+      const chunks = yield* Stream.runCollect(short.stream(`${dir}/f`, { chunkSize: 4096 }))
+      expect(Buffer.concat(Chunk.toReadonlyArray(chunks)).equals(pseudoRandom(100_000, 3))).toBe(true)
+      expect(Math.max(...requested)).toBe(4096)
+    }))
+
   it.scoped("a missing file fails the stream as NotFound and releases the lock", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

@@ -93,6 +93,33 @@ describe("promise Client.createReadStream", () => {
     expectIdle(manager)
   })
 
+  // A stream chunk holds several Readable chunks; a 'data' handler may call
+  // read() (and so _read) while the rest of that chunk is being pushed.
+  it("a 'data' handler that calls read() or read(0) still gets every byte, then 'end'", async () => {
+    const { client, manager } = setup()
+    const content = Buffer.alloc(1024 * 1024 + 3)
+    for (let i = 0; i < content.length; i++) content[i] = (i * 7) % 253
+    fs.writeFileSync(at("f"), content)
+    for (const read of [(rs: Readable) => rs.read(), (rs: Readable) => rs.read(0)]) {
+      const rs = await client.createReadStream(at("f"), { highWaterMark: 65536 })
+      const received: Array<Buffer> = []
+      rs.on("data", (chunk: Buffer) => {
+        received.push(chunk)
+        read(rs)
+      })
+      await once(rs, "end")
+      expect(Buffer.concat(received).equals(content)).toBe(true)
+      await once(rs, "close")
+    }
+    // highWaterMark 1: one byte per chunk, in order.
+    const small = content.subarray(0, 5000)
+    fs.writeFileSync(at("g"), small)
+    const bytes = await drain(await client.createReadStream(at("g"), { highWaterMark: 1 }))
+    expect(bytes.sizes.every((size) => size === 1)).toBe(true)
+    expect(Buffer.from(bytes.text, "latin1").equals(small)).toBe(true)
+    expectIdle(manager)
+  }, 30_000) // a stream that stalls never ends: fail in 30 s rather than at the suite's timeout
+
   it("destroy() releases the lock before close; so does destroy(error)", async () => {
     const { client, manager } = setup()
     fs.writeFileSync(at("f"), "content".repeat(100_000))

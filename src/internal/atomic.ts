@@ -12,6 +12,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import type { Lock } from "../LockManager.js"
@@ -194,14 +195,17 @@ const withTempName = <A, R>(
   disk: Disk,
   operation: string,
   target: string,
-  create: (temp: string) => Effect.Effect<A, PlatformError, R>
+  create: (temp: string) => Effect.Effect<A, PlatformError, R>,
+  // Creating the directories is interruptible between its syscalls, also
+  // when the caller runs uninterruptibly (it passes its `restore`).
+  restore: <X, E>(effect: Effect.Effect<X, E>) => Effect.Effect<X, E> = identity
 ): Effect.Effect<A, FileSystemError, R> => {
   const dir = parent(target)
   const attempt = (retries: number): Effect.Effect<A, FileSystemError, R> =>
     Effect.catchAll(create(join(dir, tempName(basename(target), disk.tempSuffix))), (error) => {
       const code = errnoCode(error)
       if (code === "ENOENT" && retries > 0) {
-        return Effect.zipRight(ensureDirectory(disk, operation, dir), attempt(retries - 1))
+        return Effect.zipRight(restore(ensureDirectory(disk, operation, dir)), attempt(retries - 1))
       }
       if (code === "EEXIST" && retries > 0) return attempt(retries - 1)
       return Effect.fail(fromPlatform(operation, target)(error))
@@ -239,16 +243,18 @@ const openTemp = (
 
 /**
  * Creates the temp file for `target` with all of `data` in one platform call
- * (create, write, close) and returns its path. Runs whole: an interrupted
- * call could create the file after the cleanup looked for it. On failure
- * nothing is left behind.
+ * (create, write, close) and returns its path. The call runs whole: an
+ * interrupted one could create the file after the cleanup looked for it.
+ * (Creating missing directories stays interruptible, through `restore`.) On
+ * failure nothing is left behind.
  */
 const writeTemp = (
   disk: Disk,
   operation: string,
   target: string,
   data: Uint8Array,
-  mode: number | undefined
+  mode: number | undefined,
+  restore: <X, E>(effect: Effect.Effect<X, E>) => Effect.Effect<X, E>
 ): Effect.Effect<string, FileSystemError> =>
   withTempName(disk, operation, target, (temp) =>
     Effect.uninterruptible(
@@ -261,7 +267,7 @@ const writeTemp = (
           return code === "ENOENT" || code === "EEXIST" ? Effect.void : removeQuietly(disk, temp)
         })
       )
-    ))
+    ), restore)
 
 /**
  * The commit: rename over the target (the commit point), then in durable mode
@@ -372,7 +378,7 @@ export const replace = (
       )
     ) :
     Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(writeTemp(disk, operation, target, data, mode), (temp) =>
+      Effect.flatMap(writeTemp(disk, operation, target, data, mode, restore), (temp) =>
         // An interruption that arrived during the write is honoured here,
         // before the commit point; never commit under a lost lock.
         restore(lock.ensureHeld(operation)).pipe(

@@ -116,7 +116,8 @@ export interface FaultHit {
  * the call cannot fail). The derived methods `exists`, `readFileString`,
  * `writeFileString`, `stream` and `sink` count the primitive calls they make
  * (`access`, `readFile`, `writeFile`, `open` and the reads or writes on the
- * opened file), so a stream can fail at any chunk.
+ * opened file), so a stream can fail at any read. (`Client.stream` reads up
+ * to 64 chunks at a time, so there a fault lands per read, not per chunk.)
  *
  * @since 0.1.0
  * @category models

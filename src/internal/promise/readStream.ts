@@ -93,8 +93,9 @@ export class LockedReadStream extends Readable {
   readonly #onError: (error: Error) => void
   #first: Option.Option<Chunk.Chunk<Uint8Array>> | undefined
   #pulling: Fiber.RuntimeFiber<Option.Option<Chunk.Chunk<Uint8Array>>, ReadError> | undefined
-  /** Pulled and not yet pushed: the rest of a chunk, once `push` asked to stop. */
-  #pending: Array<Uint8Array> = []
+  /** The chunk being pushed, and the index of its next element: the rest waits while `push` asks to stop. */
+  #pending: ReadonlyArray<Uint8Array> = []
+  #next = 0
 
   constructor(readonly path: string, opened: Opened, options: ReadStreamOptions) {
     super({
@@ -109,7 +110,19 @@ export class LockedReadStream extends Readable {
   override _read(): void {
     // Later, as a read from the file would be: pushed now, within `read()`,
     // it would be returned together with what is buffered.
-    if (this.#pending.length > 0) return queueMicrotask(() => this.destroyed || this.#pushPending())
+    if (this.#next < this.#pending.length) return queueMicrotask(() => this.#resume())
+    this.#pull()
+  }
+
+  #resume(): void {
+    if (this.destroyed) return
+    // A re-entrant `read()` may have asked while the rest was being pushed:
+    // then nothing is left, and the answer is the next pull.
+    if (this.#next < this.#pending.length) this.#pushPending()
+    else this.#pull()
+  }
+
+  #pull(): void {
     const first = this.#first
     if (first !== undefined) {
       this.#first = undefined
@@ -131,22 +144,22 @@ export class LockedReadStream extends Readable {
       this.push(null)
       return
     }
-    if (Chunk.isEmpty(next.value)) return this._read()
-    this.#pending = Chunk.toArray(next.value)
+    if (Chunk.isEmpty(next.value)) return this.#pull()
+    this.#pending = Chunk.toReadonlyArray(next.value)
+    this.#next = 0
     this.#pushPending()
   }
 
   /** Pushes pulled bytes until `push` says the buffer is full, as `fs.ReadStream` does. */
   #pushPending(): void {
     const pending = this.#pending
-    let i = 0
-    let more = true
-    while (more && i < pending.length) {
-      const bytes = pending[i++]
+    while (this.#next < pending.length) {
+      // Past the element before pushing it: `push` may run a 'data' handler
+      // that calls `read()`, and so `_read`, before it returns.
+      const bytes = pending[this.#next++]
       this.bytesRead += bytes.byteLength
-      more = this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+      if (!this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) return
     }
-    this.#pending = i === pending.length ? [] : pending.slice(i)
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
