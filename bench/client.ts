@@ -130,15 +130,16 @@ const expectFiles = (dir: string, names: ReadonlyArray<string>, size: number): v
 
 const fileNames = (writers: number) => range(writers).map((i) => `f${i}.dat`)
 
+/** A temp file name beside `target`, as the baselines that replace by rename use. */
+const tempBeside = (target: string): string =>
+  path.join(path.dirname(target), `.${path.basename(target)}.${Math.random().toString(36).slice(2, 14)}.tmp`)
+
 /**
  * The steps of an atomic write on bare `node:fs/promises`: exclusive create
  * of a temp file beside the target, write, close, rename. No lock, no fsync.
  */
 const bareWrite = async (target: string, data: Uint8Array): Promise<void> => {
-  const temp = path.join(
-    path.dirname(target),
-    `.${path.basename(target)}.${Math.random().toString(36).slice(2, 14)}.tmp`
-  )
+  const temp = tempBeside(target)
   const handle = await fsp.open(temp, "wx")
   try {
     await handle.write(data)
@@ -195,7 +196,7 @@ const writeCase: Case = {
           effectWriters(WRITERS, perWriter, (writer) =>
             Effect.suspend(() => {
               const file = target(dirs.platform, writer)
-              const temp = path.join(dirs.platform, `.${names[writer]}.${Math.random().toString(36).slice(2, 14)}.tmp`)
+              const temp = tempBeside(file)
               return Effect.zipRight(
                 nodeFileSystem.writeFile(temp, data, { flag: "wx" }),
                 nodeFileSystem.rename(temp, file)
@@ -551,7 +552,7 @@ const sinkCase = (perChunk: number | undefined): Case => ({
       baselines: [
         promiseRunner("fs.createWriteStream", mib, () => writeChunks(path.join(dirs.node, "big.bin"), "w")),
         promiseRunner("fs.createWriteStream temp + rename", mib, async () => {
-          const temp = path.join(dirs.atomic, `.big.bin.${Math.random().toString(36).slice(2, 14)}.tmp`)
+          const temp = tempBeside(path.join(dirs.atomic, "big.bin"))
           await writeChunks(temp, "wx")
           await fsp.rename(temp, path.join(dirs.atomic, "big.bin"))
         })
