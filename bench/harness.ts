@@ -1,9 +1,19 @@
 /**
  * A tiny benchmark harness. A case compares a subject with one or more
  * baselines on the same machine in the same process: after a warm-up, every
- * round runs the subject and then each baseline, so drift (thermal, GC debt,
+ * round runs the subject and each baseline once, so drift (thermal, GC debt,
  * a noisy neighbour) lands on all of them alike. Only ratios travel between
  * machines; the absolute numbers are printed for context.
+ *
+ * Two things keep the ratio honest on a shared, noisy machine:
+ * - The order rotates: round `r` starts with runner `r mod n`. A fixed order
+ *   biased the first runner: four identical bare-fs writers, run in a fixed
+ *   order, put the first at 0.78x to 0.93x of the second (`.prof` scratch run).
+ * - The ratio is the median of per-round ratios (subject over baseline in the
+ *   same round, seconds apart), not the ratio of the two medians: when the
+ *   machine's load shifts between rounds (it moved throughput 2x within one
+ *   case here), the pairs shift together. The ratio of medians is kept in the
+ *   JSON as `ratioOfMedians`.
  *
  * Every timed run starts after a full garbage collection: without it, the
  * runner that goes first in a round pays for the garbage of the one before
@@ -92,8 +102,10 @@ export interface RunnerResult {
 }
 
 export interface BaselineResult extends RunnerResult {
-  /** Median subject ops/s over median baseline ops/s: above 1, the subject is faster. */
+  /** Median over rounds of subject ops/s over baseline ops/s in the same round: above 1, the subject is faster. */
   readonly ratio: number
+  /** Median subject ops/s over median baseline ops/s (drifts with the machine's load between rounds). */
+  readonly ratioOfMedians: number
 }
 
 export interface CaseResult {
@@ -230,17 +242,20 @@ const measure = async (suite: Suite, bench: Case, options: Options, prepared: Pr
     }
   }
 
-  for (let i = 0; i < options.warmup; i++) {
-    for (const runner of runners) {
+  // Round `round` runs the runners starting from `round mod n`.
+  const order = (round: number) => runners.map((_, k) => (k + round) % runners.length)
+
+  for (let round = 0; round < options.warmup; round++) {
+    for (const i of order(round)) {
       await settle()
-      await runner.run()
+      await runners[i].run()
     }
   }
   await verify("after the warm-up")
 
   const samples: Array<Array<number>> = runners.map(() => [])
   for (let round = 0; round < options.rounds; round++) {
-    for (let i = 0; i < runners.length; i++) {
+    for (const i of order(round)) {
       await settle()
       samples[i].push(throughput(runners[i].ops, await runners[i].run()))
     }
@@ -256,7 +271,11 @@ const measure = async (suite: Suite, bench: Case, options: Options, prepared: Pr
     subject,
     baselines: prepared.baselines.map((runner, i) => {
       const result = summarise(runner, samples[i + 1])
-      return { ...result, ratio: subject.median / result.median }
+      return {
+        ...result,
+        ratio: median(samples[0].map((ops, round) => ops / result.rounds[round])),
+        ratioOfMedians: subject.median / result.median
+      }
     }),
     ...(extra === undefined ? {} : { extra })
   }
@@ -296,7 +315,8 @@ export const formatMachine = (m: Machine, options: Options): string =>
     `mode: ${
       options.smoke ? "smoke (tiny sizes, 1 round)" : "full"
     }, warm-up ${options.warmup}, rounds ${options.rounds}, ` +
-    `gc before each run: ${options.gc ? "yes" : "no"}`
+    `gc before each run: ${options.gc ? "yes" : "no"}`,
+    "order: rotates each round; subject/baseline: median of the per-round ratios"
   ].join("\n")
 
 const resultsDir = fileURLToPath(new URL("./results/", import.meta.url))
