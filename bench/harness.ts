@@ -17,7 +17,13 @@
  *
  * Every timed run starts after a full garbage collection: without it, the
  * runner that goes first in a round pays for the garbage of the one before
- * (measured: 2-3x slower in that position on a loaded 2-core machine).
+ * (measured: 2-3x slower in that position on a loaded 2-core machine; with
+ * rotation but no collection, four identical runners still spread from 0.92x
+ * to 1.16x). The collection is not free either: straight after one, the
+ * Effect-based subjects run slower than in steady state (Client.write against
+ * bare fs: 0.82x to 0.85x with it, 0.95x to 0.99x without, six alternating
+ * runs). The table keeps the collection, the conservative choice;
+ * `BENCH_GC=0` turns it off to see the other side.
  *
  * `BENCH_SMOKE=1` runs every case with tiny sizes and one round: it checks
  * that the suite still runs, not how fast.
@@ -150,8 +156,8 @@ export const collectGarbage: (() => void) | undefined = (() => {
 })()
 
 /** Starts a timed run on a clean slate: no garbage and no pending macrotask from the previous run. */
-const settle = async (): Promise<void> => {
-  collectGarbage?.()
+const settle = async (gc: boolean): Promise<void> => {
+  if (gc) collectGarbage?.()
   await new Promise<void>((resolve) => setImmediate(resolve))
 }
 
@@ -167,7 +173,7 @@ export const optionsFromEnv = (env: NodeJS.ProcessEnv = process.env): Options =>
     {
       ...only,
       smoke,
-      gc: collectGarbage !== undefined,
+      gc: collectGarbage !== undefined && env.BENCH_GC !== "0",
       rounds: Math.max(1, int(env.BENCH_ROUNDS, 7)),
       warmup: int(env.BENCH_WARMUP, 2)
     }
@@ -247,7 +253,7 @@ const measure = async (suite: Suite, bench: Case, options: Options, prepared: Pr
 
   for (let round = 0; round < options.warmup; round++) {
     for (const i of order(round)) {
-      await settle()
+      await settle(options.gc)
       await runners[i].run()
     }
   }
@@ -256,7 +262,7 @@ const measure = async (suite: Suite, bench: Case, options: Options, prepared: Pr
   const samples: Array<Array<number>> = runners.map(() => [])
   for (let round = 0; round < options.rounds; round++) {
     for (const i of order(round)) {
-      await settle()
+      await settle(options.gc)
       samples[i].push(throughput(runners[i].ops, await runners[i].run()))
     }
     await verify(`after round ${round + 1}`)

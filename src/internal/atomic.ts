@@ -243,10 +243,10 @@ const openTemp = (
 
 /**
  * Creates the temp file for `target` with all of `data` in one platform call
- * (create, write, close) and returns its path. The call runs whole: an
- * interrupted one could create the file after the cleanup looked for it.
- * (Creating missing directories stays interruptible, through `restore`.) On
- * failure nothing is left behind.
+ * (create, write, close) and returns its path. The caller runs it
+ * uninterruptibly: an interrupted call could create the file after the
+ * cleanup looked for it. (Creating missing directories stays interruptible,
+ * through `restore`.) On failure nothing is left behind.
  */
 const writeTemp = (
   disk: Disk,
@@ -257,16 +257,14 @@ const writeTemp = (
   restore: <X, E>(effect: Effect.Effect<X, E>) => Effect.Effect<X, E>
 ): Effect.Effect<string, FileSystemError> =>
   withTempName(disk, operation, target, (temp) =>
-    Effect.uninterruptible(
-      disk.fs.writeFile(temp, data, createFlags(mode)).pipe(
-        Effect.as(temp),
-        // Past the create (a failed write or close), the file is ours to remove;
-        // on ENOENT or EEXIST the create itself failed.
-        Effect.tapError((error) => {
-          const code = errnoCode(error)
-          return code === "ENOENT" || code === "EEXIST" ? Effect.void : removeQuietly(disk, temp)
-        })
-      )
+    disk.fs.writeFile(temp, data, createFlags(mode)).pipe(
+      Effect.as(temp),
+      // Past the create (a failed write or close), the file is ours to remove;
+      // on ENOENT or EEXIST the create itself failed.
+      Effect.tapError((error) => {
+        const code = errnoCode(error)
+        return code === "ENOENT" || code === "EEXIST" ? Effect.void : removeQuietly(disk, temp)
+      })
     ), restore)
 
 /**
@@ -383,7 +381,8 @@ export const replace = (
         // before the commit point; never commit under a lost lock.
         restore(lock.ensureHeld(operation)).pipe(
           Effect.zipRight(io(operation, target, disk.fs.rename(temp, target))),
-          Effect.onError(() => removeQuietly(disk, temp))
+          // Uninterruptible already: a plain cause handler does what `onError` would.
+          Effect.tapErrorCause(() => removeQuietly(disk, temp))
         ))
     )
 
