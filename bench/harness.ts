@@ -328,18 +328,22 @@ export const formatMachine = (m: Machine, options: Options): string =>
 const resultsDir = fileURLToPath(new URL("./results/", import.meta.url))
 
 /**
- * Writes `<timestamp>.json` and `latest.json` (a `BENCH_ONLY` run: `<timestamp>-only.json`); a smoke run writes only
- * `smoke.json`, so checking that the suite runs never replaces real numbers.
+ * Writes `<timestamp>.json` and `latest.json` (a `BENCH_ONLY` run: `<timestamp>-only.json`; a run without the GC
+ * before each timed run: `<timestamp>-nogc.json`); a smoke run writes only `smoke.json`, so checking that the suite
+ * runs never replaces real numbers.
  */
 export const writeReport = (report: Report): ReadonlyArray<string> => {
   fs.mkdirSync(resultsDir, { recursive: true })
   const json = JSON.stringify(report, null, 2) + "\n"
   const stamp = report.timestamp.replace(/[:.]/g, "-")
-  // A filtered run (BENCH_ONLY) is not the whole table: it never becomes latest.json either.
+  // A filtered run (BENCH_ONLY) is not the whole table, and a run without the GC is not the table's protocol:
+  // neither becomes latest.json.
   const names = report.options.smoke ?
     ["smoke.json"] :
     report.options.only !== undefined ?
     [`${stamp}-only.json`] :
+    !report.options.gc ?
+    [`${stamp}-nogc.json`] :
     [`${stamp}.json`, "latest.json"]
   return names.map((name) => {
     const file = path.join(resultsDir, name)
