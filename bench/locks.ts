@@ -11,7 +11,9 @@
 import { RWLock, State } from "async-rwlock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as LockManager from "../src/LockManager.js"
 import { mulberry32 } from "../test/utils/random.js"
 import type { Case, Prepared, Runner, Suite } from "./harness.js"
@@ -255,7 +257,77 @@ const queue: Case = {
   }
 }
 
+/**
+ * `children` write locks held on `/w/c<i>` and, behind each, a pending read;
+ * then a read on `/w` (blocked by the writes below it) that is withdrawn,
+ * `ops` times. The withdrawn read never blocked the reads below it, so
+ * withdrawing it must not cost a visit to each of them.
+ */
+const withdrawRunner = async (children: number, ops: number) => {
+  const manager = Effect.runSync(LockManager.make)
+  const scope = Effect.runSync(Scope.make())
+  const paths = Array.from({ length: children }, (_, i) => `/w/c${i}`)
+  const readers = await Effect.runPromise(Effect.gen(function*() {
+    for (const path of paths) yield* Scope.extend(manager.lock(path, "write"), scope)
+    // Daemons: they outlive this set-up fiber and wait until the teardown releases the writes.
+    const forked = yield* Effect.forEach(
+      paths,
+      (path) => Effect.forkDaemon(manager.withLock(path, "read")(Effect.void))
+    )
+    while ((yield* manager.stats).pending < children) yield* Effect.yieldNow()
+    return forked
+  }))
+  const withdraw = Effect.gen(function*() {
+    const fiber = yield* Effect.fork(manager.withLock("/w", "read")(Effect.void))
+    // Let it enqueue (it waits: the writes below block it), then take it back.
+    yield* Effect.yieldNow()
+    yield* Fiber.interrupt(fiber)
+  })
+  const runner: Runner = {
+    name: `${children.toLocaleString("en-US")} blocked children`,
+    ops,
+    run: timed(Effect.forEach(Array.from({ length: ops }), () => withdraw, { discard: true }))
+  }
+  const verify = async () => {
+    const stats = await Effect.runPromise(manager.stats)
+    if (stats.held !== children || stats.pending !== children) {
+      throw new Error(`expected ${children} held and ${children} pending, got ${JSON.stringify(stats)}`)
+    }
+  }
+  const teardown = async () => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await Effect.runPromise(Effect.forEach(readers, Fiber.join, { discard: true }))
+    const stats = await Effect.runPromise(manager.stats)
+    if (stats.held + stats.pending + stats.nodes !== 0) throw new Error(`not idle: ${JSON.stringify(stats)}`)
+  }
+  return { runner, verify, teardown }
+}
+
+const withdraw: Case = {
+  name: "withdrawn waiter over 10,000 vs 100 blocked children",
+  description: "a read on /w, queued behind write locks held on its children /w/c<i> (each with a read waiting " +
+    "behind it), is interrupted while it waits: withdrawals/s with 10,000 such children vs 100 (~1 means the " +
+    "release does not visit the children it never blocked)",
+  setup: async ({ size }): Promise<Prepared> => {
+    const ops = size(2_000, 20)
+    const big = await withdrawRunner(size(10_000, 100), ops)
+    const small = await withdrawRunner(size(100, 10), ops)
+    return {
+      subject: big.runner,
+      baselines: [small.runner],
+      verify: async () => {
+        await big.verify()
+        await small.verify()
+      },
+      teardown: async () => {
+        await big.teardown()
+        await small.teardown()
+      }
+    }
+  }
+}
+
 export const suite: Suite = {
   name: "locks",
-  cases: [withLockUncontended, scopedLockUncontended, contended, depth, queue]
+  cases: [withLockUncontended, scopedLockUncontended, contended, depth, queue, withdraw]
 }

@@ -20,13 +20,18 @@
  * the earliest conflicting entry at each, and read the subtree heads.
  *
  * Waking. When a request leaves (released or cancelled), only requests on the
- * ancestor line or in the subtree of its paths can be unblocked. At each node
- * only the first pending entries are candidates (if the first is blocked, all
- * later ones at that node are too: they conflict with whatever blocks it or
- * with it). The subtree is searched only through children that have pending
- * entries earlier than the blocking bound inherited from above. Granting and
- * releasing therefore cost O(depth + requests examined), and a request is
- * examined only when the leaving request was one of its blockers.
+ * ancestor line or in the subtree of its paths can be unblocked, and only those
+ * that arrived after it and conflict with it (any request if it was a write;
+ * writes if it was a read). At each node only the first pending entries are
+ * candidates (if the first is blocked, all later ones at that node are too:
+ * they conflict with whatever blocks it or with it). The subtree is searched
+ * through children kept in order of their latest pending arrival (all
+ * arrivals, and writes alone): from the newest, down to the first child whose
+ * latest arrival of the kind that matters precedes the leaver, and only where
+ * the blocking bound inherited from above lets something through. Granting
+ * and releasing therefore cost O(depth + requests examined), and the children
+ * visited below a leaver are those where a request it conflicts with arrived
+ * after it (one that has since left can cost a visit).
  *
  * Nodes are created on demand and pruned as soon as nothing is held or
  * pending in their subtree, so an idle table holds no memory.
@@ -70,8 +75,21 @@ const EMPTY = new List<never>() as List<any>
 
 class Node {
   children: Map<string, Node> | undefined = undefined
-  /** Children whose subtree has pending entries. */
-  pendingChildren: Set<Node> | undefined = undefined
+  /**
+   * Children whose subtree has pending entries, in the order of the latest
+   * arrival in each (a child moves to the tail when a request below it
+   * arrives); `pendingWriteChildren` the same for pending writes. A release
+   * walks them from the tail and stops at the first child whose latest
+   * arrival precedes the leaver: nothing there can have been blocked by it.
+   */
+  pendingChildren: List<Node> = EMPTY
+  pendingWriteChildren: List<Node> = EMPTY
+  /** This node's links in its parent's two lists, while it is in them. */
+  asPendingChild: Link<Node> | undefined = undefined
+  asPendingWriteChild: Link<Node> | undefined = undefined
+  /** The latest arrival (seq) of a pending entry in this subtree, and of a pending write. */
+  lastArrival = 0
+  lastWriteArrival = 0
   heldReads = 0
   heldWrites = 0
   subHeld = 0
@@ -115,6 +133,32 @@ export class Request {
   waitStart = 0
   entries: Array<Entry> = []
   constructor(readonly seq: number, readonly mode: Mode, readonly paths: ReadonlyArray<string>) {}
+}
+
+/** Moves `node` to the tail of its parent's list (`which`), linking it first if needed. */
+const touch = (node: Node, which: "pendingChildren" | "pendingWriteChildren"): void => {
+  const parent = node.parent
+  if (parent === undefined) return
+  if (parent[which] === EMPTY) parent[which] = new List()
+  const key = which === "pendingChildren" ? "asPendingChild" : "asPendingWriteChild"
+  const link = node[key]
+  if (link === undefined) {
+    node[key] = new Link(node)
+  } else if (link.next === undefined) {
+    return // already the tail
+  } else {
+    parent[which].remove(link)
+  }
+  parent[which].push(node[key]!)
+}
+
+/** Takes `node` out of its parent's list (`which`), if it is in it. */
+const untouch = (node: Node, which: "pendingChildren" | "pendingWriteChildren"): void => {
+  const key = which === "pendingChildren" ? "asPendingChild" : "asPendingWriteChild"
+  const link = node[key]
+  if (link === undefined || node.parent === undefined) return
+  node.parent[which].remove(link)
+  node[key] = undefined
 }
 
 const NONE = Number.POSITIVE_INFINITY
@@ -211,7 +255,7 @@ export class LockTable {
       for (const entry of request.entries) this.unlinkPending(entry)
     }
     if (this.pendingCount > 0) {
-      for (const entry of request.entries) this.wake(entry.node, request.seq)
+      for (const entry of request.entries) this.wake(entry.node, request.seq, request.mode === "write")
     }
     for (const entry of request.entries) this.prune(entry.node)
   }
@@ -322,22 +366,23 @@ export class LockTable {
     }
     const sub: Array<Link<Entry>> = new Array(entry.depth + 1)
     const subW: Array<Link<Entry>> | undefined = write ? new Array(entry.depth + 1) : undefined
+    // Entries link at enqueue, so this one is the latest arrival everywhere on its line.
+    const seq = entry.request.seq
     let i = entry.depth
     for (let a: Node | undefined = node; a !== undefined; a = a.parent, i--) {
-      const wasIdle = a.subPending.head === undefined
       const link = new Link(entry)
-      if (wasIdle && a.subPending === EMPTY) a.subPending = new List()
+      if (a.subPending === EMPTY) a.subPending = new List()
       a.subPending.push(link)
       sub[i] = link
+      a.lastArrival = seq
+      touch(a, "pendingChildren")
       if (subW !== undefined) {
         const linkW = new Link(entry)
         if (a.subPendingW === EMPTY) a.subPendingW = new List()
         a.subPendingW.push(linkW)
         subW[i] = linkW
-      }
-      if (wasIdle && a.parent !== undefined) {
-        const set = a.parent.pendingChildren ?? (a.parent.pendingChildren = new Set())
-        set.add(a)
+        a.lastWriteArrival = seq
+        touch(a, "pendingWriteChildren")
       }
     }
     entry.sub = sub
@@ -357,8 +402,11 @@ export class LockTable {
     let i = entry.depth
     for (let a: Node | undefined = node; a !== undefined; a = a.parent, i--) {
       a.subPending.remove(sub[i])
-      if (subW !== undefined) a.subPendingW.remove(subW[i])
-      if (a.subPending.head === undefined && a.parent !== undefined) a.parent.pendingChildren?.delete(a)
+      if (a.subPending.head === undefined) untouch(a, "pendingChildren")
+      if (subW !== undefined) {
+        a.subPendingW.remove(subW[i])
+        if (a.subPendingW.head === undefined) untouch(a, "pendingWriteChildren")
+      }
     }
     entry.sub = undefined
     entry.subW = undefined
@@ -367,10 +415,11 @@ export class LockTable {
   /**
    * Grants what a request leaving `node` may have been blocking: pending
    * entries on the ancestor line of `node` (root first), then in its subtree.
-   * Only requests that arrived after the leaver (`leftSeq`) can have been
+   * Only requests that arrived after the leaver (`leftSeq`) and conflict with
+   * it (any request for a write leaver, writes for a read) can have been
    * blocked by it, which bounds the subtree search.
    */
-  private wake(node: Node, leftSeq: number): void {
+  private wake(node: Node, leftSeq: number, leftWrite: boolean): void {
     const line = this.scratch
     line.length = 0
     for (let a: Node | undefined = node; a !== undefined; a = a.parent) line.push(a)
@@ -383,7 +432,7 @@ export class LockTable {
       aboveWrite = Math.min(aboveWrite, earliestWriteAt(a))
     }
     line.length = 0
-    if (aboveWrite > leftSeq) this.wakeBelow(node, aboveAll, aboveWrite)
+    if (aboveWrite > leftSeq) this.wakeBelow(node, aboveAll, aboveWrite, leftSeq, leftWrite)
   }
 
   /** Grants the leading pending entries of one node that are now clear. */
@@ -394,17 +443,24 @@ export class LockTable {
     }
   }
 
-  private wakeBelow(node: Node, aboveAll: number, aboveWrite: number): void {
-    const children = node.pendingChildren
-    if (children === undefined || children.size === 0) return
-    for (const child of Array.from(children)) {
+  private wakeBelow(node: Node, aboveAll: number, aboveWrite: number, leftSeq: number, leftWrite: boolean): void {
+    // Newest arrivals first, down to the first child where nothing the leaver
+    // conflicts with arrived after it. Collected first: grants unlink children.
+    const candidates: Array<Node> = []
+    const list = leftWrite ? node.pendingChildren : node.pendingWriteChildren
+    for (let link = list.tail; link !== undefined; link = link.prev) {
+      const child = link.value
+      if ((leftWrite ? child.lastArrival : child.lastWriteArrival) <= leftSeq) break
+      candidates.push(child)
+    }
+    for (const child of candidates) {
       const earliest = child.subPending.head?.value.request.seq ?? NONE
       // Everything below an earlier write on the ancestor line stays blocked.
       if (earliest >= aboveWrite) continue
       this.grantAt(child, aboveAll, aboveWrite)
       const all = Math.min(aboveAll, earliestAt(child))
       const write = Math.min(aboveWrite, earliestWriteAt(child))
-      this.wakeBelow(child, all, write)
+      this.wakeBelow(child, all, write, leftSeq, leftWrite)
     }
   }
 
@@ -416,7 +472,8 @@ export class LockTable {
         this.root = undefined
       } else {
         parent.children!.delete(n.segment)
-        parent.pendingChildren?.delete(n)
+        untouch(n, "pendingChildren")
+        untouch(n, "pendingWriteChildren")
       }
       this.nodeCount--
     }
