@@ -4,7 +4,7 @@
  * paths. After every step the set of granted requests must equal the reference
  * model of SPEC section 3 exactly.
  *
- * Replay a failure with MODEL_SEED=<seed>; run more with MODEL_SEEDS / MODEL_STEPS.
+ * Replay a failure with MODEL_SEED=<seed>; run more with MODEL_SEEDS / STEPS.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
