@@ -70,6 +70,19 @@ describe("LockManager rules", () => {
       yield* expectIdle(m)
     }))
 
+  it.effect("one release grants the requests it unblocks in arrival order: their ids follow it", () =>
+    Effect.gen(function*() {
+      const m = yield* LockManager.make
+      const w = yield* hold(m, "/w", "write")
+      const readers = [yield* hold(m, "/w/1", "read"), yield* hold(m, "/w/2", "read"), yield* hold(m, "/w/3", "read")]
+      yield* expectGranted(m, [w, ...readers], [0])
+      yield* w.release
+      const ids = yield* Effect.forEach(readers, (r) => Effect.map(Deferred.await(r.granted), (lock) => lock.id))
+      expect([...ids].sort((a, b) => a - b)).toEqual(ids)
+      yield* releaseAll(readers)
+      yield* expectIdle(m)
+    }))
+
   it.effect("a read that arrives after a queued conflicting write waits behind it", () =>
     Effect.gen(function*() {
       const m = yield* LockManager.make

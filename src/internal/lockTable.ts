@@ -444,16 +444,22 @@ export class LockTable {
   }
 
   private wakeBelow(node: Node, aboveAll: number, aboveWrite: number, leftSeq: number, leftWrite: boolean): void {
-    // Newest arrivals first, down to the first child where nothing the leaver
-    // conflicts with arrived after it. Collected first: grants unlink children.
-    const candidates: Array<Node> = []
+    // From the newest arrivals back to the first child where nothing the
+    // leaver conflicts with arrived after it. Collected first (grants unlink
+    // children), then granted oldest first, so grant ids follow arrival order.
     const list = leftWrite ? node.pendingChildren : node.pendingWriteChildren
-    for (let link = list.tail; link !== undefined; link = link.prev) {
-      const child = link.value
-      if ((leftWrite ? child.lastArrival : child.lastWriteArrival) <= leftSeq) break
-      candidates.push(child)
+    const arrivedAfter = (child: Node) => (leftWrite ? child.lastArrival : child.lastWriteArrival) > leftSeq
+    if (list.tail === undefined || !arrivedAfter(list.tail.value)) return
+    const candidates: Array<Node> = []
+    for (
+      let link: Link<Node> | undefined = list.tail;
+      link !== undefined && arrivedAfter(link.value);
+      link = link.prev
+    ) {
+      candidates.push(link.value)
     }
-    for (const child of candidates) {
+    for (let i = candidates.length - 1; i >= 0; i--) {
+      const child = candidates[i]
       const earliest = child.subPending.head?.value.request.seq ?? NONE
       // Everything below an earlier write on the ancestor line stays blocked.
       if (earliest >= aboveWrite) continue
