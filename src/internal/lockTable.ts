@@ -477,9 +477,9 @@ export class LockTable {
       if (parent === undefined) {
         this.root = undefined
       } else {
+        // An idle node is in neither of its parent's pending lists: it left
+        // them when its last pending entry did (`unlinkPending`).
         parent.children!.delete(n.segment)
-        untouch(n, "pendingChildren")
-        untouch(n, "pendingWriteChildren")
       }
       this.nodeCount--
     }
