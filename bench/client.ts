@@ -28,7 +28,7 @@ import * as path from "node:path"
 import { finished } from "node:stream/promises"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
-import type { Case, Extra, Prepared, Runner, Suite } from "./harness.js"
+import { type Case, effectRunner, type Extra, type Prepared, type Runner, type Suite } from "./harness.js"
 
 // write-file-atomic v7 ships no types (and @types/write-file-atomic stops at
 // v4): the one call used here, typed by hand.
@@ -74,18 +74,6 @@ const workspace = (name: string) => {
     teardown: () => nodeFs.rmSync(root, { recursive: true, force: true })
   }
 }
-
-const timed = <A, E>(effect: Effect.Effect<A, E>) => async (): Promise<number> => {
-  const started = performance.now()
-  await Effect.runPromise(effect)
-  return performance.now() - started
-}
-
-const effectRunner = <A, E>(name: string, ops: number, effect: Effect.Effect<A, E>): Runner => ({
-  name,
-  ops,
-  run: timed(effect)
-})
 
 const promiseRunner = (name: string, ops: number, run: () => Promise<void>): Runner => ({
   name,

@@ -28,6 +28,7 @@
  * `BENCH_SMOKE=1` runs every case with tiny sizes and one round: it checks
  * that the suite still runs, not how fast.
  */
+import * as Effect from "effect/Effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -46,6 +47,17 @@ export interface Runner {
   readonly ops: number
   readonly run: () => Promise<number>
 }
+
+/** A runner that runs `effect` once per run and times it, end to end. */
+export const effectRunner = <A, E>(name: string, ops: number, effect: Effect.Effect<A, E>): Runner => ({
+  name,
+  ops,
+  run: async () => {
+    const started = performance.now()
+    await Effect.runPromise(effect)
+    return performance.now() - started
+  }
+})
 
 export interface Prepared {
   readonly subject: Runner

@@ -16,7 +16,7 @@ import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as LockManager from "../src/LockManager.js"
 import { mulberry32 } from "../test/utils/random.js"
-import type { Case, Prepared, Runner, Suite } from "./harness.js"
+import { type Case, effectRunner, type Prepared, type Runner, type Suite } from "./harness.js"
 
 /** Fixed so that every run locks the same paths; `BENCH_SEED` picks others. */
 const SEED = Number.parseInt(process.env.BENCH_SEED ?? "", 10) || 0x5eed
@@ -39,18 +39,6 @@ const randomPaths = (count: number, depth: number, seed: number): Array<string> 
   }
   return paths
 }
-
-const timed = <A, E>(effect: Effect.Effect<A, E>) => async (): Promise<number> => {
-  const started = performance.now()
-  await Effect.runPromise(effect)
-  return performance.now() - started
-}
-
-const runner = <A, E>(name: string, ops: number, effect: Effect.Effect<A, E>): Runner => ({
-  name,
-  ops,
-  run: timed(effect)
-})
 
 const expectIdle = (manager: LockManager.LockManagerService) => async (): Promise<void> => {
   const stats = await Effect.runPromise(manager.stats)
@@ -100,11 +88,11 @@ const withLockUncontended: Case = {
     const paths = randomPaths(size(50_000, 200), 4, SEED)
     const { manager, rwlock, semaphore, verify } = fresh()
     return {
-      subject: runner("LockManager.withLock", paths.length, withLockLoop(manager, paths)),
+      subject: effectRunner("LockManager.withLock", paths.length, withLockLoop(manager, paths)),
       baselines: [
-        runner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths)),
+        effectRunner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths)),
         rwlockRunner(rwlock, paths),
-        runner("no lock (loop only)", paths.length, Effect.forEach(paths, () => Effect.void, { discard: true }))
+        effectRunner("no lock (loop only)", paths.length, Effect.forEach(paths, () => Effect.void, { discard: true }))
       ],
       verify
     }
@@ -121,18 +109,18 @@ const scopedLockUncontended: Case = {
     const { manager, rwlock, semaphore, verify } = fresh()
     const scopedPermit = Effect.scoped(Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)))
     return {
-      subject: runner(
+      subject: effectRunner(
         "Effect.scoped(LockManager.lock)",
         paths.length,
         Effect.forEach(paths, (path) => Effect.scoped(manager.lock(path, "write")), { discard: true })
       ),
       baselines: [
-        runner(
+        effectRunner(
           "Effect.scoped(Semaphore take/release)",
           paths.length,
           Effect.forEach(paths, () => scopedPermit, { discard: true })
         ),
-        runner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths)),
+        effectRunner("Semaphore.withPermits", paths.length, semaphoreLoop(semaphore, paths)),
         rwlockRunner(rwlock, paths)
       ],
       verify
@@ -149,8 +137,8 @@ const depth: Case = {
     const shallow = randomPaths(ops, 4, SEED + 3)
     const { manager, verify } = fresh()
     return {
-      subject: runner("withLock depth 32", ops, withLockLoop(manager, deep)),
-      baselines: [runner("withLock depth 4", ops, withLockLoop(manager, shallow))],
+      subject: effectRunner("withLock depth 32", ops, withLockLoop(manager, deep)),
+      baselines: [effectRunner("withLock depth 4", ops, withLockLoop(manager, shallow))],
       verify
     }
   }
@@ -180,12 +168,12 @@ const contended: Case = {
         discard: true
       })
     return {
-      subject: runner(
+      subject: effectRunner(
         "LockManager.withLock",
         ops,
         fibers(({ mode, path }) => manager.withLock(path, mode)(Effect.yieldNow()))
       ),
-      baselines: [runner("global Semaphore(1)", ops, fibers(() => semaphore.withPermits(1)(Effect.yieldNow())))],
+      baselines: [effectRunner("global Semaphore(1)", ops, fibers(() => semaphore.withPermits(1)(Effect.yieldNow())))],
       verify
     }
   }
@@ -283,11 +271,11 @@ const withdrawRunner = async (children: number, ops: number) => {
     yield* Effect.yieldNow()
     yield* Fiber.interrupt(fiber)
   })
-  const runner: Runner = {
-    name: `${children.toLocaleString("en-US")} blocked children`,
+  const runner = effectRunner(
+    `${children.toLocaleString("en-US")} blocked children`,
     ops,
-    run: timed(Effect.forEach(Array.from({ length: ops }), () => withdraw, { discard: true }))
-  }
+    Effect.forEach(Array.from({ length: ops }), () => withdraw, { discard: true })
+  )
   const verify = async () => {
     const stats = await Effect.runPromise(manager.stats)
     if (stats.held !== children || stats.pending !== children) {
