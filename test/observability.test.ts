@@ -1,5 +1,7 @@
+import { NodeFileSystem } from "@effect/platform-node"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, Stream } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric, Option, Stream, type Tracer } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
@@ -56,6 +58,64 @@ describe("observability", () => {
       expect((yield* Metric.value(LockManager.locksHeld)).value).toBe(heldBefore)
       expect((yield* Metric.value(LockManager.locksPending)).value).toBe(pendingBefore)
       yield* expectIdle(m)
+    }))
+
+  it.scoped("an operation's span is the parent of what runs in it, ends with its outcome, and is counted", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // The file system records the span current at each call.
+      const seen: Array<string> = []
+      const spying = Layer.effect(
+        FileSystem.FileSystem,
+        Effect.map(FileSystem.FileSystem, (fs): FileSystem.FileSystem => ({
+          ...fs,
+          readFile: (path) =>
+            Effect.zipRight(
+              Effect.tap(Effect.option(Effect.currentSpan), (span) =>
+                Effect.sync(() =>
+                  seen.push(Option.match(span, { onNone: () => "none", onSome: (s) => s.name }))
+                )),
+              fs.readFile(path)
+            )
+        }))
+      ).pipe(Layer.provide(NodeFileSystem.layer))
+      const { client, manager } = yield* makeClient(undefined, spying)
+      yield* client.write(`${dir}/a`, "a")
+      const interruptedBefore = yield* count("Client.write", "interrupted")
+      const holder = yield* hold(manager, `${dir}/b`, "write")
+      const { spans } = yield* recordSpans(
+        Effect.gen(function*() {
+          yield* client.read(`${dir}/a`)
+          yield* Effect.flip(client.read(`${dir}/missing`))
+          // A write that waits for its lock, then one interrupted while waiting.
+          const waiting = yield* Effect.fork(client.write(`${dir}/b`, "b"))
+          yield* waitUntil(Effect.map(manager.stats, (s) => s.pending === 1))
+          yield* holder.release
+          yield* Fiber.join(waiting)
+          const again = yield* hold(manager, `${dir}/b`, "write")
+          const interrupted = yield* Effect.fork(client.write(`${dir}/b`, "c"))
+          yield* waitUntil(Effect.map(manager.stats, (s) => s.pending === 1))
+          yield* Fiber.interrupt(interrupted)
+          yield* again.release
+        })
+      )
+      expect(seen).toEqual(["Client.read", "Client.read"])
+      const named = (name: string) => spans.filter((s) => s.name === name)
+      const [ok, missing] = named("Client.read")
+      const exitOf = (span: Tracer.Span) => span.status._tag === "Ended" ? span.status.exit : undefined
+      expect(Exit.isSuccess(exitOf(ok)!)).toBe(true)
+      expect(Exit.isFailure(exitOf(missing)!)).toBe(true)
+      const [waited, interrupted] = named("Client.write")
+      const [wait] = named("LockManager.wait")
+      expect(Option.getOrUndefined(wait.parent)).toBe(waited)
+      expect(Exit.isSuccess(exitOf(waited)!)).toBe(true)
+      const cut = exitOf(interrupted)!
+      expect(Exit.isInterrupted(cut)).toBe(true)
+      expect((yield* count("Client.write", "interrupted")) - interruptedBefore).toBe(1)
+      // The caller's context is back as it was: no span of the Client is left current.
+      expect(Option.isNone(yield* Effect.option(Effect.currentSpan))).toBe(true)
+      expect(nodeFs.readFileSync(`${dir}/b`, "utf8")).toBe("b")
+      yield* expectIdle(manager)
     }))
 
   it.scoped("nothing is logged by default", () =>
