@@ -141,6 +141,8 @@ const bareWrite = async (target: string, data: Uint8Array): Promise<void> => {
 
 const WRITE_SIZE = 250
 const WRITERS = 16
+const BARE_WRITE = "node:fs/promises open/write/close/rename"
+const PLATFORM_WRITE = "FileSystem.writeFile wx + rename (platform, no lock)"
 
 const writeCase: Case = {
   name: "write 250 B, 16 writers",
@@ -165,7 +167,7 @@ const writeCase: Case = {
       ),
       baselines: [
         promiseRunner(
-          "node:fs/promises open/write/close/rename",
+          BARE_WRITE,
           ops,
           promiseWriters(WRITERS, perWriter, (writer) => bareWrite(target(dirs.bare, writer), data))
         ),
@@ -179,7 +181,7 @@ const writeCase: Case = {
           )
         ),
         effectRunner(
-          "FileSystem.writeFile wx + rename (platform, no lock)",
+          PLATFORM_WRITE,
           ops,
           effectWriters(WRITERS, perWriter, (writer) =>
             Effect.suspend(() => {
@@ -192,6 +194,7 @@ const writeCase: Case = {
             }))
         )
       ],
+      ceilings: [{ of: PLATFORM_WRITE, against: BARE_WRITE }],
       verify: async () => {
         for (const dir of Object.values(dirs)) expectFiles(dir, names, WRITE_SIZE)
       },
@@ -387,6 +390,8 @@ const durableCase = (writers: number, perWriterFull: number): Case => ({
 // --- read ---
 
 const READ_SIZE = 4 * KiB
+const PROMISES_READ = "fs.promises.readFile"
+const PLATFORM_READ = "FileSystem.readFile (platform, no lock)"
 
 const readCase: Case = {
   name: "read 4 KiB",
@@ -409,15 +414,16 @@ const readCase: Case = {
         Effect.forEach(range(ops), () => Effect.map(client.read(file), check), { discard: true })
       ),
       baselines: [
-        promiseRunner("fs.promises.readFile", ops, async () => {
+        promiseRunner(PROMISES_READ, ops, async () => {
           for (let i = 0; i < ops; i++) check(await fsp.readFile(file))
         }),
         effectRunner(
-          "FileSystem.readFile (platform, no lock)",
+          PLATFORM_READ,
           ops,
           Effect.forEach(range(ops), () => Effect.map(nodeFileSystem.readFile(file), check), { discard: true })
         )
       ],
+      ceilings: [{ of: PLATFORM_READ, against: PROMISES_READ }],
       teardown: ws.teardown
     }
   }

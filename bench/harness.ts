@@ -68,6 +68,25 @@ export interface Prepared {
   readonly extra?: () => Extra | Promise<Extra>
   /** Called once when the case ends, whether it passed or failed (temp files, handles). */
   readonly teardown?: () => void | Promise<void>
+  /**
+   * Pairs of baselines to compare with each other, the same way the subject is
+   * compared with each (median of per-round ratios). Used for a ceiling: the
+   * calls the subject itself makes, with nothing around them, against the
+   * target's baseline. The subject does that work and more, so it cannot beat
+   * that ratio in the same run.
+   */
+  readonly ceilings?: ReadonlyArray<Ceiling>
+}
+
+/** `of` against `against`: names of two baselines of the case. */
+export interface Ceiling {
+  readonly of: string
+  readonly against: string
+}
+
+export interface CeilingResult extends Ceiling {
+  /** Median over rounds of `of` ops/s over `against` ops/s in the same round. */
+  readonly ratio: number
 }
 
 /** Findings of a case besides throughput. */
@@ -132,6 +151,7 @@ export interface CaseResult {
   readonly description: string
   readonly subject: RunnerResult
   readonly baselines: ReadonlyArray<BaselineResult>
+  readonly ceilings?: ReadonlyArray<CeilingResult>
   readonly extra?: Extra
 }
 
@@ -282,6 +302,13 @@ const measure = async (suite: Suite, bench: Case, options: Options, prepared: Pr
 
   const subject = summarise(prepared.subject, samples[0])
   const extra = await prepared.extra?.()
+  const roundsOf = (name: string) => {
+    const i = prepared.baselines.findIndex((runner) => runner.name === name)
+    if (i < 0) throw new Error(`${bench.name}: no baseline named ${name}`)
+    return samples[i + 1]
+  }
+  const perRound = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => median(a.map((ops, round) => ops / b[round]))
+  const ceilings = prepared.ceilings?.map((c) => ({ ...c, ratio: perRound(roundsOf(c.of), roundsOf(c.against)) }))
   return {
     suite: suite.name,
     name: bench.name,
@@ -291,13 +318,18 @@ const measure = async (suite: Suite, bench: Case, options: Options, prepared: Pr
       const result = summarise(runner, samples[i + 1])
       return {
         ...result,
-        ratio: median(samples[0].map((ops, round) => ops / result.rounds[round])),
+        ratio: perRound(samples[0], result.rounds),
         ratioOfMedians: subject.median / result.median
       }
     }),
+    ...(ceilings === undefined ? {} : { ceilings }),
     ...(extra === undefined ? {} : { extra })
   }
 }
+
+/** How a ceiling is printed under its case. */
+export const formatCeiling = (c: CeilingResult): string =>
+  `ceiling: ${c.of} at ${fmtRatio(c.ratio)}x of ${c.against} (the subject makes these calls, and more)`
 
 const fmtOps = (n: number): string => Math.round(n).toLocaleString("en-US")
 
@@ -383,6 +415,7 @@ export const runSuites = async (suites: ReadonlyArray<Suite>, options: Options =
   console.log()
   for (const r of results) {
     console.log(`${r.name}: ${r.description}`)
+    for (const c of r.ceilings ?? []) console.log(`  ${formatCeiling(c)}`)
     for (const line of r.extra?.lines ?? []) console.log(`  ${line}`)
   }
   const report: Report = { timestamp, options, machine: info, cases: results }

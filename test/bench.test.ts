@@ -31,6 +31,9 @@ describe("bench", () => {
       // A row of the table, below the header, starts with the case name.
       expect(lines.slice(header + 1).some((line) => line.startsWith(name))).toBe(true)
     }
+    // The read and write cases also print their ceiling: the platform calls alone against the target's baseline.
+    expect(stdout).toMatch(/ceiling: FileSystem\.readFile \(platform, no lock\) at \d+\.\d+x of fs\.promises\.readFile/)
+    expect(stdout).toMatch(/ceiling: FileSystem\.writeFile wx \+ rename \(platform, no lock\) at \d+\.\d+x of node:fs/)
   }, 60_000)
 })
 
