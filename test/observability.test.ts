@@ -1,7 +1,7 @@
 import { NodeFileSystem } from "@effect/platform-node"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Metric, Option, Stream, type Tracer } from "effect"
+import { Context, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Metric, Option, Stream, Tracer } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
@@ -13,6 +13,51 @@ const count = (operation: string, outcome: string) =>
   Metric.value(Client.operations.pipe(Metric.tagged("operation", operation), Metric.tagged("outcome", outcome))).pipe(
     Effect.map((state) => state.count)
   )
+
+const outcomes = ["success", "failure", "interrupted"] as const
+
+const counts = (operation: string) => Effect.all(outcomes.map((outcome) => count(operation, outcome)))
+
+const outcomeOf = (span: Tracer.Span) =>
+  span.status._tag !== "Ended" ?
+    "open" :
+    Exit.isSuccess(span.status.exit) ?
+    "success" :
+    Exit.isInterrupted(span.status.exit) ?
+    "interrupted" :
+    "failure"
+
+/**
+ * Runs `effect` in a fiber of its own under a tracer that records the spans
+ * and interrupts that fiber at its `at`-th step of the run loop (the tracer's
+ * `context` hook runs once per step), as an interrupt arriving while the fiber
+ * runs would. Also returns how many steps the fiber took.
+ */
+const interruptAtStep = <A, E>(effect: Effect.Effect<A, E>, at: number) =>
+  Effect.gen(function*() {
+    const spans: Array<Tracer.Span> = []
+    const native = yield* Effect.tracer
+    let target: unknown = undefined
+    let steps = 0
+    const tracer = Tracer.make({
+      span: (...args) => {
+        const span = native.span(...args)
+        spans.push(span)
+        return span
+      },
+      context: (f, fiber) => {
+        if (fiber === target && ++steps === at) fiber.unsafeInterruptAsFork(FiberId.none)
+        return native.context(f, fiber)
+      }
+    })
+    // A forked fiber starts once this one yields: `target` is set by then.
+    const fiber = yield* Effect.fork(Effect.withTracer(effect, tracer))
+    target = fiber
+    const exit = yield* Fiber.await(fiber)
+    return { exit, spans, steps }
+  })
+
+class CallerService extends Context.Tag("CallerService")<CallerService, string>() {}
 
 describe("observability", () => {
   it.scoped("Client operations are counted by name and outcome", () =>
@@ -116,6 +161,63 @@ describe("observability", () => {
       expect(Option.isNone(yield* Effect.option(Effect.currentSpan))).toBe(true)
       expect(nodeFs.readFileSync(`${dir}/b`, "utf8")).toBe("b")
       yield* expectIdle(manager)
+    }))
+
+  it.scoped("after an operation the caller's context is exactly as before, whatever the outcome", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const operations: ReadonlyArray<Effect.Effect<unknown, unknown>> = [
+        client.write(`${dir}/a`, "a"),
+        client.read(`${dir}/missing`),
+        client.modify(`${dir}/m`, () => Effect.die("boom")),
+        client.modify(`${dir}/m`, () => Effect.interrupt),
+        // User code that changes the context inside the operation.
+        client.modify(
+          `${dir}/m`,
+          () => Effect.as(FiberRef.update(FiberRef.currentContext, Context.omit(CallerService)), "changed")
+        )
+      ]
+      for (const operation of operations) {
+        yield* Effect.gen(function*() {
+          const before = yield* FiberRef.get(FiberRef.currentContext)
+          yield* Effect.exit(operation)
+          expect(yield* FiberRef.get(FiberRef.currentContext)).toBe(before)
+          expect((yield* Effect.currentSpan).name).toBe("caller")
+          expect(yield* CallerService).toBe("service")
+        }).pipe(Effect.withSpan("caller"), Effect.provideService(CallerService, "service"))
+      }
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("an interrupt at any step of an operation: its span is ended once, with the outcome it is counted with", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const target = `${dir}/doc`
+      nodeFs.writeFileSync(target, "old")
+      const write = client.write(target, "new")
+      const { steps } = yield* interruptAtStep(write, Infinity)
+      expect(steps).toBeGreaterThan(20)
+      for (let at = 1; at <= steps + 1; at++) {
+        nodeFs.writeFileSync(target, "old")
+        const before = yield* counts("Client.write")
+        const { spans } = yield* interruptAtStep(write, at)
+        const after = yield* counts("Client.write")
+        const counted = outcomes.filter((_, i) => after[i] !== before[i])
+        const mine = spans.filter((span) => span.name === "Client.write")
+        const seen = { at, spans: mine.map(outcomeOf), counted, delta: after.map((n, i) => n - before[i]) }
+        if (mine.length === 0) {
+          // Interrupted before the operation began: nothing to count.
+          expect(seen).toEqual({ at, spans: [], counted: [], delta: [0, 0, 0] })
+        } else {
+          expect(seen.spans).toEqual(counted)
+          expect(seen.delta.reduce((a, b) => a + b, 0)).toBe(1)
+        }
+        const content = nodeFs.readFileSync(target, "utf8")
+        expect(counted[0] === "success" ? ["new"] : ["old", "new"]).toContain(content)
+        yield* expectIdle(manager)
+      }
     }))
 
   it.scoped("nothing is logged by default", () =>
