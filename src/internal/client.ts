@@ -63,18 +63,20 @@ const span = (name: string, path: unknown) => <A, E, R>(self: Effect.Effect<A, E
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(
       Effect.makeSpan(name, { attributes: { "persistence.path": path }, captureStackTrace: false }),
-      (span) =>
+      (opened) =>
         Effect.withFiberRuntime<A, E, R>((fiber) => {
           const outer = fiber.currentContext
           const timed = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
           const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-          return FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)).pipe(
+          return FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, opened)).pipe(
             Effect.zipRight(Effect.exit(restore(self))),
             Effect.flatMap((exit) =>
               Effect.zipRight(
                 FiberRef.set(FiberRef.currentContext, outer),
                 Effect.suspend(() => {
-                  if (span.status._tag !== "Ended") span.end(timed ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+                  if (opened.status._tag !== "Ended") {
+                    opened.end(timed ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+                  }
                   countOperation(name, exit)
                   return exit
                 })
