@@ -19,7 +19,6 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { fileURLToPath } from "node:url"
 import * as LockManager from "../src/LockManager.js"
-import * as LockServer from "../src/LockServer.js"
 
 const smoke = process.env.BENCH_SMOKE === "1"
 const OPS = smoke ? 200 : Number(process.env.BENCH_OPS ?? 5_000)
@@ -153,8 +152,8 @@ const main = async () => {
     const results = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const runners: ReadonlyArray<readonly [string, LockManager.LockManagerService<unknown>]> = [
         ["in-process", yield* LockManager.make],
-        ["unix socket", yield* LockServer.makeRemote(optionsOf(unix.address))],
-        ["tcp loopback", yield* LockServer.makeRemote(optionsOf(tcp.address))]
+        ["unix socket", yield* LockManager.makeRemote(optionsOf(unix.address))],
+        ["tcp loopback", yield* LockManager.makeRemote(optionsOf(tcp.address))]
       ]
       const out: Array<Result> = []
       for (const fibers of [1, FIBERS]) {

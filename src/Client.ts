@@ -24,7 +24,7 @@ import type {
   InvalidArgumentError,
   InvalidPathError,
   LockLostError,
-  LockServerError
+  RemoteLockError
 } from "./PersistenceError.js"
 
 /**
@@ -70,12 +70,12 @@ export interface ClientOptions {
 /**
  * Errors of operations that read. Bad input (`InvalidPathError`,
  * `InvalidArgumentError`) is refused before any lock or I/O; a
- * `LockServerError` comes only from a remote lock manager.
+ * `RemoteLockError` comes only from a remote lock manager.
  *
  * @since 0.1.0
  * @category errors
  */
-export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError | LockServerError
+export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError | RemoteLockError
 
 /**
  * Errors of operations that change the disk. A `CommitError` says the change
@@ -91,7 +91,7 @@ export type WriteError =
   | FileSystemError
   | CommitError
   | LockLostError
-  | LockServerError
+  | RemoteLockError
 
 /**
  * A directory entry with its type (the target's type for a symbolic link).

@@ -12,7 +12,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
 import * as metrics from "./internal/metrics.js"
-import type { InvalidPathError, LockLostError, LockServerError } from "./PersistenceError.js"
+import type { InvalidPathError, LockLostError, RemoteLockError } from "./PersistenceError.js"
 
 /**
  * @since 0.1.0
@@ -77,7 +77,7 @@ export interface LockStats {
 
 /**
  * A lock manager. `E` is what the backend itself may fail with besides
- * invalid input: `never` for the in-memory manager, `LockServerError` for a
+ * invalid input: `never` for the in-memory manager, `RemoteLockError` for a
  * remote one (the server could not be reached or the connection dropped).
  *
  * @since 0.1.0
@@ -123,7 +123,7 @@ export interface LockManagerService<E = never> {
 }
 
 /**
- * The lock manager service. Its type allows a `LockServerError`, which only a
+ * The lock manager service. Its type allows a `RemoteLockError`, which only a
  * remote manager (`layerRemote`) produces: the in-memory one never fails
  * except on invalid input.
  *
@@ -131,7 +131,7 @@ export interface LockManagerService<E = never> {
  * @category tags
  */
 export class LockManager
-  extends Context.Tag("effect-persistence/LockManager")<LockManager, LockManagerService<LockServerError>>()
+  extends Context.Tag("effect-persistence/LockManager")<LockManager, LockManagerService<RemoteLockError>>()
 {}
 
 /**
@@ -210,7 +210,7 @@ export type RemoteOptions =
  * silent longer than the heartbeat deadline, and `Lock.lost` /
  * `Lock.ensureHeld` tell the holder.
  *
- * Operations can fail with a `LockServerError` (unreachable, timeout,
+ * Operations can fail with a `RemoteLockError` (unreachable, timeout,
  * protocol mismatch, disconnected): the `LockManager` tag's service type
  * names it, so the `Client` (which runs on it unchanged) does too.
  *
@@ -218,10 +218,19 @@ export type RemoteOptions =
  * @category layers
  */
 export const layerRemote = (options: RemoteOptions): Layer.Layer<LockManager> =>
-  Layer.scoped(
-    LockManager,
-    // Loaded on use: @effect/rpc and @effect/platform-node are optional peers.
-    Effect.promise(() => import("./internal/lockServer/remote.js")).pipe(
-      Effect.flatMap((remote) => remote.make(remote.configOf(options)))
-    )
+  Layer.scoped(LockManager, makeRemote(options))
+
+/**
+ * The remote lock manager of `layerRemote`, with the `RemoteLockError` it may
+ * fail with in its type.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRemote = (
+  options: RemoteOptions
+): Effect.Effect<LockManagerService<RemoteLockError>, never, Scope.Scope> =>
+  // Loaded on use: @effect/rpc and @effect/platform-node are optional peers.
+  Effect.promise(() => import("./internal/lockServer/remote.js")).pipe(
+    Effect.flatMap((remote) => remote.make(remote.configOf(options)))
   )

@@ -18,14 +18,24 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { addressOf, formatAddress } from "./internal/lockServer/address.js"
-import type { LockManagerService, RemoteOptions } from "./LockManager.js"
-import type { LockServerError } from "./PersistenceError.js"
+import type { LockManagerService } from "./LockManager.js"
+import type { RemoteLockError } from "./PersistenceError.js"
 
-// The server and the remote manager are loaded on use: @effect/rpc and
-// @effect/platform-node are optional peers, and this module is part of the
-// package's root.
+// The server is loaded on use: @effect/rpc and @effect/platform-node are
+// optional peers, and this module is part of the package's root.
 const loadServer = Effect.promise(() => import("./internal/lockServer/server.js"))
-const loadRemote = Effect.promise(() => import("./internal/lockServer/remote.js"))
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("effect-persistence/LockServer")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
 
 /**
  * Where to listen: a Unix domain socket path (a stale socket file left by a
@@ -51,6 +61,7 @@ export type ListenOptions =
  * @category models
  */
 export interface LockServerService {
+  readonly [TypeId]: TypeId
   /** Where the server listens: `unix:<path>` or `tcp:<host>:<port>` (the actual port when asked for 0). */
   readonly address: string
   /** The port when listening on TCP. */
@@ -67,13 +78,13 @@ export class LockServer extends Context.Tag("effect-persistence/LockServer")<Loc
 
 /**
  * Starts a lock server that runs until the scope closes. Fails with a
- * `LockServerError` (reason `ListenFailed`) if it cannot listen, for example
+ * `RemoteLockError` (reason `ListenFailed`) if it cannot listen, for example
  * because another server listens there.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: ListenOptions): Effect.Effect<LockServerService, LockServerError, Scope.Scope> =>
+export const make = (options: ListenOptions): Effect.Effect<LockServerService, RemoteLockError, Scope.Scope> =>
   loadServer.pipe(
     Effect.flatMap((internal) =>
       internal.make({
@@ -84,6 +95,7 @@ export const make = (options: ListenOptions): Effect.Effect<LockServerService, L
       })
     ),
     Effect.map((server): LockServerService => ({
+      [TypeId]: TypeId,
       address: formatAddress(server.address),
       port: server.address._tag === "Tcp" ? server.address.port : undefined,
       manager: server.manager
@@ -96,17 +108,5 @@ export const make = (options: ListenOptions): Effect.Effect<LockServerService, L
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: ListenOptions): Layer.Layer<LockServer, LockServerError> =>
+export const layer = (options: ListenOptions): Layer.Layer<LockServer, RemoteLockError> =>
   Layer.scoped(LockServer, make(options))
-
-/**
- * The remote lock manager of `LockManager.layerRemote`, with the
- * `LockServerError` it may fail with in its type.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const makeRemote = (
-  options: RemoteOptions
-): Effect.Effect<LockManagerService<LockServerError>, never, Scope.Scope> =>
-  Effect.flatMap(loadRemote, (remote) => remote.make(remote.configOf(options)))

@@ -299,7 +299,8 @@ export class LockLostError extends Schema.TaggedError<LockLostError>("effect-per
 }
 
 /**
- * Why talking to (or serving as) a lock server failed:
+ * Why a remote lock authority (a lock server, or the lock server itself
+ * starting up) failed:
  * - `Unreachable`: nothing accepts connections at the address;
  * - `Timeout`: the connection or its handshake did not complete in time;
  * - `ProtocolMismatch`: the peer speaks another protocol version (or is not a
@@ -311,7 +312,7 @@ export class LockLostError extends Schema.TaggedError<LockLostError>("effect-per
  * @since 0.1.0
  * @category models
  */
-export const LockServerErrorReason = Schema.Literal(
+export const RemoteLockErrorReason = Schema.Literal(
   "Unreachable",
   "Timeout",
   "ProtocolMismatch",
@@ -323,9 +324,9 @@ export const LockServerErrorReason = Schema.Literal(
  * @since 0.1.0
  * @category models
  */
-export type LockServerErrorReason = typeof LockServerErrorReason.Type
+export type RemoteLockErrorReason = typeof RemoteLockErrorReason.Type
 
-const reasonText: Record<LockServerErrorReason, string> = {
+const reasonText: Record<RemoteLockErrorReason, string> = {
   Unreachable: "is unreachable",
   Timeout: "did not answer in time",
   ProtocolMismatch: "speaks another protocol",
@@ -334,21 +335,23 @@ const reasonText: Record<LockServerErrorReason, string> = {
 }
 
 /**
- * A lock server could not be reached, answered with another protocol or
- * dropped the connection. A request that failed with it holds nothing on the
- * server: a waiting request is gone from its queue, and locks held over the
- * dropped connection are released (their `Lock.lost` completes).
+ * A remote lock authority (`LockManager.layerRemote` and its lock server)
+ * could not be reached, answered with another protocol or dropped the
+ * connection: one error type for every remote backend, so the `Client`'s error
+ * unions do not grow with each. A request that failed with it holds nothing on
+ * the authority: a waiting request is gone from its queue, and locks held over
+ * the dropped connection are released (their `Lock.lost` completes).
  *
  * @since 0.1.0
  * @category errors
  */
-export class LockServerError extends Schema.TaggedError<LockServerError>("effect-persistence/LockServerError")(
-  "LockServerError",
+export class RemoteLockError extends Schema.TaggedError<RemoteLockError>("effect-persistence/RemoteLockError")(
+  "RemoteLockError",
   {
     operation: Schema.String,
-    /** `unix:<path>` or `tcp:<host>:<port>`. */
+    /** Where the authority is: `unix:<path>` or `tcp:<host>:<port>` for a lock server. */
     address: Schema.String,
-    reason: LockServerErrorReason,
+    reason: RemoteLockErrorReason,
     detail: Schema.optional(Schema.String),
     cause: Schema.optional(Schema.Defect)
   }
@@ -384,7 +387,7 @@ export type PersistenceError =
   | CommitError
   | DecodeError
   | LockLostError
-  | LockServerError
+  | RemoteLockError
 
 /**
  * @since 0.1.0

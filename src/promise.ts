@@ -38,7 +38,7 @@ import * as EffectLockManager from "./LockManager.js"
 import type { LockManagerService, LockStats } from "./LockManager.js"
 
 /**
- * The seed's lock types: `"collect"` is a read, `"delete"` a write.
+ * The original library's lock types: `"collect"` is a read, `"delete"` a write.
  *
  * @since 0.1.0
  * @category models

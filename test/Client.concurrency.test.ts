@@ -5,7 +5,7 @@ import * as nodeFs from "node:fs"
 import type * as Client from "../src/Client.js"
 import type * as LockManager from "../src/LockManager.js"
 import { makeClient, tempDir } from "./utils/client.js"
-import { waitUntil } from "./utils/locks.js"
+import { expectIdle, waitUntil } from "./utils/locks.js"
 import * as Recording from "./utils/recordingFileSystem.js"
 
 const bytesOf = (s: string) => new TextEncoder().encode(s)
@@ -18,9 +18,6 @@ const setup = (hooks?: Recording.Hooks) =>
     const { client, manager } = yield* makeClient({}, Layer.succeed(FileSystem.FileSystem, fs))
     return { client, manager, log }
   })
-
-const expectIdle = (manager: LockManager.LockManagerService) =>
-  Effect.map(manager.stats, (stats) => expect(stats).toEqual({ held: 0, pending: 0, nodes: 0 }))
 
 /** Waits until the manager's table has exactly `held` granted and `pending` waiting requests. */
 const waitForStats = (manager: LockManager.LockManagerService, held: number, pending: number) =>

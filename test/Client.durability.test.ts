@@ -5,6 +5,7 @@ import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
 import { makeClient, tempDir } from "./utils/client.js"
+import { expectIdle as expectManagerIdle } from "./utils/locks.js"
 import * as Recording from "./utils/recordingFileSystem.js"
 
 const bytesOf = (s: string) => new TextEncoder().encode(s)
@@ -39,10 +40,7 @@ const durabilityEvents = (dir: string) =>
 
 const clearLog = Effect.flatMap(Recording.FileSystemLog, (log) => log.clear)
 
-const expectIdle = Effect.gen(function*() {
-  const manager = yield* LockManager.LockManager
-  expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
-})
+const expectIdle = Effect.flatMap(LockManager.LockManager, expectManagerIdle)
 
 const parentOf = (path: string) => path.slice(0, path.lastIndexOf("/"))
 const baseOf = (path: string) => path.slice(path.lastIndexOf("/") + 1)

@@ -8,8 +8,8 @@ import * as nodePath from "node:path"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
 import { LockLostError } from "../src/PersistenceError.js"
-import { expectIdle, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
-import { waitUntil } from "./utils/locks.js"
+import { makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
+import { expectIdle, waitUntil } from "./utils/locks.js"
 import { recordSpans } from "./utils/tracing.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)

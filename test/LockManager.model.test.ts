@@ -2,7 +2,7 @@
  * Randomised model test: random sequences of acquire (read, write, lockAll),
  * release and interrupt-a-pending-request over a small universe of nested
  * paths. After every step the set of granted requests must equal the reference
- * model of SPEC section 3 exactly.
+ * model of the fairness rule (README, "The locking model") exactly.
  *
  * Replay a failure with MODEL_SEED=<seed>; run more with MODEL_SEEDS / STEPS.
  */

@@ -2,10 +2,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import * as LockManager from "../src/LockManager.js"
 import type { InvalidPathError } from "../src/PersistenceError.js"
-import { expectGranted, hold, waitUntil } from "./utils/locks.js"
-
-const expectIdle = (manager: LockManager.LockManagerService) =>
-  Effect.map(manager.stats, (stats) => expect(stats).toEqual({ held: 0, pending: 0, nodes: 0 }))
+import { expectGranted, expectIdle, hold, waitUntil } from "./utils/locks.js"
 
 const releaseAll = (holders: ReadonlyArray<{ release: Effect.Effect<void, unknown> }>) =>
   Effect.forEach(holders, (h) => h.release, { discard: true })

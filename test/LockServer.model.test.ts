@@ -2,8 +2,8 @@
  * The service-level model test of test/LockManager.model.test.ts, run against
  * a lock server process (`lockd`) through `LockManager.layerRemote`, over a Unix
  * socket and over TCP: after every step (acquire, release, interrupt a waiting
- * request) the server grants exactly what the reference model of SPEC section
- * 3 grants. Release and interruption are confirmed by the server before they
+ * request) the server grants exactly what the reference model of the fairness
+ * rule grants. Release and interruption are confirmed by the server before they
  * return, so the check after each step is exact. Grant ids must increase.
  *
  * Replay a failure with REMOTE_MODEL_SEED=<seed>; REMOTE_MODEL_SEEDS and STEPS
@@ -44,7 +44,7 @@ const within = <A, E>(what: string, effect: Effect.Effect<A, E>) =>
 
 const runModel = (
   transport: string,
-  manager: LockManager.LockManagerService<PersistenceError.LockServerError>,
+  manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>,
   seed: number
 ) =>
   Effect.gen(function*() {

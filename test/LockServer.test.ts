@@ -45,7 +45,7 @@ const within = <A, E, R>(ms: number, what: string, effect: Effect.Effect<A, E, R
 
 /** Polls the server (through `manager`) until its stats satisfy `condition`. */
 const untilStats = (
-  manager: LockManager.LockManagerService<PersistenceError.LockServerError>,
+  manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>,
   condition: (stats: LockManager.LockStats) => boolean
 ) =>
   within(
@@ -58,7 +58,7 @@ const untilStats = (
  * Forks a fiber that takes a write lock on `path` and holds it until
  * `release`; `granted` completes with the grant time and the lock.
  */
-const holdLock = (manager: LockManager.LockManagerService<PersistenceError.LockServerError>, path: string) =>
+const holdLock = (manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>, path: string) =>
   Effect.gen(function*() {
     const granted = yield* Deferred.make<{ readonly at: number; readonly lock: LockManager.Lock }>()
     const done = yield* Deferred.make<void>()
@@ -82,10 +82,10 @@ const clientOver = (options: LockManager.RemoteOptions) =>
   Layer.build(Client.layer().pipe(Layer.provide(Layer.merge(LockManager.layerRemote(options), NodeFileSystem.layer))))
     .pipe(Effect.map(Context.get(Client.Client)), Effect.orDie)
 
-const expectServerError = (exit: Exit.Exit<unknown, unknown>, reason: PersistenceError.LockServerErrorReason) => {
+const expectServerError = (exit: Exit.Exit<unknown, unknown>, reason: PersistenceError.RemoteLockErrorReason) => {
   const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
-  expect(Option.isSome(failure) && failure.value instanceof PersistenceError.LockServerError, `${exit}`).toBe(true)
-  const error = Option.getOrThrow(failure) as PersistenceError.LockServerError
+  expect(Option.isSome(failure) && failure.value instanceof PersistenceError.RemoteLockError, `${exit}`).toBe(true)
+  const error = Option.getOrThrow(failure) as PersistenceError.RemoteLockError
   expect(error.reason, error.message).toBe(reason)
   return error
 }
@@ -106,7 +106,7 @@ describe("several processes, one lock server", () => {
         yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^done$/, 50_000))))
         console.log(`1000 remote modify increments by 4 processes over TCP: ${(now() - started).toFixed(0)} ms`)
         expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
-        const manager = yield* LockServer.makeRemote(remoteOptions(server.address))
+        const manager = yield* LockManager.makeRemote(remoteOptions(server.address))
         expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
       })),
     60_000
@@ -141,7 +141,7 @@ describe("several processes, one lock server", () => {
         const temps = nodeFs.readdirSync(nodePath.dirname(target)).filter((name) => TEMP.test(name))
         expect(temps).toHaveLength(1)
 
-        const manager = yield* LockServer.makeRemote(remoteOptions(server.address))
+        const manager = yield* LockManager.makeRemote(remoteOptions(server.address))
         const waiter = yield* holdLock(manager, target)
         yield* untilStats(manager, (s) => s.held === 1 && s.pending === 1)
         const killedAt = now()
@@ -171,7 +171,7 @@ describe("several processes, one lock server", () => {
         const holder = worker(["hold", JSON.stringify(holderOptions), "/shared/resource"])
         const [, heldId] = yield* Effect.promise(() => holder.waitFor(/^holding (\d+)$/))
 
-        const manager = yield* LockServer.makeRemote(remoteOptions(server.address))
+        const manager = yield* LockManager.makeRemote(remoteOptions(server.address))
         const waiter = yield* holdLock(manager, "/shared/resource")
         yield* untilStats(manager, (s) => s.held === 1 && s.pending === 1)
         const stoppedAt = now()
@@ -205,7 +205,7 @@ describe("several processes, one lock server", () => {
         const dir = yield* tempDir
         const socket = nodePath.join(dir, "lockd.sock")
         const server = yield* Effect.promise(() => startLockd(["--socket", socket]))
-        const manager = yield* LockServer.makeRemote({ socket, heartbeatDeadline: "2 seconds" })
+        const manager = yield* LockManager.makeRemote({ socket, heartbeatDeadline: "2 seconds" })
         const client = yield* clientOver({ socket })
 
         const holder = yield* holdLock(manager, "/k")
@@ -252,13 +252,13 @@ describe("several processes, one lock server", () => {
 describe("bounded, typed failures", () => {
   const failsWith = (
     options: LockManager.RemoteOptions,
-    reason: PersistenceError.LockServerErrorReason,
+    reason: PersistenceError.RemoteLockErrorReason,
     maxMs: number,
     config?: Partial<Remote.RemoteConfig>
   ) =>
     Effect.scoped(Effect.gen(function*() {
       const manager = config === undefined ?
-        yield* LockServer.makeRemote(options) :
+        yield* LockManager.makeRemote(options) :
         yield* Remote.make({ ...Remote.configOf(options), ...config })
       const started = now()
       const exit = yield* Effect.exit(within(maxMs + 2_000, "lock", Effect.scoped(manager.lock("/a", "write"))))
@@ -334,8 +334,8 @@ describe("in-process server", () => {
   it.live("an interrupted waiter leaves the server's queue before the interrupt returns", () =>
     Effect.scoped(Effect.gen(function*() {
       const { server, socket } = yield* setup
-      const a = yield* LockServer.makeRemote({ socket })
-      const b = yield* LockServer.makeRemote({ socket })
+      const a = yield* LockManager.makeRemote({ socket })
+      const b = yield* LockManager.makeRemote({ socket })
       const holder = yield* holdLock(a, "/p")
       yield* Deferred.await(holder.granted)
       const timedOut = yield* Effect.exit(Effect.scoped(Effect.timeout(b.lock("/p/q", "read"), "100 millis")))
@@ -354,7 +354,7 @@ describe("in-process server", () => {
       const socket = nodePath.join(dir, "lockd.sock")
       const serverScope = yield* Scope.make()
       yield* LockServer.make({ socket }).pipe(Scope.extend(serverScope))
-      const manager = yield* LockServer.makeRemote({ socket })
+      const manager = yield* LockManager.makeRemote({ socket })
       const holder = yield* holdLock(manager, "/s")
       const { lock } = yield* Deferred.await(holder.granted)
       const waiting = yield* Effect.fork(Effect.scoped(manager.lock("/s", "read")))
@@ -369,7 +369,7 @@ describe("in-process server", () => {
   it.live("in-process holders and remote ones share the server's table; ids are the server's", () =>
     Effect.scoped(Effect.gen(function*() {
       const { server, socket } = yield* setup
-      const remote = yield* LockServer.makeRemote({ socket })
+      const remote = yield* LockManager.makeRemote({ socket })
       const scope = yield* Scope.make()
       const local = yield* server.manager.lock("/shared", "write").pipe(Scope.extend(scope))
       const waiting = yield* Effect.fork(Effect.scoped(Effect.map(remote.lock("/shared/x", "read"), (l) => l.id)))
@@ -393,7 +393,7 @@ describe("in-process server", () => {
 
   it.live("invalid paths fail before any connection", () =>
     Effect.gen(function*() {
-      const manager = yield* LockServer.makeRemote({ socket: "/nonexistent/lockd.sock" })
+      const manager = yield* LockManager.makeRemote({ socket: "/nonexistent/lockd.sock" })
       const error = yield* Effect.flip(Effect.scoped(manager.lock("relative/path", "read")))
       expect(error._tag).toBe("InvalidPathError")
       const empty = yield* Effect.flip(manager.withLockAll([])(Effect.void))
@@ -425,7 +425,7 @@ describe("in-process server", () => {
           })
       )
       void proxy
-      const manager = yield* LockServer.makeRemote({ socket: proxyPath, heartbeatDeadline: "400 millis" })
+      const manager = yield* LockManager.makeRemote({ socket: proxyPath, heartbeatDeadline: "400 millis" })
       const lock = yield* manager.lock("/leased", "write")
       yield* lock.ensureHeld("test")
       const stalledAt = now()

@@ -5,8 +5,8 @@ import { Context, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Metric, Option,
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
-import { expectIdle, makeClient, tempDir } from "./utils/client.js"
-import { hold, waitUntil } from "./utils/locks.js"
+import { makeClient, tempDir } from "./utils/client.js"
+import { expectIdle, hold, waitUntil } from "./utils/locks.js"
 import { recordSpans } from "./utils/tracing.js"
 
 const count = (operation: string, outcome: string) =>

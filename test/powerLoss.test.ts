@@ -133,7 +133,7 @@ const scenarios = (concurrent: number): ReadonlyArray<Scenario> => [
     name: "delete (directory, recursive)",
     initial: { "/data/": "", ...KEEP, "/data/tree/x": "x", "/data/tree/y/z": "z", "/data/tree/empty/": "" },
     run: (client) => client.delete("/data/tree", { recursive: true }),
-    // Not atomic as a whole (SPEC does not promise it): each file is there intact or gone.
+    // Not atomic as a whole (a recursive delete is not promised to be): each file is there intact or gone.
     during: (s) =>
       kept(s) && (s["/data/tree/x"] === undefined || s["/data/tree/x"] === "x") &&
       (s["/data/tree/y/z"] === undefined || s["/data/tree/y/z"] === "z"),

@@ -146,8 +146,9 @@ export const syncDirectory = (disk: Disk, operation: string, dir: string): Effec
 /**
  * After the commit point nothing may undo the change, and any failure says the
  * change is committed.
+ *
+ * @internal
  */
-/** @internal */
 export const afterCommit = (
   operation: string,
   path: string,

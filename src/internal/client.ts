@@ -16,7 +16,6 @@ import * as Tracer from "effect/Tracer"
 import type * as Api from "../Client.js"
 import { type Lock, LockManager } from "../LockManager.js"
 import { DecodeError, FileSystemError, InvalidArgumentError, InvalidPathError } from "../PersistenceError.js"
-import type { InvalidPathReason } from "../PersistenceError.js"
 import {
   afterCommit,
   type Disk,
@@ -29,7 +28,7 @@ import {
   syncDirectory,
   tempPattern
 } from "./atomic.js"
-import { errnoCode, fromPlatform, io } from "./errors.js"
+import { errnoCode, fromPlatform, invalidPath, io } from "./errors.js"
 import * as FileStream from "./fileStream.js"
 import * as Input from "./input.js"
 import { countOperation } from "./metrics.js"
@@ -89,16 +88,13 @@ const span = (name: string, path: unknown) => <A, E, R>(self: Effect.Effect<A, E
 
 const countExit = (name: string) => <A, E>(exit: Exit.Exit<A, E>) => Effect.sync(() => countOperation(name, exit))
 
-const invalid = (operation: string, path: unknown, reason: InvalidPathReason, detail?: string) =>
-  new InvalidPathError({ operation, path, reason, ...(detail !== undefined ? { detail } : {}) })
-
 const validateSuffix = (suffix: unknown): Either.Either<string, InvalidPathError> =>
   typeof suffix !== "string" ?
-    Either.left(invalid("Client.make", suffix, "NotAString", "tempSuffix")) :
+    Either.left(invalidPath("Client.make", suffix, "NotAString", "tempSuffix")) :
     suffix.length === 0 ?
-    Either.left(invalid("Client.make", suffix, "Empty", "tempSuffix")) :
+    Either.left(invalidPath("Client.make", suffix, "Empty", "tempSuffix")) :
     suffix.includes("/") || suffix.includes("\0") ?
-    Either.left(invalid("Client.make", suffix, "InvalidName", "tempSuffix")) :
+    Either.left(invalidPath("Client.make", suffix, "InvalidName", "tempSuffix")) :
     Either.right(suffix)
 
 /** @internal */
@@ -120,9 +116,9 @@ export const make = (
     /** Validates, normalises and (with a root) confines a path. No lock, no change on disk. */
     const resolve = (operation: string, path: string, use: Use): Effect.Effect<string, Api.ReadError> => {
       const normal = normalize(path)
-      if (Either.isLeft(normal)) return Effect.fail(invalid(operation, path, normal.left))
+      if (Either.isLeft(normal)) return Effect.fail(invalidPath(operation, path, normal.left))
       const p = normal.right
-      if (use !== "directory" && p === ROOT) return Effect.fail(invalid(operation, path, "Root"))
+      if (use !== "directory" && p === ROOT) return Effect.fail(invalidPath(operation, path, "Root"))
       return confinement === undefined ? Effect.succeed(p) : confinement(operation, path, p, use)
     }
 
@@ -459,7 +455,7 @@ const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect
 const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
   Effect.gen(function*() {
     const normal = normalize(rootOption)
-    if (Either.isLeft(normal)) return yield* invalid("Client.make", rootOption, normal.left, "root")
+    if (Either.isLeft(normal)) return yield* invalidPath("Client.make", rootOption, normal.left, "root")
     const root = normal.right
     const realRoot = yield* fs.realPath(root).pipe(Effect.orElseSucceed(() => root))
     const inside = (base: string, p: string) => p === base || isAncestor(base, p)
@@ -476,7 +472,7 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
       fs.realPath(p).pipe(
         Effect.matchEffect({
           onSuccess: (real) =>
-            inside(realRoot, real) ? Effect.void : Effect.fail(invalid(operation, path, "OutsideRoot")),
+            inside(realRoot, real) ? Effect.void : Effect.fail(invalidPath(operation, path, "OutsideRoot")),
           onFailure: (error) => {
             const code = errnoCode(error)
             if ((code !== "ENOENT" && code !== "ENOTDIR") || p === ROOT) {
@@ -486,10 +482,10 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
               Effect.matchEffect({
                 onFailure: () => checkReal(operation, path, parent(p), hops),
                 onSuccess: (target) => {
-                  if (hops === 0) return Effect.fail(invalid(operation, path, "OutsideRoot", "too many links"))
+                  if (hops === 0) return Effect.fail(invalidPath(operation, path, "OutsideRoot", "too many links"))
                   const next = normalize(target.startsWith("/") ? target : join(parent(p), target))
                   return Either.isLeft(next) ?
-                    Effect.fail(invalid(operation, path, "OutsideRoot")) :
+                    Effect.fail(invalidPath(operation, path, "OutsideRoot")) :
                     checkReal(operation, path, next.right, hops - 1)
                 }
               })
@@ -499,8 +495,8 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
       )
 
     return (operation: string, path: string, p: string, use: Use): Effect.Effect<string, Api.ReadError> => {
-      if (!inside(root, p)) return Effect.fail(invalid(operation, path, "OutsideRoot"))
-      if (use !== "directory" && p === root) return Effect.fail(invalid(operation, path, "Root"))
+      if (!inside(root, p)) return Effect.fail(invalidPath(operation, path, "OutsideRoot"))
+      if (use !== "directory" && p === root) return Effect.fail(invalidPath(operation, path, "Root"))
       // Both where the path leads and the real directory that holds it: a
       // mutation acts in that directory (temp file, rename, unlink) even when
       // the path itself resolves inside the root.

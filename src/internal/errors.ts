@@ -8,7 +8,12 @@
 import type { PlatformError } from "@effect/platform/Error"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
-import { FileSystemError, type FileSystemReason } from "../PersistenceError.js"
+import {
+  FileSystemError,
+  type FileSystemReason,
+  InvalidPathError,
+  type InvalidPathReason
+} from "../PersistenceError.js"
 
 // The Node platform maps only a few errno codes to reasons (ENOSPC, EXDEV,
 // ENOTEMPTY, EPERM arrive as "Unknown"), so the errno code decides first.
@@ -64,3 +69,11 @@ export const io = <A, R>(
   path: string,
   effect: Effect.Effect<A, PlatformError, R>
 ): Effect.Effect<A, FileSystemError, R> => Effect.mapError(effect, fromPlatform(operation, path))
+
+/**
+ * Bad input: fails before any I/O or locking.
+ *
+ * @internal
+ */
+export const invalidPath = (operation: string, path: unknown, reason: InvalidPathReason, detail?: string) =>
+  new InvalidPathError({ operation, path, reason, ...(detail !== undefined ? { detail } : {}) })

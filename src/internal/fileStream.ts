@@ -6,10 +6,8 @@
  * fills a block that starts at one chunk and doubles (while reads fill it) up
  * to `READ_BLOCK_MAX` or `MAX_VIEWS` chunks, and the block goes downstream as
  * one `Chunk` of `chunkSize` views. A small file costs what it did; a large
- * one, with 64 KiB chunks, one read and one stream step per MiB. (Measured on
- * 256 MiB with 64 KiB chunks, over four full bench runs on 2026-11-21: 2.1x
- * to 3.2x the platform's throughput, 1.1x to 1.7x `fs.createReadStream`; the
- * README's Performance section shows one of them.)
+ * one, with 64 KiB chunks, one read and one stream step per MiB (the
+ * README's Performance section has the measured throughput).
  *
  * @internal
  */

@@ -4,7 +4,8 @@ import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../LockManager.js"
 import type { Lock, LockManagerService, LockMode } from "../LockManager.js"
-import { InvalidPathError } from "../PersistenceError.js"
+import type { InvalidPathError } from "../PersistenceError.js"
+import { invalidPath } from "./errors.js"
 import { LockTable, type Request } from "./lockTable.js"
 import { locksHeld, locksPending, lockWaitSeconds } from "./metrics.js"
 import { normalize, ROOT, topMost } from "./path.js"
@@ -28,16 +29,13 @@ export interface Plan {
   readonly all: boolean
 }
 
-const invalid = (operation: string, path: unknown, reason: InvalidPathError["reason"]) =>
-  new InvalidPathError({ operation, path, reason })
-
 /** @internal */
 export const planOne = (operation: string, path: string, mode: LockMode): Either.Either<Plan, InvalidPathError> => {
   const normal = normalize(path)
-  if (Either.isLeft(normal)) return Either.left(invalid(operation, path, normal.left))
+  if (Either.isLeft(normal)) return Either.left(invalidPath(operation, path, normal.left))
   // The root may be read (listed), never written: a write on it would
   // exclude every path there is.
-  if (mode === "write" && normal.right === ROOT) return Either.left(invalid(operation, path, "Root"))
+  if (mode === "write" && normal.right === ROOT) return Either.left(invalidPath(operation, path, "Root"))
   const paths = [normal.right]
   return Either.right({ mode, locked: paths, paths, all: false })
 }
@@ -47,11 +45,11 @@ export const planAll = (operation: string, input: Iterable<string>): Either.Eith
   const paths: Array<string> = []
   for (const path of input) {
     const normal = normalize(path)
-    if (Either.isLeft(normal)) return Either.left(invalid(operation, path, normal.left))
-    if (normal.right === ROOT) return Either.left(invalid(operation, path, "Root"))
+    if (Either.isLeft(normal)) return Either.left(invalidPath(operation, path, normal.left))
+    if (normal.right === ROOT) return Either.left(invalidPath(operation, path, "Root"))
     if (!paths.includes(normal.right)) paths.push(normal.right)
   }
-  if (paths.length === 0) return Either.left(invalid(operation, [], "EmptyPathSet"))
+  if (paths.length === 0) return Either.left(invalidPath(operation, [], "EmptyPathSet"))
   return Either.right({ mode: "write", locked: topMost(paths), paths, all: true })
 }
 

@@ -1,10 +1,11 @@
 /**
  * The lock table: a synchronous, Effect-free implementation of the fairness
- * rule of SPEC section 3.
+ * rule (a pending request is granted once no granted request and no earlier
+ * pending request conflicts with it).
  *
  * Model. Every request gets an arrival number (`seq`). A request is granted
  * as soon as no *earlier* live request (held or pending) conflicts with it.
- * This is the SPEC rule restated: a held request that conflicts with a pending
+ * This is the fairness rule restated: a held request that conflicts with a pending
  * one always arrived before it (it could not have been granted past it), so
  * "no conflicting held request and no earlier conflicting pending request" is
  * "no earlier conflicting live request".

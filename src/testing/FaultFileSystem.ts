@@ -24,7 +24,6 @@
  * }).pipe(Effect.provide(layer().pipe(Layer.provide(NodeFileSystem.layer))))
  *
  * @since 0.1.0
- * @since 0.1.0
  */
 import { SystemError, type SystemErrorReason } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"

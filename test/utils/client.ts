@@ -31,13 +31,6 @@ export const makeClient = (options?: Client.ClientOptions, fs?: Layer.Layer<File
     return { client, manager }
   })
 
-/** Asserts no lock is held or pending and the index is empty. */
-export const expectIdle = (manager: LockManager.LockManagerService) =>
-  Effect.flatMap(manager.stats, (stats) =>
-    stats.held === 0 && stats.pending === 0 && stats.nodes === 0 ?
-      Effect.void :
-      Effect.dieMessage(`lock manager not idle: ${JSON.stringify(stats)}`))
-
 /** Every file below `dir` with its content, for "nothing changed" checks. */
 export const snapshot = (dir: string): Record<string, string> => {
   const out: Record<string, string> = {}

@@ -1,5 +1,5 @@
 /**
- * The reference model of SPEC section 3 and the random request/step
+ * The reference model of the fairness rule and the random request/step
  * generators shared by the model tests (the lock table, the in-memory
  * service and the remote service run the same sequences).
  */
@@ -17,7 +17,7 @@ const conflicts = (a: ModelRequest, b: ModelRequest) =>
   (a.mode === "write" || b.mode === "write") && a.paths.some((p) => b.paths.some((q) => overlaps(p, q)))
 
 /**
- * The reference model, written from SPEC section 3 without looking at the
+ * The reference model, written from the rule in the README without looking at the
  * implementation: a pending request is granted when no granted request
  * conflicts with it and no earlier pending request conflicts with it; a held
  * request stays held until it leaves. Grants are applied until nothing changes.

@@ -1,5 +1,10 @@
+import { expect } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import type { Lock, LockManagerService, LockMode } from "../../src/LockManager.js"
+
+/** Asserts no lock is held or pending and the path index is empty. */
+export const expectIdle = (manager: LockManagerService<unknown>) =>
+  Effect.map(manager.stats, (stats) => expect(stats).toEqual({ held: 0, pending: 0, nodes: 0 }))
 
 /** A lock request running in its own fiber, held until `release`. */
 export interface Holder {

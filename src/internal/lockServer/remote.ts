@@ -5,7 +5,7 @@
  * Connection. One connection per manager, opened on first use and reopened
  * on the first use after it was lost. A lost connection (closed, undecodable,
  * or no heartbeat answer within the deadline) fails every request in flight
- * with a `LockServerError` and completes `lost` of every lock taken over it:
+ * with a `RemoteLockError` and completes `lost` of every lock taken over it:
  * the server released those locks when it dropped the connection.
  *
  * Lease. The server drops a connection after `heartbeatDeadline` of silence,
@@ -35,7 +35,7 @@ import * as FiberId from "effect/FiberId"
 import type * as Mailbox from "effect/Mailbox"
 import * as Scope from "effect/Scope"
 import type { Lock, LockManagerService, RemoteOptions } from "../../LockManager.js"
-import { InvalidPathError, LockLostError, LockServerError, type LockServerErrorReason } from "../../PersistenceError.js"
+import { InvalidPathError, LockLostError, RemoteLockError, type RemoteLockErrorReason } from "../../PersistenceError.js"
 import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
 import { type Grant, LockRpcs, PROTOCOL_VERSION, serialization } from "./protocol.js"
@@ -67,11 +67,9 @@ export const configOf = (options: RemoteOptions): RemoteConfig => {
   }
 }
 
-const now = () => performance.now()
-
-/** A `LockServerError` without its operation: shared by every request of a connection. */
+/** A `RemoteLockError` without its operation: shared by every request of a connection. */
 interface Failure {
-  readonly reason: LockServerErrorReason
+  readonly reason: RemoteLockErrorReason
   readonly detail?: string
   readonly cause?: unknown
 }
@@ -83,7 +81,7 @@ interface Connection {
   /** Why the connection is gone; set once, before its scope closes. */
   lost: Failure | undefined
   readonly lostSignal: Deferred.Deferred<void>
-  /** `performance.now()` until which the server cannot have dropped this connection. */
+  /** `performance.performance.now()` until which the server cannot have dropped this connection. */
   leaseUntil: number
   nextTicket: number
 }
@@ -200,7 +198,7 @@ const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteCon
     /** Pings every interval; declares the connection lost once its lease has run out. */
     const heartbeat: Effect.Effect<void> = Effect.suspend(() => {
       if (conn.lost !== undefined) return Effect.void
-      const t = now()
+      const t = performance.now()
       if (t >= conn.leaseUntil) {
         return fail({ reason: "Disconnected", detail: `no heartbeat answer within ${config.heartbeatDeadline} ms` })
       }
@@ -228,7 +226,7 @@ interface Request {
 }
 
 /** @internal */
-export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<LockServerError>, never, Scope.Scope> =>
+export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<RemoteLockError>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const managerScope = yield* Effect.scope
     const address = formatAddress(config.address)
@@ -237,7 +235,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Loc
     let connecting: Deferred.Deferred<Connection, Failure> | undefined
 
     const toError = (operation: string, failure: Failure) =>
-      new LockServerError({
+      new RemoteLockError({
         operation,
         address,
         reason: failure.reason,
@@ -289,7 +287,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Loc
         const rpc = yield* RpcClient.make(LockRpcs, { disableTracing: true }).pipe(
           Effect.provideService(RpcClient.Protocol, protocol)
         )
-        const sentAt = now()
+        const sentAt = performance.now()
         const hello = yield* rpc.Hello({ version, heartbeatDeadline: config.heartbeatDeadline }).pipe(
           Effect.catchAllCause((cause): Effect.Effect<never, Failure> => {
             const failure = Cause.failureOption(cause)
@@ -336,7 +334,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Loc
      * which runs in the manager's scope: a caller that gives up (interrupted,
      * timed out) does not abort it for the others.
      */
-    const connection = (operation: string): Effect.Effect<Connection, LockServerError> =>
+    const connection = (operation: string): Effect.Effect<Connection, RemoteLockError> =>
       Effect.uninterruptibleMask((restore) => {
         if (closed) return Effect.dieMessage(`${operation}: the remote lock manager was used after its scope closed`)
         if (current !== undefined && current.lost === undefined) return Effect.succeed(current)
@@ -363,7 +361,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Loc
       })
 
     /** Sends `Acquire`; never waits (the RPC is sent from a fiber of the request's scope). */
-    const start = (operation: string, conn: Connection, plan: Plan): Effect.Effect<Request, LockServerError> =>
+    const start = (operation: string, conn: Connection, plan: Plan): Effect.Effect<Request, RemoteLockError> =>
       Effect.suspend(() => {
         if (conn.lost !== undefined) return Effect.fail(toError(operation, conn.lost))
         const ticket = ++conn.nextTicket
@@ -385,12 +383,12 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Loc
       operation: string,
       request: Request,
       plan: Plan
-    ): Effect.Effect<Grant, InvalidPathError | LockServerError> =>
+    ): Effect.Effect<Grant, InvalidPathError | RemoteLockError> =>
       request.mailbox.take.pipe(
         // Bounded by the connection: once it is lost, the RpcClient fails
         // (ClientProtocolError) or, when its scope closes, interrupts every
         // request in flight. Either way the cause lands here.
-        Effect.catchAllCause((cause): Effect.Effect<never, InvalidPathError | LockServerError> => {
+        Effect.catchAllCause((cause): Effect.Effect<never, InvalidPathError | RemoteLockError> => {
           const failure = Cause.failureOption(cause)
           if (failure._tag === "Some" && failure.value instanceof InvalidPathError) return Effect.fail(failure.value)
           return Effect.fail(toError(operation, failureOf(request.conn, cause)))
@@ -428,7 +426,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Loc
       })
 
     const isHeld = (request: Request) =>
-      !request.left && request.conn.lost === undefined && now() < request.conn.leaseUntil
+      !request.left && request.conn.lost === undefined && performance.now() < request.conn.leaseUntil
 
     const toLock = (request: Request, grant: Grant): Lock => ({
       id: grant.id,
@@ -462,7 +460,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Loc
     const bracket = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
     <A, E, R>(
       effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
-    ): Effect.Effect<A, E | InvalidPathError | LockServerError, R> => {
+    ): Effect.Effect<A, E | InvalidPathError | RemoteLockError, R> => {
       if (Either.isLeft(plan)) return Effect.fail(plan.left)
       const use = Effect.isEffect(effect) ? () => effect : effect
       return Effect.flatMap(

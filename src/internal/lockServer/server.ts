@@ -27,7 +27,7 @@ import type * as Scope from "effect/Scope"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
 import type { LockManagerService } from "../../LockManager.js"
-import { LockServerError } from "../../PersistenceError.js"
+import { RemoteLockError } from "../../PersistenceError.js"
 import type { InvalidPathError } from "../../PersistenceError.js"
 import * as InMemory from "../lockManager.js"
 import { type Address, formatAddress } from "./address.js"
@@ -51,8 +51,6 @@ export interface Server {
 /** A deadline below this would drop healthy connections on a busy event loop. */
 const MIN_DEADLINE = 10
 
-const now = () => performance.now()
-
 /** One connection. */
 interface Peer {
   lastSeen: number
@@ -71,7 +69,7 @@ interface Peer {
  */
 const watchdog = (peer: Peer, handshakeDeadline: number): Effect.Effect<void> => {
   const loop: Effect.Effect<void> = Effect.suspend(() => {
-    const remaining = peer.lastSeen + peer.deadline - now()
+    const remaining = peer.lastSeen + peer.deadline - performance.now()
     return remaining <= 0 ? Effect.void : Effect.zipRight(Effect.sleep(remaining), loop)
   })
   return Deferred.await(peer.hello).pipe(
@@ -96,7 +94,7 @@ const makeProtocol = (
         const parser = serialization.unsafeMake()
         const writeRaw = yield* socket.writer
         const peer: Peer = {
-          lastSeen: now(),
+          lastSeen: performance.now(),
           deadline: options.handshakeDeadline,
           hello: Deferred.unsafeMake<void>(FiberId.none),
           tickets: new Map(),
@@ -117,7 +115,7 @@ const makeProtocol = (
           })
         )
         yield* socket.runRaw((data) => {
-          peer.lastSeen = now()
+          peer.lastSeen = performance.now()
           let decoded: ReadonlyArray<FromClientEncoded>
           try {
             decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
@@ -211,7 +209,7 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>) =>
   })
 
 const listenFailed = (address: Address, cause: unknown, detail?: string) =>
-  new LockServerError({
+  new RemoteLockError({
     operation: "LockServer.make",
     address: formatAddress(address),
     reason: "ListenFailed",
@@ -244,7 +242,7 @@ const isAlive = (path: string): Effect.Effect<boolean> =>
  * `FileSystem`: it is not file I/O of the library's data but part of opening a
  * Node socket, next to the `node:net` calls that need it.
  */
-const listen = (address: Address): Effect.Effect<SocketServer.SocketServer["Type"], LockServerError, Scope.Scope> => {
+const listen = (address: Address): Effect.Effect<SocketServer.SocketServer["Type"], RemoteLockError, Scope.Scope> => {
   const open = NodeSocketServer.make(
     address._tag === "Unix" ? { path: address.path } : { port: address.port, host: address.host, noDelay: true }
   )
@@ -268,7 +266,7 @@ const listen = (address: Address): Effect.Effect<SocketServer.SocketServer["Type
 }
 
 /** @internal */
-export const make = (options: ServerOptions): Effect.Effect<Server, LockServerError, Scope.Scope> =>
+export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockError, Scope.Scope> =>
   Effect.gen(function*() {
     const manager = yield* InMemory.make
     const peers = new Map<number, Peer>()

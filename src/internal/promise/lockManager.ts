@@ -13,7 +13,7 @@ import { invalidArgValue } from "./errors.js"
 import { bagOf, signalOf } from "./options.js"
 import { run, runCleanup } from "./run.js"
 
-/** The seed's lock types: `collect` reads, `delete` writes. @internal */
+/** The original library's lock types: `collect` reads, `delete` writes. @internal */
 export const modeOf = (type: unknown): LockMode => {
   switch (type) {
     case "read":
