@@ -11,17 +11,28 @@
  * Exported as `Testing.FaultFileSystem`.
  *
  * @example
+ * ```ts
  * import { NodeFileSystem } from "@effect/platform-node"
+ * import { Effect, Exit, Layer, Option } from "effect"
+ * import { Client, LockManager } from "effect-persistence"
+ * import { FaultFileSystem } from "effect-persistence/testing"
  *
- * Effect.gen(function*() {
- *   const faults = yield* FaultFileSystem
+ * const program = Effect.gen(function*() {
+ *   const faults = yield* FaultFileSystem.FaultFileSystem
+ *   const client = yield* Client.make({ durable: true })
  *   for (let n = 1;; n++) {
  *     yield* faults.reset({ failAt: n, fault: "ENOSPC" })
- *     const exit = yield* Effect.exit(program)
- *     if (Option.isNone(yield* faults.hit)) break // completed before call n
- *     // ... check what `program` left behind after a full disk at call n
+ *     const exit = yield* Effect.exit(client.write("/data/doc", "new"))
+ *     const hit = yield* faults.hit
+ *     if (Option.isNone(hit)) break // the write completed before call n
+ *     // ... check what the write left behind after a full disk at call n
+ *     console.log(`call ${n} (${hit.value.method}): ${Exit.isSuccess(exit) ? "written" : "failed"}`)
  *   }
- * }).pipe(Effect.provide(layer().pipe(Layer.provide(NodeFileSystem.layer))))
+ * }).pipe(
+ *   Effect.provide(LockManager.layer),
+ *   Effect.provide(FaultFileSystem.layer().pipe(Layer.provide(NodeFileSystem.layer)))
+ * )
+ * ```
  *
  * @since 0.1.0
  */
