@@ -183,7 +183,15 @@ export interface ClientService {
    * parent directories, under a write lock.
    *
    * @example
-   * client.write("/data/hello.txt", "Hello, World!")
+   * ```ts
+   * import { Effect } from "effect"
+   * import { Client } from "effect-persistence"
+   *
+   * const program = Effect.gen(function*() {
+   *   const client = yield* Client.Client
+   *   yield* client.write("/data/hello.txt", "Hello, World!")
+   * })
+   * ```
    */
   readonly write: (path: string, data: string | Uint8Array, options?: WriteOptions) => Effect.Effect<void, WriteError>
   /**
@@ -216,8 +224,18 @@ export interface ClientService {
    * written atomically. Returns what was written.
    *
    * @example
-   * client.modify("/data/counter", (current) =>
-   *   String(Number(Option.getOrElse(Option.map(current, decode), () => "0")) + 1))
+   * ```ts
+   * import { Effect, Option } from "effect"
+   * import { Client } from "effect-persistence"
+   *
+   * const increment = Effect.gen(function*() {
+   *   const client = yield* Client.Client
+   *   return yield* client.modify("/data/counter", (current) => {
+   *     const text = Option.getOrElse(Option.map(current, (bytes) => new TextDecoder().decode(bytes)), () => "0")
+   *     return String(Number(text) + 1)
+   *   })
+   * })
+   * ```
    */
   readonly modify: <A extends string | Uint8Array, E = never, R = never>(
     path: string,
@@ -294,7 +312,12 @@ export const config: Config.Config<ClientOptions> = Config.all({
  * A Client whose options come from `Config` (by default {@link config}).
  *
  * @example
- * Client.layerConfig(Config.all({ durable: Config.succeed(true) }))
+ * ```ts
+ * import { Config } from "effect"
+ * import { Client } from "effect-persistence"
+ *
+ * const layer = Client.layerConfig(Config.all({ durable: Config.succeed(true) }))
+ * ```
  *
  * @since 0.1.0
  * @category layers

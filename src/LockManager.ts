@@ -91,10 +91,18 @@ export interface LockManagerService<E = never> {
    * at once.
    *
    * @example
-   * Effect.scoped(Effect.gen(function*() {
-   *   const lock = yield* manager.lock("/data/users.json", "write")
-   *   // ... exclusive access until the scope closes
-   * }))
+   * ```ts
+   * import { Effect } from "effect"
+   * import { LockManager } from "effect-persistence"
+   *
+   * const program = Effect.gen(function*() {
+   *   const manager = yield* LockManager.LockManager
+   *   yield* Effect.scoped(Effect.gen(function*() {
+   *     const lock = yield* manager.lock("/data/users.json", "write")
+   *     // ... exclusive access until the scope closes
+   *   }))
+   * })
+   * ```
    */
   readonly lock: (path: string, mode: LockMode) => Effect.Effect<Lock, InvalidPathError | E, Scope.Scope>
   /**
@@ -108,7 +116,17 @@ export interface LockManagerService<E = never> {
    * path for one-shot operations. The effect may take the `Lock` as argument.
    *
    * @example
-   * manager.withLock("/data/users.json", "read")(fs.readFile("/data/users.json"))
+   * ```ts
+   * import { FileSystem } from "@effect/platform"
+   * import { Effect } from "effect"
+   * import { LockManager } from "effect-persistence"
+   *
+   * const users = Effect.gen(function*() {
+   *   const manager = yield* LockManager.LockManager
+   *   const fs = yield* FileSystem.FileSystem
+   *   return yield* manager.withLock("/data/users.json", "read")(fs.readFile("/data/users.json"))
+   * })
+   * ```
    */
   readonly withLock: (path: string, mode: LockMode) => <A, E2, R>(
     effect: Effect.Effect<A, E2, R> | ((lock: Lock) => Effect.Effect<A, E2, R>)

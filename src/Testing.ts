@@ -11,14 +11,19 @@
  *   the disk may come back in.
  *
  * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
  * import { Client, LockManager } from "effect-persistence"
  * import * as Testing from "effect-persistence/testing"
  *
- * const disk = new Testing.PowerLoss.SimulatedDisk({ "/data/": "" })
- * const client = Client.make({ durable: true }).pipe(
- *   Effect.provide(Layer.merge(LockManager.layer, Testing.PowerLoss.layer(disk)))
- * )
- * // ... run a write, then: every state in disk.crashStates() has the new content
+ * const disk = new Testing.PowerLoss.SimulatedDisk({ "/data/": "", "/data/doc": "old" })
+ * const program = Effect.gen(function*() {
+ *   const client = yield* Client.make({ durable: true })
+ *   yield* client.write("/data/doc", "new")
+ *   // The write returned: every state the disk may come back in has the new content.
+ *   return disk.crashStates().every((state) => state["/data/doc"] === "new")
+ * }).pipe(Effect.provide(Layer.merge(LockManager.layer, Testing.PowerLoss.layer(disk))))
+ * ```
  *
  * @since 0.1.0
  */

@@ -15,13 +15,14 @@
  * not durable has `committed: true`.
  *
  * @example
- * import { once } from "node:events"
+ * ```ts
  * import { Client, LockManager } from "effect-persistence/promise"
  *
  * const manager = new LockManager()
  * const client = new Client({ manager, durable: true })
  * await client.write("/tmp/example.json", JSON.stringify({ message: "Hello, World!" }))
  * const data = await client.read("/tmp/example.json", "utf8")
+ * ```
  *
  * @since 0.1.0
  */
@@ -95,12 +96,17 @@ const toHandler = (handler: ErrorHandler | undefined): (error: Error) => void =>
  * the same path, its ancestors and its descendants.
  *
  * @example
+ * ```ts
+ * import { LockManager } from "effect-persistence/promise"
+ *
+ * const manager = new LockManager()
  * const id = await manager.acquire("/data/users.json", "write")
  * try {
  *   // exclusive access
  * } finally {
  *   manager.release(id)
  * }
+ * ```
  *
  * @since 0.1.0
  * @category models

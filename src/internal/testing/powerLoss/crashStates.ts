@@ -1,0 +1,192 @@
+/**
+ * The states a simulated disk may come back in after a power cut, and the
+ * snapshots that describe them. The enumeration is exhaustive and bounded: it
+ * throws past its limit rather than quietly checking a sample.
+ *
+ * @internal
+ */
+import type { CrashStatesOptions, Snapshot } from "../../../testing/PowerLoss.js"
+import { applyData, type DirInode, type DiskState, type FileInode, type Ino, type MetaOp, ROOT_INO } from "./state.js"
+
+const DEFAULT_LIMIT = 200_000
+// A file's candidate contents may double with each unsynced write (landed whole or as zeros).
+const MAX_DATA_OPS = 12
+
+const latin1 = (bytes: Uint8Array): string => {
+  let out = ""
+  for (let i = 0; i < bytes.length; i += 8192) {
+    out += String.fromCharCode(...bytes.subarray(i, i + 8192))
+  }
+  return out
+}
+
+const sortKeys = (record: Record<string, string>): Snapshot => {
+  const out: Record<string, string> = {}
+  for (const key of Object.keys(record).sort()) out[key] = record[key]
+  return out
+}
+
+/** @internal */
+export const keyOf = (snapshot: Snapshot): string => JSON.stringify(Object.entries(snapshot).sort())
+
+/** @internal */
+export const volatile = (state: DiskState, options?: Pick<CrashStatesOptions, "omit">): Snapshot => {
+  const out: Record<string, string> = {}
+  const walk = (dir: DirInode, prefix: string) => {
+    for (const [name, ino] of dir.entries) {
+      const path = prefix + "/" + name
+      if (options?.omit?.(path)) continue
+      const inode = state.inode(ino)
+      if (inode.kind === "dir") {
+        out[path + "/"] = ""
+        walk(inode, path)
+      } else {
+        out[path] = latin1(inode.data)
+      }
+    }
+  }
+  walk(state.dir(ROOT_INO), "")
+  return sortKeys(out)
+}
+
+/** @internal */
+export const durable = (state: DiskState, options?: Pick<CrashStatesOptions, "omit">): Snapshot => {
+  const out: Record<string, string> = {}
+  for (const [path, node] of reachable(state, (ino) => state.dir(ino).durable, options?.omit)) {
+    out[path] = node === "dir" ? "" : latin1(state.fileInode(node).durable)
+  }
+  return sortKeys(out)
+}
+
+/** @internal */
+export const crashStates = (state: DiskState, options?: CrashStatesOptions): Array<Snapshot> => {
+  const limit = options?.limit ?? DEFAULT_LIMIT
+  const omit = options?.omit
+  const out = new Map<string, Snapshot>()
+  let examined = 0
+  for (const subset of metadataSubsets(state.pending)) {
+    const entries = entriesAfter(state, subset)
+    const tree = reachable(state, (ino) => entries.get(ino) ?? state.dir(ino).durable, omit)
+    const dirs: Array<string> = []
+    const files: Array<readonly [string, Array<string>]> = []
+    let product = 1
+    for (const [path, node] of tree) {
+      if (node === "dir") {
+        dirs.push(path)
+      } else {
+        const candidates = dataCandidates(state.fileInode(node))
+        files.push([path, candidates])
+        product *= candidates.length
+      }
+    }
+    examined += product
+    if (examined > limit) {
+      throw new Error(`power-loss simulation: more than ${limit} crash states; make the scenario smaller`)
+    }
+    const choose = (i: number, acc: Record<string, string>) => {
+      if (i === files.length) {
+        const snapshot = sortKeys(acc)
+        out.set(keyOf(snapshot), snapshot)
+        return
+      }
+      const [path, candidates] = files[i]
+      for (const content of candidates) choose(i + 1, { ...acc, [path]: content })
+    }
+    const base: Record<string, string> = {}
+    for (const path of dirs) base[path] = ""
+    choose(0, base)
+  }
+  return Array.from(out.values())
+}
+
+/**
+ * Subsets of the pending metadata operations that respect each directory's
+ * order: once an operation is left out, no later operation on one of its
+ * directories lands.
+ */
+const metadataSubsets = (ops: ReadonlyArray<MetaOp>): Array<ReadonlyArray<MetaOp>> => {
+  const out: Array<ReadonlyArray<MetaOp>> = []
+  const go = (i: number, blocked: ReadonlySet<Ino>, chosen: ReadonlyArray<MetaOp>) => {
+    if (i === ops.length) {
+      out.push(chosen)
+      return
+    }
+    const op = ops[i]
+    const without = new Set(blocked)
+    for (const dir of op.dirs) without.add(dir)
+    if (!op.dirs.some((dir) => blocked.has(dir))) go(i + 1, blocked, [...chosen, op])
+    go(i + 1, without, chosen)
+  }
+  go(0, new Set(), [])
+  return out
+}
+
+/** Durable entries with `ops` applied, for the directories they touch. */
+const entriesAfter = (state: DiskState, ops: ReadonlyArray<MetaOp>): Map<Ino, Map<string, Ino>> => {
+  const out = new Map<Ino, Map<string, Ino>>()
+  for (const op of ops) {
+    for (const change of op.changes) {
+      let entries = out.get(change.dir)
+      if (entries === undefined) {
+        entries = new Map(state.dir(change.dir).durable)
+        out.set(change.dir, entries)
+      }
+      if (change.ino === undefined) entries.delete(change.name)
+      else entries.set(change.name, change.ino)
+    }
+  }
+  return out
+}
+
+/** Paths reachable from the root through `entries`, with `"dir"` or the file's inode. */
+const reachable = (
+  state: DiskState,
+  entries: (ino: Ino) => ReadonlyMap<string, Ino>,
+  omit: ((path: string) => boolean) | undefined
+): Array<readonly [string, Ino | "dir"]> => {
+  const out: Array<readonly [string, Ino | "dir"]> = []
+  const walk = (ino: Ino, prefix: string, depth: number) => {
+    if (depth > 64) throw new Error("power-loss simulation: directory cycle")
+    for (const [name, child] of entries(ino)) {
+      const path = prefix + "/" + name
+      if (omit?.(path)) continue
+      const inode = state.inode(child)
+      if (inode.kind === "dir") {
+        out.push([path + "/", "dir"])
+        walk(child, path, depth + 1)
+      } else {
+        out.push([path, child])
+      }
+    }
+  }
+  walk(ROOT_INO, "", 0)
+  return out
+}
+
+/**
+ * The contents a file may have after a crash: its durable data followed by
+ * a prefix of its pending operations, each landed whole or as zeros.
+ */
+const dataCandidates = (inode: FileInode): Array<string> => {
+  if (inode.pending.length > MAX_DATA_OPS) {
+    throw new Error(`power-loss simulation: more than ${MAX_DATA_OPS} unsynced writes to one file`)
+  }
+  const out = new Set<string>([latin1(inode.durable)])
+  let states: Array<Uint8Array> = [inode.durable]
+  for (const op of inode.pending) {
+    const next: Array<Uint8Array> = []
+    const seen = new Set<string>()
+    for (const state of states) {
+      for (const zeros of [false, true]) {
+        const after = applyData(state, op, zeros)
+        const key = latin1(after)
+        if (seen.has(key)) continue
+        seen.add(key)
+        next.push(after)
+        out.add(key)
+      }
+    }
+    states = next
+  }
+  return Array.from(out)
+}
