@@ -9,6 +9,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
 import * as metrics from "./internal/metrics.js"
@@ -44,7 +45,9 @@ export type LockMode = "read" | "write"
 export interface Lock {
   /**
    * Strictly increasing across the grants of one manager: usable as a
-   * fencing token.
+   * fencing token. A remote manager's ids are its lock server's, which keep
+   * increasing across restarts of the server (see `layerRemote`), so an id
+   * never names two locks: a stale one cannot release or fence another lock.
    */
   readonly id: number
   readonly mode: LockMode
@@ -216,6 +219,13 @@ export type RemoteOptions =
     readonly heartbeatDeadline?: Duration.DurationInput
     /** How often the client pings. Default a fifth of the deadline, at most half of it. */
     readonly heartbeatInterval?: Duration.DurationInput
+    /**
+     * The lock server's shared secret (see `LockServer.ListenOptions`). With
+     * it, the client proves it knows the secret and refuses a server that
+     * cannot prove the same; without it, a server that asks for one is
+     * refused. Both fail with `RemoteLockError` reason `Unauthorized`.
+     */
+    readonly secret?: string | Redacted.Redacted<string>
   }
 
 /**
@@ -223,13 +233,23 @@ export type RemoteOptions =
  * the `lockd` program) shared by several processes, over a Unix domain socket
  * or TCP. The connection opens on first use and reopens after it was lost.
  *
- * Lock ids are the server's grant ids. A lock is lost when its connection
- * drops: the server releases the locks of a connection that closes or stays
- * silent longer than the heartbeat deadline, and `Lock.lost` /
- * `Lock.ensureHeld` tell the holder.
+ * Lock ids are the server's grant ids. Each run of a server starts its ids
+ * at its start time in microseconds (about 1.8e15, a safe integer), so ids
+ * keep increasing across restarts and never repeat, provided the server's
+ * clock does not go back and a run grants fewer than one lock per microsecond
+ * of its life on average.
+ *
+ * A lock is lost when its connection drops: the server releases the locks of
+ * a connection that closes or stays silent longer than the heartbeat
+ * deadline, and `Lock.lost` / `Lock.ensureHeld` tell the holder.
+ *
+ * With a `secret`, client and server prove to each other that they know it
+ * before anything else is exchanged; a mismatch fails with reason
+ * `Unauthorized`.
  *
  * Operations can fail with a `RemoteLockError` (unreachable, timeout,
- * protocol mismatch, disconnected): the `LockManager` tag's service type
+ * protocol mismatch, disconnected, unauthorized, request too large): the
+ * `LockManager` tag's service type
  * names it, so the `Client` (which runs on it unchanged) does too.
  *
  * @since 0.1.0

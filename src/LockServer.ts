@@ -6,9 +6,14 @@
  *
  * A client process that dies or whose connection drops has its locks
  * released at once; one whose host goes silent without closing the connection
- * loses them after its heartbeat deadline. There is no authentication: listen
- * on a Unix socket in a directory only the intended users can reach, or on
- * loopback (the default host).
+ * loses them after its heartbeat deadline.
+ *
+ * Who may take locks: on a Unix socket, the users the socket's permissions
+ * let connect (`mode`, default owner-only); on TCP, anyone who can reach the
+ * port (loopback by default: every local user) unless the server has a
+ * `secret`, which clients must prove they know (HMAC challenge-response: the
+ * secret never crosses the wire, and clients check the server too). Nothing is
+ * encrypted: keep TCP on loopback or a trusted network.
  *
  * @since 0.1.0
  */
@@ -16,6 +21,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { addressOf, formatAddress } from "./internal/lockServer/address.js"
 import type { LockManagerService } from "./LockManager.js"
@@ -24,6 +30,9 @@ import type { RemoteLockError } from "./PersistenceError.js"
 // The server is loaded on use: @effect/rpc and @effect/platform-node are
 // optional peers, and this module is part of the package's root.
 const loadServer = Effect.promise(() => import("./internal/lockServer/server.js"))
+
+/** Owner only: the permission a client needs to connect is write. */
+const DEFAULT_SOCKET_MODE = 0o600
 
 /**
  * @since 0.1.0
@@ -38,22 +47,40 @@ export const TypeId: unique symbol = Symbol.for("effect-persistence/LockServer")
 export type TypeId = typeof TypeId
 
 /**
- * Where to listen: a Unix domain socket path (a stale socket file left by a
- * server that died is replaced), or a TCP port (`0` picks a free one) on
- * `host` (default `127.0.0.1`).
+ * Where to listen: a Unix domain socket path, or a TCP port (`0` picks a free
+ * one) on `host` (default `127.0.0.1`).
+ *
+ * A Unix socket path may hold nothing or a stale socket file (left by a server
+ * that died: it is replaced). Anything else there is refused with
+ * `ListenFailed`: a regular file, a directory, a symbolic link, or a socket
+ * another server listens on. Of several servers started on one path at the
+ * same time, exactly one listens (taking over a stale socket is serialised
+ * through the kernel, on Linux). The socket has the permissions `mode` from the
+ * start (default `0o600`, owner only: a client needs write permission to
+ * connect; `0o660` lets the socket's group in).
  *
  * @since 0.1.0
  * @category models
  */
 export type ListenOptions =
-  & ({ readonly socket: string } | { readonly port: number; readonly host?: string })
+  & (
+    | { readonly socket: string; readonly mode?: number }
+    | { readonly port: number; readonly host?: string }
+  )
   & {
     /**
-     * How long a new connection may stay silent before its handshake, which
-     * sets the connection's own heartbeat deadline (the client chooses it:
-     * see `LockManager.RemoteOptions`). Default 10 seconds.
+     * How long a new connection may take to complete its handshake (after
+     * which its own heartbeat deadline, chosen by the client, applies: see
+     * `LockManager.RemoteOptions`). Default 10 seconds.
      */
     readonly handshakeTimeout?: Duration.DurationInput
+    /**
+     * A shared secret that every client must prove it knows (give clients the
+     * same `secret` in `LockManager.RemoteOptions`). At least 16 bytes; use a
+     * random one (`openssl rand -hex 32`). A client without it or with another
+     * one fails with `RemoteLockError` reason `Unauthorized` and is dropped.
+     */
+    readonly secret?: string | Redacted.Redacted<string>
   }
 
 /**
@@ -78,8 +105,9 @@ export class LockServer extends Context.Tag("effect-persistence/LockServer")<Loc
 
 /**
  * Starts a lock server that runs until the scope closes. Fails with a
- * `RemoteLockError` (reason `ListenFailed`) if it cannot listen, for example
- * because another server listens there.
+ * `RemoteLockError` (reason `ListenFailed`, with a `detail` saying why) if it
+ * cannot listen: another server listens there, something other than a stale
+ * socket is at the path, the secret is too short, ...
  *
  * @since 0.1.0
  * @category constructors
@@ -91,7 +119,9 @@ export const make = (options: ListenOptions): Effect.Effect<LockServerService, R
         address: addressOf(options),
         handshakeDeadline: options.handshakeTimeout === undefined ?
           10_000 :
-          Duration.toMillis(Duration.decode(options.handshakeTimeout))
+          Duration.toMillis(Duration.decode(options.handshakeTimeout)),
+        secret: options.secret,
+        mode: "socket" in options && options.mode !== undefined ? options.mode : DEFAULT_SOCKET_MODE
       })
     ),
     Effect.map((server): LockServerService => ({

@@ -307,7 +307,13 @@ export class LockLostError extends Schema.TaggedError<LockLostError>("effect-per
  *   lock server);
  * - `Disconnected`: the connection dropped (closed, or the server stopped
  *   answering heartbeats) while the request was in flight;
- * - `ListenFailed`: the server could not listen at its address.
+ * - `ListenFailed`: the server could not listen at its address;
+ * - `Unauthorized`: the secret did not match (the server refused the client's,
+ *   or the server could not prove it knows the client's), or one side has a
+ *   secret and the other none;
+ * - `RequestTooLarge`: the request would exceed the protocol's bound on a
+ *   message (4 MiB), which the server answers by dropping the connection; it
+ *   was not sent.
  *
  * @since 0.1.0
  * @category models
@@ -317,7 +323,9 @@ export const RemoteLockErrorReason = Schema.Literal(
   "Timeout",
   "ProtocolMismatch",
   "Disconnected",
-  "ListenFailed"
+  "ListenFailed",
+  "Unauthorized",
+  "RequestTooLarge"
 )
 
 /**
@@ -331,7 +339,9 @@ const reasonText: Record<RemoteLockErrorReason, string> = {
   Timeout: "did not answer in time",
   ProtocolMismatch: "speaks another protocol",
   Disconnected: "dropped the connection",
-  ListenFailed: "could not listen"
+  ListenFailed: "could not listen",
+  Unauthorized: "failed authentication",
+  RequestTooLarge: "cannot take a request this large"
 }
 
 /**

@@ -2,28 +2,49 @@
 /**
  * `lockd`: runs a lock server until SIGINT or SIGTERM.
  *
- *   lockd --socket /run/app/locks.sock
- *   lockd --port 7420 [--host 127.0.0.1]
+ *   lockd --socket /run/app/locks.sock [--mode 660]
+ *   lockd --port 7420 [--host 127.0.0.1] [--secret-file /etc/app/lockd.secret]
+ *
+ * `--mode` sets the socket's permissions in octal (default 600: owner only).
+ * The shared secret comes from `--secret-file` (a file only its owner may
+ * read or write) or the `LOCKD_SECRET` environment variable, never from the
+ * command line, where `ps` would show it to every user; whitespace around it
+ * (a trailing newline) is ignored.
  *
  * Prints one line, `lockd listening on <address>`, once it accepts
  * connections (with the actual port for `--port 0`). Exits with 2 on bad
- * arguments and 1 if it cannot listen.
+ * arguments and 1, after one line on stderr, if it cannot start.
  *
  * @since 0.1.0
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as LockServer from "../LockServer.js"
 
-const USAGE = "usage: lockd (--socket PATH | --port N [--host HOST])"
+const USAGE = "usage: lockd (--socket PATH [--mode OCTAL] | --port N [--host HOST]) [--secret-file PATH]\n" +
+  "       (or the secret in the LOCKD_SECRET environment variable)"
 
-const parse = (args: ReadonlyArray<string>): LockServer.ListenOptions | string => {
+const FLAGS = new Set(["--socket", "--mode", "--port", "--host", "--secret-file"])
+
+interface Parsed {
+  readonly listen: { readonly socket: string; readonly mode?: number } | {
+    readonly port: number
+    readonly host?: string
+  }
+  readonly secretFile: string | undefined
+}
+
+const parse = (args: ReadonlyArray<string>): Parsed | string => {
   const values = new Map<string, string>()
   for (let i = 0; i < args.length; i++) {
     const flag = args[i]
     if (flag === "--help" || flag === "-h") return USAGE
-    if (flag !== "--socket" && flag !== "--port" && flag !== "--host") return `unknown argument ${flag}\n${USAGE}`
+    if (flag === "--secret") return `--secret would show the secret to every user (ps): use --secret-file\n${USAGE}`
+    if (!FLAGS.has(flag)) return `unknown argument ${flag}\n${USAGE}`
     const value = args[++i]
     if (value === undefined) return `${flag} needs a value\n${USAGE}`
     values.set(flag, value)
@@ -31,23 +52,80 @@ const parse = (args: ReadonlyArray<string>): LockServer.ListenOptions | string =
   const socket = values.get("--socket")
   const port = values.get("--port")
   const host = values.get("--host")
+  const mode = values.get("--mode")
+  const secretFile = values.get("--secret-file")
   if ((socket === undefined) === (port === undefined)) return `give one of --socket and --port\n${USAGE}`
-  if (socket !== undefined) return host === undefined ? { socket } : `--host goes with --port\n${USAGE}`
+  if (socket !== undefined) {
+    if (host !== undefined) return `--host goes with --port\n${USAGE}`
+    if (mode === undefined) return { listen: { socket }, secretFile }
+    if (!/^[0-7]{1,4}$/.test(mode) || Number.parseInt(mode, 8) > 0o777) {
+      return `--mode must be octal permissions such as 600 or 660\n${USAGE}`
+    }
+    return { listen: { socket, mode: Number.parseInt(mode, 8) }, secretFile }
+  }
+  if (mode !== undefined) return `--mode goes with --socket\n${USAGE}`
   const n = Number(port)
   if (!Number.isInteger(n) || n < 0 || n > 65535) return `--port must be an integer in 0..65535\n${USAGE}`
-  return host === undefined ? { port: n } : { port: n, host }
+  return { listen: host === undefined ? { port: n } : { port: n, host }, secretFile }
 }
 
-const options = parse(process.argv.slice(2))
-if (typeof options === "string") {
-  process.stderr.write(options + "\n")
-  process.exit(options === USAGE ? 0 : 2)
+/** A one-line failure: lockd prints it and exits with 1. */
+class StartError extends Error {}
+
+/**
+ * The secret from the file or the environment. A file others may read is
+ * refused, as ssh refuses such a key: the secret would not be one.
+ */
+const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<string> | undefined, StartError> =>
+  Effect.gen(function*() {
+    const fromEnv = process.env.LOCKD_SECRET
+    // Not inherited by anything this process might start.
+    delete process.env.LOCKD_SECRET
+    if (file === undefined) return fromEnv === undefined ? undefined : Redacted.make(fromEnv.trim())
+    if (fromEnv !== undefined) {
+      return yield* Effect.fail(new StartError("give the secret one way: --secret-file or LOCKD_SECRET"))
+    }
+    const fs = yield* FileSystem.FileSystem
+    const info = yield* fs.stat(file)
+    if ((info.mode & 0o077) !== 0) {
+      return yield* Effect.fail(
+        new StartError(
+          `the secret file ${file} is accessible to other users (mode ${(info.mode & 0o777).toString(8)}): chmod 600 it`
+        )
+      )
+    }
+    return Redacted.make((yield* fs.readFileString(file)).trim())
+  }).pipe(
+    Effect.catchTag(
+      "SystemError",
+      "BadArgument",
+      (error) => Effect.fail(new StartError(`cannot read the secret file: ${error.message}`))
+    ),
+    Effect.provide(NodeFileSystem.layer)
+  )
+
+const parsed = parse(process.argv.slice(2))
+if (typeof parsed === "string") {
+  process.stderr.write(parsed + "\n")
+  process.exit(parsed === USAGE ? 0 : 2)
 }
 
-NodeRuntime.runMain(
-  Effect.scoped(Effect.gen(function*() {
-    const server = yield* LockServer.make(options)
+const main = Effect.gen(function*() {
+  const secret = yield* readSecret(parsed.secretFile)
+  if (secret === undefined && "port" in parsed.listen) {
+    yield* Effect.sync(() =>
+      process.stderr.write(
+        "lockd: warning: no secret: whoever can reach the port (every local user on loopback) can take locks\n"
+      )
+    )
+  }
+  yield* Effect.scoped(Effect.gen(function*() {
+    const server = yield* LockServer.make(secret === undefined ? parsed.listen : { ...parsed.listen, secret })
     yield* Console.log(`lockd listening on ${server.address}`)
     return yield* Effect.never
   }))
+}).pipe(
+  Effect.tapError((error) => Effect.sync(() => process.stderr.write(`lockd: ${error.message}\n`)))
 )
+
+NodeRuntime.runMain(main, { disableErrorReporting: true })

@@ -3,7 +3,13 @@
  * domain socket or TCP with newline-delimited JSON framing.
  *
  * - `Hello` opens every connection: it carries the protocol version (a
- *   mismatch is refused) and the heartbeat deadline the client wants.
+ *   mismatch is refused), the heartbeat deadline the client wants and a nonce.
+ *   A server configured with a secret answers with a challenge (its own nonce)
+ *   and the client must then `Authenticate` (see ./auth.ts).
+ * - `Authenticate` carries the client's proof that it knows the secret and
+ *   returns the server's proof, which the client checks in turn.
+ * - Until the handshake completes the server accepts nothing else: any other
+ *   message, or more than a few kilobytes, drops the connection.
  * - `Acquire` is a streaming request: its first element is the grant, then the
  *   stream stays open while the lock is held. The server runs the in-memory
  *   `lock` in the request's scope, which closes when the request ends or the
@@ -14,6 +20,8 @@
  *   release is confirmed.
  * - `Stats` reads the server's table.
  *
+ * Frames are newline-delimited JSON of at most `MAX_FRAME_BYTES` (./framing.ts).
+ *
  * Liveness is the protocol's own `Ping`/`Pong`: the client pings every
  * heartbeat interval; the server drops a connection that stayed silent longer
  * than its deadline.
@@ -22,7 +30,6 @@
  */
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Schema from "effect/Schema"
 import { InvalidPathError } from "../../PersistenceError.js"
 
@@ -31,10 +38,7 @@ import { InvalidPathError } from "../../PersistenceError.js"
  *
  * @internal
  */
-export const PROTOCOL_VERSION = 1
-
-/** @internal */
-export const serialization: RpcSerialization.RpcSerialization["Type"] = RpcSerialization.ndjson
+export const PROTOCOL_VERSION = 2
 
 /**
  * The server's answer to a `Hello` of another protocol version.
@@ -48,15 +52,42 @@ export class VersionMismatch
   )
 {}
 
+/**
+ * The server's answer to a proof that does not match its secret (or to a
+ * handshake out of order). The server drops the connection after sending it.
+ *
+ * @internal
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>("effect-persistence/LockServer/Unauthorized")(
+  "Unauthorized",
+  { detail: Schema.String }
+) {}
+
 /** @internal */
 export const Hello = Rpc.make("Hello", {
   payload: {
     version: Schema.Number,
     /** Milliseconds of silence after which the server drops this connection. */
-    heartbeatDeadline: Schema.Number
+    heartbeatDeadline: Schema.Number,
+    /**
+     * The client's random nonce (hex), bound into both proofs. Optional in the
+     * schema so that a client of another version still gets `VersionMismatch`.
+     */
+    nonce: Schema.optional(Schema.String)
   },
-  success: Schema.Struct({ version: Schema.Number }),
+  success: Schema.Struct({
+    version: Schema.Number,
+    /** Present when the server has a secret: its nonce; the client must `Authenticate`. */
+    challenge: Schema.optional(Schema.String)
+  }),
   error: VersionMismatch
+})
+
+/** @internal */
+export const Authenticate = Rpc.make("Authenticate", {
+  payload: { proof: Schema.String },
+  success: Schema.Struct({ proof: Schema.String }),
+  error: Unauthorized
 })
 
 /** @internal */
@@ -93,4 +124,4 @@ export const Stats = Rpc.make("Stats", {
 })
 
 /** @internal */
-export class LockRpcs extends RpcGroup.make(Hello, Acquire, Release, Stats) {}
+export class LockRpcs extends RpcGroup.make(Hello, Authenticate, Acquire, Release, Stats) {}

@@ -38,7 +38,9 @@ import type { Lock, LockManagerService, RemoteOptions } from "../../LockManager.
 import { InvalidPathError, LockLostError, RemoteLockError, type RemoteLockErrorReason } from "../../PersistenceError.js"
 import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
-import { type Grant, LockRpcs, PROTOCOL_VERSION, serialization } from "./protocol.js"
+import * as Auth from "./auth.js"
+import { makeFramer, MAX_FRAME_BYTES } from "./framing.js"
+import { type Grant, LockRpcs, PROTOCOL_VERSION } from "./protocol.js"
 
 /** @internal */
 export interface RemoteConfig {
@@ -47,6 +49,8 @@ export interface RemoteConfig {
   readonly connectTimeout: number
   readonly heartbeatInterval: number
   readonly heartbeatDeadline: number
+  /** The shared secret, or why the configured one is refused. */
+  readonly secret: Uint8Array | undefined | { readonly refused: string }
   /** Overrides the protocol version sent in `Hello` (tests of the mismatch). */
   readonly protocolVersion?: number
 }
@@ -63,8 +67,28 @@ export const configOf = (options: RemoteOptions): RemoteConfig => {
     address: addressOf(options),
     connectTimeout: millis(options.connectTimeout, 5_000),
     heartbeatInterval: Math.max(1, interval),
-    heartbeatDeadline: deadline
+    heartbeatDeadline: deadline,
+    secret: Auth.secretOf(options.secret)
   }
+}
+
+/**
+ * Room for the rest of an `Acquire` frame besides its paths (ids, tags,
+ * headers, a trace context).
+ */
+const FRAME_OVERHEAD = 4096
+
+/**
+ * Whether the paths fit in one frame: the server drops a connection whose
+ * frame exceeds the bound, which would lose every lock held over it, so such a
+ * request is refused here instead. Exact only when it could matter: a JSON
+ * string takes at most 6 bytes per UTF-16 unit.
+ */
+const fitsInFrame = (paths: ReadonlyArray<string>): boolean => {
+  const budget = MAX_FRAME_BYTES - FRAME_OVERHEAD
+  let units = 0
+  for (const path of paths) units += path.length + 3
+  return units * 6 <= budget || Buffer.byteLength(JSON.stringify(paths)) <= budget
 }
 
 /** A `RemoteLockError` without its operation: shared by every request of a connection. */
@@ -116,7 +140,9 @@ const errorDetail = (cause: unknown): string | undefined => {
 const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteConfig) =>
   Effect.gen(function*() {
     const write = yield* socket.writer
-    const parser = serialization.unsafeMake()
+    // Bounded and linear: a peer that is not a well-behaved server must not
+    // make this process hold or rescan an endless line.
+    const parser = makeFramer()
     const ping = parser.encode(constPing)!
     /** Send times of unanswered pings, oldest first (pongs come back in order). */
     const pings: Array<number> = []
@@ -267,6 +293,61 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         { reason: "ProtocolMismatch", detail: "unexpected answer from the server", cause: error }
     }
 
+    /**
+     * Proves this client knows the secret and checks that the server does:
+     * a server that does not ask for the secret is refused when one is
+     * configured (it could be anyone who took the address).
+     */
+    const authenticate = (
+      conn: Connection,
+      rpc: RpcClient.RpcClient<RpcGroup.Rpcs<typeof LockRpcs>, RpcClientError>,
+      secret: Uint8Array | undefined,
+      clientNonce: string,
+      challenge: string | undefined
+    ): Effect.Effect<void, Failure> =>
+      Effect.gen(function*() {
+        if (challenge === undefined) {
+          if (secret === undefined) return
+          return yield* Effect.fail<Failure>({
+            reason: "Unauthorized",
+            detail: "the server does not ask for the secret, so it cannot prove it knows it: refusing it"
+          })
+        }
+        if (secret === undefined) {
+          return yield* Effect.fail<Failure>({
+            reason: "Unauthorized",
+            detail: "the server requires a secret and none is configured"
+          })
+        }
+        if (!Auth.isNonce(challenge)) {
+          return yield* Effect.fail<Failure>({
+            reason: "ProtocolMismatch",
+            detail: "malformed challenge from the server"
+          })
+        }
+        const answer = yield* rpc.Authenticate({ proof: Auth.clientProof(secret, clientNonce, challenge) })
+          .pipe(
+            Effect.catchAllCause((cause): Effect.Effect<never, Failure> => {
+              const failure = Cause.failureOption(cause)
+              return Effect.fail(
+                failure._tag === "Some" && failure.value._tag === "Unauthorized" ?
+                  { reason: "Unauthorized", detail: "the server refused this client's secret" } :
+                  conn.lost ?? {
+                    reason: "ProtocolMismatch",
+                    detail: "the server did not understand the authentication",
+                    cause: Cause.squash(cause)
+                  }
+              )
+            })
+          )
+        if (!Auth.verify(Auth.serverProof(secret, clientNonce, challenge), answer.proof)) {
+          return yield* Effect.fail<Failure>({
+            reason: "Unauthorized",
+            detail: "the server could not prove it knows the secret"
+          })
+        }
+      })
+
     const connect: Effect.Effect<Connection, Failure> = Effect.gen(function*() {
       const scope = yield* Scope.make()
       const conn: Connection = {
@@ -278,6 +359,10 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         nextTicket: 0
       }
       const open = Effect.gen(function*() {
+        const secret = config.secret
+        if (secret !== undefined && "refused" in secret) {
+          return yield* Effect.fail<Failure>({ reason: "Unauthorized", detail: secret.refused })
+        }
         const socket = yield* NodeSocket.makeNet(
           config.address._tag === "Unix" ?
             { path: config.address.path } :
@@ -288,30 +373,33 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
           Effect.provideService(RpcClient.Protocol, protocol)
         )
         const sentAt = performance.now()
-        const hello = yield* rpc.Hello({ version, heartbeatDeadline: config.heartbeatDeadline }).pipe(
-          Effect.catchAllCause((cause): Effect.Effect<never, Failure> => {
-            const failure = Cause.failureOption(cause)
-            if (failure._tag === "Some" && failure.value._tag === "VersionMismatch") {
-              return Effect.fail({
-                reason: "ProtocolMismatch",
-                detail: `the server speaks protocol version ${failure.value.server}, this client ${version}`
-              })
-            }
-            return Effect.fail(
-              conn.lost ?? {
-                reason: "ProtocolMismatch",
-                detail: "the server did not understand the handshake",
-                cause: Cause.squash(cause)
+        const clientNonce = Auth.nonce()
+        const hello = yield* rpc.Hello({ version, heartbeatDeadline: config.heartbeatDeadline, nonce: clientNonce })
+          .pipe(
+            Effect.catchAllCause((cause): Effect.Effect<never, Failure> => {
+              const failure = Cause.failureOption(cause)
+              if (failure._tag === "Some" && failure.value._tag === "VersionMismatch") {
+                return Effect.fail({
+                  reason: "ProtocolMismatch",
+                  detail: `the server speaks protocol version ${failure.value.server}, this client ${version}`
+                })
               }
-            )
-          })
-        )
+              return Effect.fail(
+                conn.lost ?? {
+                  reason: "ProtocolMismatch",
+                  detail: "the server did not understand the handshake",
+                  cause: Cause.squash(cause)
+                }
+              )
+            })
+          )
         if (hello.version !== version) {
           return yield* Effect.fail<Failure>({
             reason: "ProtocolMismatch",
             detail: `the server answered with protocol version ${hello.version}, this client speaks ${version}`
           })
         }
+        yield* authenticate(conn, rpc, secret, clientNonce, hello.challenge)
         conn.leaseUntil = sentAt + config.heartbeatDeadline
         conn.rpc = rpc
         yield* Effect.forkScoped(heartbeat)
@@ -364,6 +452,12 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
     const start = (operation: string, conn: Connection, plan: Plan): Effect.Effect<Request, RemoteLockError> =>
       Effect.suspend(() => {
         if (conn.lost !== undefined) return Effect.fail(toError(operation, conn.lost))
+        if (!fitsInFrame(plan.paths)) {
+          return Effect.fail(toError(operation, {
+            reason: "RequestTooLarge",
+            detail: `the paths take more than the protocol's ${MAX_FRAME_BYTES} bytes per message`
+          }))
+        }
         const ticket = ++conn.nextTicket
         return Scope.fork(conn.scope, ExecutionStrategy.sequential).pipe(
           Effect.flatMap((scope) =>

@@ -10,9 +10,17 @@
  * RpcServer interrupt that client's requests, which closes the scopes their
  * locks live in.
  *
+ * A connection is untrusted until its handshake completes (`Hello`, and
+ * `Authenticate` when the server has a secret): until then it may send only
+ * those, in that order, and at most `PRE_HANDSHAKE_BYTES`; anything else drops
+ * it. Frames are bounded after the handshake too (./framing.ts).
+ *
+ * Lock ids are the served manager's grant numbers shifted by the server's
+ * start time in microseconds, so that ids never repeat across restarts (see
+ * `idBase`).
+ *
  * @internal
  */
-import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
@@ -24,20 +32,25 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
-import * as nodeFs from "node:fs"
-import * as Net from "node:net"
-import type { LockManagerService } from "../../LockManager.js"
+import type { Lock, LockManagerService, LockMode } from "../../LockManager.js"
 import { RemoteLockError } from "../../PersistenceError.js"
 import type { InvalidPathError } from "../../PersistenceError.js"
 import * as InMemory from "../lockManager.js"
 import { type Address, formatAddress } from "./address.js"
-import { type Grant, LockRpcs, PROTOCOL_VERSION, serialization, VersionMismatch } from "./protocol.js"
+import * as Auth from "./auth.js"
+import { makeFramer } from "./framing.js"
+import { listen } from "./listen.js"
+import { type Grant, LockRpcs, PROTOCOL_VERSION, Unauthorized, VersionMismatch } from "./protocol.js"
 
 /** @internal */
 export interface ServerOptions {
   readonly address: Address
-  /** Milliseconds a connection may stay silent before its `Hello` sets its own deadline. */
+  /** Milliseconds a connection may take to complete its handshake. */
   readonly handshakeDeadline: number
+  /** Clients must prove they know it; `undefined`: no authentication. */
+  readonly secret: Auth.SecretInput | undefined
+  /** Permissions of a Unix socket. */
+  readonly mode: number
 }
 
 /** @internal */
@@ -51,11 +64,33 @@ export interface Server {
 /** A deadline below this would drop healthy connections on a busy event loop. */
 const MIN_DEADLINE = 10
 
+/**
+ * What a connection may send before its handshake completes: a `Hello` and an
+ * `Authenticate` take a few hundred bytes.
+ *
+ * @internal
+ */
+export const PRE_HANDSHAKE_BYTES = 16 * 1024
+
+/**
+ * Where a connection is in its handshake. `hello` and `authenticating`: a
+ * request is with its handler, and nothing else may arrive meanwhile.
+ */
+type Stage = "new" | "hello" | "challenged" | "authenticating" | "ready" | "rejected" | "dropped"
+
 /** One connection. */
 interface Peer {
   lastSeen: number
   deadline: number
-  readonly hello: Deferred.Deferred<void>
+  stage: Stage
+  /** Bytes received before the handshake completed. */
+  received: number
+  clientNonce: string
+  serverNonce: string
+  /** The deadline asked for in `Hello`, applied once the handshake completes. */
+  askedDeadline: number
+  /** Completes when the handshake does. */
+  readonly ready: Deferred.Deferred<void>
   /** The fibers of live `Acquire` requests by ticket: interrupting one ends the request. */
   readonly tickets: Map<number, Fiber.RuntimeFiber<unknown, unknown>>
   /** `Release`s that overtook their `Acquire` (the handler fiber had not started yet). */
@@ -64,18 +99,48 @@ interface Peer {
 }
 
 /**
- * Completes when the peer has been silent for longer than its deadline: first
- * the handshake deadline until `Hello`, then the deadline it asked for.
+ * Completes when the peer must be dropped: its handshake did not complete
+ * within the handshake deadline, or afterwards it has been silent for longer
+ * than the deadline it asked for.
  */
 const watchdog = (peer: Peer, handshakeDeadline: number): Effect.Effect<void> => {
   const loop: Effect.Effect<void> = Effect.suspend(() => {
     const remaining = peer.lastSeen + peer.deadline - performance.now()
     return remaining <= 0 ? Effect.void : Effect.zipRight(Effect.sleep(remaining), loop)
   })
-  return Deferred.await(peer.hello).pipe(
+  return Deferred.await(peer.ready).pipe(
     Effect.timeout(handshakeDeadline),
     Effect.matchEffect({ onFailure: () => Effect.void, onSuccess: () => loop })
   )
+}
+
+/**
+ * Whether the peer may send `message` now. Before the handshake completes it
+ * may send only `Hello`, then (if challenged) `Authenticate`, each after the
+ * answer to the previous one; anything else is a peer that does not follow
+ * the protocol, or tries to skip authentication.
+ */
+const admit = (peer: Peer, message: unknown): boolean => {
+  if (typeof message !== "object" || message === null || !("_tag" in message)) return false
+  if (peer.stage === "ready") return typeof message._tag === "string"
+  if (message._tag !== "Request" || !("tag" in message)) return false
+  if (peer.stage === "new" && message.tag === "Hello") {
+    peer.stage = "hello"
+    return true
+  }
+  if (peer.stage === "challenged" && message.tag === "Authenticate") {
+    peer.stage = "authenticating"
+    return true
+  }
+  return false
+}
+
+/** The handshake completed: the peer's own heartbeat deadline applies from now. */
+const open = (peer: Peer): void => {
+  peer.stage = "ready"
+  peer.deadline = Math.max(MIN_DEADLINE, peer.askedDeadline)
+  peer.lastSeen = performance.now()
+  Deferred.unsafeDone(peer.ready, Exit.void)
 }
 
 const makeProtocol = (
@@ -91,20 +156,33 @@ const makeProtocol = (
     const onSocket = (socket: Socket.Socket) =>
       Effect.gen(function*() {
         const id = nextId++
-        const parser = serialization.unsafeMake()
+        const framer = makeFramer()
         const writeRaw = yield* socket.writer
+        const drop = (peer: Peer, reason: string) => {
+          peer.stage = "dropped"
+          return writeRaw(new Socket.CloseEvent(1008, reason))
+        }
         const peer: Peer = {
           lastSeen: performance.now(),
           deadline: options.handshakeDeadline,
-          hello: Deferred.unsafeMake<void>(FiberId.none),
+          stage: "new",
+          received: 0,
+          clientNonce: "",
+          serverNonce: "",
+          askedDeadline: 0,
+          ready: Deferred.unsafeMake<void>(FiberId.none),
           tickets: new Map(),
           released: new Set(),
           write: (response) =>
             Effect.suspend(() => {
-              const encoded = parser.encode(response)
+              const encoded = framer.encode(response)
               // A failed write means the connection is going away: its end is
               // handled where the socket closes.
-              return encoded === undefined ? Effect.void : Effect.ignore(writeRaw(encoded))
+              const write = encoded === undefined ? Effect.void : Effect.ignore(writeRaw(encoded))
+              // A rejected peer is dropped once it has its answer.
+              return peer.stage === "rejected" && response._tag === "Exit" ?
+                Effect.zipRight(write, Effect.ignore(drop(peer, "unauthorized"))) :
+                write
             })
         }
         peers.set(id, peer)
@@ -115,19 +193,28 @@ const makeProtocol = (
           })
         )
         yield* socket.runRaw((data) => {
+          if (peer.stage === "dropped") return
           peer.lastSeen = performance.now()
-          let decoded: ReadonlyArray<FromClientEncoded>
+          if (peer.stage !== "ready") {
+            peer.received += data.length
+            if (peer.received > PRE_HANDSHAKE_BYTES) return drop(peer, "too much data before the handshake")
+          }
+          let decoded: ReadonlyArray<unknown>
           try {
-            decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
+            decoded = framer.decode(data)
           } catch {
-            // Not our protocol (or a corrupt stream): nothing sensible to answer.
-            return writeRaw(new Socket.CloseEvent(1003, "undecodable message"))
+            // Not our protocol, a corrupt stream or a frame above the bound:
+            // nothing sensible to answer.
+            return drop(peer, "undecodable message")
           }
           if (decoded.length === 0) return
+          for (const message of decoded) {
+            if (!admit(peer, message)) return drop(peer, "unexpected message")
+          }
           let i = 0
           return Effect.whileLoop({
             while: () => i < decoded.length,
-            body: () => writeRequest(id, decoded[i++]),
+            body: () => writeRequest(id, decoded[i++] as FromClientEncoded),
             step: () => {}
           })
         }).pipe(
@@ -155,19 +242,42 @@ const makeProtocol = (
     return protocol
   })
 
-const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>) =>
+const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>, secret: Uint8Array | undefined) =>
   LockRpcs.of({
-    Hello: ({ heartbeatDeadline, version }, { clientId }) =>
+    Hello: ({ heartbeatDeadline, nonce, version }, { clientId }) =>
       Effect.suspend(() => {
         if (version !== PROTOCOL_VERSION) {
           return Effect.fail(new VersionMismatch({ server: PROTOCOL_VERSION, client: version }))
         }
         const peer = peers.get(clientId)
-        if (peer !== undefined) {
-          peer.deadline = Math.max(MIN_DEADLINE, heartbeatDeadline)
-          Deferred.unsafeDone(peer.hello, Exit.void)
+        if (peer === undefined) return Effect.succeed({ version: PROTOCOL_VERSION })
+        peer.askedDeadline = heartbeatDeadline
+        if (secret === undefined) {
+          open(peer)
+          return Effect.succeed({ version: PROTOCOL_VERSION })
         }
-        return Effect.succeed({ version: PROTOCOL_VERSION })
+        // A nonce that is not one would weaken the proofs: such a peer gets a
+        // challenge it cannot answer (any proof is refused).
+        peer.clientNonce = Auth.isNonce(nonce) ? nonce : ""
+        peer.serverNonce = Auth.nonce()
+        peer.stage = "challenged"
+        return Effect.succeed({ version: PROTOCOL_VERSION, challenge: peer.serverNonce })
+      }),
+
+    Authenticate: ({ proof }, { clientId }) =>
+      Effect.suspend(() => {
+        const peer = peers.get(clientId)
+        if (peer === undefined || secret === undefined) {
+          if (peer !== undefined) peer.stage = "rejected"
+          return Effect.fail(new Unauthorized({ detail: "no authentication in progress" }))
+        }
+        const expected = Auth.clientProof(secret, peer.clientNonce, peer.serverNonce)
+        if (peer.clientNonce === "" || !Auth.verify(expected, proof)) {
+          peer.stage = "rejected"
+          return Effect.fail(new Unauthorized({ detail: "the secret does not match" }))
+        }
+        open(peer)
+        return Effect.succeed({ proof: Auth.serverProof(secret, peer.clientNonce, peer.serverNonce) })
       }),
 
     // A mailbox rather than a Stream: the RpcServer runs this effect in a
@@ -208,80 +318,70 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>) =>
     Stats: () => manager.stats
   })
 
-const listenFailed = (address: Address, cause: unknown, detail?: string) =>
-  new RemoteLockError({
-    operation: "LockServer.make",
-    address: formatAddress(address),
-    reason: "ListenFailed",
-    ...(detail !== undefined ? { detail } : {}),
-    cause
-  })
-
-const errnoOf = (cause: unknown): string | undefined =>
-  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ?
-    cause.code :
-    undefined
-
-/** Whether something accepts connections on a Unix socket path. */
-const isAlive = (path: string): Effect.Effect<boolean> =>
-  Effect.async<boolean>((resume) => {
-    const probe = Net.createConnection({ path })
-    probe.once("connect", () => {
-      probe.destroy()
-      resume(Effect.succeed(true))
-    })
-    probe.once("error", () => resume(Effect.succeed(false)))
-    return Effect.sync(() => probe.destroy())
-  })
+/**
+ * Where this server's lock ids start: the wall clock in microseconds. A
+ * restarted server starts above every id an earlier one issued, provided the
+ * earlier one granted fewer than one lock per microsecond of its life on
+ * average (a million a second) and the clock did not go back. Safe integers
+ * until the year 2255, with room for billions of grants per run.
+ *
+ * @internal
+ */
+export const idBase = (): number => Math.floor((performance.timeOrigin + performance.now()) * 1000)
 
 /**
- * Listens at the address. A Unix socket file left behind by a server that died
- * (nothing accepts on it) is replaced; a live one is refused.
+ * The manager with every lock id shifted by `base`; the order of ids, and so
+ * their use as fencing tokens, is unchanged.
  *
- * The socket file is handled with `node:fs` rather than the platform
- * `FileSystem`: it is not file I/O of the library's data but part of opening a
- * Node socket, next to the `node:net` calls that need it.
+ * @internal
  */
-const listen = (address: Address): Effect.Effect<SocketServer.SocketServer["Type"], RemoteLockError, Scope.Scope> => {
-  const open = NodeSocketServer.make(
-    address._tag === "Unix" ? { path: address.path } : { port: address.port, host: address.host, noDelay: true }
-  )
-  const mapError = (error: SocketServer.SocketServerError) => listenFailed(address, error.cause, errnoOf(error.cause))
-  if (address._tag === "Tcp") return Effect.mapError(open, mapError)
-  return open.pipe(
-    Effect.catchAll((error) => {
-      if (errnoOf(error.cause) !== "EADDRINUSE") return Effect.fail(mapError(error))
-      return isAlive(address.path).pipe(
-        Effect.flatMap((alive) =>
-          alive ?
-            Effect.fail(listenFailed(address, error.cause, "another server is listening there")) :
-            Effect.try({
-              try: () => nodeFs.unlinkSync(address.path),
-              catch: (cause) => listenFailed(address, cause, "cannot remove the stale socket file")
-            }).pipe(Effect.zipRight(Effect.mapError(open, mapError)))
-        )
-      )
-    })
-  )
+export const shiftIds = (manager: LockManagerService, base: number): LockManagerService => {
+  const shift = (lock: Lock): Lock => ({ ...lock, id: lock.id + base })
+  const bracket = (
+    run: <A, E, R>(effect: (lock: Lock) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | InvalidPathError, R>
+  ) =>
+  <A, E, R>(
+    effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
+  ): Effect.Effect<A, E | InvalidPathError, R> =>
+    run(Effect.isEffect(effect) ? () => effect : (lock) => effect(shift(lock)))
+  return {
+    ...manager,
+    lock: (path: string, mode: LockMode) => Effect.map(manager.lock(path, mode), shift),
+    lockAll: (paths: Iterable<string>) => Effect.map(manager.lockAll(paths), shift),
+    withLock: (path: string, mode: LockMode) => bracket(manager.withLock(path, mode)),
+    withLockAll: (paths: Iterable<string>) => bracket(manager.withLockAll(paths))
+  }
 }
 
 /** @internal */
 export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockError, Scope.Scope> =>
   Effect.gen(function*() {
-    const manager = yield* InMemory.make
+    const secret = Auth.secretOf(options.secret)
+    if (secret !== undefined && "refused" in secret) {
+      return yield* Effect.fail(
+        new RemoteLockError({
+          operation: "LockServer.make",
+          address: formatAddress(options.address),
+          reason: "ListenFailed",
+          detail: secret.refused
+        })
+      )
+    }
+    const manager = shiftIds(yield* InMemory.make, idBase())
     const peers = new Map<number, Peer>()
-    const socketServer = yield* listen(options.address)
+    const socketServer = yield* listen(options.address, options.mode)
     const protocol = yield* makeProtocol(socketServer, peers, options)
     yield* RpcServer.make(LockRpcs, { spanPrefix: "LockServer", concurrency: "unbounded" }).pipe(
       Effect.provideService(RpcServer.Protocol, protocol),
-      Effect.provide(LockRpcs.toLayer(makeHandlers(manager, peers))),
+      Effect.provide(LockRpcs.toLayer(makeHandlers(manager, peers, secret))),
       Effect.interruptible,
       Effect.forkScoped
     )
     const bound = socketServer.address
     return {
+      // A Unix socket is bound elsewhere and linked at the asked path.
       address: bound._tag === "UnixAddress" ?
-        { _tag: "Unix", path: bound.path } :
+        options.address :
         { _tag: "Tcp", host: bound.hostname, port: bound.port },
       manager
     }

@@ -1,0 +1,634 @@
+/**
+ * The lock server against hostile neighbours: what is at its socket path, other
+ * servers racing for that path, restarts that could repeat lock ids, peers
+ * that flood it, and other local users.
+ *
+ * Tests that run as another user (uid 65534, through `setpriv`) need root;
+ * elsewhere they are skipped with a printed reason.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Queue, Scope } from "effect"
+import * as nodeFs from "node:fs"
+import * as Net from "node:net"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import { MAX_FRAME_BYTES } from "../src/internal/lockServer/framing.js"
+import { PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
+import * as LockManager from "../src/LockManager.js"
+import * as LockServer from "../src/LockServer.js"
+import * as PersistenceError from "../src/PersistenceError.js"
+import { LockManager as PromiseLockManager } from "../src/promise.js"
+import { type Bundle, bundleFixture } from "./fixtures/bundle.js"
+import {
+  type Child,
+  killAll,
+  type LockdOptions,
+  remoteOptions,
+  runLockd as runLockdFrom,
+  startLockd as startLockdFrom,
+  startWorker
+} from "./fixtures/lock-processes.js"
+
+let worker: Bundle | undefined
+let race: Bundle | undefined
+let flood: Bundle | undefined
+let lockdBundle: Bundle | undefined
+
+beforeAll(async () => {
+  ;[worker, race, flood, lockdBundle] = await Promise.all([
+    bundleFixture("./lock-worker.ts"),
+    bundleFixture("./listen-race.ts"),
+    bundleFixture("./flood.ts"),
+    bundleFixture("../../src/bin/lockd.ts")
+  ])
+}, 60_000)
+
+afterEach(killAll)
+
+afterAll(() => {
+  for (const bundle of [worker, race, flood, lockdBundle]) bundle?.remove()
+})
+
+/** lockd, bundled: these tests start it many times. */
+const startLockd = (args: ReadonlyArray<string>, options: LockdOptions = {}) =>
+  startLockdFrom(args, { ...options, bundle: lockdBundle!.file })
+const runLockd = (args: ReadonlyArray<string>, options: LockdOptions = {}) =>
+  runLockdFrom(args, { ...options, bundle: lockdBundle!.file })
+
+const SECRET = "0123456789abcdef0123456789abcdef"
+
+/** uid 65534 ("nobody"), for the tests with another local user. */
+const NOBODY = 65534
+const asAnotherUser = process.getuid?.() === 0
+if (!asAnotherUser) console.log("skipping the tests with another user: they need root (setpriv)")
+
+/** A temp directory, removed at the end of the scope; `shared`: others may enter it (mode 0755). */
+const tempDir = (shared = false) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = nodeFs.realpathSync(nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "hostile-server-")))
+      if (shared) nodeFs.chmodSync(dir, 0o755)
+      return dir
+    }),
+    (dir) => Effect.sync(() => nodeFs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** Fails the test (instead of hanging it) when `effect` takes longer than `ms`. */
+const within = <A, E, R>(ms: number, what: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`${what}: no outcome within ${ms} ms`) })
+
+/** A socket file nothing listens on, as a server that died leaves behind. */
+const staleSocket = (path: string) =>
+  Effect.async<void>((resume) => {
+    const bound = `${path}.bound`
+    const server = Net.createServer()
+    server.listen(bound, () => {
+      nodeFs.linkSync(bound, path)
+      // Closing unlinks `bound`; the link at `path` stays, with nobody behind it.
+      server.close(() => resume(Effect.void))
+    })
+  })
+
+const remoteError = (exit: Exit.Exit<unknown, unknown>): PersistenceError.RemoteLockError => {
+  const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+  if (Option.isNone(failure) || !(failure.value instanceof PersistenceError.RemoteLockError)) {
+    throw new Error(`expected a RemoteLockError, got ${exit}`)
+  }
+  return failure.value
+}
+
+const expectReason = (exit: Exit.Exit<unknown, unknown>, reason: PersistenceError.RemoteLockErrorReason) => {
+  const error = remoteError(exit)
+  expect(error.reason, error.message).toBe(reason)
+  return error
+}
+
+/** A connection speaking the wire protocol by hand: lines out, messages in. */
+const rawConnection = (target: { readonly path: string } | { readonly port: number }) =>
+  Effect.acquireRelease(
+    Effect.async<Net.Socket, Error>((resume) => {
+      const socket = "path" in target ?
+        Net.createConnection({ path: target.path }) :
+        Net.createConnection({ port: target.port, host: "127.0.0.1" })
+      socket.once("connect", () => resume(Effect.succeed(socket)))
+      socket.once("error", (error) => resume(Effect.fail(error)))
+    }),
+    (socket) => Effect.sync(() => socket.destroy())
+  ).pipe(Effect.flatMap((socket) =>
+    Effect.gen(function*() {
+      const messages = yield* Queue.unbounded<unknown>()
+      const closed = yield* Deferred.make<void>()
+      let pending = ""
+      socket.on("data", (data) => {
+        pending += data.toString("utf8")
+        const parts = pending.split("\n")
+        pending = parts.pop()!
+        for (const part of parts) messages.unsafeOffer(JSON.parse(part))
+      })
+      socket.on("error", () => {})
+      socket.on("close", () => Deferred.unsafeDone(closed, Exit.void))
+      return {
+        send: (message: unknown) => Effect.sync(() => socket.write(JSON.stringify(message) + "\n")),
+        sendRaw: (data: string) => Effect.sync(() => socket.write(data)),
+        /** The next message from the server; fails if the connection closes first. */
+        next: within(
+          5_000,
+          "a message from the server",
+          Effect.raceFirst(
+            Queue.take(messages),
+            Effect.zipRight(Deferred.await(closed), Effect.fail(new Error("closed before answering")))
+          )
+        ),
+        /** Completes when the server has closed the connection (bounded). */
+        closed: within(5_000, "the server closes the connection", Deferred.await(closed))
+      }
+    })
+  ))
+
+const request = (id: number, tag: string, payload: unknown) => ({
+  _tag: "Request",
+  id: String(id),
+  tag,
+  payload,
+  headers: []
+})
+
+const hello = (id = 1) =>
+  request(id, "Hello", { version: PROTOCOL_VERSION, heartbeatDeadline: 60_000, nonce: "ab".repeat(32) })
+
+describe("the socket path: only a stale socket is ever replaced", () => {
+  it.live(
+    "lockd --socket on a regular file exits 1 with one line and leaves the file alone",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        const file = nodePath.join(dir, "database.json")
+        nodeFs.writeFileSync(file, "{\"users\":[]}")
+        const { code, stderr, stdout } = yield* Effect.promise(() => runLockd(["--socket", file]))
+        expect(code, stderr).toBe(1)
+        expect(stdout).toBe("")
+        const lines = stderr.trimEnd().split("\n")
+        expect(lines).toHaveLength(1)
+        expect(lines[0]).toMatch(/^lockd: .*could not listen: the path is a regular file, not a socket/)
+        expect(nodeFs.readFileSync(file, "utf8")).toBe("{\"users\":[]}")
+        expect(nodeFs.readdirSync(dir)).toEqual(["database.json"])
+      })),
+    60_000
+  )
+
+  it.live("a directory, symbolic links and a live socket are refused with ListenFailed; nothing changes", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const file = nodePath.join(dir, "file")
+      nodeFs.writeFileSync(file, "data")
+      nodeFs.mkdirSync(nodePath.join(dir, "directory"))
+      nodeFs.symlinkSync(file, nodePath.join(dir, "link-to-file"))
+      nodeFs.symlinkSync(nodePath.join(dir, "nowhere"), nodePath.join(dir, "dangling"))
+      const live = nodePath.join(dir, "live.sock")
+      const server = yield* LockServer.make({ socket: live })
+      nodeFs.symlinkSync(live, nodePath.join(dir, "link-to-socket"))
+      const before = nodeFs.readdirSync(dir).sort()
+
+      const cases: ReadonlyArray<readonly [string, RegExp]> = [
+        ["directory", /the path is a directory, not a socket/],
+        ["link-to-file", /the path is a symbolic link, not a socket/],
+        ["dangling", /the path is a symbolic link, not a socket/],
+        ["link-to-socket", /the path is a symbolic link, not a socket/],
+        ["live.sock", /another server is listening there/]
+      ]
+      for (const [name, detail] of cases) {
+        const exit = yield* Effect.exit(Effect.scoped(LockServer.make({ socket: nodePath.join(dir, name) })))
+        const error = expectReason(exit, "ListenFailed")
+        expect(error.detail, name).toMatch(detail)
+      }
+      expect(nodeFs.readdirSync(dir).sort()).toEqual(before)
+      expect(nodeFs.readFileSync(file, "utf8")).toBe("data")
+      // The live server still serves.
+      const manager = yield* LockManager.makeRemote({ socket: live })
+      yield* manager.withLock("/still", "write")(Effect.void)
+      expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+
+  it.live("a stale socket is replaced; the socket is owner-only; it is removed on shutdown", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const path = nodePath.join(dir, "lockd.sock")
+      yield* staleSocket(path)
+      const scope = yield* Scope.make()
+      const server = yield* LockServer.make({ socket: path }).pipe(Scope.extend(scope))
+      expect(server.address).toBe(`unix:${path}`)
+      const stats = nodeFs.lstatSync(path)
+      expect(stats.isSocket()).toBe(true)
+      expect(stats.mode & 0o777).toBe(0o600)
+      const manager = yield* LockManager.makeRemote({ socket: path })
+      yield* manager.withLock("/x", "write")(Effect.void)
+      // Nothing else was left in the directory (the private directory is gone).
+      expect(nodeFs.readdirSync(dir)).toEqual(["lockd.sock"])
+      yield* Scope.close(scope, Exit.void)
+      expect(nodeFs.readdirSync(dir)).toEqual([])
+    })))
+
+  it.live("a server shutting down leaves a successor's socket alone", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const path = nodePath.join(dir, "lockd.sock")
+      const first = yield* Scope.make()
+      yield* LockServer.make({ socket: path }).pipe(Scope.extend(first))
+      // Someone moves the first server's socket away and a second server starts.
+      nodeFs.renameSync(path, `${path}.old`)
+      yield* LockServer.make({ socket: path })
+      yield* Scope.close(first, Exit.void)
+      const manager = yield* LockManager.makeRemote({ socket: path })
+      yield* manager.withLock("/x", "write")(Effect.void)
+    })))
+})
+
+describe("exactly one server listens on a path", () => {
+  it.live(
+    "two servers in one process on a stale socket, 40 rounds: one listens, the other fails ListenFailed",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        for (let round = 0; round < 40; round++) {
+          const path = nodePath.join(dir, `r${round}.sock`)
+          // Most rounds race for a stale socket (the take-over), some for a free path.
+          if (round % 4 !== 3) yield* staleSocket(path)
+          const scopes = [yield* Scope.make(), yield* Scope.make()]
+          const exits = yield* Effect.all(
+            scopes.map((scope) => Effect.exit(LockServer.make({ socket: path }).pipe(Scope.extend(scope)))),
+            { concurrency: "unbounded" }
+          )
+          const listening = exits.filter(Exit.isSuccess)
+          expect(listening.length, `round ${round}: ${exits.map(String).join(", ")}`).toBe(1)
+          const refused = remoteError(exits.find(Exit.isFailure)!)
+          expect(refused.reason).toBe("ListenFailed")
+          expect(refused.detail).toMatch(/another server is (listening|taking over)/)
+          // The one that listens is the one at the path.
+          const manager = yield* LockManager.makeRemote({ socket: path })
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* manager.lock("/x", "write")
+            expect(yield* listening[0].value.manager.stats).toMatchObject({ held: 1 })
+          }))
+          for (const scope of scopes) yield* Scope.close(scope, Exit.void)
+        }
+      })),
+    60_000
+  )
+
+  it.live(
+    "three processes started on one stale socket at the same moment, 25 rounds: one listens",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        const racers: ReadonlyArray<Child> = Array.from({ length: 3 }, () => startWorker(race!.file, []))
+        yield* Effect.promise(() => Promise.all(racers.map((r) => r.waitFor(/^ready$/))))
+        const tally = { listening: 0, refused: 0 }
+        for (let round = 0; round < 25; round++) {
+          const path = nodePath.join(dir, `r${round}.sock`)
+          yield* staleSocket(path)
+          const answers = racers.map((r) => r.waitFor(new RegExp(`^(listening|refused) ${round}\\b(.*)$`)))
+          for (const r of racers) r.send(`listen ${round} ${JSON.stringify({ socket: path })}`)
+          const outcomes = yield* Effect.promise(() => Promise.all(answers))
+          const listening = outcomes.filter((m) => m[1] === "listening")
+          expect(listening.length, `round ${round}: ${outcomes.map((m) => m[0]).join(" | ")}`).toBe(1)
+          for (const m of outcomes.filter((m) => m[1] === "refused")) {
+            expect(m[2]).toMatch(/^ ListenFailed another server/)
+          }
+          tally.listening += listening.length
+          tally.refused += outcomes.length - listening.length
+          const manager = yield* LockManager.makeRemote({ socket: path })
+          yield* within(5_000, "lock through the winner", manager.withLock("/x", "write")(Effect.void))
+          const closed = racers.map((r) => r.waitFor(new RegExp(`^closed ${round}$`)))
+          for (const r of racers) r.send(`close ${round}`)
+          yield* Effect.promise(() => Promise.all(closed))
+        }
+        console.log(`3 processes x 25 rounds on a stale socket: ${tally.listening} listened, ${tally.refused} refused`)
+      })),
+    90_000
+  )
+})
+
+describe("lock ids never repeat across restarts", () => {
+  it.live("makeRemote: ids after a server restart are above every id before it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const socket = nodePath.join(dir, "lockd.sock")
+      const manager = yield* LockManager.makeRemote({ socket })
+      const before: Array<number> = []
+      for (let run = 0; run < 3; run++) {
+        const scope = yield* Scope.make()
+        const server = yield* LockServer.make({ socket }).pipe(Scope.extend(scope))
+        const ids = [
+          yield* manager.withLock("/a", "write")((lock) => Effect.succeed(lock.id)),
+          yield* server.manager.withLock("/a", "write")((lock) => Effect.succeed(lock.id)),
+          yield* Effect.scoped(Effect.map(manager.lockAll(["/a", "/b"]), (lock) => lock.id))
+        ]
+        for (const id of ids) {
+          expect(Number.isSafeInteger(id)).toBe(true)
+          expect(id, `run ${run}: ${ids} after ${before}`).toBeGreaterThan(Math.max(0, ...before))
+          before.push(id)
+        }
+        // A lock held across the shutdown tells when the client has noticed it.
+        const sentinel = yield* manager.lock("/sentinel", "read").pipe(Scope.extend(scope))
+        yield* Scope.close(scope, Exit.void)
+        yield* within(5_000, "the client notices the shutdown", sentinel.lost)
+      }
+    })))
+
+  it.live("the Promise facade over a remote manager: a stale id from before a restart releases nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const socket = nodePath.join(dir, "lockd.sock")
+      const remote = yield* LockManager.makeRemote({ socket })
+      // The facade takes a lock service; a remote one fails with RemoteLockError besides.
+      const facade = PromiseLockManager.fromService(remote as unknown as LockManager.LockManagerService)
+
+      const first = yield* Scope.make()
+      yield* LockServer.make({ socket }).pipe(Scope.extend(first))
+      const a = yield* Effect.promise(() => facade.acquire("/a", "write"))
+      // A lock held across the shutdown tells when the client has noticed it.
+      const sentinel = yield* remote.lock("/sentinel", "read").pipe(Scope.extend(first))
+      yield* Scope.close(first, Exit.void)
+      yield* within(5_000, "the client notices the shutdown", sentinel.lost)
+
+      const server = yield* LockServer.make({ socket })
+      const b = yield* Effect.promise(() => facade.acquire("/b", "write"))
+      expect(b).not.toBe(a)
+      // The holder of /a, not knowing its lock went with the old server, releases it.
+      facade.release(a)
+      // /b stays held: another client cannot take it.
+      const other = yield* LockManager.makeRemote({ socket })
+      const attempt = yield* Effect.exit(Effect.scoped(Effect.timeout(other.lock("/b", "write"), "300 millis")))
+      expect(Exit.isFailure(attempt) && Cause.isFailType(attempt.cause) && attempt.cause.error._tag).toBe(
+        "TimeoutException"
+      )
+      expect(yield* server.manager.stats).toMatchObject({ held: 1 })
+      // Released with its own id, it is free again.
+      facade.release(b)
+      yield* within(5_000, "/b after its release", other.withLock("/b", "write")(Effect.void))
+      expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+})
+
+describe("hostile connections", () => {
+  it.live(
+    "64 connections sending endless lines (32 before, 32 after the handshake): all dropped, a client keeps its lock",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        const socket = nodePath.join(dir, "lockd.sock")
+        yield* Effect.acquireRelease(
+          Effect.promise(() => startLockd(["--socket", socket])),
+          (server) => Effect.promise(() => (server.signal("SIGTERM"), server.closed))
+        )
+        const deadline = 2_000
+        const manager = yield* LockManager.makeRemote({
+          socket,
+          heartbeatDeadline: deadline,
+          heartbeatInterval: 200
+        })
+        const lock = yield* manager.lock("/held", "write")
+
+        const bytes = String(16 * 1024 * 1024)
+        const floods = [
+          startWorker(flood!.file, [socket, "32", bytes, "raw"]),
+          startWorker(flood!.file, [socket, "32", bytes, "hello"])
+        ]
+        const flooding = yield* Effect.fork(
+          Effect.promise(() => Promise.all(floods.map((f) => f.waitFor(/^done$/, 60_000))))
+        )
+        // A well-behaved client keeps working meanwhile: each round trip well within its deadline.
+        let worst = 0
+        let rounds = 0
+        while (Option.isNone(yield* Fiber.poll(flooding)) || rounds < 20) {
+          const started = performance.now()
+          yield* within(
+            deadline,
+            `round trip ${rounds} during the flood`,
+            manager.withLock("/probe", "write")(Effect.void)
+          )
+          worst = Math.max(worst, performance.now() - started)
+          rounds++
+        }
+        yield* Fiber.join(flooding)
+        console.log(`64 flooding connections: ${rounds} round trips meanwhile, the slowest ${worst.toFixed(1)} ms`)
+
+        yield* lock.ensureHeld("after the flood")
+        for (const f of floods) {
+          const lines = f.output().split("\n").filter((line) => /^(dropped|survived) /.test(line))
+          expect(lines).toHaveLength(32)
+          for (const line of lines) expect(line).toMatch(/^dropped /)
+        }
+        // The server holds this client's lock and nothing of the flood.
+        expect(yield* manager.stats).toMatchObject({ held: 1, pending: 0 })
+      })),
+    90_000
+  )
+
+  it.live("a request above the frame bound fails RequestTooLarge without sending; the connection and its locks stay", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const socket = nodePath.join(dir, "lockd.sock")
+      const server = yield* LockServer.make({ socket })
+      const manager = yield* LockManager.makeRemote({ socket })
+      const lock = yield* manager.lock("/kept", "write")
+      const huge = Array.from({ length: 5 }, (_, i) => `/${String(i).repeat(MAX_FRAME_BYTES / 4)}`)
+      const exit = yield* Effect.exit(manager.withLockAll(huge)(Effect.void))
+      expectReason(exit, "RequestTooLarge")
+      yield* lock.ensureHeld("after the refused request")
+      expect(yield* server.manager.stats).toMatchObject({ held: 1, pending: 0 })
+    })))
+
+  it.live("garbage after the handshake, or a request before it, drops that connection only", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const socket = nodePath.join(dir, "lockd.sock")
+      const server = yield* LockServer.make({ socket })
+      const manager = yield* LockManager.makeRemote({ socket })
+      const lock = yield* manager.lock("/kept", "write")
+
+      const early = yield* rawConnection({ path: socket })
+      yield* early.send(request(1, "Acquire", { ticket: 1, mode: "write", paths: ["/x"], all: false }))
+      yield* early.closed
+
+      for (const garbage of ["null\n", "5\n", "\"x\"\n", "[]\n", "{}\n"]) {
+        const peer = yield* rawConnection({ path: socket })
+        yield* peer.send(hello())
+        expect(yield* peer.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Success" } })
+        yield* peer.sendRaw(garbage)
+        yield* peer.closed
+      }
+      yield* lock.ensureHeld("after the garbage")
+      expect(yield* server.manager.stats).toMatchObject({ held: 1, pending: 0 })
+    })))
+})
+
+describe("authentication with a shared secret", () => {
+  const serverWith = (secret: string | undefined) =>
+    LockServer.make(secret === undefined ? { port: 0 } : { port: 0, secret }).pipe(
+      Effect.map((server) => ({ server, port: server.port! }))
+    )
+
+  it.live("the right secret works; none or another fails Unauthorized and takes nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { port, server } = yield* serverWith(SECRET)
+      const good = yield* LockManager.makeRemote({ port, secret: SECRET })
+      const id = yield* good.withLock("/a", "write")((lock) => Effect.succeed(lock.id))
+      expect(id).toBeGreaterThan(0)
+
+      const none = yield* LockManager.makeRemote({ port })
+      const noneError = expectReason(yield* Effect.exit(Effect.scoped(none.lock("/a", "write"))), "Unauthorized")
+      expect(noneError.detail).toMatch(/requires a secret/)
+
+      const wrong = yield* LockManager.makeRemote({ port, secret: SECRET.replace("0", "1") })
+      const wrongError = expectReason(yield* Effect.exit(Effect.scoped(wrong.lock("/a", "write"))), "Unauthorized")
+      expect(wrongError.detail).toMatch(/refused this client's secret/)
+      expect(yield* Effect.exit(wrong.stats)).toMatchObject({ _tag: "Failure" })
+
+      expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+      expect(yield* good.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+
+  it.live("a client with a secret refuses a server without one (whoever took the port)", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { port } = yield* serverWith(undefined)
+      const client = yield* LockManager.makeRemote({ port, secret: SECRET })
+      const error = expectReason(yield* Effect.exit(Effect.scoped(client.lock("/a", "write"))), "Unauthorized")
+      expect(error.detail).toMatch(/cannot prove it knows/)
+    })))
+
+  it.live("by hand: skipping Authenticate or a wrong proof gets the connection dropped, nothing held", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { port, server } = yield* serverWith(SECRET)
+
+      const skipping = yield* rawConnection({ port })
+      yield* skipping.send(hello())
+      const answer = yield* skipping.next
+      expect(answer).toMatchObject({
+        _tag: "Exit",
+        exit: { _tag: "Success", value: { challenge: expect.any(String) } }
+      })
+      yield* skipping.send(request(2, "Acquire", { ticket: 1, mode: "write", paths: ["/x"], all: false }))
+      yield* skipping.closed
+
+      const guessing = yield* rawConnection({ port })
+      yield* guessing.send(hello())
+      yield* guessing.next
+      yield* guessing.send(request(2, "Authenticate", { proof: "00".repeat(32) }))
+      expect(yield* guessing.next).toMatchObject({
+        _tag: "Exit",
+        exit: { _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "Unauthorized" } } }
+      })
+      yield* guessing.closed
+
+      expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+
+  it.live("a secret shorter than 16 bytes is refused on both sides", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* Effect.exit(Effect.scoped(LockServer.make({ port: 0, secret: "short" })))
+      expect(expectReason(server, "ListenFailed").detail).toMatch(/at least 16 bytes/)
+      const { port } = yield* serverWith(SECRET)
+      const client = yield* LockManager.makeRemote({ port, secret: "short" })
+      const exit = yield* Effect.exit(Effect.scoped(client.lock("/a", "write")))
+      expect(expectReason(exit, "Unauthorized").detail).toMatch(/at least 16 bytes/)
+    })))
+})
+
+describe.runIf(asAnotherUser)("another local user", () => {
+  /** Runs the lock-worker `try` role as uid 65534; its first line (`granted <id>` or `refused ...`). */
+  const tryAsNobody = (options: LockManager.RemoteOptions, path: string) =>
+    Effect.promise(async () => {
+      const child = startWorker(worker!.file, ["try", JSON.stringify(options), path], NOBODY)
+      const [line] = await child.waitFor(/^(granted \d+|refused .*)$/, 20_000)
+      return { child, line }
+    })
+
+  it.live(
+    "lockd over TCP with a secret (file or environment): uid 65534 without it is refused, never blocks root",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        const secretFile = nodePath.join(dir, "lockd.secret")
+        nodeFs.writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 })
+        const server = yield* Effect.promise(() => startLockd(["--port", "0", "--secret-file", secretFile]))
+        const options = remoteOptions(server.address)
+
+        for (const secret of [undefined, `${SECRET}x`]) {
+          const { line } = yield* tryAsNobody(secret === undefined ? options : { ...options, secret }, "/shared")
+          expect(line).toBe("refused RemoteLockError Unauthorized")
+        }
+        // Root is not blocked: the write lock is free.
+        const root = yield* LockManager.makeRemote({ ...options, secret: SECRET })
+        yield* within(1_000, "root's lock", root.withLock("/shared", "write")(Effect.void))
+
+        // Control: the same user with the secret gets in (so the refusals above are the secret's doing).
+        const { child, line } = yield* tryAsNobody({ ...options, secret: SECRET }, "/shared")
+        expect(line).toMatch(/^granted \d+$/)
+        child.send("release")
+        yield* Effect.promise(() => child.waitFor(/^released$/))
+
+        // The secret from the environment instead of a file.
+        server.signal("SIGTERM")
+        yield* Effect.promise(() => server.closed)
+        const fromEnv = yield* Effect.promise(() => startLockd(["--port", "0"], { env: { LOCKD_SECRET: SECRET } }))
+        const envOptions = remoteOptions(fromEnv.address)
+        expect((yield* tryAsNobody(envOptions, "/shared")).line).toBe("refused RemoteLockError Unauthorized")
+        const withSecret = yield* tryAsNobody({ ...envOptions, secret: SECRET }, "/shared")
+        expect(withSecret.line).toMatch(/^granted \d+$/)
+        withSecret.child.send("release")
+        yield* Effect.promise(() => withSecret.child.waitFor(/^released$/))
+      })),
+    90_000
+  )
+
+  it.live(
+    "lockd's Unix socket is owner-only even under umask 000; --mode 666 opens it",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir(true)
+        const socket = nodePath.join(dir, "lockd.sock")
+        const closed = yield* Effect.promise(() => startLockd(["--socket", socket], { umask: "000" }))
+        expect(nodeFs.lstatSync(socket).mode & 0o777).toBe(0o600)
+        const refused = (yield* tryAsNobody({ socket }, "/shared")).line
+        expect(refused).toBe("refused RemoteLockError Unreachable")
+        closed.signal("SIGTERM")
+        yield* Effect.promise(() => closed.closed)
+
+        const open = nodePath.join(dir, "open.sock")
+        yield* Effect.promise(() => startLockd(["--socket", open, "--mode", "666"], { umask: "077" }))
+        expect(nodeFs.lstatSync(open).mode & 0o777).toBe(0o666)
+        const { child, line } = yield* tryAsNobody({ socket: open }, "/shared")
+        expect(line).toMatch(/^granted \d+$/)
+        child.send("release")
+        yield* Effect.promise(() => child.waitFor(/^released$/))
+      })),
+    90_000
+  )
+})
+
+describe("lockd's secret and mode arguments", () => {
+  it.live(
+    "refuses --secret on the command line, a secret file others can read, and a bad --mode",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        const onCommandLine = yield* Effect.promise(() => runLockd(["--port", "0", "--secret", SECRET]))
+        expect(onCommandLine.code).toBe(2)
+        expect(onCommandLine.stderr).toMatch(/use --secret-file/)
+
+        const readable = nodePath.join(dir, "readable.secret")
+        nodeFs.writeFileSync(readable, SECRET, { mode: 0o644 })
+        nodeFs.chmodSync(readable, 0o644)
+        const shared = yield* Effect.promise(() => runLockd(["--port", "0", "--secret-file", readable]))
+        expect(shared.code).toBe(1)
+        expect(shared.stderr.trimEnd().split("\n")).toEqual([
+          `lockd: the secret file ${readable} is accessible to other users (mode 644): chmod 600 it`
+        ])
+
+        const badMode = yield* Effect.promise(() => runLockd(["--socket", nodePath.join(dir, "s"), "--mode", "999"]))
+        expect(badMode.code).toBe(2)
+      })),
+    60_000
+  )
+})
