@@ -54,6 +54,15 @@ const show = (value: unknown): string => {
 }
 
 /**
+ * What Node's streams give a write (or `end`) that a destroyed stream will
+ * never perform (`ERR_STREAM_DESTROYED`).
+ *
+ * @internal
+ */
+export const streamDestroyed = (method: "write" | "end"): NodeError =>
+  withProps(new Error(`Cannot call ${method} after a stream was destroyed`), { code: "ERR_STREAM_DESTROYED" })
+
+/**
  * The error Node gives an aborted operation: name `AbortError`, code
  * `ABORT_ERR`, the signal's reason as `cause`.
  *
