@@ -95,11 +95,7 @@ export const openReadStream = async (
   const streamOptions: { -readonly [K in keyof StreamOptions]: StreamOptions[K] } = {}
   if (start !== undefined) streamOptions.offset = start
   if (end !== undefined) streamOptions.bytesToRead = end - (start ?? 0) + 1
-  streamOptions.chunkSize = Math.min(
-    highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
-    READ_CHUNK_MAX,
-    streamOptions.bytesToRead ?? Infinity
-  )
+  streamOptions.chunkSize = Math.min(highWaterMark ?? DEFAULT_HIGH_WATER_MARK, READ_CHUNK_MAX)
   const exit = await runExit(open(client.stream(path, streamOptions)), options.signal)
   if (Exit.isFailure(exit)) {
     const failure = Cause.failureOption(exit.cause)
