@@ -28,12 +28,13 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { Dirent } from "node:fs"
+import type { Dirent, ReadStream } from "node:fs"
 import type { Readable, Writable } from "node:stream"
 import type { ClientService } from "./Client.js"
 import * as internalClient from "./internal/promise/client.js"
-import { invalidArgType } from "./internal/promise/errors.js"
+import { invalidArgType, originalError } from "./internal/promise/errors.js"
 import * as internalLocks from "./internal/promise/lockManager.js"
+import { lockPath } from "./internal/promise/paths.js"
 import { attempt, run } from "./internal/promise/run.js"
 import * as EffectLockManager from "./LockManager.js"
 import type { LockManagerService, LockStats } from "./LockManager.js"
@@ -136,21 +137,32 @@ export class LockManager {
   }
 
   /**
-   * Waits for a lock on an absolute path and resolves with its id, to be
-   * given to {@link LockManager.release}. Ids strictly increase across the
-   * grants of one manager (usable as fencing tokens).
+   * Waits for a lock on a path and resolves with its id, to be given to
+   * {@link LockManager.release}. A relative path is resolved against the
+   * working directory, as the original did. Ids strictly increase across the
+   * grants of one manager (usable as fencing tokens). A write lock on the
+   * root is refused (`Operation is not supported.`), and so is an unknown
+   * type (`Unexpected lock type: ...`).
    */
   acquire(path: string, type: LockType, options?: Abortable): Promise<number> {
-    return attempt(() => this.#holds.acquire(this.service.lock(path, internalLocks.modeOf(type)), options))
+    return attempt(() => {
+      const mode = internalLocks.modeOf(type)
+      return this.#holds.acquire(this.service.lock(lockPath(path, mode), mode), options)
+    })
   }
 
   /**
    * One combined write lock over several paths (as a rename needs).
    * Duplicates count once, nested paths do not conflict with each other, and
-   * an empty set is refused (`ERR_INVALID_ARG_VALUE`).
+   * an empty set is refused (`Paths must not be empty.`).
    */
   acquireAll(paths: Iterable<string>, options?: Abortable): Promise<number> {
-    return attempt(() => this.#holds.acquire(this.service.lockAll(paths), options))
+    return attempt(() => {
+      const resolved: Array<string> = []
+      for (const path of paths) resolved.push(lockPath(path, "write"))
+      if (resolved.length === 0) throw originalError("Paths must not be empty.")
+      return this.#holds.acquire(this.service.lockAll(resolved), options)
+    })
   }
 
   /**
@@ -250,28 +262,47 @@ export interface DeleteOptions extends Abortable {
 }
 
 /**
+ * Options of Node's stream constructors that the original accepted and
+ * ignored, and so does the facade: the stream always opens `path` itself
+ * (`fd`, `fs`) and closes it, releasing the lock (`autoClose`, `emitClose`).
+ *
  * @since 0.1.0
  * @category models
  */
-export interface ReadStreamOptions extends Abortable {
-  /** Only `"r"`. */
-  readonly flags?: "r" | undefined
-  readonly encoding?: BufferEncoding | null | undefined
-  /** First byte to read. */
-  readonly start?: number | undefined
-  /** Last byte to read (inclusive, as Node). */
-  readonly end?: number | undefined
-  /** Read size and buffer size. Default 64 KiB. */
-  readonly highWaterMark?: number | undefined
-  /** Must not be `false`: the lock is released when the stream closes. */
-  readonly autoClose?: true | undefined
+export interface IgnoredStreamOptions {
+  readonly fd?: unknown
+  readonly fs?: unknown
+  readonly autoClose?: boolean | undefined
+  readonly emitClose?: boolean | undefined
 }
 
 /**
  * @since 0.1.0
  * @category models
  */
-export interface WriteStreamOptions extends Abortable {
+export interface ReadStreamOptions extends Abortable, IgnoredStreamOptions {
+  /** Only `"r"`. */
+  readonly flags?: "r" | undefined
+  readonly encoding?: BufferEncoding | null | undefined
+  /** Ignored, as by Node for a stream that only reads. */
+  readonly mode?: number | string | undefined
+  /** First byte to read. */
+  readonly start?: number | undefined
+  /** Last byte to read (inclusive, as Node). */
+  readonly end?: number | undefined
+  /**
+   * How much the stream buffers ahead of its reader, and the largest chunk
+   * (chunks are read 1 MiB at most at a time). Default 64 KiB; from 1 to
+   * `buffer.constants.MAX_LENGTH`, else `ERR_OUT_OF_RANGE`.
+   */
+  readonly highWaterMark?: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface WriteStreamOptions extends Abortable, IgnoredStreamOptions {
   /** Only `"w"`. */
   readonly flags?: "w" | undefined
   /** Default encoding of string chunks. Default `"utf8"`. */
@@ -282,8 +313,6 @@ export interface WriteStreamOptions extends Abortable {
   readonly highWaterMark?: number | undefined
   /** fsync even when the Client is not durable. */
   readonly flush?: boolean | undefined
-  /** Must not be `false`. */
-  readonly autoClose?: true | undefined
 }
 
 /**
@@ -392,11 +421,14 @@ export class Client {
   }
 
   /**
-   * Resolves with a Readable once the read lock is held and the file is
-   * open (a missing file rejects). The lock is held until the stream closes:
-   * after it ends, on error, on `destroy()` or on abort.
+   * Resolves with a stream shaped like `fs.ReadStream` once the read lock is
+   * held and the file is open. As with the original, only bad arguments
+   * reject: a missing file (`ENOENT`), a directory (`EISDIR`) or an abort is
+   * the stream's `error` event, and the lock is released by then. Otherwise
+   * the lock is held until the stream closes: after it ends, on error, on
+   * `destroy()` or on abort.
    */
-  createReadStream(path: string, options?: ReadStreamOptions | BufferEncoding): Promise<Readable> {
+  createReadStream(path: string, options?: ReadStreamOptions | BufferEncoding): Promise<ReadStream> {
     return internalClient.createReadStream(this.#core, path, options)
   }
 
@@ -405,7 +437,11 @@ export class Client {
    * open. Data goes to the temp file; `end()` commits it (rename, fsync in
    * durable mode) and `finish` is emitted only after the commit. Destroying
    * the stream or aborting its signal before that removes the temp file and
-   * keeps the old content. The lock is held until the commit or the discard.
+   * keeps the old content, and every write not yet acknowledged has its
+   * callback called with the error (`AbortError` for an abort,
+   * `ERR_STREAM_DESTROYED` for a plain `destroy()`). The lock is held until
+   * the commit or the discard. An already aborted signal rejects the call
+   * with its reason, as the original did.
    */
   createWriteStream(path: string, options?: WriteStreamOptions | BufferEncoding): Promise<Writable> {
     return internalClient.createWriteStream(this.#core, path, options)

@@ -14,25 +14,26 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type { Dirent } from "node:fs"
 import * as nodePath from "node:path"
-import type { Readable, Writable } from "node:stream"
+import type { Writable } from "node:stream"
 import type { ClientService, Entry } from "../../Client.js"
 import * as EffectClient from "../../Client.js"
 import { LockManager as LockManagerTag } from "../../LockManager.js"
 import type { LockManagerService } from "../../LockManager.js"
 import type { FileSystemError } from "../../PersistenceError.js"
-import { fromCause, invalidArgType, invalidArgValue, SourceFailure } from "./errors.js"
+import { fromCause, intoItself, invalidArgType, invalidArgValue, SourceFailure } from "./errors.js"
 import {
   bagOf,
   booleanOf,
   type Encoding,
   encodingOf,
   flagOf,
+  highWaterMarkOf,
   integerOf,
   modeOf,
-  refuseStreamOptions,
   signalOf
 } from "./options.js"
-import { openReadStream } from "./readStream.js"
+import { absolute, directoryPath, entryPath, notRoot, withoutNul } from "./paths.js"
+import { type LockedReadStream, openReadStream } from "./readStream.js"
 import { attempt, run } from "./run.js"
 import { openWriteStream } from "./writeStream.js"
 
@@ -95,11 +96,12 @@ const decode = (bytes: Uint8Array, encoding: Encoding): string | Buffer =>
 /** @internal */
 export const read = (core: Core, path: string, options: unknown): Promise<string | Buffer> =>
   attempt(() => {
+    const target = entryPath(path)
     const bag = bagOf("options", options)
     const encoding = encodingOf(bag, null)
     flagOf(bag, "flag", "r")
     // Decoded with Buffer, not TextDecoder: Node's encodings ("latin1", "hex", "base64") differ.
-    return run(Effect.map(core.service.read(path), (bytes) => decode(bytes, encoding)), signalOf(bag))
+    return run(Effect.map(core.service.read(target), (bytes) => decode(bytes, encoding)), signalOf(bag))
   })
 
 type Data = string | ArrayBufferView | Iterable<unknown> | AsyncIterable<unknown>
@@ -146,6 +148,7 @@ const chunks = (data: Iterable<unknown> | AsyncIterable<unknown>, encoding: Buff
 /** @internal */
 export const write = (core: Core, path: string, data: Data, options: unknown): Promise<void> =>
   attempt(() => {
+    const target = entryPath(path)
     const bag = bagOf("options", options)
     const encoding = encodingOf(bag, "utf8")
     const textEncoding: BufferEncoding = encoding === null || encoding === "buffer" ? "utf8" : encoding
@@ -154,16 +157,15 @@ export const write = (core: Core, path: string, data: Data, options: unknown): P
     const writeOptions = mode === undefined ? {} : { mode }
     const client = core.forWrite(booleanOf(bag, "flush"))
     const signal = signalOf(bag)
-    if (typeof data === "string") return run(client.write(path, Buffer.from(data, textEncoding), writeOptions), signal)
-    if (ArrayBuffer.isView(data)) return run(client.write(path, bytesOf(data), writeOptions), signal)
-    if (typeof data === "object" && data !== null && (isAsyncIterable(data) || isIterable(data))) {
-      return run(Stream.run(chunks(data, textEncoding), client.sink(path, writeOptions)), signal)
+    if (typeof data === "string") {
+      return run(client.write(target, Buffer.from(data, textEncoding), writeOptions), signal)
     }
-    throw invalidArgType(
-      "data",
-      "of type string or an instance of Buffer, TypedArray, DataView, Iterable, AsyncIterable or Stream",
-      data
-    )
+    if (ArrayBuffer.isView(data)) return run(client.write(target, bytesOf(data), writeOptions), signal)
+    if (typeof data === "object" && data !== null && (isAsyncIterable(data) || isIterable(data))) {
+      return run(Stream.run(chunks(data, textEncoding), client.sink(target, writeOptions)), signal)
+    }
+    // Node's words, although iterables and streams are accepted too.
+    throw invalidArgType("data", "of type string or an instance of Buffer, TypedArray, or DataView", data)
   })
 
 const nameIn = (name: string, encoding: Encoding): string | Buffer => {
@@ -209,6 +211,7 @@ export class DirectoryEntry<Name extends string | Buffer> implements Dirent<Name
 /** @internal */
 export const collect = (core: Core, path: string, options: unknown): Promise<Array<unknown>> =>
   attempt<Array<unknown>>(() => {
+    const directory = directoryPath(path)
     const bag = bagOf("options", options)
     // `null` lists names as strings, as Node's readdir does.
     const encoding = encodingOf(bag, "utf8") ?? "utf8"
@@ -216,16 +219,19 @@ export const collect = (core: Core, path: string, options: unknown): Promise<Arr
     const signal = signalOf(bag)
     if (!booleanOf(bag, "withFileTypes")) {
       return run(
-        Effect.map(core.service.collect(path, { recursive }), (names) => names.map((name) => nameIn(name, encoding))),
+        Effect.map(
+          core.service.collect(directory, { recursive }),
+          (names) => names.map((name) => nameIn(name, encoding))
+        ),
         signal
       )
     }
     return run(
-      Effect.map(core.service.collectEntries(path, { recursive }), (entries) =>
+      Effect.map(core.service.collectEntries(directory, { recursive }), (entries) =>
         entries.map(({ name, type }) => {
           // Nested names come as "a/b": Node gives name "b" in parentPath "<path>/a".
           const slash = name.lastIndexOf("/")
-          const parentPath = slash < 0 ? path : nodePath.join(path, name.slice(0, slash))
+          const parentPath = slash < 0 ? directory : nodePath.join(directory, name.slice(0, slash))
           return new DirectoryEntry(nameIn(name.slice(slash + 1), encoding), parentPath, type)
         })),
       signal
@@ -238,12 +244,13 @@ const retryable = new Set(["EBUSY", "EMFILE", "ENFILE", "ENOTEMPTY", "EPERM"])
 /** @internal */
 export const remove = (core: Core, path: string, options: unknown): Promise<void> =>
   attempt(() => {
+    const target = entryPath(path)
     const bag = bagOf("options", options)
     const recursive = booleanOf(bag, "recursive")
     const force = booleanOf(bag, "force")
     const maxRetries = integerOf(bag, "maxRetries") ?? 0
     const retryDelay = integerOf(bag, "retryDelay") ?? 100
-    const once = core.service.delete(path, { recursive, force })
+    const once = core.service.delete(target, { recursive, force })
     const effect = recursive && maxRetries > 0 ?
       Effect.retry(once, {
         schedule: Schedule.linear(retryDelay),
@@ -256,39 +263,77 @@ export const remove = (core: Core, path: string, options: unknown): Promise<void
 
 /** @internal */
 export const rename = (core: Core, oldPath: string, newPath: string, options: unknown): Promise<void> =>
-  attempt(() => run(core.service.rename(oldPath, newPath), signalOf(bagOf("options", options))))
-
-/** @internal */
-export const createReadStream = (core: Core, path: string, options: unknown): Promise<Readable> =>
   attempt(() => {
+    // In the original's order: both absolute, then neither the root.
+    const from = absolute(oldPath, "oldPath")
+    const to = absolute(newPath, "newPath")
+    withoutNul(notRoot(from), "oldPath")
+    withoutNul(notRoot(to), "newPath")
+    const moved = Effect.catchIf(
+      core.service.rename(from, to),
+      (error) => error._tag === "InvalidArgumentError",
+      // A directory moved into itself: what rename(2) says, as the original passed it on.
+      () => Effect.fail(intoItself(from, to))
+    )
+    return run(moved, signalOf(bagOf("options", options)))
+  })
+
+/**
+ * The options the original accepted and ignored stay ignored: `fd` (the
+ * stream opens `path`), `fs`, `autoClose: false` (the lock is released when
+ * the stream closes, whatever it says) and `emitClose`. `flags` other than
+ * the one the stream always uses are refused: the original ignored them too,
+ * but an append or an exclusive create silently done as a replacement would
+ * lose what the caller meant to keep.
+ *
+ * @internal
+ */
+export const createReadStream = (core: Core, path: string, options: unknown): Promise<LockedReadStream> =>
+  attempt(() => {
+    const target = entryPath(path)
     const bag = bagOf("options", options)
     flagOf(bag, "flags", "r")
-    refuseStreamOptions(bag)
-    return openReadStream(core.service, path, {
-      encoding: encodingOf(bag, null),
-      start: integerOf(bag, "start"),
-      end: bag.end === Infinity ? undefined : integerOf(bag, "end"),
-      highWaterMark: integerOf(bag, "highWaterMark", 1),
+    const encoding = encodingOf(bag, null)
+    const start = integerOf(bag, "start", "start")
+    const end = bag.end === Infinity ? undefined : integerOf(bag, "end", "end")
+    return openReadStream(core.service, target, {
+      encoding,
+      start,
+      end,
+      highWaterMark: highWaterMarkOf(bag, "read"),
       signal: signalOf(bag),
       onError: core.onError
     })
   })
 
-/** @internal */
+/**
+ * As {@link createReadStream} for the ignored options; `start` other than 0
+ * is refused (the stream replaces the whole file, and the original, which
+ * ignored it, truncated what the caller meant to keep).
+ *
+ * @internal
+ */
 export const createWriteStream = (core: Core, path: string, options: unknown): Promise<Writable> =>
   attempt(() => {
+    const resolved = absolute(path)
+    // The original checked an already aborted signal here, before anything
+    // else, and threw its reason.
+    if (typeof options === "object" && options !== null) {
+      const signal = signalOf(options as Record<string, unknown>)
+      if (signal?.aborted) throw signal.reason
+    }
+    const target = withoutNul(notRoot(resolved))
     const bag = bagOf("options", options)
     flagOf(bag, "flags", "w")
-    refuseStreamOptions(bag)
-    const start = integerOf(bag, "start")
+    const start = integerOf(bag, "start", "start")
     if (start !== undefined && start !== 0) {
       throw invalidArgValue("options.start", start, "must be 0 (a write stream replaces the whole file)")
     }
     const encoding = encodingOf(bag, "utf8")
-    return openWriteStream(core.forWrite(booleanOf(bag, "flush")), path, {
+    return openWriteStream(core.forWrite(booleanOf(bag, "flush")), target, {
       encoding: encoding === null || encoding === "buffer" ? "utf8" : encoding,
       mode: modeOf(bag),
-      highWaterMark: integerOf(bag, "highWaterMark", 1),
+      highWaterMark: highWaterMarkOf(bag, "write"),
       signal: signalOf(bag),
       onError: core.onError
     })

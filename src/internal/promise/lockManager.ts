@@ -9,11 +9,18 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import type { Lock, LockManagerService, LockMode } from "../../LockManager.js"
 import type { InvalidPathError } from "../../PersistenceError.js"
-import { invalidArgValue } from "./errors.js"
+import { originalError } from "./errors.js"
 import { bagOf, signalOf } from "./options.js"
 import { run, runCleanup } from "./run.js"
 
-/** The original library's lock types: `collect` reads, `delete` writes. @internal */
+/**
+ * The original library's documented lock types: `collect` reads, `delete`
+ * writes. (Its code refused these two with "Unexpected lock type"; the
+ * facade follows its documentation, and refuses anything else with the same
+ * words.)
+ *
+ * @internal
+ */
 export const modeOf = (type: unknown): LockMode => {
   switch (type) {
     case "read":
@@ -23,7 +30,7 @@ export const modeOf = (type: unknown): LockMode => {
     case "delete":
       return "write"
     default:
-      throw invalidArgValue("type", type, "must be one of \"read\", \"write\", \"collect\" or \"delete\"")
+      throw originalError(`Unexpected lock type: ${String(type)}`)
   }
 }
 

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { constants } from "node:buffer"
 import { invalidArgType, invalidArgValue, outOfRange } from "./errors.js"
 import { validateSignal } from "./run.js"
 
@@ -38,12 +39,55 @@ export const booleanOf = (bag: Bag, name: string): boolean => {
   return value
 }
 
-/** @internal */
-export const integerOf = (bag: Bag, name: string, min = 0): number | undefined => {
-  const value = bag[name]
+/**
+ * An integer option, checked as Node's `validateInteger` checks it (and with
+ * its messages): `label` is the name Node's error gives it.
+ *
+ * @internal
+ */
+export const integerOf = (
+  bag: Bag,
+  key: string,
+  label = `options.${key}`,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER
+): number | undefined => {
+  const value = bag[key]
   if (value === undefined || value === null) return undefined
-  if (typeof value !== "number") throw invalidArgType(`options.${name}`, "of type number", value)
-  if (!Number.isInteger(value) || value < min) throw outOfRange(`options.${name}`, `an integer >= ${min}`, value)
+  if (typeof value !== "number") throw invalidArgType(label, "of type number", value)
+  if (!Number.isInteger(value)) throw outOfRange(label, "an integer", value)
+  if (value < min || value > max) throw outOfRange(label, `>= ${min} && <= ${max}`, value)
+  return value
+}
+
+/**
+ * The largest `highWaterMark` of a read stream: the largest Buffer Node can
+ * make (a read of more could not be held in one). The original failed above
+ * it only once reading began, with a stream error; the facade refuses it at
+ * the call.
+ *
+ * @internal
+ */
+export const READ_HIGH_WATER_MARK_MAX = constants.MAX_LENGTH
+
+/**
+ * `highWaterMark` as Node's streams check it: an integer >= 0, else
+ * `ERR_INVALID_ARG_VALUE` with Node's message. A read stream also needs it
+ * between 1 (Node's fs stream reads nothing with 0) and
+ * {@link READ_HIGH_WATER_MARK_MAX}, else `ERR_OUT_OF_RANGE`. A write stream
+ * takes any: it is only the amount buffered before `write` says wait.
+ *
+ * @internal
+ */
+export const highWaterMarkOf = (bag: Bag, stream: "read" | "write"): number | undefined => {
+  const value = bag.highWaterMark
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw invalidArgValue("options.highWaterMark", value)
+  }
+  if (stream === "read" && (value < 1 || value > READ_HIGH_WATER_MARK_MAX)) {
+    throw outOfRange("options.highWaterMark", `>= 1 && <= ${READ_HIGH_WATER_MARK_MAX}`, value)
+  }
   return value
 }
 
@@ -63,15 +107,6 @@ export const flagOf = (bag: Bag, name: "flag" | "flags", only: string): void => 
   const value = bag[name]
   if (value !== undefined && value !== null && value !== only) {
     throw invalidArgValue(`options.${name}`, value, `is not supported (only "${only}")`)
-  }
-}
-
-/** Options a locked stream cannot honour. @internal */
-export const refuseStreamOptions = (bag: Bag): void => {
-  if (bag.fd !== undefined && bag.fd !== null) throw invalidArgValue("options.fd", bag.fd, "is not supported")
-  if (bag.fs !== undefined && bag.fs !== null) throw invalidArgValue("options.fs", "fs", "is not supported")
-  if (bag.autoClose === false) {
-    throw invalidArgValue("options.autoClose", false, "must not be false (the lock is released when the stream closes)")
   }
 }
 

@@ -1,25 +1,32 @@
 /**
  * A Node `Readable` over the Effect Client's `stream`. The stream is pulled
- * once before the Readable is handed out, so the read lock is held (and a
- * missing file is reported) by the time `createReadStream` resolves. The lock
- * is released when the Readable is destroyed: after `end`, on error, on
- * `destroy()` and on abort, before `close` is emitted.
+ * once before the Readable is handed out, so the read lock is held by the
+ * time `createReadStream` resolves. The lock is released when the Readable is
+ * destroyed: after `end`, on error, on `destroy()` and on abort, before
+ * `close` is emitted.
+ *
+ * As with the original (a Node `fs.ReadStream` opened once the lock was
+ * granted), only bad arguments reject `createReadStream`: a missing file, a
+ * directory, an I/O error or an abort is the resolved stream's `error`
+ * event, and by then nothing is held.
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { addAbortSignal, Readable } from "node:stream"
+import { addAbortSignal, finished, Readable } from "node:stream"
 import type { ClientService, ReadError, StreamOptions } from "../../Client.js"
 import { fromCause, outOfRange } from "./errors.js"
 import type { Encoding } from "./options.js"
-import { run, runCleanup } from "./run.js"
+import { runCleanup, runExit } from "./run.js"
 
 type Pull = Effect.Effect<Option.Option<Chunk.Chunk<Uint8Array>>, ReadError>
 
@@ -61,12 +68,26 @@ export interface ReadStreamOptions {
 
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024
 
+/**
+ * The largest chunk read at once, whatever the `highWaterMark`: a read
+ * allocates its chunk before it knows how much the file holds, and a large
+ * `highWaterMark` must not cost that much memory for a small file. (It still
+ * sets how much the stream buffers ahead of its reader.)
+ *
+ * @internal
+ */
+export const READ_CHUNK_MAX = 1024 * 1024
+
+// Refused before anything was taken: the call rejects, as the original's did.
+const isArgumentError = (error: unknown): boolean =>
+  Predicate.isTagged(error, "InvalidPathError") || Predicate.isTagged(error, "InvalidArgumentError")
+
 /** @internal */
 export const openReadStream = async (
   client: ClientService,
   path: string,
   options: ReadStreamOptions
-): Promise<Readable> => {
+): Promise<LockedReadStream> => {
   const { end, highWaterMark, start } = options
   if (start !== undefined && end !== undefined && start > end) {
     throw outOfRange("start", `<= "end" (here: ${end})`, start)
@@ -74,9 +95,14 @@ export const openReadStream = async (
   const streamOptions: { -readonly [K in keyof StreamOptions]: StreamOptions[K] } = {}
   if (start !== undefined) streamOptions.offset = start
   if (end !== undefined) streamOptions.bytesToRead = end - (start ?? 0) + 1
-  streamOptions.chunkSize = highWaterMark ?? DEFAULT_HIGH_WATER_MARK
-  const opened = await run(open(client.stream(path, streamOptions)), options.signal)
-  const readable = new LockedReadStream(path, opened, options)
+  streamOptions.chunkSize = Math.min(highWaterMark ?? DEFAULT_HIGH_WATER_MARK, READ_CHUNK_MAX)
+  const exit = await runExit(open(client.stream(path, streamOptions)), options.signal)
+  if (Exit.isFailure(exit)) {
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure) && isArgumentError(failure.value)) throw fromCause(exit.cause)
+    return new LockedReadStream(path, fromCause(exit.cause, options.signal), options)
+  }
+  const readable = new LockedReadStream(path, exit.value, options)
   // An abort after the lock was taken destroys the stream (at once if the signal already fired).
   if (options.signal !== undefined) addAbortSignal(options.signal, readable)
   return readable
@@ -89,7 +115,8 @@ export const openReadStream = async (
  */
 export class LockedReadStream extends Readable {
   bytesRead = 0
-  readonly #opened: Opened
+  /** Nothing when opening failed: the stream only emits that error. */
+  readonly #opened: Opened | undefined
   readonly #onError: (error: Error) => void
   #first: Option.Option<Chunk.Chunk<Uint8Array>> | undefined
   #pulling: Fiber.RuntimeFiber<Option.Option<Chunk.Chunk<Uint8Array>>, ReadError> | undefined
@@ -97,17 +124,34 @@ export class LockedReadStream extends Readable {
   #pending: ReadonlyArray<Uint8Array> = []
   #next = 0
 
-  constructor(readonly path: string, opened: Opened, options: ReadStreamOptions) {
+  constructor(readonly path: string, opened: Opened | Error, options: ReadStreamOptions) {
     super({
       highWaterMark: options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
       ...(options.encoding !== null && options.encoding !== "buffer" ? { encoding: options.encoding } : {})
     })
+    this.#onError = options.onError
+    if (opened instanceof Error) {
+      this.#opened = undefined
+      // After the caller has its stream and has attached its handlers, as
+      // Node's fs.ReadStream reports a failed open.
+      setImmediate(() => this.destroy(opened))
+      return
+    }
     this.#opened = opened
     this.#first = opened.first
-    this.#onError = options.onError
+  }
+
+  /** As `fs.ReadStream.pending`: the file is open (or failed to open) before the stream is handed out. */
+  readonly pending = false
+
+  /** As `fs.ReadStream.close`: destroys the stream, and calls back once it is closed. */
+  close(callback?: (error?: Error | null) => void): void {
+    if (typeof callback === "function") finished(this, callback)
+    this.destroy()
   }
 
   override _read(): void {
+    if (this.#opened === undefined) return
     // Later, as a read from the file would be: pushed now, within `read()`,
     // it would be returned together with what is buffered.
     if (this.#next < this.#pending.length) return queueMicrotask(() => this.#resume())
@@ -128,7 +172,7 @@ export class LockedReadStream extends Readable {
       this.#first = undefined
       return this.#deliver(first)
     }
-    if (this.#pulling !== undefined) return
+    if (this.#pulling !== undefined || this.#opened === undefined) return
     const fiber = Effect.runFork(this.#opened.pull)
     this.#pulling = fiber
     fiber.addObserver((exit) => {
@@ -163,8 +207,10 @@ export class LockedReadStream extends Readable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const opened = this.#opened
+    if (opened === undefined) return callback(error)
     const release = () =>
-      runCleanup(Scope.close(this.#opened.scope, Exit.void), this.#onError, (failure) => {
+      runCleanup(Scope.close(opened.scope, Exit.void), this.#onError, (failure) => {
         if (failure !== undefined) this.#onError(failure)
         callback(error)
       })

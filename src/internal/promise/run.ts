@@ -58,6 +58,24 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Pr
   })
 
 /**
+ * Runs `effect` (started by {@link forkNow}) and resolves with its exit; an
+ * abort interrupts it. A signal that has already fired starts nothing.
+ *
+ * @internal
+ */
+export const runExit = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<Exit.Exit<A, E>> =>
+  new Promise((resolve) => {
+    if (signal?.aborted) return resolve(Exit.interrupt(FiberId.none))
+    const fiber = forkNow(effect)
+    const onAbort = () => fiber.unsafeInterruptAsFork(FiberId.none)
+    signal?.addEventListener("abort", onAbort, { once: true })
+    fiber.addObserver((exit) => {
+      signal?.removeEventListener("abort", onAbort)
+      resolve(exit)
+    })
+  })
+
+/**
  * Runs a clean-up effect (closing a scope) now, and reports a failure, which
  * has nobody left to receive it, to `onError`.
  *

@@ -17,7 +17,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { addAbortSignal, Writable } from "node:stream"
 import type { ClientService, WriteError } from "../../Client.js"
-import { abortError, fromCause } from "./errors.js"
+import { abortError, fromCause, streamDestroyed } from "./errors.js"
 import { forkNow } from "./run.js"
 
 type Callback = (error?: Error | null) => void
@@ -190,14 +190,31 @@ export class LockedWriteStream extends Writable {
   override _destroy(error: Error | null, callback: Callback): void {
     const fiber = this.#fiber
     const done = fiber.unsafePoll()
-    if (done !== null) return callback(error)
+    if (done !== null) {
+      this.#abandon(error)
+      return callback(error)
+    }
     // Before the commit: the sink is interrupted, removes the temp file and
     // releases the lock. (Once the commit has begun it completes.)
     fiber.unsafeInterruptAsFork(FiberId.none)
     fiber.addObserver((exit) => {
       const failure = Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? fromCause(exit.cause) : undefined
       if (failure !== undefined && error !== null) this.#onError(failure)
+      this.#abandon(error ?? failure ?? null)
       callback(error ?? failure)
     })
+  }
+
+  /**
+   * The write the sink had taken (or been offered) will never be acknowledged:
+   * its callback gets the error, as Node's streams and the original give one
+   * (the destroy error, an `AbortError` for an abort, else
+   * `ERR_STREAM_DESTROYED`). Node calls back the writes queued behind it only
+   * once this one has its answer: without it they would wait forever. Called
+   * once the sink has ended, so a caller told of the failure finds the temp
+   * file removed and the lock free.
+   */
+  #abandon(error: Error | null): void {
+    this.#source.takeCallback()?.(error ?? streamDestroyed("write"))
   }
 }
