@@ -55,7 +55,8 @@ export interface ClientOptions {
   /**
    * Confine the client to this directory: a path outside it, lexically or
    * through a symbolic link in an existing ancestor, fails with an
-   * `InvalidPathError` and nothing is touched.
+   * `InvalidPathError` and nothing is touched. The directory must exist when
+   * the Client is built.
    */
   readonly root?: string
   /**
@@ -224,22 +225,29 @@ export interface ClientService {
     f: (current: Option.Option<Uint8Array>) => Update<A, E, R>,
     options?: WriteOptions
   ) => Effect.Effect<A, WriteError | E, R>
-  /** Reads a JSON document and decodes it with `schema`. */
-  readonly readJson: <A, I>(path: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, ReadError | DecodeError>
-  /** Encodes a value with `schema` and writes it as JSON, atomically. */
-  readonly writeJson: <A, I>(
+  /**
+   * Reads a JSON document and decodes it with `schema`: a `DecodeError` with
+   * reason `InvalidJson` when the file is not JSON, `Decode` when it does not
+   * match. The schema's requirements (`R`) are the effect's.
+   */
+  readonly readJson: <A, I, R>(
     path: string,
-    schema: Schema.Schema<A, I>,
+    schema: Schema.Schema<A, I, R>
+  ) => Effect.Effect<A, ReadError | DecodeError, R>
+  /** Encodes a value with `schema` and writes it as JSON, atomically. */
+  readonly writeJson: <A, I, R>(
+    path: string,
+    schema: Schema.Schema<A, I, R>,
     value: A,
     options?: WriteOptions
-  ) => Effect.Effect<void, WriteError | DecodeError>
+  ) => Effect.Effect<void, WriteError | DecodeError, R>
   /** `modify` for a JSON document typed by `schema`. Returns the new value. */
-  readonly modifyJson: <A, I, E = never, R = never>(
+  readonly modifyJson: <A, I, E = never, R = never, RS = never>(
     path: string,
-    schema: Schema.Schema<A, I>,
+    schema: Schema.Schema<A, I, RS>,
     f: (current: Option.Option<A>) => Update<A, E, R>,
     options?: WriteOptions
-  ) => Effect.Effect<A, WriteError | DecodeError | E, R>
+  ) => Effect.Effect<A, WriteError | DecodeError | E, R | RS>
   /**
    * Removes leftover temp files of crashed writers in `dir` (and below with
    * `recursive`) under a write lock on `dir`. Returns the removed paths.
@@ -258,14 +266,17 @@ export class Client extends Context.Tag("effect-persistence/Client")<Client, Cli
 
 /**
  * Builds a Client. Fails with an `InvalidPathError` when `root` is not an
- * absolute path or `tempSuffix` is empty or contains a separator.
+ * absolute path or `tempSuffix` is empty or contains a separator, and with a
+ * `FileSystemError` when `root` is not an existing directory (`NotFound`,
+ * `NotADirectory`, `PermissionDenied`): create the root first.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: (
   options?: ClientOptions
-) => Effect.Effect<ClientService, InvalidPathError, LockManager | FileSystem.FileSystem> = internal.make
+) => Effect.Effect<ClientService, InvalidPathError | FileSystemError, LockManager | FileSystem.FileSystem> =
+  internal.make
 
 /**
  * @since 0.1.0
@@ -273,7 +284,8 @@ export const make: (
  */
 export const layer = (
   options?: ClientOptions
-): Layer.Layer<Client, InvalidPathError, LockManager | FileSystem.FileSystem> => Layer.effect(Client, make(options))
+): Layer.Layer<Client, InvalidPathError | FileSystemError, LockManager | FileSystem.FileSystem> =>
+  Layer.effect(Client, make(options))
 
 /**
  * The options read from configuration: `PERSISTENCE_DURABLE` (boolean),
@@ -301,8 +313,11 @@ export const config: Config.Config<ClientOptions> = Config.all({
  */
 export const layerConfig = (
   options: Config.Config<ClientOptions> = config
-): Layer.Layer<Client, InvalidPathError | ConfigError.ConfigError, LockManager | FileSystem.FileSystem> =>
-  Layer.effect(Client, internal.makeFromConfig(options))
+): Layer.Layer<
+  Client,
+  InvalidPathError | FileSystemError | ConfigError.ConfigError,
+  LockManager | FileSystem.FileSystem
+> => Layer.effect(Client, internal.makeFromConfig(options))
 
 /**
  * Counter of Client operations, tagged `operation` (`Client.write`, ...) and
