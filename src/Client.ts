@@ -4,17 +4,20 @@
  *
  * @since 0.1.0
  */
+import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import * as KeyValueStore from "@effect/platform/KeyValueStore"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/client.js"
+import * as kvs from "./internal/keyValueStore.js"
 import * as metrics from "./internal/metrics.js"
 import type { LockManager } from "./LockManager.js"
 import type {
@@ -318,6 +321,56 @@ export const layerConfig = (
   InvalidPathError | FileSystemError | ConfigError.ConfigError,
   LockManager | FileSystem.FileSystem
 > => Layer.effect(Client, internal.makeFromConfig(options))
+
+/**
+ * `@effect/platform`'s `KeyValueStore` on the `Client` in context: one file
+ * per key in `directory`, with the Client's locks, atomic replacement and
+ * (when the Client is durable) durability. `modify` (and a schema store's
+ * `modify`) is one locked read-modify-write, so concurrent updates are never
+ * lost, across processes too when the `LockManager` is shared.
+ *
+ * Any string is a key: it is encoded into a file name of lower-case ASCII
+ * letters, digits and `-_.%^` (`User:1` is `^user%3a1`), so keys that differ
+ * in case or in Unicode normalisation stay distinct on any file system, and
+ * no key reaches outside `directory`. An encoding longer than 128 characters
+ * is cut into nested directories; one longer than 2,048 is refused
+ * (`BadArgument`). `size` and `clear` count and remove only files whose names
+ * are encodings of keys: give the store a directory of its own. `clear`
+ * removes key by key, so a key set while it runs may survive it.
+ *
+ * Errors are `PlatformError`s, as the interface requires: `BadArgument` for
+ * bad input, `SystemError` otherwise, with this library's error as `cause`.
+ * The directory is checked when the layer is built (it may be missing: the
+ * first `set` creates it).
+ *
+ * @example
+ * ```ts
+ * import { KeyValueStore } from "@effect/platform"
+ * import { NodeFileSystem } from "@effect/platform-node"
+ * import { Effect, Layer } from "effect"
+ * import { Client, LockManager } from "effect-persistence"
+ *
+ * const StoreLive = Client.layerKeyValueStore({ directory: "/var/lib/app/kv" }).pipe(
+ *   Layer.provide(Client.layer({ durable: true })),
+ *   Layer.provide(Layer.merge(LockManager.layer, NodeFileSystem.layer))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* KeyValueStore.KeyValueStore
+ *   yield* store.set("visits", "0")
+ *   yield* store.modify("visits", (n) => String(Number(n) + 1))
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, StoreLive))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerKeyValueStore = (
+  options: { readonly directory: string }
+): Layer.Layer<KeyValueStore.KeyValueStore, PlatformError, Client> =>
+  Layer.effect(KeyValueStore.KeyValueStore, Effect.flatMap(Client, (client) => kvs.make(client, options)))
 
 /**
  * Counter of Client operations, tagged `operation` (`Client.write`, ...) and
