@@ -51,8 +51,9 @@ export const SEGMENT = 128
 
 /**
  * The longest encoding accepted: 2,048 lower-case ASCII characters, 1,024
- * upper-case ones, 341 outside ASCII. With its markers and the directory, the
- * path stays below Linux's 4,096 bytes for directories up to about 1,900.
+ * upper-case ones, 341 UTF-16 code units outside ASCII. With its markers and
+ * the directory, the path stays below Linux's 4,096 bytes for directories up
+ * to about 1,900.
  *
  * @internal
  */
