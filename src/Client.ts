@@ -4,17 +4,20 @@
  *
  * @since 0.1.0
  */
+import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import * as KeyValueStore from "@effect/platform/KeyValueStore"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/client.js"
+import * as kvs from "./internal/keyValueStore.js"
 import * as metrics from "./internal/metrics.js"
 import type { LockManager } from "./LockManager.js"
 import type {
@@ -55,7 +58,8 @@ export interface ClientOptions {
   /**
    * Confine the client to this directory: a path outside it, lexically or
    * through a symbolic link in an existing ancestor, fails with an
-   * `InvalidPathError` and nothing is touched.
+   * `InvalidPathError` and nothing is touched. The directory must exist when
+   * the Client is built.
    */
   readonly root?: string
   /**
@@ -242,22 +246,29 @@ export interface ClientService {
     f: (current: Option.Option<Uint8Array>) => Update<A, E, R>,
     options?: WriteOptions
   ) => Effect.Effect<A, WriteError | E, R>
-  /** Reads a JSON document and decodes it with `schema`. */
-  readonly readJson: <A, I>(path: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, ReadError | DecodeError>
-  /** Encodes a value with `schema` and writes it as JSON, atomically. */
-  readonly writeJson: <A, I>(
+  /**
+   * Reads a JSON document and decodes it with `schema`: a `DecodeError` with
+   * reason `InvalidJson` when the file is not JSON, `Decode` when it does not
+   * match. The schema's requirements (`R`) are the effect's.
+   */
+  readonly readJson: <A, I, R>(
     path: string,
-    schema: Schema.Schema<A, I>,
+    schema: Schema.Schema<A, I, R>
+  ) => Effect.Effect<A, ReadError | DecodeError, R>
+  /** Encodes a value with `schema` and writes it as JSON, atomically. */
+  readonly writeJson: <A, I, R>(
+    path: string,
+    schema: Schema.Schema<A, I, R>,
     value: A,
     options?: WriteOptions
-  ) => Effect.Effect<void, WriteError | DecodeError>
+  ) => Effect.Effect<void, WriteError | DecodeError, R>
   /** `modify` for a JSON document typed by `schema`. Returns the new value. */
-  readonly modifyJson: <A, I, E = never, R = never>(
+  readonly modifyJson: <A, I, E = never, R = never, RS = never>(
     path: string,
-    schema: Schema.Schema<A, I>,
+    schema: Schema.Schema<A, I, RS>,
     f: (current: Option.Option<A>) => Update<A, E, R>,
     options?: WriteOptions
-  ) => Effect.Effect<A, WriteError | DecodeError | E, R>
+  ) => Effect.Effect<A, WriteError | DecodeError | E, R | RS>
   /**
    * Removes leftover temp files of crashed writers in `dir` (and below with
    * `recursive`) under a write lock on `dir`. Returns the removed paths.
@@ -276,14 +287,17 @@ export class Client extends Context.Tag("effect-persistence/Client")<Client, Cli
 
 /**
  * Builds a Client. Fails with an `InvalidPathError` when `root` is not an
- * absolute path or `tempSuffix` is empty or contains a separator.
+ * absolute path or `tempSuffix` is empty or contains a separator, and with a
+ * `FileSystemError` when `root` is not an existing directory (`NotFound`,
+ * `NotADirectory`, `PermissionDenied`): create the root first.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: (
   options?: ClientOptions
-) => Effect.Effect<ClientService, InvalidPathError, LockManager | FileSystem.FileSystem> = internal.make
+) => Effect.Effect<ClientService, InvalidPathError | FileSystemError, LockManager | FileSystem.FileSystem> =
+  internal.make
 
 /**
  * @since 0.1.0
@@ -291,7 +305,8 @@ export const make: (
  */
 export const layer = (
   options?: ClientOptions
-): Layer.Layer<Client, InvalidPathError, LockManager | FileSystem.FileSystem> => Layer.effect(Client, make(options))
+): Layer.Layer<Client, InvalidPathError | FileSystemError, LockManager | FileSystem.FileSystem> =>
+  Layer.effect(Client, make(options))
 
 /**
  * The options read from configuration: `PERSISTENCE_DURABLE` (boolean),
@@ -324,8 +339,61 @@ export const config: Config.Config<ClientOptions> = Config.all({
  */
 export const layerConfig = (
   options: Config.Config<ClientOptions> = config
-): Layer.Layer<Client, InvalidPathError | ConfigError.ConfigError, LockManager | FileSystem.FileSystem> =>
-  Layer.effect(Client, internal.makeFromConfig(options))
+): Layer.Layer<
+  Client,
+  InvalidPathError | FileSystemError | ConfigError.ConfigError,
+  LockManager | FileSystem.FileSystem
+> => Layer.effect(Client, internal.makeFromConfig(options))
+
+/**
+ * `@effect/platform`'s `KeyValueStore` on the `Client` in context: one file
+ * per key in `directory`, with the Client's locks, atomic replacement and
+ * (when the Client is durable) durability. `modify` (and a schema store's
+ * `modify`) is one locked read-modify-write, so concurrent updates are never
+ * lost, across processes too when the `LockManager` is shared.
+ *
+ * Any string is a key: it is encoded into a file name of lower-case ASCII
+ * letters, digits and `-_.%^` (`User:1` is `^user%3a1`), so keys that differ
+ * in case or in Unicode normalisation stay distinct on any file system, and
+ * no key reaches outside `directory`. An encoding longer than 128 characters
+ * is cut into nested directories; one longer than 2,048 is refused
+ * (`BadArgument`). `size` and `clear` count and remove only files whose names
+ * are encodings of keys: give the store a directory of its own. `clear`
+ * removes key by key, so a key set while it runs may survive it.
+ *
+ * Errors are `PlatformError`s, as the interface requires: `BadArgument` for
+ * bad input, `SystemError` otherwise, with this library's error as `cause`.
+ * The directory is checked when the layer is built (it may be missing: the
+ * first `set` creates it).
+ *
+ * @example
+ * ```ts
+ * import { KeyValueStore } from "@effect/platform"
+ * import { NodeFileSystem } from "@effect/platform-node"
+ * import { Effect, Layer } from "effect"
+ * import { Client, LockManager } from "effect-persistence"
+ *
+ * const StoreLive = Client.layerKeyValueStore({ directory: "/var/lib/app/kv" }).pipe(
+ *   Layer.provide(Client.layer({ durable: true })),
+ *   Layer.provide(Layer.merge(LockManager.layer, NodeFileSystem.layer))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* KeyValueStore.KeyValueStore
+ *   yield* store.set("visits", "0")
+ *   yield* store.modify("visits", (n) => String(Number(n) + 1))
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, StoreLive))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerKeyValueStore = (
+  options: { readonly directory: string }
+): Layer.Layer<KeyValueStore.KeyValueStore, PlatformError, Client> =>
+  Layer.effect(KeyValueStore.KeyValueStore, Effect.flatMap(Client, (client) => kvs.make(client, options)))
 
 /**
  * Counter of Client operations, tagged `operation` (`Client.write`, ...) and

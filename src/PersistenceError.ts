@@ -68,7 +68,9 @@ export class InvalidPathError extends Schema.TaggedError<InvalidPathError>("effe
     operation: Schema.String,
     path: Schema.Unknown,
     reason: InvalidPathReason,
-    detail: Schema.optional(Schema.String)
+    detail: Schema.optional(Schema.String),
+    /** The client's confinement root, when the path was refused for being it (`Root`) or outside it. */
+    root: Schema.optional(Schema.String)
   }
 ) {
   /**
@@ -80,9 +82,18 @@ export class InvalidPathError extends Schema.TaggedError<InvalidPathError>("effe
    * @since 0.1.0
    */
   get message(): string {
-    const shown = typeof this.path === "string" ? JSON.stringify(this.path) : String(this.path)
     const detail = this.detail === undefined ? "" : ` (${this.detail})`
-    return `${this.operation}: invalid path ${shown}: ${invalidPathText[this.reason]}${detail}`
+    // A combined request shows its set (`[]`), not an empty string.
+    const shown = typeof this.path === "string" || Array.isArray(this.path) ?
+      JSON.stringify(this.path) :
+      String(this.path)
+    const subject = Array.isArray(this.path) ? "path set" : "path"
+    const text = this.root === undefined ?
+      invalidPathText[this.reason] :
+      this.reason === "Root" ?
+      `the client's root directory ${JSON.stringify(this.root)} cannot be used for this operation` :
+      `${invalidPathText[this.reason]} ${JSON.stringify(this.root)}`
+    return `${this.operation}: invalid ${subject} ${shown}: ${text}${detail}`
   }
 }
 
@@ -182,6 +193,8 @@ export class FileSystemError extends Schema.TaggedError<FileSystemError>("effect
     reason: FileSystemReason,
     /** The errno code (`ENOENT`, `ENOSPC`, ...) when the platform gave one. */
     code: Schema.optional(Schema.String),
+    /** What to do about it, when the library knows (`pass { recursive: true } ...`). */
+    detail: Schema.optional(Schema.String),
     cause: Schema.optional(Schema.Defect)
   }
 ) {
@@ -195,7 +208,8 @@ export class FileSystemError extends Schema.TaggedError<FileSystemError>("effect
    */
   get message(): string {
     const code = this.code === undefined ? "" : ` (${this.code})`
-    return `${this.operation} ${JSON.stringify(this.path)}: ${fileSystemText[this.reason]}${code}`
+    const detail = this.detail === undefined ? "" : `: ${this.detail}`
+    return `${this.operation} ${JSON.stringify(this.path)}: ${fileSystemText[this.reason]}${code}${detail}`
   }
 }
 
@@ -239,6 +253,29 @@ export class CommitError extends Schema.TaggedError<CommitError>("effect-persist
 }
 
 /**
+ * Why a JSON document or value was refused:
+ * - `InvalidJson`: the file is not JSON at all (the cause is the parser's error);
+ * - `Decode`: the document is JSON but does not match its schema;
+ * - `Encode`: the value to write does not match its schema or has no JSON form.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const DecodeErrorReason = Schema.Literal("InvalidJson", "Decode", "Encode")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type DecodeErrorReason = typeof DecodeErrorReason.Type
+
+const decodeText: Record<DecodeErrorReason, string> = {
+  InvalidJson: "the document is not valid JSON",
+  Decode: "the document does not match its schema",
+  Encode: "the value does not match its schema"
+}
+
+/**
  * A JSON document did not parse or did not match its schema (or a value did
  * not encode). Nothing was written.
  *
@@ -250,6 +287,8 @@ export class DecodeError extends Schema.TaggedError<DecodeError>("effect-persist
   {
     operation: Schema.String,
     path: Schema.String,
+    /** `Decode` unless given. */
+    reason: Schema.optionalWith(DecodeErrorReason, { default: () => "Decode" }),
     cause: Schema.optional(Schema.Defect)
   }
 ) {
@@ -263,7 +302,7 @@ export class DecodeError extends Schema.TaggedError<DecodeError>("effect-persist
    */
   get message(): string {
     const detail = Predicate.hasProperty(this.cause, "message") ? `: ${String(this.cause.message)}` : ""
-    return `${this.operation} ${JSON.stringify(this.path)}: the document does not match its schema${detail}`
+    return `${this.operation} ${JSON.stringify(this.path)}: ${decodeText[this.reason]}${detail}`
   }
 }
 

@@ -37,4 +37,15 @@ describe("examples", () => {
     expect(out).toContain("a writer that waited 20 ms gave up: yes")
     expect(out).toContain(`at the end: {"held":0,"pending":0,"nodes":0}`)
   })
+
+  it("kv-store.ts: the platform's KeyValueStore on the Client: no lost increment, typed values, distinct keys", async () => {
+    const out = await example("kv-store.ts")
+    expect(out).toContain("effect-persistence: visits after 100 concurrent increments: 100")
+    expect(out).toContain("effect-persistence: session of ada: { user: 'ada', expires: 1900003600 }")
+    expect(out).toContain("effect-persistence: keys in the store: 5")
+    expect(out).toMatch(
+      /files: \[\s*'%2e\.%2f\.\.%2fetc%2fpasswd',\s*'\^user%3a1',\s*'ada',\s*'user%3a1',\s*'visits'\s*\]/
+    )
+    expect(out).toContain("size after clear: 0")
+  })
 })

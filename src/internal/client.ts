@@ -8,14 +8,13 @@ import * as Either from "effect/Either"
 import type * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import type * as Api from "../Client.js"
 import { type Lock, LockManager } from "../LockManager.js"
-import { DecodeError, FileSystemError, InvalidArgumentError, InvalidPathError } from "../PersistenceError.js"
+import { FileSystemError, InvalidArgumentError, InvalidPathError } from "../PersistenceError.js"
 import {
   afterCommit,
   type Disk,
@@ -31,6 +30,7 @@ import {
 import { errnoCode, fromPlatform, invalidPath, io } from "./errors.js"
 import * as FileStream from "./fileStream.js"
 import * as Input from "./input.js"
+import { jsonCodec } from "./jsonCodec.js"
 import { countOperation } from "./metrics.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
 
@@ -100,7 +100,11 @@ const validateSuffix = (suffix: unknown): Either.Either<string, InvalidPathError
 /** @internal */
 export const make = (
   options: Api.ClientOptions = {}
-): Effect.Effect<Api.ClientService, InvalidPathError, LockManager | FileSystem.FileSystem> =>
+): Effect.Effect<
+  Api.ClientService,
+  InvalidPathError | FileSystemError,
+  LockManager | FileSystem.FileSystem
+> =>
   Effect.gen(function*() {
     const manager = yield* LockManager
     const fs = yield* FileSystem.FileSystem
@@ -122,12 +126,12 @@ export const make = (
       return confinement === undefined ? Effect.succeed(p) : confinement(operation, path, p, use)
     }
 
-    const readLocked = <A, E>(
+    const readLocked = <A, E, R = never>(
       operation: string,
       path: string,
       use: Use,
-      f: (p: string) => Effect.Effect<A, E>
-    ): Effect.Effect<A, E | Api.ReadError> =>
+      f: (p: string) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | Api.ReadError, R> =>
       resolve(operation, path, use).pipe(
         Effect.flatMap((p) => manager.withLock(p, "read")(f(p))),
         span(operation, path)
@@ -176,26 +180,14 @@ export const make = (
           fs.readLink(path).pipe(Effect.as("SymbolicLink" as const), Effect.mapError(() => e)))
       )
 
-    const jsonCodec = <A, I>(schema: Schema.Schema<A, I>) =>
-      Schema.parseJson(schema)
-
-    const decodeJson = <A, I>(operation: string, path: string, schema: Schema.Schema<A, I>) => (text: string) =>
-      Schema.decodeUnknown(jsonCodec(schema))(text).pipe(
-        Effect.mapError((cause) => new DecodeError({ operation, path, cause }))
-      )
-
-    const encodeJson = <A, I>(operation: string, path: string, schema: Schema.Schema<A, I>) => (value: A) =>
-      Schema.encode(jsonCodec(schema))(value).pipe(
-        Effect.mapError((cause) => new DecodeError({ operation, path, cause }))
-      )
-
     const decoder = new TextDecoder()
 
     const service: Api.ClientService = {
       [TypeId]: TypeId,
       durable: disk.durable,
 
-      read: (path) => readLocked("Client.read", path, "file", (p) => io("Client.read", p, fs.readFile(p))),
+      read: (path) =>
+        readLocked("Client.read", path, "file", (p) => io("Client.read", p, fs.readFile(p))),
 
       readString: (path, encoding) =>
         Effect.flatMap(Input.encoding("Client.readString", path, encoding), (encoding) =>
@@ -268,7 +260,14 @@ export const make = (
       delete: (path, options) =>
         writeLocked("Client.delete", path, (p, lock) => {
           const force = options?.force ?? false
-          const removed = io("Client.delete", p, fs.remove(p, { recursive: options?.recursive ?? false, force })).pipe(
+          const recursive = options?.recursive ?? false
+          const removed = io("Client.delete", p, fs.remove(p, { recursive, force })).pipe(
+            // As `rm` without `-r`, a directory (even an empty one) needs `recursive`: say so.
+            Effect.mapError((e) =>
+              !recursive && e.reason === "IsADirectory" ?
+                withDetail(e, "pass { recursive: true } to remove a directory (even an empty one)") :
+                e
+            ),
             // Even a failed recursive delete may have removed directories.
             Effect.ensuring(Effect.sync(() =>
               forgetDurable(disk, p)
@@ -323,13 +322,15 @@ export const make = (
       readJson: (path, schema) =>
         readLocked("Client.readJson", path, "file", (p) =>
           io("Client.readJson", p, fs.readFileString(p)).pipe(
-            Effect.flatMap(decodeJson("Client.readJson", p, schema))
+            Effect.flatMap((text) =>
+              jsonCodec(schema).decode("Client.readJson", p, text)
+            )
           )),
 
       writeJson: (path, schema, value, options) =>
         Effect.all([
           Input.mode("Client.writeJson", path, options?.mode),
-          encodeJson("Client.writeJson", path, schema)(value)
+          jsonCodec(schema).encode("Client.writeJson", path, value)
         ])
           .pipe(
             Effect.flatMap(([mode, text]) =>
@@ -341,14 +342,15 @@ export const make = (
 
       modifyJson: (path, schema, f, options) => {
         const operation = "Client.modifyJson"
+        const codec = jsonCodec(schema)
         return Effect.flatMap(Input.mode(operation, path, options?.mode), (mode) =>
           modifyWith(operation, path, (current) =>
             Effect.gen(function*() {
               const decoded = Option.isNone(current) ?
                 Option.none() :
-                Option.some(yield* decodeJson(operation, path, schema)(decoder.decode(current.value)))
+                Option.some(yield* codec.decode(operation, path, decoder.decode(current.value)))
               const next = yield* lift(f(decoded))
-              const text = yield* encodeJson(operation, path, schema)(next)
+              const text = yield* codec.encode(operation, path, next)
               return [next, toBytes(text)] as const
             }), mode))
       },
@@ -391,6 +393,17 @@ export const make = (
     }
 
     return service
+  })
+
+/** The same error with advice for the reader. */
+const withDetail = (error: FileSystemError, detail: string): FileSystemError =>
+  new FileSystemError({
+    operation: error.operation,
+    path: error.path,
+    reason: error.reason,
+    ...(error.code !== undefined ? { code: error.code } : {}),
+    detail,
+    cause: error.cause
   })
 
 /** Data and mode of a write, checked before any lock or I/O. */
@@ -457,8 +470,23 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
     const normal = normalize(rootOption)
     if (Either.isLeft(normal)) return yield* invalidPath("Client.make", rootOption, normal.left, "root")
     const root = normal.right
-    const realRoot = yield* fs.realPath(root).pipe(Effect.orElseSucceed(() => root))
+    // Checked now: with a missing root every later operation would fail as
+    // "outside the root", which says nothing of the cause.
+    const rootError = (error: FileSystemError) => withDetail(error, "the client's root must be an existing directory")
+    const info = yield* io("Client.make", root, fs.stat(root)).pipe(Effect.mapError(rootError))
+    if (info.type !== "Directory") {
+      return yield* rootError(new FileSystemError({ operation: "Client.make", path: root, reason: "NotADirectory" }))
+    }
+    const realRoot = yield* io("Client.make", root, fs.realPath(root)).pipe(Effect.mapError(rootError))
     const inside = (base: string, p: string) => p === base || isAncestor(base, p)
+    const outside = (operation: string, path: string, detail?: string) =>
+      new InvalidPathError({
+        operation,
+        path,
+        reason: "OutsideRoot",
+        root,
+        ...(detail !== undefined ? { detail } : {})
+      })
 
     // The real path of the deepest existing ancestor must be inside the real
     // root. A dangling link is followed by hand (its target may not exist
@@ -471,8 +499,7 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
     ): Effect.Effect<void, Api.ReadError> =>
       fs.realPath(p).pipe(
         Effect.matchEffect({
-          onSuccess: (real) =>
-            inside(realRoot, real) ? Effect.void : Effect.fail(invalidPath(operation, path, "OutsideRoot")),
+          onSuccess: (real) => inside(realRoot, real) ? Effect.void : Effect.fail(outside(operation, path)),
           onFailure: (error) => {
             const code = errnoCode(error)
             if ((code !== "ENOENT" && code !== "ENOTDIR") || p === ROOT) {
@@ -482,10 +509,10 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
               Effect.matchEffect({
                 onFailure: () => checkReal(operation, path, parent(p), hops),
                 onSuccess: (target) => {
-                  if (hops === 0) return Effect.fail(invalidPath(operation, path, "OutsideRoot", "too many links"))
+                  if (hops === 0) return Effect.fail(outside(operation, path, "too many links"))
                   const next = normalize(target.startsWith("/") ? target : join(parent(p), target))
                   return Either.isLeft(next) ?
-                    Effect.fail(invalidPath(operation, path, "OutsideRoot")) :
+                    Effect.fail(outside(operation, path)) :
                     checkReal(operation, path, next.right, hops - 1)
                 }
               })
@@ -495,8 +522,10 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
       )
 
     return (operation: string, path: string, p: string, use: Use): Effect.Effect<string, Api.ReadError> => {
-      if (!inside(root, p)) return Effect.fail(invalidPath(operation, path, "OutsideRoot"))
-      if (use !== "directory" && p === root) return Effect.fail(invalidPath(operation, path, "Root"))
+      if (!inside(root, p)) return Effect.fail(outside(operation, path))
+      if (use !== "directory" && p === root) {
+        return Effect.fail(new InvalidPathError({ operation, path, reason: "Root", root }))
+      }
       // Both where the path leads and the real directory that holds it: a
       // mutation acts in that directory (temp file, rename, unlink) even when
       // the path itself resolves inside the root.

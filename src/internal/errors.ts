@@ -56,7 +56,9 @@ export const fromPlatform = (operation: string, path: string) => (error: Platfor
   const code = errnoCode(error)
   const reason = (code !== undefined ? byCode[code] : undefined) ??
     (error._tag === "SystemError" ? byReason[error.reason] : undefined) ?? "Unknown"
-  return new FileSystemError({ operation, path, reason, ...(code !== undefined ? { code } : {}), cause: error })
+  // Node's `rm` names a directory ERR_FS_EISDIR; `code` holds errno names (the cause keeps Node's).
+  const shown = code === "ERR_FS_EISDIR" ? "EISDIR" : code
+  return new FileSystemError({ operation, path, reason, ...(shown !== undefined ? { code: shown } : {}), cause: error })
 }
 
 /**

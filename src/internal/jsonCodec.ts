@@ -1,0 +1,75 @@
+/**
+ * JSON documents typed by a `Schema`. The text is parsed and printed here and
+ * only the value goes through the schema, so a file that is not JSON at all
+ * and a document that does not match are two different errors. The schema's
+ * decoder and encoder are built once per schema (as the platform's
+ * `KeyValueStore.layerSchema` does), not on every call.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { DecodeError } from "../PersistenceError.js"
+
+/** @internal */
+export interface JsonCodec<A, R> {
+  readonly decode: (operation: string, path: string, text: string) => Effect.Effect<A, DecodeError, R>
+  readonly encode: (operation: string, path: string, value: A) => Effect.Effect<string, DecodeError, R>
+}
+
+// Keyed by the schema object: a schema built anew on every call (an inline
+// `Schema.Struct`) gets its own entry, collected with it.
+const codecs = new WeakMap<object, JsonCodec<any, any>>()
+
+/**
+ * The codec of `schema`: the same object for the same schema.
+ *
+ * @internal
+ */
+export const jsonCodec = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
+  let codec = codecs.get(schema)
+  if (codec === undefined) {
+    codec = make(schema)
+    codecs.set(schema, codec)
+  }
+  return codec
+}
+
+const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
+  const decodeValue = Schema.decodeUnknown(schema)
+  const encodeValue = Schema.encode(schema)
+  return {
+    decode: (operation, path, text) => {
+      let json: unknown
+      try {
+        json = JSON.parse(text)
+      } catch (cause) {
+        return Effect.fail(new DecodeError({ operation, path, reason: "InvalidJson", cause }))
+      }
+      return Effect.mapError(
+        decodeValue(json),
+        (cause: ParseResult.ParseError) => new DecodeError({ operation, path, reason: "Decode", cause })
+      )
+    },
+    encode: (operation, path, value) =>
+      Effect.flatMap(
+        Effect.mapError(encodeValue(value), (cause) => new DecodeError({ operation, path, reason: "Encode", cause })),
+        (encoded) => {
+          try {
+            // `undefined` (and functions, symbols) have no JSON text: writing "undefined" would make a file
+            // that no reader can parse.
+            const text: string | undefined = JSON.stringify(encoded)
+            return text === undefined ?
+              Effect.fail(
+                new DecodeError({ operation, path, reason: "Encode", cause: new Error("the value has no JSON form") })
+              ) :
+              Effect.succeed(text)
+          } catch (cause) {
+            // A cycle, a BigInt, a throwing toJSON.
+            return Effect.fail(new DecodeError({ operation, path, reason: "Encode", cause }))
+          }
+        }
+      )
+  }
+}
