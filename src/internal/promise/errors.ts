@@ -184,6 +184,7 @@ const codeByReason: Record<FileSystemReason, string | undefined> = {
 }
 
 interface NodeCause {
+  readonly code?: unknown
   readonly message?: unknown
   readonly errno?: unknown
   readonly syscall?: unknown
@@ -210,9 +211,11 @@ const fromPersistence = (error: PersistenceError): NodeError => {
     case "InvalidArgumentError":
       return withProps(new TypeError(error.message, { cause: error }), { code: "ERR_INVALID_ARG_VALUE" })
     case "FileSystemError": {
-      // Node's code when there is one (ERR_FS_EISDIR from rm of a directory stays that, as in the original).
-      const code = error.code ?? codeByReason[error.reason]
+      // Node's own code when a Node error is behind it: the Effect API reports
+      // errno names (EISDIR), while Node's rm says ERR_FS_EISDIR, as the
+      // original passed on.
       const node = nodeCause(error)
+      const code = stringOf(node?.code) ?? error.code ?? codeByReason[error.reason]
       // What Node said about the call that failed, as the original passed it
       // on ("ENOENT: no such file or directory, open '/data/f'"); the
       // library's own words when no Node error is behind it.
