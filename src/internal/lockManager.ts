@@ -4,7 +4,7 @@ import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../LockManager.js"
 import type { Lock, LockManagerService, LockMode } from "../LockManager.js"
-import { type InvalidPathError, LockLostError } from "../PersistenceError.js"
+import type { InvalidPathError } from "../PersistenceError.js"
 import { invalidPath } from "./errors.js"
 import { LockTable, type Request } from "./lockTable.js"
 import { locksHeld, locksPending, lockWaitSeconds } from "./metrics.js"
@@ -52,27 +52,6 @@ export const planAll = (operation: string, input: Iterable<string>): Either.Eith
   if (paths.length === 0) return Either.left(invalidPath(operation, [], "EmptyPathSet"))
   return Either.right({ mode: "write", locked: topMost(paths), paths, all: true })
 }
-
-/**
- * A lock granted by a remote authority, held as long as `isHeld()` says (a
- * connection or lease that is still alive); `lost` completes when it is gone.
- *
- * @internal
- */
-export const leasedLock = (
-  grant: { readonly id: number; readonly mode: LockMode; readonly paths: ReadonlyArray<string> },
-  lost: Effect.Effect<void>,
-  isHeld: () => boolean
-): Lock => ({
-  id: grant.id,
-  mode: grant.mode,
-  paths: grant.paths,
-  lost,
-  ensureHeld: (operation) =>
-    Effect.suspend(() =>
-      isHeld() ? Effect.void : Effect.fail(new LockLostError({ operation, paths: grant.paths, lockId: grant.id }))
-    )
-})
 
 const noTags: ReadonlyArray<never> = []
 
