@@ -109,22 +109,33 @@ const closedPort = Effect.async<number>((resume) => {
 })
 
 type CounterRecord = readonly [value: number, start: number, end: number]
+type Grant = readonly [id: number, start: number, end: number]
 
 /**
- * The overlap detector: the committed increments of every process, in the
- * order their update functions started, must have read 0, 1, 2, ... (no
- * lost update, no two holders reading the same state), and each must have
- * started after the previous one ended (no two holders at once). Returns the
- * first violation.
+ * The overlap detector, on what every process reported (wall-clock times of
+ * one host):
+ * - the grants of the counter's lock whose use completed, in the order they
+ *   began, must not overlap (each began after the previous one's use ended)
+ *   and must carry increasing lock ids (the fencing token follows the order);
+ * - the committed increments, in the order their update functions began,
+ *   must have read 0, 1, 2, ... (no lost update, no two holders reading the
+ *   same state).
+ * Returns the first violation.
  */
-const violation = (records: ReadonlyArray<CounterRecord>): string | undefined => {
+const violation = (records: ReadonlyArray<CounterRecord>, grants: ReadonlyArray<Grant>): string | undefined => {
+  if (grants.length !== records.length) return `${grants.length} completed grants for ${records.length} increments`
+  const byStart = [...grants].sort((a, b) => a[1] - b[1])
+  for (let i = 1; i < byStart.length; i++) {
+    const [id, start] = byStart[i]
+    const [previousId, , previousEnd] = byStart[i - 1]
+    if (start < previousEnd) {
+      return `grant #${id} began ${(previousEnd - start).toFixed(3)} ms before the use of grant #${previousId} ended`
+    }
+    if (id <= previousId) return `grant #${id} came after grant #${previousId}`
+  }
   const sorted = [...records].sort((a, b) => a[1] - b[1])
   for (let i = 0; i < sorted.length; i++) {
-    const [value, start] = sorted[i]
-    if (value !== i) return `the increment started ${i}th read ${value}`
-    if (i > 0 && start < sorted[i - 1][2]) {
-      return `increment ${i} started ${(sorted[i - 1][2] - start).toFixed(3)} ms before increment ${i - 1} ended`
-    }
+    if (sorted[i][0] !== i) return `the increment that began ${i}th read ${sorted[i][0]}`
   }
   return undefined
 }
@@ -132,7 +143,14 @@ const violation = (records: ReadonlyArray<CounterRecord>): string | undefined =>
 interface CounterRun {
   readonly workers: ReadonlyArray<Child>
   /** Sends `go` to every worker and collects what they report. */
-  readonly run: Effect.Effect<{ readonly records: Array<CounterRecord>; readonly failed: number; readonly ms: number }>
+  readonly run: Effect.Effect<
+    {
+      readonly records: Array<CounterRecord>
+      readonly grants: Array<Grant>
+      readonly failed: number
+      readonly ms: number
+    }
+  >
 }
 
 /** Starts one counter worker per entry of `durable` (true: a durable Client) and waits until they are ready. */
@@ -152,12 +170,18 @@ const counterWorkers = (
       for (const w of workers) w.send("go")
       const reports = await Promise.all(workers.map(async (w) => {
         const [, records] = await w.waitFor(/^records (.*)$/, 90_000)
+        const [, grants] = await w.waitFor(/^grants (.*)$/, 5_000)
         const [, failed] = await w.waitFor(/^failed (\d+)$/, 5_000)
         await w.waitFor(/^done$/, 5_000)
-        return { records: JSON.parse(records) as Array<CounterRecord>, failed: Number(failed) }
+        return {
+          records: JSON.parse(records) as Array<CounterRecord>,
+          grants: JSON.parse(grants) as Array<Grant>,
+          failed: Number(failed)
+        }
       }))
       return {
         records: reports.flatMap((r) => r.records),
+        grants: reports.flatMap((r) => r.grants),
         failed: reports.reduce((n, r) => n + r.failed, 0),
         ms: now() - started
       }
@@ -198,14 +222,37 @@ describe("several processes through one etcd cluster", () => {
           [false, false, false, false]
         )
         workers.forEach(track)
-        const { failed, ms, records } = yield* run
+        const { failed, grants, ms, records } = yield* run
         console.log(`1000 modify increments by 4 processes through 3 etcd members: ${ms.toFixed(0)} ms`)
         expect(failed).toBe(0)
-        expect(violation(records)).toBeUndefined()
+        expect(violation(records, grants)).toBeUndefined()
         expect(records).toHaveLength(1000)
         expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
       })),
     120_000
+  )
+
+  it.live(
+    "negative control: the overlap detector sees four processes with their own in-memory managers",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = nodePath.join(dir, "counter")
+        const workers = Array.from({ length: 4 }, () => track(worker(["counter", "local", file, "50", "1"])))
+        yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^ready$/))))
+        for (const w of workers) w.send("go")
+        const reports = yield* Effect.promise(() =>
+          Promise.all(workers.map(async (w) => {
+            const [, records] = await w.waitFor(/^records (.*)$/, 30_000)
+            const [, grants] = await w.waitFor(/^grants (.*)$/, 5_000)
+            return { records: JSON.parse(records) as Array<CounterRecord>, grants: JSON.parse(grants) as Array<Grant> }
+          }))
+        )
+        const found = violation(reports.flatMap((r) => r.records), reports.flatMap((r) => r.grants))
+        console.log(`overlap detector on per-process managers: ${found}`)
+        expect(found).toBeDefined()
+      })),
+    60_000
   )
 
   it.live(
@@ -221,10 +268,10 @@ describe("several processes through one etcd cluster", () => {
           [true, false, true, false]
         )
         workers.forEach(track)
-        const { failed, ms, records } = yield* run
+        const { failed, grants, ms, records } = yield* run
         console.log(`1000 modify increments (2 durable) through 3 etcd members: ${ms.toFixed(0)} ms`)
         expect(failed).toBe(0)
-        expect(violation(records)).toBeUndefined()
+        expect(violation(records, grants)).toBeUndefined()
         expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
       })),
     120_000
@@ -261,13 +308,13 @@ describe("several processes through one etcd cluster", () => {
         const leader = yield* Effect.promise(() => cluster.leader())
         yield* Effect.promise(() => cluster.kill(leader))
         const killedAt = Number(nodeFs.readFileSync(file, "utf8"))
-        const { failed, ms, records } = yield* within(90_000, "the load", Fiber.join(load))
+        const { failed, grants, ms, records } = yield* within(90_000, "the load", Fiber.join(load))
         const final = Number(nodeFs.readFileSync(file, "utf8"))
         console.log(
           `leader m${leader} killed at ${killedAt}/400: ${records.length} increments committed, ${failed} failed ` +
             `with a typed error, ${ms.toFixed(0)} ms`
         )
-        expect(violation(records)).toBeUndefined()
+        expect(violation(records, grants)).toBeUndefined()
         expect(final).toBe(records.length)
         expect(records.length + failed).toBe(400)
         // The survivors kept the cluster going: most increments went through.
