@@ -622,6 +622,27 @@ describe("in-process", () => {
       expect(yield* b.withLock("/jepsen", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
     })))
 
+  it.live("keys under the prefix that are not lock requests (no lease, another layout) block nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* Effect.promise(async () => {
+        const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
+        try {
+          for (const key of ["/in-process/foreign/#w/stray", "/in-process/foreign/config", "/in-process/#w/stray"]) {
+            await etcd.put(key).value("left by something else")
+          }
+        } finally {
+          etcd.close()
+        }
+      })
+      const manager = yield* LockManager.makeEtcd(options())
+      const id = yield* within(
+        2_000,
+        "write lock",
+        manager.withLock("/foreign", "write")((lock) => Effect.succeed(lock.id))
+      )
+      expect(id).toBeGreaterThan(0)
+    })))
+
   it.live("closing a manager revokes its lease: its locks go at once, not a ttl later", () =>
     Effect.scoped(Effect.gen(function*() {
       const other = yield* LockManager.makeEtcd(options())

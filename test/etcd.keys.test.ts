@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import {
   encodeSegment,
-  isWriteKey,
+  entryMode,
   normalizePrefix,
   pathKey,
   prefixRange,
@@ -59,11 +59,13 @@ describe("etcd key layout", () => {
     expect(normalizePrefix("/")).toBe("")
   })
 
-  it("tells write entries from read entries", () => {
-    expect(isWriteKey(Buffer.from(requestKey(PREFIX, "/x", "write", "1.1")))).toBe(true)
-    expect(isWriteKey(Buffer.from(requestKey(PREFIX, "/x", "read", "1.1")))).toBe(false)
-    expect(isWriteKey(Buffer.from(requestKey(PREFIX, "/#w", "read", "1.1")))).toBe(false)
-    expect(isWriteKey(Buffer.from("#w/1"))).toBe(false)
+  it("tells write entries from read entries, and other keys from both", () => {
+    expect(entryMode(Buffer.from(requestKey(PREFIX, "/x", "write", "1.1")))).toBe("write")
+    expect(entryMode(Buffer.from(requestKey(PREFIX, "/x", "read", "1.1")))).toBe("read")
+    expect(entryMode(Buffer.from(requestKey(PREFIX, "/#w", "read", "1.1")))).toBe("read")
+    for (const other of ["#w/1", `${PREFIX}/x/#w/`, `${PREFIX}/x/#x/1`, `${PREFIX}/x/config`, `${PREFIX}/x#w/1`]) {
+      expect(entryMode(Buffer.from(other)), other).toBeUndefined()
+    }
   })
 
   it("finds exactly the conflicting requests (property)", () => {
@@ -90,7 +92,7 @@ describe("etcd key layout", () => {
             const key = Buffer.from(requestKey(PREFIX, q, s.mode, "9.9"))
             const inRange = ranges.some((range) => key.compare(range.key) >= 0 && key.compare(range.end) < 0)
             // What the manager keeps of a scan: for a read, only write entries.
-            return inRange && (r.mode === "write" || isWriteKey(key))
+            return inRange && (r.mode === "write" || entryMode(key) === "write")
           })
           return found === conflicts(r, s)
         }),

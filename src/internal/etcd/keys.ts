@@ -47,17 +47,21 @@ export const requestKey = (prefix: string, path: string, mode: LockMode, id: str
 
 const HASH = 0x23
 const SLASH = 0x2f
+const R = 0x72
 const W = 0x77
 
 /**
- * Whether an entry found in a scan is a write request: its key ends with
- * `/#w/<id>`.
+ * The mode of a request entry found in a scan: its key ends with
+ * `/#r/<id>` or `/#w/<id>`. Undefined for any other key under the prefix
+ * (not a lock request: the scans ignore it).
  *
  * @internal
  */
-export const isWriteKey = (key: Uint8Array): boolean => {
+export const entryMode = (key: Uint8Array): LockMode | undefined => {
   const slash = key.lastIndexOf(SLASH)
-  return slash >= 3 && key[slash - 1] === W && key[slash - 2] === HASH && key[slash - 3] === SLASH
+  if (slash < 3 || slash === key.length - 1 || key[slash - 2] !== HASH || key[slash - 3] !== SLASH) return undefined
+  const mode = key[slash - 1]
+  return mode === W ? "write" : mode === R ? "read" : undefined
 }
 
 /**

@@ -39,21 +39,13 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
-import {
-  CompareResult,
-  CompareTarget,
-  type IRangeResponse,
-  type IRequestOp,
-  type ITxnRequest,
-  SortOrder,
-  SortTarget
-} from "etcd3"
+import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
 import type { EtcdOptions, Lock, LockManagerService } from "../../LockManager.js"
 import { type InvalidPathError, RemoteLockError } from "../../PersistenceError.js"
 import { leasedLock } from "../leasedLock.js"
 import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
 import * as Cluster from "./cluster.js"
-import { isWriteKey, type KeyRange, normalizePrefix, requestKey, scanRanges } from "./keys.js"
+import { entryMode, type KeyRange, normalizePrefix, requestKey, scanRanges } from "./keys.js"
 import * as Session from "./session.js"
 
 /**
@@ -100,16 +92,13 @@ interface Request {
   state: "pending" | "held" | "left"
 }
 
-const rangeOp = (range: KeyRange, plan: Plan, before: number | undefined): IRequestOp => ({
+const rangeOp = (range: KeyRange, before: number | undefined): IRequestOp => ({
   request_range: {
     key: range.key,
     range_end: range.end,
     keys_only: true,
-    ...(before === undefined ? {} : {
-      max_create_revision: before,
-      // Every older entry blocks a write: only the newest matters.
-      ...(plan.mode === "write" ? { sort_order: SortOrder.Descend, sort_target: SortTarget.Create, limit: 1 } : {})
-    })
+    // Known (the re-scans): older entries only.
+    ...(before === undefined ? {} : { max_create_revision: before })
   }
 })
 
@@ -124,8 +113,11 @@ const newestBlocker = (scans: ReadonlyArray<IRangeResponse>, revision: number, p
     for (const kv of scan.kvs) {
       const created = Number(kv.create_revision)
       if (created >= revision || created <= newestRevision) continue
+      // Every request has a lease; a key without one, or outside the layout, is not a request.
+      const mode = entryMode(kv.key)
+      if (mode === undefined || kv.lease === "0") continue
       // Reads only conflict with writes (the scans of ancestors already hold writes only).
-      if (plan.mode === "read" && !isWriteKey(kv.key)) continue
+      if (plan.mode === "read" && mode === "read") continue
       newest = kv.key
       newestRevision = created
     }
@@ -238,7 +230,7 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
         const keys = plan.locked.map((path) => Buffer.from(requestKey(prefix, path, plan.mode, id), "utf8"))
         const ranges = scanRanges(prefix, plan.mode, plan.locked)
         const inline = keys.length + ranges.length <= MAX_TXN_OPS
-        const scans = inline ? ranges.map((range) => rangeOp(range, plan, undefined)) : []
+        const scans = inline ? ranges.map((range) => rangeOp(range, undefined)) : []
         const txn: ITxnRequest = {
           compare: [{ key: keys[0], target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
           success: [...keys.map((key) => ({ request_put: { key, value: EMPTY, lease: session.lease } })), ...scans],
@@ -300,7 +292,7 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
             found !== undefined ? Effect.succeed(found) : c.call("scan", (client, options) =>
               client.kv.txn({
                 compare: [own],
-                success: ranges.map((range) => rangeOp(range, request.plan, request.revision - 1)),
+                success: ranges.map((range) => rangeOp(range, request.revision - 1)),
                 failure: []
               }, options)).pipe(
                 Effect.flatMap((response) =>
