@@ -114,11 +114,10 @@ const finalFailure = (error: unknown): Failure | undefined => {
   if (error instanceof ClientClosedError) {
     return { reason: "Disconnected", detail: "the lock manager was shut down", cause: error }
   }
-  // "too many requests" is load shedding: it passes. Out of space is not.
-  if (error instanceof GRPCResourceExhastedError && !/too many requests/.test(error.message)) {
-    return { reason: "Rejected", detail: messageOf(error), cause: error }
-  }
-  if (rejections.some((type) => error instanceof type)) {
+  // Load shedding ("too many requests") and a member that just lost the leadership ("not leader") pass;
+  // out of space does not.
+  if (/too many requests|not leader/.test(messageOf(error))) return undefined
+  if (error instanceof GRPCResourceExhastedError || rejections.some((type) => error instanceof type)) {
     return { reason: "Rejected", detail: messageOf(error), cause: error }
   }
   return undefined
