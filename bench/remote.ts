@@ -1,16 +1,22 @@
 /**
  * Remote lock round trips: `withLock` through a lock server process (`lockd`)
- * over a Unix domain socket and over TCP on loopback, against the in-process
- * manager. One fiber measures the round-trip latency (every op waits for the
- * previous one); several fibers on distinct paths measure throughput.
+ * over a Unix domain socket and over TCP on loopback, and through etcd
+ * clusters of 1 and 3 members on loopback (`LockManager.makeEtcd`), against
+ * the in-process manager. One fiber measures the round-trip latency (every op
+ * waits for the previous one); several fibers on distinct paths measure
+ * throughput.
  *
  *   npx tsx bench/remote.ts
  *
- * `BENCH_OPS` sets the operations per run (default 5000), `BENCH_FIBERS` the
- * concurrent fibers (default 16), `BENCH_SMOKE=1` runs tiny sizes. The server
- * is a separate process, so on a 2-core machine client and server each get a
- * core; the numbers include both sides' CPU work, the socket round trip and
- * the event-loop hops.
+ * `BENCH_OPS` sets the operations per run (default 5000), `BENCH_ETCD_OPS`
+ * those of the etcd runs (default 1000: each is two etcd transactions),
+ * `BENCH_FIBERS` the concurrent fibers (default 16), `BENCH_SMOKE=1` runs tiny
+ * sizes. The etcd rows are skipped, with a note, when `etcd` is not
+ * installed; their members keep their data in `ETCD_DATA_ROOT` (default: the
+ * system's temp directory, a disk, as etcd is deployed; etcd fsyncs every
+ * commit). The servers are separate processes, so on a 2-core machine they
+ * compete with the client for the cores; the numbers include every side's CPU
+ * work, the round trips and the event-loop hops.
  */
 import * as Effect from "effect/Effect"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -19,10 +25,13 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { fileURLToPath } from "node:url"
 import * as LockManager from "../src/LockManager.js"
+import { etcdAvailable, type EtcdCluster, startCluster } from "../test/fixtures/etcd-cluster.js"
+import { killAll } from "../test/fixtures/lock-processes.js"
 
 const smoke = process.env.BENCH_SMOKE === "1"
 const OPS = smoke ? 200 : Number(process.env.BENCH_OPS ?? 5_000)
 const FIBERS = Number(process.env.BENCH_FIBERS ?? 16)
+const ETCD_OPS = smoke ? 16 : Number(process.env.BENCH_ETCD_OPS ?? 1_000)
 const WARMUP = Math.max(100, Math.floor(OPS / 10))
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -85,6 +94,7 @@ const measure = (
 ) =>
   Effect.gen(function*() {
     const perFiber = Math.ceil(ops / fibers)
+    const warmup = Math.min(WARMUP, Math.max(fibers, Math.floor(ops / 10)))
     const loop = (path: string, count: number, latencies: Array<number> | undefined) =>
       Effect.gen(function*() {
         const op = manager.withLock(path, "write")(Effect.void)
@@ -95,7 +105,7 @@ const measure = (
         }
       })
     const paths = Array.from({ length: fibers }, (_, i) => `/bench/remote/f${i}`)
-    yield* Effect.forEach(paths, (path) => loop(path, Math.ceil(WARMUP / fibers), undefined), {
+    yield* Effect.forEach(paths, (path) => loop(path, Math.ceil(warmup / fibers), undefined), {
       concurrency: "unbounded"
     })
     const latencies: Array<number> = []
@@ -138,26 +148,52 @@ const format = (results: ReadonlyArray<Result>): string => {
 const main = async () => {
   const dir = nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "lockd-bench-"))
   const servers: Array<Server> = []
+  const clusters: Array<EtcdCluster> = []
   try {
     const unix = await startLockd(["--socket", nodePath.join(dir, "lockd.sock")])
     servers.push(unix)
     const tcp = await startLockd(["--port", "0"])
     servers.push(tcp)
+    const etcd = etcdAvailable()
+    if (etcd) {
+      // On disk unless told otherwise: etcd's fsync per commit is part of its cost.
+      if (!smoke) process.env.ETCD_DATA_ROOT ??= os.tmpdir()
+      clusters.push(await startCluster({ size: 1, name: "etcd-bench-1" }))
+      clusters.push(await startCluster({ size: 3, name: "etcd-bench-3" }))
+    }
     console.log(
       `cpus: ${os.cpus().length} x ${os.cpus()[0]?.model.trim()}; node ${process.version}; load ${
         os.loadavg()[0].toFixed(1)
       }`
     )
-    console.log(`servers: ${unix.address}, ${tcp.address}; ${OPS} ops per run, warm-up ${WARMUP}\n`)
+    console.log(`servers: ${unix.address}, ${tcp.address}; ${OPS} ops per run, warm-up ${WARMUP}`)
+    console.log(
+      etcd ?
+        `etcd: ${
+          clusters.map((c) => `${c.members.length} member(s), data in ${nodePath.dirname(c.dir)}`).join("; ")
+        }; ` +
+        `${ETCD_OPS} ops per run\n` :
+        "etcd rows skipped: `etcd` is not installed (apt-get install etcd-server)\n"
+    )
     const results = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const runners: ReadonlyArray<readonly [string, LockManager.LockManagerService<unknown>]> = [
-        ["in-process", yield* LockManager.make],
-        ["unix socket", yield* LockManager.makeRemote(optionsOf(unix.address))],
-        ["tcp loopback", yield* LockManager.makeRemote(optionsOf(tcp.address))]
+      const runners: ReadonlyArray<readonly [string, LockManager.LockManagerService<unknown>, number]> = [
+        ["in-process", yield* LockManager.make, OPS],
+        ["unix socket", yield* LockManager.makeRemote(optionsOf(unix.address)), OPS],
+        ["tcp loopback", yield* LockManager.makeRemote(optionsOf(tcp.address)), OPS],
+        ...(yield* Effect.forEach(clusters, (cluster) =>
+          Effect.map(
+            LockManager.makeEtcd({ endpoints: cluster.endpoints, prefix: "/bench" }),
+            (manager) =>
+              [
+                `etcd ${cluster.members.length} member${cluster.members.length > 1 ? "s" : ""}`,
+                manager,
+                ETCD_OPS
+              ] as const
+          )))
       ]
       const out: Array<Result> = []
       for (const fibers of [1, FIBERS]) {
-        for (const [name, manager] of runners) out.push(yield* measure(name, manager, fibers, OPS))
+        for (const [name, manager, ops] of runners) out.push(yield* measure(name, manager, fibers, ops))
       }
       return out
     })))
@@ -168,6 +204,8 @@ const main = async () => {
     )
   } finally {
     await Promise.all(servers.map((server) => server.stop()))
+    await Promise.all(clusters.map((cluster) => cluster.stop()))
+    await killAll()
     nodeFs.rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -5,10 +5,13 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
@@ -145,7 +148,7 @@ export interface LockManagerService<E = never> {
 
 /**
  * The lock manager service. Its type allows a `RemoteLockError`, which only a
- * remote manager (`layerRemote`) produces: the in-memory one never fails
+ * remote manager (`layerRemote`, `layerEtcd`) produces: the in-memory one never fails
  * except on invalid input.
  *
  * @since 0.1.0
@@ -272,3 +275,124 @@ export const makeRemote = (
   Effect.promise(() => import("./internal/lockServer/remote.js")).pipe(
     Effect.flatMap((remote) => remote.make(remote.configOf(options)))
   )
+
+/**
+ * Where an etcd cluster is, and how a manager uses it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EtcdOptions {
+  /**
+   * The members' client URLs, as etcdctl takes them (`http://10.0.0.1:2379`).
+   * `https://` URLs use TLS with the system's certificate authorities.
+   */
+  readonly endpoints: ReadonlyArray<string>
+  /**
+   * The key prefix of the lock requests. Default `"/effect-persistence/locks"`.
+   * Managers coordinate when they use the same prefix; the prefixes of
+   * separate lock spaces must not be prefixes of one another.
+   */
+  readonly prefix?: string
+  /**
+   * The time to live of the manager's lease, in whole seconds (rounded up;
+   * etcd may raise it to its minimum, 2 s with its default election timeout):
+   * how long the locks of a process that died, froze or lost the cluster
+   * outlive it. Default 5 seconds.
+   */
+  readonly ttl?: Duration.DurationInput
+  /**
+   * The longest a call to the cluster may take, retries on other members
+   * included: the first request (which opens the session), then every
+   * enqueue, scan and release. Default 5 seconds.
+   */
+  readonly connectTimeout?: Duration.DurationInput
+}
+
+/**
+ * A lock manager whose queue lives in an etcd cluster (v3 API, etcd 3.4 or
+ * newer): several processes on several machines coordinate through it, and
+ * the cluster survives the loss of a minority of its members.
+ *
+ * Same rules as the in-memory manager (conflicts, FIFO between conflicting
+ * requests, `lockAll` as one request, interruption withdraws a waiter, scope
+ * close releases); the arrival order is the etcd revision at which a request
+ * was enqueued. `Lock.id` is that revision: it increases over every client of
+ * the cluster and across restarts of the whole cluster, so it is a fencing
+ * token. `stats` counts this manager's requests (`nodes`: its keys in etcd).
+ *
+ * Locks are leases: the manager keeps one etcd lease alive; a process that
+ * dies or loses the cluster for longer than `ttl` loses its locks, and the
+ * holder is told (`Lock.lost`, `Lock.ensureHeld`, checked by the Client right
+ * before it commits). Failures are a `RemoteLockError` with the address
+ * `etcd:<endpoints>`. A request conflicts with its own fiber's earlier locks
+ * as with anyone's: a fiber that asks again for a path it holds waits for
+ * itself until it is interrupted or timed out.
+ *
+ * Needs the optional peer dependency `etcd3`, loaded on first use.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerEtcd = (options: EtcdOptions): Layer.Layer<LockManager> =>
+  Layer.scoped(LockManager, makeEtcd(options))
+
+/**
+ * The etcd lock manager of `layerEtcd`, with the `RemoteLockError` it may fail
+ * with in its type. Its lease is revoked when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeEtcd = (
+  options: EtcdOptions
+): Effect.Effect<LockManagerService<RemoteLockError>, never, Scope.Scope> =>
+  // Loaded on use: etcd3 (and its gRPC stack) is an optional peer.
+  Effect.tryPromise({ try: () => import("./internal/etcd/manager.js"), catch: (cause) => cause }).pipe(
+    Effect.orDieWith((cause) =>
+      new Error("LockManager.makeEtcd needs the optional peer dependency etcd3 (npm install etcd3)", { cause })
+    ),
+    Effect.flatMap((etcd) => etcd.make(etcd.configOf(options)))
+  )
+
+/**
+ * The etcd options read from configuration: `PERSISTENCE_ETCD_ENDPOINTS`
+ * (comma-separated, required), and the optional `PERSISTENCE_ETCD_PREFIX`,
+ * `PERSISTENCE_ETCD_TTL` and `PERSISTENCE_ETCD_CONNECT_TIMEOUT` (durations
+ * such as `5 seconds`).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const etcdConfig: Config.Config<EtcdOptions> = Config.all({
+  endpoints: Config.array(Config.nonEmptyString(), "PERSISTENCE_ETCD_ENDPOINTS").pipe(
+    Config.map((endpoints) => endpoints.map((endpoint) => endpoint.trim()).filter((endpoint) => endpoint !== "")),
+    Config.validate({ message: "at least one etcd endpoint is required", validation: (e) => e.length > 0 })
+  ),
+  prefix: Config.option(Config.string("PERSISTENCE_ETCD_PREFIX")),
+  ttl: Config.option(Config.duration("PERSISTENCE_ETCD_TTL")),
+  connectTimeout: Config.option(Config.duration("PERSISTENCE_ETCD_CONNECT_TIMEOUT"))
+}).pipe(
+  Config.map(({ connectTimeout, endpoints, prefix, ttl }): EtcdOptions => ({
+    endpoints,
+    ...Option.match(prefix, { onNone: () => ({}), onSome: (prefix) => ({ prefix }) }),
+    ...Option.match(ttl, { onNone: () => ({}), onSome: (ttl) => ({ ttl }) }),
+    ...Option.match(connectTimeout, { onNone: () => ({}), onSome: (connectTimeout) => ({ connectTimeout }) })
+  }))
+)
+
+/**
+ * `layerEtcd` with its options from `Config` (by default {@link etcdConfig}).
+ *
+ * @example
+ * // PERSISTENCE_ETCD_ENDPOINTS=http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
+ * const PersistenceLive = Client.layer().pipe(
+ *   Layer.provideMerge(Layer.merge(LockManager.layerEtcdConfig(), NodeFileSystem.layer))
+ * )
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerEtcdConfig = (
+  options: Config.Config<EtcdOptions> = etcdConfig
+): Layer.Layer<LockManager, ConfigError.ConfigError> => Layer.scoped(LockManager, Effect.flatMap(options, makeEtcd))

@@ -338,21 +338,25 @@ export class LockLostError extends Schema.TaggedError<LockLostError>("effect-per
 }
 
 /**
- * Why a remote lock authority (a lock server, or the lock server itself
- * starting up) failed:
+ * Why a remote lock authority (a lock server, an etcd cluster, or the lock
+ * server itself starting up) failed:
  * - `Unreachable`: nothing accepts connections at the address;
- * - `Timeout`: the connection or its handshake did not complete in time;
+ * - `Timeout`: the connection or its handshake did not complete in time (for
+ *   etcd: no member answered in time, as during a lost quorum);
  * - `ProtocolMismatch`: the peer speaks another protocol version (or is not a
  *   lock server);
  * - `Disconnected`: the connection dropped (closed, or the server stopped
- *   answering heartbeats) while the request was in flight;
+ *   answering heartbeats) while the request was in flight; for etcd, the
+ *   session's lease expired or could not be renewed in time;
  * - `ListenFailed`: the server could not listen at its address;
  * - `Unauthorized`: the secret did not match (the server refused the client's,
  *   or the server could not prove it knows the client's), or one side has a
  *   secret and the other none;
  * - `RequestTooLarge`: the request would exceed the protocol's bound on a
  *   message (4 MiB), which the server answers by dropping the connection; it
- *   was not sent.
+ *   was not sent;
+ * - `Rejected`: the authority answered and refused the request (for etcd: out
+ *   of space, a transaction over its operation limit, permission denied).
  *
  * @since 0.1.0
  * @category models
@@ -364,7 +368,8 @@ export const RemoteLockErrorReason = Schema.Literal(
   "Disconnected",
   "ListenFailed",
   "Unauthorized",
-  "RequestTooLarge"
+  "RequestTooLarge",
+  "Rejected"
 )
 
 /**
@@ -380,16 +385,23 @@ const reasonText: Record<RemoteLockErrorReason, string> = {
   Disconnected: "dropped the connection",
   ListenFailed: "could not listen",
   Unauthorized: "failed authentication",
-  RequestTooLarge: "cannot take a request this large"
+  RequestTooLarge: "cannot take a request this large",
+  Rejected: "refused the request"
 }
 
+// An etcd cluster is named by its endpoints; anything else is a lock server.
+const authority = (address: string): string =>
+  address.startsWith("etcd:") ? `etcd cluster ${address.slice(5)}` : `lock server ${address}`
+
 /**
- * A remote lock authority (`LockManager.layerRemote` and its lock server)
- * could not be reached, answered with another protocol or dropped the
- * connection: one error type for every remote backend, so the `Client`'s error
- * unions do not grow with each. A request that failed with it holds nothing on
- * the authority: a waiting request is gone from its queue, and locks held over
- * the dropped connection are released (their `Lock.lost` completes).
+ * A remote lock authority (`LockManager.layerRemote` and its lock server,
+ * `LockManager.layerEtcd` and its cluster) could not be reached, answered with
+ * another protocol or dropped the connection: one error type for every remote
+ * backend, so the `Client`'s error unions do not grow with each. A request that
+ * failed with it holds nothing on the authority: a waiting request is gone from
+ * its queue (from etcd's at the latest when its lease expires), and locks held
+ * over the dropped connection or expired lease are released (their `Lock.lost`
+ * completes).
  *
  * @since 0.1.0
  * @category errors
@@ -398,7 +410,10 @@ export class RemoteLockError extends Schema.TaggedError<RemoteLockError>("effect
   "RemoteLockError",
   {
     operation: Schema.String,
-    /** Where the authority is: `unix:<path>` or `tcp:<host>:<port>` for a lock server. */
+    /**
+     * Where the authority is: `unix:<path>` or `tcp:<host>:<port>` for a lock
+     * server, `etcd:<endpoint>,<endpoint>...` for an etcd cluster.
+     */
     address: Schema.String,
     reason: RemoteLockErrorReason,
     detail: Schema.optional(Schema.String),
@@ -419,7 +434,7 @@ export class RemoteLockError extends Schema.TaggedError<RemoteLockError>("effect
       Predicate.hasProperty(this.cause, "message") ?
       `: ${String(this.cause.message)}` :
       ""
-    return `${this.operation}: lock server ${this.address} ${reasonText[this.reason]}${detail}`
+    return `${this.operation}: ${authority(this.address)} ${reasonText[this.reason]}${detail}`
   }
 }
 

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import { HEADER } from "../bench/harness.js"
 import { suites } from "../bench/suites.js"
+import { etcdAvailable } from "./fixtures/etcd-cluster.js"
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -38,12 +39,21 @@ describe("bench", () => {
 })
 
 describe("bench/remote.ts", () => {
-  it("smoke mode measures in-process, Unix socket and TCP withLock round trips", async () => {
+  it("smoke mode measures in-process, Unix socket, TCP and etcd withLock round trips", async () => {
+    // It starts two lock servers and, where etcd is installed, a 1- and a 3-member cluster.
     const { stdout } = await run(tsx, ["bench/remote.ts"], {
       cwd: root,
       env: { ...process.env, BENCH_SMOKE: "1" },
-      timeout: 60_000
+      timeout: 120_000
     })
     for (const runner of ["in-process", "unix", "tcp"]) expect(stdout).toContain(runner)
-  }, 60_000)
+    if (etcdAvailable()) {
+      for (const fibers of [1, 16]) {
+        expect(stdout).toMatch(new RegExp(`^etcd 1 member +${fibers} `, "m"))
+        expect(stdout).toMatch(new RegExp(`^etcd 3 members +${fibers} `, "m"))
+      }
+    } else {
+      expect(stdout).toContain("etcd rows skipped")
+    }
+  }, 120_000)
 })

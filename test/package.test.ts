@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -169,6 +170,40 @@ export const program: Effect.Effect<string, PersistenceError.PersistenceError> =
     expect(out).toContain(`listening on unix:${socket}`)
     expect(await exited).toBe(0)
     expect(fs.existsSync(socket)).toBe(false)
+  })
+
+  it("loads etcd3 only for the etcd manager: a clear defect without it, a typed error from CommonJS with it", async () => {
+    // A loopback port that was just free: a refused connection.
+    const port = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as net.AddressInfo
+        server.close(() => resolve(port))
+      })
+    })
+    const program = (require: boolean) => `
+${require ? "const { Effect } = require(\"effect\"); const { LockManager } = require(\"effect-persistence\")" : ""}
+const main = Effect.scoped(Effect.flatMap(
+  LockManager.makeEtcd({ endpoints: ["http://127.0.0.1:${port}"], connectTimeout: "500 millis" }),
+  (manager) => manager.withLock("/a", "write")(Effect.void)
+))
+Effect.runPromiseExit(main).then((exit) => console.log(exit._tag === "Failure" ?
+  (exit.cause._tag === "Fail" ? exit.cause.error._tag + " " + exit.cause.error.reason : "defect " + String(exit.cause.defect?.message)) : "success"))
+`
+    fs.writeFileSync(
+      path.join(project, "etcd-missing.mjs"),
+      `import { Effect } from "effect"\nimport { LockManager } from "effect-persistence"\n${program(false)}`
+    )
+    expect(run("node", ["etcd-missing.mjs"]).trim()).toBe(
+      "defect LockManager.makeEtcd needs the optional peer dependency etcd3 (npm install etcd3)"
+    )
+    const link = path.join(project, "node_modules", "etcd3")
+    fs.symlinkSync(path.join(root, "node_modules", "etcd3"), link, "dir")
+    try {
+      fs.writeFileSync(path.join(project, "etcd.cjs"), program(true))
+      expect(run("node", ["etcd.cjs"]).trim()).toBe("RemoteLockError Unreachable")
+    } finally {
+      fs.unlinkSync(link)
+    }
   })
 
   it("does not expose internal modules", () => {

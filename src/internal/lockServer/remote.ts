@@ -35,7 +35,8 @@ import * as FiberId from "effect/FiberId"
 import type * as Mailbox from "effect/Mailbox"
 import * as Scope from "effect/Scope"
 import type { Lock, LockManagerService, RemoteOptions } from "../../LockManager.js"
-import { InvalidPathError, LockLostError, RemoteLockError, type RemoteLockErrorReason } from "../../PersistenceError.js"
+import { InvalidPathError, RemoteLockError, type RemoteLockErrorReason } from "../../PersistenceError.js"
+import { leasedLock } from "../leasedLock.js"
 import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
@@ -522,18 +523,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
     const isHeld = (request: Request) =>
       !request.left && request.conn.lost === undefined && performance.now() < request.conn.leaseUntil
 
-    const toLock = (request: Request, grant: Grant): Lock => ({
-      id: grant.id,
-      mode: grant.mode,
-      paths: grant.paths,
-      lost: Deferred.await(request.conn.lostSignal),
-      ensureHeld: (operation) =>
-        Effect.suspend(() =>
-          isHeld(request) ?
-            Effect.void :
-            Effect.fail(new LockLostError({ operation, paths: grant.paths, lockId: grant.id }))
-        )
-    })
+    const toLock = (request: Request, grant: Grant): Lock =>
+      leasedLock(grant, Deferred.await(request.conn.lostSignal), () => isHeld(request))
 
     const scoped = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
       Either.isLeft(plan) ?

@@ -1,0 +1,456 @@
+/**
+ * The etcd lock manager: a `LockManagerService` whose queue is etcd's key
+ * space (see ./keys.ts for the layout).
+ *
+ * Arrival order is etcd's revision order. A request puts its keys (one per
+ * locked path, all in one transaction, so at one revision R, attached to the
+ * session's lease) and, in the same transaction, reads the entries it could
+ * conflict with. It is blocked by every conflicting entry created before R;
+ * those are exactly the earlier conflicting requests, granted or waiting, so
+ * granting when none is left is the fairness rule of the in-memory manager.
+ * Waits only ever go to lower revisions, so they cannot form a cycle: a
+ * `lockAll` puts all its keys at one revision.
+ *
+ * Waiting: watch the newest blocker's key for its deletion (from the moment
+ * the watch exists, then check that the key still does: see ./watch.ts for
+ * why not from the scan's revision), then scan again. A scan is conditional
+ * on the request's own key still existing at the request's revision: a lease
+ * that expired while waiting fails the wait instead of granting it (the flaw
+ * Jepsen found in etcd's own mutex recipe). A waiter also scans again after
+ * a time to live without news, so a watch stream that froze delays it, but
+ * never leaves it waiting forever; and the end of the session fails it at
+ * once.
+ *
+ * Lock ids are the request's revision: they increase with arrival over every
+ * client of the cluster, and etcd never reuses a revision, not even after a
+ * restart of the whole cluster.
+ *
+ * Doubt ends the session: if the enqueue's outcome or a release cannot be
+ * confirmed, the session's lease is revoked (or left to expire), so no key of
+ * this manager can stay behind to block others. Its held locks are reported
+ * lost; the next request opens a new session.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import type * as Scope from "effect/Scope"
+import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
+import type { EtcdOptions, Lock, LockManagerService } from "../../LockManager.js"
+import { type InvalidPathError, RemoteLockError } from "../../PersistenceError.js"
+import { leasedLock } from "../leasedLock.js"
+import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
+import * as Cluster from "./cluster.js"
+import { entryMode, type KeyRange, normalizePrefix, requestKey, scanRanges } from "./keys.js"
+import * as Session from "./session.js"
+
+/**
+ * @internal
+ */
+export interface EtcdConfig {
+  readonly endpoints: ReadonlyArray<string>
+  readonly prefix: string
+  /** The lease's time to live asked for, in whole seconds. */
+  readonly ttl: number
+  /** Milliseconds: opening a session, and every call to the cluster. */
+  readonly connectTimeout: number
+}
+
+const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
+  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
+
+/**
+ * @internal
+ */
+export const configOf = (options: EtcdOptions): EtcdConfig => ({
+  endpoints: Array.from(options.endpoints),
+  prefix: normalizePrefix(options.prefix ?? "/effect-persistence/locks"),
+  // etcd leases count whole seconds.
+  ttl: Math.max(1, Math.ceil(millis(options.ttl, 5_000) / 1000)),
+  connectTimeout: Math.max(1, millis(options.connectTimeout, 5_000))
+})
+
+/**
+ * etcd's default limit on the operations of one transaction (`--max-txn-ops`).
+ * The puts of one request must fit in one transaction; its reads are split.
+ */
+const MAX_TXN_OPS = 128
+
+const EMPTY = Buffer.alloc(0)
+
+interface Request {
+  readonly session: Session.Session
+  readonly plan: Plan
+  readonly keys: ReadonlyArray<Buffer>
+  readonly ranges: ReadonlyArray<KeyRange>
+  /** The revision of the keys' creation: the arrival order and the lock id. */
+  readonly revision: number
+  state: "pending" | "held" | "left"
+}
+
+const rangeOp = (range: KeyRange, before: number | undefined): IRequestOp => ({
+  request_range: {
+    key: range.key,
+    range_end: range.end,
+    keys_only: true,
+    // Known (the re-scans): older entries only.
+    ...(before === undefined ? {} : { max_create_revision: before })
+  }
+})
+
+/**
+ * The key of the newest entry in `scans`, created before `revision`, that
+ * conflicts with the request of `plan`: the one a waiter watches.
+ */
+const newestBlocker = (scans: ReadonlyArray<IRangeResponse>, revision: number, plan: Plan): Buffer | undefined => {
+  let newest: Buffer | undefined
+  let newestRevision = 0
+  for (const scan of scans) {
+    for (const kv of scan.kvs) {
+      const created = Number(kv.create_revision)
+      if (created >= revision || created <= newestRevision) continue
+      // Every request has a lease; a key without one, or outside the layout, is not a request.
+      const mode = entryMode(kv.key)
+      if (mode === undefined || kv.lease === "0") continue
+      // Reads only conflict with writes (the scans of ancestors already hold writes only).
+      if (plan.mode === "read" && mode === "read") continue
+      newest = kv.key
+      newestRevision = created
+    }
+  }
+  return newest
+}
+
+/** An enqueued request: granted at once, or waiting (for `blocker`, or to be scanned if undefined). */
+interface Enqueued {
+  readonly request: Request
+  readonly granted: boolean
+  readonly blocker: Buffer | undefined
+}
+
+const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/**
+ * @internal
+ */
+export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<RemoteLockError>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const managerScope = yield* Effect.scope
+    const address = `etcd:${config.endpoints.join(",")}`
+    // A cluster that cannot be set up (no endpoints, a bad URL) fails every request with the reason.
+    const cluster = yield* Effect.either(
+      Cluster.make({ endpoints: config.endpoints, requestTimeout: config.connectTimeout })
+    )
+    const prefix = config.prefix
+    const stats = { held: 0, pending: 0, nodes: 0 }
+    let current: Session.Session | undefined
+    let connecting: Deferred.Deferred<Session.Session, Cluster.Failure> | undefined
+    let closed = false
+
+    const toError = (operation: string, failure: Cluster.Failure) =>
+      new RemoteLockError({
+        operation,
+        address,
+        reason: failure.reason,
+        ...(failure.detail !== undefined ? { detail: failure.detail } : {}),
+        ...(failure.cause !== undefined ? { cause: failure.cause } : {})
+      })
+
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        return current === undefined || Either.isLeft(cluster) ? Effect.void : Session.shutdown(cluster.right, current)
+      })
+    )
+
+    /**
+     * The live session, or a new one. Concurrent callers share one attempt,
+     * which runs in the manager's scope: a caller that gives up does not
+     * abort it for the others.
+     */
+    const session = (operation: string): Effect.Effect<[Cluster.Cluster, Session.Session], RemoteLockError> =>
+      Effect.uninterruptibleMask((restore) => {
+        if (closed) return Effect.dieMessage(`${operation}: the etcd lock manager was used after its scope closed`)
+        if (Either.isLeft(cluster)) return Effect.fail(toError(operation, cluster.left))
+        const c = cluster.right
+        if (current !== undefined && current.lost === undefined) return Effect.succeed([c, current])
+        let attempt = connecting
+        if (attempt === undefined) {
+          const deferred = Deferred.unsafeMake<Session.Session, Cluster.Failure>(FiberId.none)
+          attempt = connecting = deferred
+          const run = Effect.interruptible(Session.open(c, config.ttl, config.connectTimeout)).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.sync(() => {
+                connecting = undefined
+                if (Exit.isSuccess(exit)) current = exit.value
+                Deferred.unsafeDone(deferred, exit)
+              })
+            ),
+            Effect.forkIn(managerScope)
+          )
+          return Effect.zipRight(run, restore(awaitSession(operation, c, deferred)))
+        }
+        return restore(awaitSession(operation, c, attempt))
+      })
+
+    const awaitSession = (
+      operation: string,
+      c: Cluster.Cluster,
+      attempt: Deferred.Deferred<Session.Session, Cluster.Failure>
+    ) =>
+      Deferred.await(attempt).pipe(
+        Effect.map((s): [Cluster.Cluster, Session.Session] => [c, s]),
+        Effect.mapError((failure) => toError(operation, failure))
+      )
+
+    /**
+     * Puts the request's keys and scans for what blocks it, in one
+     * transaction when it fits. The put is conditional on the first key not
+     * existing, so a retried transaction (the first attempt's answer was
+     * lost) does not put twice: it reads the revision of the first put.
+     */
+    const enqueue = (
+      operation: string,
+      c: Cluster.Cluster,
+      session: Session.Session,
+      plan: Plan
+    ): Effect.Effect<Enqueued, RemoteLockError> =>
+      Effect.suspend(() => {
+        if (session.lost !== undefined) return Effect.fail(toError(operation, session.lost))
+        const id = `${session.lease}.${++session.nextRequest}`
+        const keys = plan.locked.map((path) => Buffer.from(requestKey(prefix, path, plan.mode, id), "utf8"))
+        const ranges = scanRanges(prefix, plan.mode, plan.locked)
+        const inline = keys.length + ranges.length <= MAX_TXN_OPS
+        const scans = inline ? ranges.map((range) => rangeOp(range, undefined)) : []
+        const txn: ITxnRequest = {
+          compare: [{ key: keys[0], target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
+          success: [...keys.map((key) => ({ request_put: { key, value: EMPTY, lease: session.lease } })), ...scans],
+          failure: [{ request_range: { key: keys[0], keys_only: true } }, ...scans]
+        }
+        return c.call("enqueue", (client, options) => client.kv.txn(txn, options)).pipe(
+          Effect.flatMap((response) => {
+            const revision = response.succeeded ?
+              Number(response.header.revision) :
+              Number(response.responses[0].response_range.kvs[0]?.create_revision ?? 0)
+            if (!(revision > 0)) {
+              return Effect.fail<Cluster.Failure>({
+                reason: "Disconnected",
+                detail: "the request's key vanished from etcd while it was being enqueued"
+              })
+            }
+            const request: Request = { session, plan, keys, ranges, revision, state: "pending" }
+            stats.pending++
+            stats.nodes += keys.length
+            const found = (response.succeeded ? response.responses.slice(keys.length) : response.responses.slice(1))
+              .map((r) => r.response_range)
+            // Not scanned yet (too many ranges for one transaction): the waiter scans first.
+            if (!inline) return Effect.succeed({ request, granted: false, blocker: undefined })
+            const blocker = newestBlocker(found, revision, plan)
+            if (blocker === undefined) {
+              request.state = "held"
+              stats.pending--
+              stats.held++
+            }
+            return Effect.succeed({ request, granted: blocker === undefined, blocker })
+          }),
+          // Whether the keys are in etcd is unknown (a refusal is certain: nothing was put).
+          Effect.tapError((failure) => failure.reason === "Rejected" ? Effect.void : Session.end(c, session, failure)),
+          Effect.mapError((failure) => toError(operation, failure))
+        )
+      })
+
+    /**
+     * Scans again for the newest blocker (undefined: granted). Fails if the
+     * request's own key is gone: its lease expired, and with it the place in
+     * the queue.
+     */
+    const rescan = (c: Cluster.Cluster, request: Request): Effect.Effect<Buffer | undefined, Cluster.Failure> =>
+      Effect.suspend(() => {
+        const session = request.session
+        if (session.lost !== undefined) return Effect.fail(session.lost)
+        const own = {
+          key: request.keys[0],
+          target: CompareTarget.Create,
+          result: CompareResult.Equal,
+          create_revision: request.revision
+        }
+        // Chunks may be read at different revisions: an older conflicting
+        // request that is gone stays gone, so "none in any chunk" holds at the last.
+        return Effect.reduce(
+          chunks(request.ranges, MAX_TXN_OPS),
+          undefined as Buffer | undefined,
+          (found, ranges) =>
+            found !== undefined ? Effect.succeed(found) : c.call("scan", (client, options) =>
+              client.kv.txn({
+                compare: [own],
+                success: ranges.map((range) => rangeOp(range, request.revision - 1)),
+                failure: []
+              }, options)).pipe(
+                Effect.flatMap((response) =>
+                  response.succeeded ?
+                    Effect.succeed(
+                      newestBlocker(response.responses.map((r) => r.response_range), request.revision, request.plan)
+                    ) :
+                    Effect.fail<Cluster.Failure>({
+                      reason: "Disconnected",
+                      detail: "the request left etcd's queue while waiting: the session's lease expired"
+                    })
+                )
+              )
+        ).pipe(Effect.tapError((failure) => Session.end(c, session, failure)))
+      })
+
+    const toLock = (request: Request): Lock =>
+      leasedLock(
+        { id: request.revision, mode: request.plan.mode, paths: request.plan.paths },
+        Deferred.await(request.session.lostSignal),
+        () =>
+          request.state === "held" && request.session.lost === undefined &&
+          performance.now() < request.session.leaseUntil
+      )
+
+    /** Whether `key` exists now (a linearizable read). */
+    const exists = (c: Cluster.Cluster, key: Buffer): Effect.Effect<boolean, Cluster.Failure> =>
+      Effect.map(
+        c.call("check", (client, options) => client.kv.range({ key, count_only: true }, options)),
+        (response) => Number(response.count) > 0
+      )
+
+    /**
+     * Until `key` is deleted: watch it from now on, then check that it was
+     * not deleted before the watch began. After a time to live without news,
+     * give up (the caller scans again): the watch's stream may be stuck.
+     */
+    const deletion = (
+      c: Cluster.Cluster,
+      session: Session.Session,
+      key: Buffer
+    ): Effect.Effect<void, Cluster.Failure> =>
+      Effect.scoped(Effect.gen(function*() {
+        const watch = yield* session.watches.watch(key)
+        yield* watch.created
+        if (yield* exists(c, key)) yield* watch.deleted
+      })).pipe(
+        Effect.timeout(session.ttl),
+        Effect.catchTag("TimeoutException", () => Effect.void)
+      )
+
+    /** Waits until nothing older conflicts: watch the newest blocker, scan again, repeat. */
+    const awaitGrant = (
+      operation: string,
+      c: Cluster.Cluster,
+      request: Request,
+      first: Buffer | undefined
+    ): Effect.Effect<Lock, RemoteLockError> =>
+      Effect.gen(function*() {
+        const session = request.session
+        const wait = Effect.gen(function*() {
+          let blocker = first === undefined ? yield* rescan(c, request) : first
+          while (blocker !== undefined) {
+            yield* deletion(c, session, blocker)
+            blocker = yield* rescan(c, request)
+          }
+        })
+        // A session that ends (its lease lost) fails the wait at once, even mid-call.
+        const ended = Effect.flatMap(Deferred.await(session.lostSignal), () => Effect.fail(session.lost!))
+        yield* Effect.raceFirst(wait, ended)
+        if (session.lost !== undefined) return yield* Effect.fail(session.lost)
+        request.state = "held"
+        stats.pending--
+        stats.held++
+        return toLock(request)
+      }).pipe(
+        Effect.mapError((failure) => toError(operation, failure)),
+        Effect.withSpan("LockManager.wait", {
+          attributes: {
+            "lock.paths": request.plan.paths.join(","),
+            "lock.mode": request.plan.mode,
+            "lock.server": address
+          },
+          captureStackTrace: false
+        })
+      )
+
+    /**
+     * Ends a request, waiting or held, and waits until etcd confirms the
+     * deletion of its keys. Idempotent. A deletion that cannot be confirmed
+     * ends the session, whose lease then takes the keys with it.
+     */
+    const leave = (c: Cluster.Cluster, request: Request): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (request.state === "left") return Effect.void
+        if (request.state === "held") stats.held--
+        else stats.pending--
+        stats.nodes -= request.keys.length
+        request.state = "left"
+        const session = request.session
+        if (session.lost !== undefined) return Effect.void
+        return Effect.forEach(
+          chunks(request.keys, MAX_TXN_OPS),
+          (keys) =>
+            c.call("release", (client, options) =>
+              client.kv.txn(
+                { compare: [], success: keys.map((key) => ({ request_delete_range: { key } })) },
+                options
+              )),
+          { discard: true }
+        ).pipe(Effect.catchAll((failure) => Session.end(c, session, failure)))
+      })
+
+    const scoped = (
+      operation: string,
+      plan: Either.Either<Plan, InvalidPathError>
+    ): Effect.Effect<Lock, InvalidPathError | RemoteLockError, Scope.Scope> =>
+      Either.isLeft(plan) ?
+        Effect.fail(plan.left) :
+        Effect.flatMap(session(operation), ([c, s]) =>
+          Effect.acquireRelease(enqueue(operation, c, s, plan.right), ({ request }) =>
+            leave(c, request)).pipe(
+              Effect.flatMap(({ blocker, granted, request }) =>
+                granted ?
+                  Effect.succeed(toLock(request)) :
+                  // A failed or interrupted wait inside a larger scope leaves the
+                  // queue now, not when the scope closes.
+                  Effect.onError(awaitGrant(operation, c, request, blocker), () => leave(c, request))
+              )
+            ))
+
+    const bracket = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
+    <A, E, R>(
+      effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
+    ): Effect.Effect<A, E | InvalidPathError | RemoteLockError, R> => {
+      if (Either.isLeft(plan)) return Effect.fail(plan.left)
+      const use = Effect.isEffect(effect) ? () => effect : effect
+      return Effect.flatMap(
+        session(operation),
+        ([c, s]) =>
+          Effect.uninterruptibleMask((restore) =>
+            Effect.flatMap(enqueue(operation, c, s, plan.right), ({ blocker, granted, request }) =>
+              (granted ?
+                Effect.succeed(toLock(request)) :
+                restore(awaitGrant(operation, c, request, blocker))).pipe(
+                  Effect.flatMap((lock) => restore(use(lock))),
+                  Effect.ensuring(leave(c, request))
+                ))
+          )
+      )
+    }
+
+    return {
+      [TypeId]: TypeId,
+      lock: (path, mode) => scoped("LockManager.lock", planOne("LockManager.lock", path, mode)),
+      lockAll: (paths) => scoped("LockManager.lockAll", planAll("LockManager.lockAll", paths)),
+      withLock: (path, mode) => bracket("LockManager.withLock", planOne("LockManager.withLock", path, mode)),
+      withLockAll: (paths) => bracket("LockManager.withLockAll", planAll("LockManager.withLockAll", paths)),
+      stats: Effect.sync(() => ({ ...stats }))
+    }
+  })

@@ -1,0 +1,665 @@
+/**
+ * `LockManager.layerEtcd` with real processes: etcd clusters started on
+ * loopback ports with their data in temp directories (test/fixtures/
+ * etcd-cluster.ts), and workers bundled from test/fixtures/lock-worker.ts,
+ * each with its own manager.
+ */
+import { NodeFileSystem } from "@effect/platform-node"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Etcd3 } from "etcd3"
+import * as nodeFs from "node:fs"
+import * as Net from "node:net"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import * as Client from "../src/Client.js"
+import * as LockManager from "../src/LockManager.js"
+import * as PersistenceError from "../src/PersistenceError.js"
+import { type Bundle, bundleFixture } from "./fixtures/bundle.js"
+import { type EtcdCluster, startCluster } from "./fixtures/etcd-cluster.js"
+import { type Child, killAll, startWorker } from "./fixtures/lock-processes.js"
+
+let bundle: Bundle | undefined
+let single: EtcdCluster | undefined
+let three: EtcdCluster | undefined
+
+beforeAll(async () => {
+  ;[bundle, single, three] = await Promise.all([
+    bundleFixture("./lock-worker.ts"),
+    startCluster({ size: 1, name: "etcd-test-1" }),
+    startCluster({ size: 3, name: "etcd-test-3" })
+  ])
+}, 60_000)
+
+afterAll(async () => {
+  await Promise.all([single?.stop(), three?.stop()])
+  await killAll()
+  bundle?.remove()
+})
+
+const worker = (args: ReadonlyArray<string>) => startWorker(bundle!.file, args)
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => nodeFs.realpathSync(nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "etcd-locks-")))),
+  (dir) => Effect.sync(() => nodeFs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A cluster of its own for a test that kills members; stopped with the scope. */
+const ownCluster = (size: number, name: string) =>
+  Effect.acquireRelease(Effect.promise(() => startCluster({ size, name })), (cluster) => Effect.promise(cluster.stop))
+
+const TEMP = /^\..*\.[0-9a-z]{12}\.tmp$/
+
+const now = () => performance.now()
+
+/** Fails the test (instead of hanging it) when `effect` takes longer than `ms`. */
+const within = <A, E, R>(ms: number, what: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`${what}: no outcome within ${ms} ms`) })
+
+const untilStats = (
+  manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>,
+  condition: (stats: LockManager.LockStats) => boolean
+) =>
+  within(
+    10_000,
+    "manager stats",
+    Effect.iterate(false, {
+      while: (done) => !done,
+      body: () => Effect.zipRight(Effect.sleep("5 millis"), Effect.map(manager.stats, condition))
+    })
+  )
+
+/**
+ * Forks a fiber that takes a write lock on `path` and holds it until
+ * `release`; `granted` completes with the grant time and the lock.
+ */
+const holdLock = (manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>, path: string) =>
+  Effect.gen(function*() {
+    const granted = yield* Deferred.make<{ readonly at: number; readonly lock: LockManager.Lock }>()
+    const done = yield* Deferred.make<void>()
+    const fiber = yield* Effect.scoped(
+      Effect.flatMap(
+        manager.lock(path, "write"),
+        (lock) => Effect.zipRight(Deferred.succeed(granted, { at: now(), lock }), Deferred.await(done))
+      )
+    ).pipe(Effect.forkDaemon)
+    return { granted, fiber, release: Effect.zipRight(Deferred.succeed(done, void 0), Fiber.join(fiber)) }
+  })
+
+/** A Client over `LockManager.layerEtcd`, living as long as the current scope. */
+const clientOver = (options: LockManager.EtcdOptions) =>
+  Layer.build(Client.layer().pipe(Layer.provide(Layer.merge(LockManager.layerEtcd(options), NodeFileSystem.layer))))
+    .pipe(Effect.map(Context.get(Client.Client)), Effect.orDie)
+
+const expectRemoteError = (exit: Exit.Exit<unknown, unknown>, reasons: ReadonlyArray<string>) => {
+  const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+  expect(Option.isSome(failure) && failure.value instanceof PersistenceError.RemoteLockError, `${exit}`).toBe(true)
+  const error = Option.getOrThrow(failure) as PersistenceError.RemoteLockError
+  expect(reasons, error.message).toContain(error.reason)
+  return error
+}
+
+/** A loopback port where nothing listens. */
+const closedPort = Effect.async<number>((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as Net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+type CounterRecord = readonly [value: number, start: number, end: number]
+type Grant = readonly [id: number, start: number, end: number]
+
+/**
+ * The overlap detector, on what every process reported (wall-clock times of
+ * one host):
+ * - the grants of the counter's lock whose use completed, in the order they
+ *   began, must not overlap (each began after the previous one's use ended)
+ *   and must carry increasing lock ids (the fencing token follows the order);
+ * - the committed increments, in the order their update functions began,
+ *   must have read 0, 1, 2, ... (no lost update, no two holders reading the
+ *   same state).
+ * Returns the first violation.
+ */
+const violation = (records: ReadonlyArray<CounterRecord>, grants: ReadonlyArray<Grant>): string | undefined => {
+  if (grants.length !== records.length) return `${grants.length} completed grants for ${records.length} increments`
+  const byStart = [...grants].sort((a, b) => a[1] - b[1])
+  for (let i = 1; i < byStart.length; i++) {
+    const [id, start] = byStart[i]
+    const [previousId, , previousEnd] = byStart[i - 1]
+    if (start < previousEnd) {
+      return `grant #${id} began ${(previousEnd - start).toFixed(3)} ms before the use of grant #${previousId} ended`
+    }
+    if (id <= previousId) return `grant #${id} came after grant #${previousId}`
+  }
+  const sorted = [...records].sort((a, b) => a[1] - b[1])
+  for (let i = 0; i < sorted.length; i++) {
+    if (sorted[i][0] !== i) return `the increment that began ${i}th read ${sorted[i][0]}`
+  }
+  return undefined
+}
+
+interface CounterRun {
+  readonly workers: ReadonlyArray<Child>
+  /** Sends `go` to every worker and collects what they report. */
+  readonly run: Effect.Effect<
+    {
+      readonly records: Array<CounterRecord>
+      readonly grants: Array<Grant>
+      readonly failed: number
+      readonly ms: number
+    }
+  >
+}
+
+/** Starts one counter worker per entry of `durable` (true: a durable Client) and waits until they are ready. */
+const counterWorkers = (
+  options: LockManager.EtcdOptions,
+  file: string,
+  increments: number,
+  durable: ReadonlyArray<boolean>
+) =>
+  Effect.gen(function*() {
+    const workers = durable.map((d) =>
+      worker(["counter", JSON.stringify(options), file, String(increments), "1", d ? "durable" : "plain"])
+    )
+    yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^ready$/))))
+    const run = Effect.promise(async () => {
+      const started = now()
+      for (const w of workers) w.send("go")
+      const reports = await Promise.all(workers.map(async (w) => {
+        const [, records] = await w.waitFor(/^records (.*)$/, 90_000)
+        const [, grants] = await w.waitFor(/^grants (.*)$/, 5_000)
+        const [, failed] = await w.waitFor(/^failed (\d+)$/, 5_000)
+        await w.waitFor(/^done$/, 5_000)
+        return {
+          records: JSON.parse(records) as Array<CounterRecord>,
+          grants: JSON.parse(grants) as Array<Grant>,
+          failed: Number(failed)
+        }
+      }))
+      return {
+        records: reports.flatMap((r) => r.records),
+        grants: reports.flatMap((r) => r.grants),
+        failed: reports.reduce((n, r) => n + r.failed, 0),
+        ms: now() - started
+      }
+    })
+    return { workers, run } satisfies CounterRun
+  })
+
+afterEach(async () => {
+  // Workers only: the clusters of beforeAll live for the whole file.
+  await killWorkers()
+})
+
+const killWorkers = async () => {
+  // killAll would also end the shared clusters' members, so each test's workers end with their test.
+  for (const w of started.splice(0)) {
+    w.signal("SIGCONT")
+    w.signal("SIGKILL")
+    await w.closed
+  }
+}
+const started: Array<Child> = []
+const track = <C extends Child>(child: C): C => {
+  started.push(child)
+  return child
+}
+
+describe("several processes through one etcd cluster", () => {
+  it.live(
+    "four processes x 250 Client.modify increments through a 3-member cluster: exactly 1000, one holder at a time",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = nodePath.join(dir, "counter")
+        const { run, workers } = yield* counterWorkers(
+          { endpoints: three!.endpoints },
+          file,
+          250,
+          [false, false, false, false]
+        )
+        workers.forEach(track)
+        const { failed, grants, ms, records } = yield* run
+        console.log(`1000 modify increments by 4 processes through 3 etcd members: ${ms.toFixed(0)} ms`)
+        expect(failed).toBe(0)
+        expect(violation(records, grants)).toBeUndefined()
+        expect(records).toHaveLength(1000)
+        expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
+      })),
+    120_000
+  )
+
+  it.live(
+    "negative control: the overlap detector sees four processes with their own in-memory managers",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = nodePath.join(dir, "counter")
+        const workers = Array.from({ length: 4 }, () => track(worker(["counter", "local", file, "50", "1"])))
+        yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^ready$/))))
+        for (const w of workers) w.send("go")
+        const reports = yield* Effect.promise(() =>
+          Promise.all(workers.map(async (w) => {
+            const [, records] = await w.waitFor(/^records (.*)$/, 30_000)
+            const [, grants] = await w.waitFor(/^grants (.*)$/, 5_000)
+            return { records: JSON.parse(records) as Array<CounterRecord>, grants: JSON.parse(grants) as Array<Grant> }
+          }))
+        )
+        const found = violation(reports.flatMap((r) => r.records), reports.flatMap((r) => r.grants))
+        console.log(`overlap detector on per-process managers: ${found}`)
+        expect(found).toBeDefined()
+      })),
+    60_000
+  )
+
+  it.live(
+    "the same with the Client durable in two of the four processes",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = nodePath.join(dir, "counter")
+        const { run, workers } = yield* counterWorkers(
+          { endpoints: three!.endpoints },
+          file,
+          250,
+          [true, false, true, false]
+        )
+        workers.forEach(track)
+        const { failed, grants, ms, records } = yield* run
+        console.log(`1000 modify increments (2 durable) through 3 etcd members: ${ms.toFixed(0)} ms`)
+        expect(failed).toBe(0)
+        expect(violation(records, grants)).toBeUndefined()
+        expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
+      })),
+    120_000
+  )
+
+  it.live(
+    "the leader is killed during the load: no lost update, never two holders, every process finishes",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir
+        const cluster = yield* ownCluster(3, "etcd-leader")
+        const file = nodePath.join(dir, "counter")
+        const { run, workers } = yield* counterWorkers(
+          { endpoints: cluster.endpoints },
+          file,
+          100,
+          [false, true, false, false]
+        )
+        workers.forEach(track)
+        const load = yield* Effect.fork(run)
+        // Kill the leader a quarter into the run.
+        yield* within(
+          60_000,
+          "counter progress",
+          Effect.iterate(0, {
+            while: (value) => value < 100,
+            body: () =>
+              Effect.zipRight(
+                Effect.sleep("10 millis"),
+                Effect.sync(() => nodeFs.existsSync(file) ? Number(nodeFs.readFileSync(file, "utf8")) : 0)
+              )
+          })
+        )
+        const leader = yield* Effect.promise(() => cluster.leader())
+        yield* Effect.promise(() => cluster.kill(leader))
+        const killedAt = Number(nodeFs.readFileSync(file, "utf8"))
+        const { failed, grants, ms, records } = yield* within(90_000, "the load", Fiber.join(load))
+        const final = Number(nodeFs.readFileSync(file, "utf8"))
+        console.log(
+          `leader m${leader} killed at ${killedAt}/400: ${records.length} increments committed, ${failed} failed ` +
+            `with a typed error, ${ms.toFixed(0)} ms`
+        )
+        expect(violation(records, grants)).toBeUndefined()
+        expect(final).toBe(records.length)
+        expect(records.length + failed).toBe(400)
+        // The survivors kept the cluster going: most increments went through.
+        expect(records.length).toBeGreaterThan(killedAt)
+      })),
+    120_000
+  )
+
+  it.live(
+    "a holder killed mid-sink (SIGKILL): the next waiter is granted within ttl + 1 s; the target is intact",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir
+        const options: LockManager.EtcdOptions = { endpoints: single!.endpoints, ttl: "2 seconds", prefix: "/sigkill" }
+        const target = nodePath.join(dir, "data", "target")
+        nodeFs.mkdirSync(nodePath.dirname(target))
+        nodeFs.writeFileSync(target, "old")
+        const holder = track(worker(["sink", JSON.stringify(options), target]))
+        yield* Effect.promise(() => holder.waitFor(/^holding$/))
+        const temps = nodeFs.readdirSync(nodePath.dirname(target)).filter((name) => TEMP.test(name))
+        expect(temps).toHaveLength(1)
+
+        const manager = yield* LockManager.makeEtcd(options)
+        const waiter = yield* holdLock(manager, target)
+        yield* untilStats(manager, (s) => s.pending === 1)
+        const killedAt = now()
+        holder.signal("SIGKILL")
+        const { at } = yield* within(5_000, "acquire after the holder died", Deferred.await(waiter.granted))
+        console.log(`acquired ${(at - killedAt).toFixed(0)} ms after SIGKILL of the holder (ttl 2 s)`)
+        expect(at - killedAt).toBeLessThan(3_000)
+        yield* waiter.release
+
+        const client = yield* clientOver(options)
+        expect(yield* client.readString(target)).toBe("old")
+        const removed = yield* client.recover(nodePath.dirname(target))
+        expect(removed).toEqual([nodePath.join(nodePath.dirname(target), temps[0])])
+        expect(nodeFs.readdirSync(nodePath.dirname(target))).toEqual(["target"])
+      })),
+    60_000
+  )
+
+  it.live(
+    "a holder paused past its ttl (SIGSTOP, SIGCONT): its lock is reported lost and its pending commit does not happen",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir
+        const options: LockManager.EtcdOptions = { endpoints: single!.endpoints, ttl: "2 seconds", prefix: "/sigstop" }
+        const held = nodePath.join(dir, "held")
+        const doc = nodePath.join(dir, "doc")
+        nodeFs.writeFileSync(doc, "before")
+        const holder = track(worker(["hold", JSON.stringify(options), held]))
+        const writer = track(worker(["modify-wait", JSON.stringify(options), doc]))
+        const [, heldId] = yield* Effect.promise(() => holder.waitFor(/^holding (\d+)$/))
+        yield* Effect.promise(() => writer.waitFor(/^holding$/))
+
+        const manager = yield* LockManager.makeEtcd(options)
+        const client = yield* clientOver(options)
+        const waiter = yield* holdLock(manager, held)
+        const overwrite = yield* Effect.fork(client.modify(doc, () => "waiter"))
+        yield* untilStats(manager, (s) => s.pending === 1)
+
+        const stoppedAt = now()
+        holder.signal("SIGSTOP")
+        writer.signal("SIGSTOP")
+        const { at, lock } = yield* within(6_000, "acquire after the holder froze", Deferred.await(waiter.granted))
+        console.log(`acquired ${(at - stoppedAt).toFixed(0)} ms after SIGSTOP of the holder (ttl 2 s)`)
+        expect(at - stoppedAt).toBeLessThan(3_500)
+        expect(lock.id).toBeGreaterThan(Number(heldId))
+        yield* within(6_000, "the other process's modify", Fiber.join(overwrite))
+        expect(nodeFs.readFileSync(doc, "utf8")).toBe("waiter")
+
+        // Woken up, the holders find out, and the paused commit is refused.
+        holder.signal("SIGCONT")
+        writer.signal("SIGCONT")
+        yield* Effect.promise(() => holder.waitFor(/^lost$/, 5_000))
+        holder.send("check")
+        yield* Effect.promise(() => holder.waitFor(/^refused LockLostError$/, 5_000))
+        writer.send("go")
+        yield* Effect.promise(() => writer.waitFor(/^refused LockLostError$/, 5_000))
+        expect(nodeFs.readFileSync(doc, "utf8")).toBe("waiter")
+        yield* waiter.release
+      })),
+    60_000
+  )
+})
+
+describe("etcd unreachable", () => {
+  it.live("at start: a typed error within the connect timeout, through the manager and the Client", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const port = yield* closedPort
+      const options: LockManager.EtcdOptions = { endpoints: [`http://127.0.0.1:${port}`], connectTimeout: "1 second" }
+      const manager = yield* LockManager.makeEtcd(options)
+      const started = now()
+      const error = expectRemoteError(
+        yield* Effect.exit(within(5_000, "lock", Effect.scoped(manager.lock("/a", "write")))),
+        ["Unreachable"]
+      )
+      const elapsed = now() - started
+      console.log(`unreachable etcd: ${error.message} after ${elapsed.toFixed(0)} ms`)
+      expect(error.address).toBe(`etcd:http://127.0.0.1:${port}`)
+      expect(error.message).toContain(`etcd cluster http://127.0.0.1:${port} is unreachable`)
+      expect(elapsed).toBeLessThan(2_000)
+      const client = yield* clientOver(options)
+      const dir = yield* tempDir
+      expectRemoteError(
+        yield* Effect.exit(within(5_000, "Client.write", client.write(nodePath.join(dir, "f"), "x"))),
+        ["Unreachable"]
+      )
+      expect(nodeFs.readdirSync(dir)).toEqual([])
+    })))
+
+  it.live(
+    "going away mid-run: waiters fail typed, held locks are reported lost; once back, managers work and ids go on",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const cluster = yield* ownCluster(1, "etcd-away")
+        const options: LockManager.EtcdOptions = {
+          endpoints: cluster.endpoints,
+          ttl: "2 seconds",
+          connectTimeout: "2 seconds"
+        }
+        const manager = yield* LockManager.makeEtcd(options)
+        const holder = yield* holdLock(manager, "/k")
+        const { lock } = yield* Deferred.await(holder.granted)
+        yield* lock.ensureHeld("test")
+        const waiting = yield* Effect.fork(Effect.scoped(manager.lock("/k", "write")))
+        yield* untilStats(manager, (s) => s.pending === 1)
+
+        yield* Effect.promise(() => cluster.kill(0))
+        const killedAt = now()
+        yield* within(5_000, "lost of the held lock", lock.lost)
+        const lostAfter = now() - killedAt
+        expect((yield* Effect.flip(lock.ensureHeld("test")))._tag).toBe("LockLostError")
+        expectRemoteError(yield* within(8_000, "waiting request", Fiber.await(waiting)), [
+          "Disconnected",
+          "Timeout",
+          "Unreachable"
+        ])
+        console.log(
+          `etcd killed: lock lost after ${lostAfter.toFixed(0)} ms, waiter failed after ${
+            (now() - killedAt).toFixed(0)
+          } ms`
+        )
+        yield* holder.release
+        const down = now()
+        expectRemoteError(
+          yield* Effect.exit(within(5_000, "lock while down", Effect.scoped(manager.lock("/z", "read")))),
+          [
+            "Unreachable",
+            "Timeout"
+          ]
+        )
+        expect(now() - down).toBeLessThan(3_000)
+
+        yield* Effect.promise(() => cluster.restart(0))
+        const fresh = yield* LockManager.makeEtcd(options)
+        const id = yield* within(
+          10_000,
+          "lock after restart",
+          fresh.withLock("/k", "write")((l) => Effect.succeed(l.id))
+        )
+        // Revisions survive the restart: the fencing token keeps increasing.
+        expect(id).toBeGreaterThan(lock.id)
+        const again = yield* within(10_000, "old manager", manager.withLock("/k", "write")((l) => Effect.succeed(l.id)))
+        expect(again).toBeGreaterThan(id)
+        expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+      })),
+    60_000
+  )
+})
+
+describe("in-process", () => {
+  const options = () => ({ endpoints: single!.endpoints, prefix: "/in-process" })
+
+  it.live("the Client runs unchanged over layerEtcd", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir
+      const client = yield* clientOver(options())
+      const file = nodePath.join(dir, "a", "doc.txt")
+      yield* client.write(file, "one")
+      yield* client.modify(file, (current) => Option.getOrThrow(current).length === 3 ? "three" : "?")
+      yield* client.rename(file, nodePath.join(dir, "b.txt"))
+      expect(yield* client.readString(nodePath.join(dir, "b.txt"))).toBe("three")
+      expect(yield* client.collect(dir)).toEqual(expect.arrayContaining(["a", "b.txt"]))
+    })))
+
+  it.live("layerEtcdConfig reads PERSISTENCE_ETCD_ENDPOINTS and the optional settings; no endpoints is a ConfigError", () =>
+    Effect.gen(function*() {
+      const provider = ConfigProvider.fromMap(
+        new Map([
+          ["PERSISTENCE_ETCD_ENDPOINTS", ` ${single!.endpoints.join(" , ")} `],
+          ["PERSISTENCE_ETCD_PREFIX", "/from-config"],
+          ["PERSISTENCE_ETCD_TTL", "3 seconds"]
+        ])
+      )
+      const id = yield* Effect.flatMap(
+        LockManager.LockManager,
+        (manager) => manager.withLock("/configured", "write")((lock) => Effect.succeed(lock.id))
+      ).pipe(
+        Effect.provide(LockManager.layerEtcdConfig().pipe(Layer.provide(Layer.setConfigProvider(provider))))
+      )
+      expect(id).toBeGreaterThan(0)
+      const missing = yield* Effect.exit(
+        Layer.build(
+          LockManager.layerEtcdConfig().pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map()))))
+        ).pipe(Effect.scoped)
+      )
+      expect(Exit.isFailure(missing) && Cause.failureOption(missing.cause).pipe(Option.map((e) => e._op))).toEqual(
+        Option.some("MissingData")
+      )
+    }))
+
+  it.live("invalid paths fail before any connection", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const port = yield* closedPort
+      const manager = yield* LockManager.makeEtcd({ endpoints: [`http://127.0.0.1:${port}`] })
+      const started = now()
+      const error = yield* Effect.flip(Effect.scoped(manager.lock("relative/path", "read")))
+      expect(error._tag).toBe("InvalidPathError")
+      const empty = yield* Effect.flip(manager.withLockAll([])(Effect.void))
+      expect(empty._tag === "InvalidPathError" && empty.reason).toBe("EmptyPathSet")
+      const root = yield* Effect.flip(manager.withLock("/", "write")(Effect.void))
+      expect(root._tag === "InvalidPathError" && root.reason).toBe("Root")
+      expect(now() - started).toBeLessThan(500)
+    })))
+
+  it.live("an interrupted waiter leaves etcd's queue before the interrupt returns; requests behind it go on", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const a = yield* LockManager.makeEtcd(options())
+      const b = yield* LockManager.makeEtcd(options())
+      const holder = yield* holdLock(a, "/p")
+      yield* Deferred.await(holder.granted)
+      const timedOut = yield* Effect.exit(Effect.scoped(Effect.timeout(b.lock("/p/q", "write"), "200 millis")))
+      expect(Exit.isFailure(timedOut) && Cause.failureOption(timedOut.cause).pipe(Option.map((e) => e._tag))).toEqual(
+        Option.some("TimeoutException")
+      )
+      expect(yield* b.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+      // A read of /p/q/r arriving now is behind the holder only, not the withdrawn write.
+      const reader = yield* Effect.fork(b.withLock("/p/q/r", "read")((lock) => Effect.succeed(lock.id)))
+      yield* untilStats(b, (s) => s.pending === 1)
+      yield* holder.release
+      expect(yield* within(5_000, "reader", Fiber.join(reader))).toBeGreaterThan(0)
+      expect(yield* a.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+
+  it.live("a fiber that asks again for a path it holds waits for itself (until timed out); its lock stays held", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const manager = yield* LockManager.makeEtcd(options())
+      const lock = yield* manager.lock("/again", "write")
+      const exit = yield* Effect.exit(Effect.scoped(Effect.timeout(manager.lock("/again/child", "read"), "300 millis")))
+      expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag))).toEqual(
+        Option.some("TimeoutException")
+      )
+      yield* lock.ensureHeld("test")
+      expect(yield* manager.stats).toEqual({ held: 1, pending: 0, nodes: 1 })
+    })))
+
+  it.live("a lockAll over 100 paths is one request (scanned in several transactions); over 128 it is refused", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const manager = yield* LockManager.makeEtcd(options())
+      const paths = Array.from({ length: 100 }, (_, i) => `/many/p${i}`)
+      const holder = yield* Effect.fork(Effect.scoped(Effect.zipRight(manager.lockAll(paths), Effect.never)))
+      yield* untilStats(manager, (s) => s.held === 1)
+      expect((yield* manager.stats).nodes).toBe(100)
+      const blocked = yield* Effect.fork(manager.withLock("/many/p99/x", "read")((l) => Effect.succeed(l.id)))
+      yield* untilStats(manager, (s) => s.pending === 1)
+      // A path beside the combined request's is free at once.
+      const free = yield* manager.withLock("/many/q", "write")((l) => Effect.succeed(l.id))
+      expect(yield* manager.stats).toEqual({ held: 1, pending: 1, nodes: 101 })
+      yield* Fiber.interrupt(holder)
+      // Ids are arrival order: the reader arrived before the free write, and was granted after it.
+      expect(yield* within(5_000, "blocked reader", Fiber.join(blocked))).toBeLessThan(free)
+
+      const tooMany = Array.from({ length: 129 }, (_, i) => `/many/r${i}`)
+      const refused = expectRemoteError(yield* Effect.exit(manager.withLockAll(tooMany)(Effect.void)), ["Rejected"])
+      expect(refused.message).toContain("too many operations")
+      expect(yield* manager.withLock("/many/after", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(0)
+    })))
+
+  it.live("a waiter whose lease is gone when it wakes fails instead of being granted", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const a = yield* LockManager.makeEtcd(options())
+      const b = yield* LockManager.makeEtcd(options())
+      const holder = yield* holdLock(a, "/jepsen")
+      const { lock } = yield* Deferred.await(holder.granted)
+      const waiting = yield* Effect.fork(b.withLock("/jepsen", "write")((l) => Effect.succeed(l.id)))
+      yield* untilStats(b, (s) => s.pending === 1)
+      // Revoke b's lease behind its back (as if it had expired) and release the holder.
+      yield* Effect.promise(async () => {
+        const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
+        try {
+          const keys = await etcd.kv.range({
+            key: Buffer.from("/in-process/jepsen/#w/"),
+            range_end: Buffer.from("/in-process/jepsen/#w0")
+          })
+          const leases = new Set(keys.kvs.filter((kv) => Number(kv.create_revision) > lock.id).map((kv) => kv.lease))
+          expect(leases.size).toBe(1)
+          for (const lease of leases) await etcd.leaseClient.leaseRevoke({ ID: lease })
+        } finally {
+          etcd.close()
+        }
+      })
+      yield* holder.release
+      expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
+      // The next request opens a new session.
+      expect(yield* b.withLock("/jepsen", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
+    })))
+
+  it.live("keys under the prefix that are not lock requests (no lease, another layout) block nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* Effect.promise(async () => {
+        const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
+        try {
+          for (const key of ["/in-process/foreign/#w/stray", "/in-process/foreign/config", "/in-process/#w/stray"]) {
+            await etcd.put(key).value("left by something else")
+          }
+        } finally {
+          etcd.close()
+        }
+      })
+      const manager = yield* LockManager.makeEtcd(options())
+      const id = yield* within(
+        2_000,
+        "write lock",
+        manager.withLock("/foreign", "write")((lock) => Effect.succeed(lock.id))
+      )
+      expect(id).toBeGreaterThan(0)
+    })))
+
+  it.live("closing a manager revokes its lease: its locks go at once, not a ttl later", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const other = yield* LockManager.makeEtcd(options())
+      const taken = yield* Deferred.make<void>()
+      const closing = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const manager = yield* LockManager.makeEtcd({ ...options(), ttl: "30 seconds" })
+        yield* manager.lock("/revoked", "write")
+        yield* Deferred.succeed(taken, void 0)
+        return yield* Effect.never
+      })))
+      yield* within(5_000, "the lock taken", Deferred.await(taken))
+      const waiter = yield* Effect.fork(other.withLock("/revoked", "write")((l) => Effect.succeed(l.id)))
+      yield* untilStats(other, (s) => s.pending === 1)
+      const closedAt = now()
+      yield* Fiber.interrupt(closing)
+      yield* within(2_000, "waiter", Fiber.join(waiter))
+      console.log(`granted ${(now() - closedAt).toFixed(0)} ms after the holder's manager closed (ttl 30 s)`)
+    })))
+})
