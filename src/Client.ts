@@ -19,6 +19,7 @@ import * as metrics from "./internal/metrics.js"
 import type { LockManager } from "./LockManager.js"
 import type {
   CommitError,
+  DeadlockError,
   DecodeError,
   FileSystemError,
   InvalidArgumentError,
@@ -70,17 +71,22 @@ export interface ClientOptions {
 /**
  * Errors of operations that read. Bad input (`InvalidPathError`,
  * `InvalidArgumentError`) is refused before any lock or I/O; a
- * `RemoteLockError` comes only from a remote lock manager.
+ * `DeadlockError` when the lock would wait for one the calling fiber holds
+ * (nothing happened); a `RemoteLockError` comes only from a remote lock
+ * manager.
  *
  * @since 0.1.0
  * @category errors
  */
-export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError | RemoteLockError
+export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError | DeadlockError | RemoteLockError
 
 /**
  * Errors of operations that change the disk. A `CommitError` says the change
- * happened but its durability could not be ensured; a `LockLostError` (remote
- * lock managers only) says the lock was lost and nothing was committed.
+ * happened but its durability could not be ensured; a `LockLostError` says
+ * the lock was lost and nothing was committed (a remote lock manager whose
+ * connection dropped, or a fiber that outlived the region whose lock covered
+ * its own); a `DeadlockError` that the lock would wait for one the calling
+ * fiber holds (nothing happened).
  *
  * @since 0.1.0
  * @category errors
@@ -91,6 +97,7 @@ export type WriteError =
   | FileSystemError
   | CommitError
   | LockLostError
+  | DeadlockError
   | RemoteLockError
 
 /**

@@ -286,7 +286,7 @@ describe("LockManager.lockAll", () => {
     Effect.gen(function*() {
       const m = yield* LockManager.make
       const error = yield* Effect.flip(Effect.scoped(m.lockAll([])))
-      expect(error._tag).toBe("InvalidPathError")
+      assert(error._tag === "InvalidPathError")
       expect(error.reason).toBe("EmptyPathSet")
       yield* expectIdle(m)
     }))
@@ -308,7 +308,7 @@ describe("LockManager path validation", () => {
         const viaWith = yield* Effect.flip(m.withLock(path as string, "write")(Effect.void))
         const viaAll = yield* Effect.flip(Effect.scoped(m.lockAll(["/ok", path as string])))
         for (const error of [viaLock, viaWith, viaAll]) {
-          expect(error._tag).toBe("InvalidPathError")
+          assert(error._tag === "InvalidPathError")
           expect(error.reason).toBe(reason)
           expect(error.message).toContain("invalid path")
         }

@@ -24,7 +24,7 @@ import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Schema from "effect/Schema"
-import { InvalidPathError } from "../../PersistenceError.js"
+import { DeadlockError, InvalidArgumentError, InvalidPathError } from "../../PersistenceError.js"
 
 /**
  * Bumped on any incompatible change of the messages below.
@@ -80,7 +80,7 @@ export const Acquire = Rpc.make("Acquire", {
     all: Schema.Boolean
   },
   success: Grant,
-  error: InvalidPathError,
+  error: Schema.Union(InvalidPathError, InvalidArgumentError, DeadlockError),
   stream: true
 })
 

@@ -26,9 +26,8 @@ import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
-import type { LockManagerService } from "../../LockManager.js"
+import type { LockError, LockManagerService } from "../../LockManager.js"
 import { RemoteLockError } from "../../PersistenceError.js"
-import type { InvalidPathError } from "../../PersistenceError.js"
 import * as InMemory from "../lockManager.js"
 import { type Address, formatAddress } from "./address.js"
 import { type Grant, LockRpcs, PROTOCOL_VERSION, serialization, VersionMismatch } from "./protocol.js"
@@ -174,11 +173,11 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>) =>
     // scope that lasts as long as the request, and reads the mailbox until it
     // ends (never: the request ends by interruption).
     Acquire: ({ all, mode, paths, ticket }, { clientId }) =>
-      Effect.withFiberRuntime<Mailbox.ReadonlyMailbox<Grant, InvalidPathError>, InvalidPathError, Scope.Scope>(
+      Effect.withFiberRuntime<Mailbox.ReadonlyMailbox<Grant, LockError>, LockError, Scope.Scope>(
         (fiber) => {
           const peer = peers.get(clientId)
           if (peer === undefined || peer.released.delete(ticket)) {
-            return Effect.tap(Mailbox.make<Grant, InvalidPathError>(), (mailbox) => mailbox.end)
+            return Effect.tap(Mailbox.make<Grant, LockError>(), (mailbox) => mailbox.end)
           }
           // `Release` interrupts this request: a waiting `lock` leaves the
           // queue, a held one is released when the scope closes. The
@@ -188,7 +187,7 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>) =>
             Effect.zipRight(all ? manager.lockAll(paths) : manager.lock(paths[0], mode)),
             Effect.flatMap((lock) =>
               Effect.tap(
-                Mailbox.make<Grant, InvalidPathError>(),
+                Mailbox.make<Grant, LockError>(),
                 (mailbox) => mailbox.offer({ id: lock.id, mode: lock.mode, paths: lock.paths })
               )
             )
