@@ -218,6 +218,35 @@ export interface ClientService {
    */
   readonly rename: (from: string, to: string) => Effect.Effect<void, WriteError>
   /**
+   * Copies `from` to `to` as one combined lock request (a read on `from`, a
+   * write on `to`, granted together, so two copies in opposite directions
+   * never deadlock). The content is streamed into a temp file beside `to`,
+   * which then replaces `to` atomically (durably in durable mode), creating
+   * missing parents of `to`; readers of `to` see the old or the new content.
+   * Like `write`, the new file gets fresh permissions (`mode`). A missing
+   * source fails as `NotFound` without creating anything; copying a file onto
+   * itself changes nothing.
+   *
+   * @example
+   * client.copy("/data/report.csv", "/backup/report.csv")
+   */
+  readonly copy: (from: string, to: string, options?: WriteOptions) => Effect.Effect<void, WriteError>
+  /**
+   * Whether something exists at the path (following symbolic links), under a
+   * read lock: `FileSystem.exists` of the platform.
+   */
+  readonly exists: (path: string) => Effect.Effect<boolean, ReadError>
+  /** The platform's `File.Info` of the path (following symbolic links), under a read lock. */
+  readonly stat: (path: string) => Effect.Effect<FileSystem.File.Info, ReadError>
+  /**
+   * Creates a directory and its missing parents under a write lock on it, and
+   * succeeds when the directory already exists (a file there is
+   * `AlreadyExists`). Durable mode fsyncs the parent of each directory on the
+   * path not yet known durable, so the directory is reachable after a power
+   * loss once this returns.
+   */
+  readonly makeDirectory: (path: string) => Effect.Effect<void, WriteError>
+  /**
    * Read-modify-write under one write lock: `f` receives the current content
    * (`None` when the file does not exist) and returns the new content, which is
    * written atomically. Returns what was written.
