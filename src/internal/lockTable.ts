@@ -650,11 +650,21 @@ export class LockTable {
     if (aboveWrite > leftSeq) this.wakeBelow(node, aboveAll, aboveWrite, leftSeq, leftWrite)
   }
 
-  /** Grants the leading pending entries of one node that are now clear. */
+  /**
+   * Grants the leading pending entries of one node that are now clear. An
+   * entry that is not clear stops the walk: every later entry here conflicts
+   * with it or with what blocks it. A clear entry whose request is blocked on
+   * another of its paths stops it too if it is a write (later entries here
+   * conflict with it); a read lets later reads here through.
+   */
   private grantAt(node: Node, aboveAll: number, aboveWrite: number): void {
-    for (let link = node.pendingHere.head; link !== undefined; link = node.pendingHere.head) {
+    for (let link = node.pendingHere.head; link !== undefined;) {
       const entry = link.value
-      if (!clearAt(entry, aboveAll, aboveWrite) || !this.tryGrant(entry.request)) return
+      if (!clearAt(entry, aboveAll, aboveWrite)) return
+      // A request has one entry per node: a grant unlinks `link`, never `next`.
+      const next = link.next
+      if (!this.tryGrant(entry.request) && entry.mode === "write") return
+      link = next
     }
   }
 
