@@ -8,17 +8,7 @@ import { Deferred, Effect, Fiber } from "effect"
 import * as nodeFs from "node:fs"
 import { makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { expectIdle, hold, waitUntil } from "./utils/locks.js"
-
-/** `size` bytes that a misplaced byte would change. */
-const pseudoRandom = (size: number, seed: number): Buffer => {
-  const out = Buffer.allocUnsafe(size)
-  let x = (seed * 2654435761 + 1) >>> 0
-  for (let i = 0; i < size; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0
-    out[i] = x >>> 24
-  }
-  return out
-}
+import { pseudoRandom } from "./utils/random.js"
 
 describe("Client.copy", () => {
   it.scoped("copies any size, byte for byte, creating missing parents and replacing the target", () =>

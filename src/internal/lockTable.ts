@@ -719,35 +719,37 @@ export class LockTable {
 const visit = (blocker: Entry, entry: Entry, search: number, stack: Array<Request>): Request | undefined => {
   const request = blocker.request
   const own = request.ownership
-  if (request.state === "held") {
-    if (own.target === search) {
-      own.via = entry
-      own.viaBlocker = blocker
-      return request
-    }
-    if (own.mark === search) return undefined
-    own.mark = search
-    own.via = entry
-    own.viaBlocker = blocker
-    for (const waiter of own.waiters!) {
-      const w = waiter.ownership
-      if (w.mark === search) continue
-      w.mark = search
-      w.via = undefined
-      w.viaBlocker = undefined
-      w.viaHeld = request
-      stack.push(waiter)
-    }
+  if (request.state === "held" && own.target === search) {
+    reach(own, search, entry, blocker, undefined)
+    return request
+  }
+  if (own.mark === search) return undefined
+  reach(own, search, entry, blocker, undefined)
+  if (request.state !== "held") {
+    stack.push(request)
     return undefined
   }
-  if (own.mark !== search) {
-    own.mark = search
-    own.via = entry
-    own.viaBlocker = blocker
-    own.viaHeld = undefined
-    stack.push(request)
+  for (const waiter of own.waiters!) {
+    const w = waiter.ownership
+    if (w.mark === search) continue
+    reach(w, search, undefined, undefined, request)
+    stack.push(waiter)
   }
   return undefined
+}
+
+/** Records that the search reached a request, and how (for `trace`). */
+const reach = (
+  own: Ownership,
+  search: number,
+  via: Entry | undefined,
+  viaBlocker: Entry | undefined,
+  viaHeld: Request | undefined
+): void => {
+  own.mark = search
+  own.via = via
+  own.viaBlocker = viaBlocker
+  own.viaHeld = viaHeld
 }
 
 const stepOf = (entry: Entry): CycleStep => ({

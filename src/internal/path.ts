@@ -72,13 +72,6 @@ export const isAncestor = (ancestor: string, path: string): boolean =>
   ancestor !== path && (ancestor === ROOT || (path.startsWith(ancestor) && path.charCodeAt(ancestor.length) === 47))
 
 /**
- * Whether one of two normal paths equals or contains the other.
- *
- * @internal
- */
-export const overlaps = (a: string, b: string): boolean => a === b || isAncestor(a, b) || isAncestor(b, a)
-
-/**
  * The sort key of a normal path: "/" becomes NUL, which no path contains and
  * which sorts before every other character, so that in key order each path is
  * followed at once by all of its descendants (with "/" itself, "/a-b" would

@@ -14,15 +14,12 @@
 export type Mode = "read" | "write"
 
 /** POSIX-style lexical normalisation: `.` dropped, `..` climbs (not above the root), separators collapse. */
-export const modelNormalize = (path: string): string => {
-  const out: Array<string> = []
-  for (const segment of path.split("/")) {
-    if (segment === "" || segment === ".") continue
-    if (segment === "..") out.pop()
-    else out.push(segment)
-  }
-  return "/" + out.join("/")
-}
+export const modelNormalize = (path: string): string =>
+  "/" + path.split("/").reduce<ReadonlyArray<string>>(
+    (kept, segment) =>
+      segment === "" || segment === "." ? kept : segment === ".." ? kept.slice(0, -1) : [...kept, segment],
+    []
+  ).join("/")
 
 const segmentsOf = (normal: string): Array<string> => normal.split("/").filter((s) => s !== "")
 
