@@ -76,8 +76,13 @@ export const Acquire = Rpc.make("Acquire", {
     ticket: Schema.Number,
     mode: Schema.Literal("read", "write"),
     paths: Schema.Array(Schema.String),
-    /** `lockAll` (one combined write request) rather than `lock`. */
-    all: Schema.Boolean
+    /** `lockAll` (one combined request) rather than `lock`. */
+    all: Schema.Boolean,
+    /**
+     * With `all`: the mode of each path (a combined request that reads some).
+     * Absent, every path is written; a server that predates it writes them all.
+     */
+    modes: Schema.optional(Schema.Array(Schema.Literal("read", "write")))
   },
   success: Grant,
   error: Schema.Union(InvalidPathError, InvalidArgumentError, DeadlockError),

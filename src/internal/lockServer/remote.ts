@@ -377,7 +377,13 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         const ticket = ++conn.nextTicket
         return Scope.fork(conn.scope, ExecutionStrategy.sequential).pipe(
           Effect.flatMap((scope) =>
-            conn.rpc.Acquire({ ticket, mode: plan.mode, paths: plan.paths, all: plan.all }, { asMailbox: true })
+            conn.rpc.Acquire({
+              ticket,
+              mode: plan.mode,
+              paths: plan.paths,
+              all: plan.all,
+              ...(plan.pathModes !== undefined ? { modes: plan.pathModes } : {})
+            }, { asMailbox: true })
               .pipe(
                 Scope.extend(scope),
                 Effect.map((mailbox): Request => ({ conn, ticket, mailbox, scope, left: false }))

@@ -172,7 +172,7 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>) =>
     // A mailbox rather than a Stream: the RpcServer runs this effect in a
     // scope that lasts as long as the request, and reads the mailbox until it
     // ends (never: the request ends by interruption).
-    Acquire: ({ all, mode, paths, ticket }, { clientId }) =>
+    Acquire: ({ all, mode, modes, paths, ticket }, { clientId }) =>
       Effect.withFiberRuntime<Mailbox.ReadonlyMailbox<Grant, LockError>, LockError, Scope.Scope>(
         (fiber) => {
           const peer = peers.get(clientId)
@@ -184,7 +184,11 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>) =>
           // RpcServer sends the end of the request after that.
           peer.tickets.set(ticket, fiber)
           return Effect.addFinalizer(() => Effect.sync(() => peer.tickets.delete(ticket))).pipe(
-            Effect.zipRight(all ? manager.lockAll(paths) : manager.lock(paths[0], mode)),
+            Effect.zipRight(
+              !all ?
+                manager.lock(paths[0], mode) :
+                manager.lockAll(modes === undefined ? paths : paths.map((p, i) => [p, modes[i]] as const))
+            ),
             Effect.flatMap((lock) =>
               Effect.tap(
                 Mailbox.make<Grant, LockError>(),
