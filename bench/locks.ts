@@ -256,7 +256,11 @@ const withdrawRunner = async (children: number, ops: number) => {
   const scope = Effect.runSync(Scope.make())
   const paths = Array.from({ length: children }, (_, i) => `/w/c${i}`)
   const readers = await Effect.runPromise(Effect.gen(function*() {
-    for (const path of paths) yield* Scope.extend(manager.lock(path, "write"), scope)
+    // Taken by a fiber of their own: readers forked by the holder would count as the holder (re-entrant).
+    yield* Effect.forEach(paths, (path) => Scope.extend(manager.lock(path, "write"), scope), { discard: true }).pipe(
+      Effect.fork,
+      Effect.flatMap(Fiber.join)
+    )
     // Daemons: they outlive this set-up fiber and wait until the teardown releases the writes.
     const forked = yield* Effect.forEach(
       paths,

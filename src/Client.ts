@@ -22,6 +22,7 @@ import * as metrics from "./internal/metrics.js"
 import type { LockManager } from "./LockManager.js"
 import type {
   CommitError,
+  DeadlockError,
   DecodeError,
   FileSystemError,
   InvalidArgumentError,
@@ -74,17 +75,22 @@ export interface ClientOptions {
 /**
  * Errors of operations that read. Bad input (`InvalidPathError`,
  * `InvalidArgumentError`) is refused before any lock or I/O; a
- * `RemoteLockError` comes only from a remote lock manager.
+ * `DeadlockError` when the lock would wait for one the calling fiber holds
+ * (nothing happened); a `RemoteLockError` comes only from a remote lock
+ * manager.
  *
  * @since 0.1.0
  * @category errors
  */
-export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError | RemoteLockError
+export type ReadError = InvalidPathError | InvalidArgumentError | FileSystemError | DeadlockError | RemoteLockError
 
 /**
  * Errors of operations that change the disk. A `CommitError` says the change
- * happened but its durability could not be ensured; a `LockLostError` (remote
- * lock managers only) says the lock was lost and nothing was committed.
+ * happened but its durability could not be ensured; a `LockLostError` says
+ * the lock was lost and nothing was committed (a remote lock manager whose
+ * connection dropped, or a fiber that outlived the region whose lock covered
+ * its own); a `DeadlockError` that the lock would wait for one the calling
+ * fiber holds (nothing happened).
  *
  * @since 0.1.0
  * @category errors
@@ -95,6 +101,7 @@ export type WriteError =
   | FileSystemError
   | CommitError
   | LockLostError
+  | DeadlockError
   | RemoteLockError
 
 /**
@@ -222,6 +229,35 @@ export interface ClientService {
    * anything; missing parents of `to` are created.
    */
   readonly rename: (from: string, to: string) => Effect.Effect<void, WriteError>
+  /**
+   * Copies `from` to `to` as one combined lock request (a read on `from`, a
+   * write on `to`, granted together, so two copies in opposite directions
+   * never deadlock). The content is streamed into a temp file beside `to`,
+   * which then replaces `to` atomically (durably in durable mode), creating
+   * missing parents of `to`; readers of `to` see the old or the new content.
+   * Like `write`, the new file gets fresh permissions (`mode`). A missing
+   * source fails as `NotFound` without creating anything; copying a file onto
+   * itself changes nothing.
+   *
+   * @example
+   * client.copy("/data/report.csv", "/backup/report.csv")
+   */
+  readonly copy: (from: string, to: string, options?: WriteOptions) => Effect.Effect<void, WriteError>
+  /**
+   * Whether something exists at the path (following symbolic links), under a
+   * read lock: `FileSystem.exists` of the platform.
+   */
+  readonly exists: (path: string) => Effect.Effect<boolean, ReadError>
+  /** The platform's `File.Info` of the path (following symbolic links), under a read lock. */
+  readonly stat: (path: string) => Effect.Effect<FileSystem.File.Info, ReadError>
+  /**
+   * Creates a directory and its missing parents under a write lock on it, and
+   * succeeds when the directory already exists (a file there is
+   * `AlreadyExists`). Durable mode fsyncs the parent of each directory on the
+   * path not yet known durable, so the directory is reachable after a power
+   * loss once this returns.
+   */
+  readonly makeDirectory: (path: string) => Effect.Effect<void, WriteError>
   /**
    * Read-modify-write under one write lock: `f` receives the current content
    * (`None` when the file does not exist) and returns the new content, which is

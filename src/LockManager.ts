@@ -3,6 +3,13 @@
  * requests. Locks are scoped resources: closing the scope, interruption,
  * failure or a timeout releases them.
  *
+ * Locks belong to fibers. A request made by a fiber that holds a lock covering
+ * it (the same path or an ancestor, and a write, or a read for a read), or by
+ * a fiber forked inside that holder's region while the lock is held, is
+ * granted at once (re-entrancy). A request that would wait for a lock its own
+ * fiber holds, directly or through fibers that wait for each other, fails at
+ * once with a `DeadlockError` instead of hanging.
+ *
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
@@ -16,7 +23,13 @@ import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
 import * as metrics from "./internal/metrics.js"
-import type { InvalidPathError, LockLostError, RemoteLockError } from "./PersistenceError.js"
+import type {
+  DeadlockError,
+  InvalidArgumentError,
+  InvalidPathError,
+  LockLostError,
+  RemoteLockError
+} from "./PersistenceError.js"
 
 /**
  * @since 0.1.0
@@ -40,6 +53,15 @@ export type TypeId = typeof TypeId
 export type LockMode = "read" | "write"
 
 /**
+ * One path of a combined request with its mode: `lockAll([["/from", "read"],
+ * ["/to", "write"]])`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LockRequest = readonly [path: string, mode: LockMode]
+
+/**
  * A granted lock.
  *
  * @since 0.1.0
@@ -47,18 +69,24 @@ export type LockMode = "read" | "write"
  */
 export interface Lock {
   /**
-   * Strictly increasing across the grants of one manager: usable as a
-   * fencing token. A remote manager's ids are its lock server's, which keep
-   * increasing across restarts of the server (see `layerRemote`), so an id
-   * never names two locks: a stale one cannot release or fence another lock.
+   * Strictly increasing across the grants of the queue of one manager: usable
+   * as a fencing token. A remote manager's ids are its lock server's, which
+   * keep increasing across restarts of the server (see `layerRemote`), so an
+   * id never names two locks: a stale one cannot release or fence another
+   * lock. A re-entrant grant (covered by a lock its fiber holds) carries the
+   * id of the covering lock (the newest one, if several cover it): it is the
+   * same exclusive hold, so a fencing check accepts it as one.
    */
   readonly id: number
+  /** The mode; for a combined request, the strongest of its modes. */
   readonly mode: LockMode
   /** The normalised paths, duplicates removed. */
   readonly paths: ReadonlyArray<string>
   /**
-   * Completes if the lock is lost while held (a remote manager whose
-   * connection dropped). Never completes for the in-memory manager.
+   * Completes if the lock is lost while held: a remote manager whose
+   * connection dropped, or a re-entrant grant whose covering lock was
+   * released first (a fiber forked inside a holder's region that outlived
+   * it). Otherwise never completes for the in-memory manager.
    */
   readonly lost: Effect.Effect<void>
   /**
@@ -82,9 +110,20 @@ export interface LockStats {
 }
 
 /**
+ * What a lock request may fail with on every manager: bad input, refused
+ * before anything is queued, or a refused deadlock.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type LockError = InvalidPathError | InvalidArgumentError | DeadlockError
+
+/**
  * A lock manager. `E` is what the backend itself may fail with besides
- * invalid input: `never` for the in-memory manager, `RemoteLockError` for a
- * remote one (the server could not be reached or the connection dropped).
+ * invalid input (`InvalidPathError`, `InvalidArgumentError` for a mode other
+ * than `"read"` or `"write"`) and a refused deadlock (`DeadlockError`):
+ * `never` for the in-memory manager, `RemoteLockError` for a remote one (the
+ * server could not be reached or the connection dropped).
  *
  * @since 0.1.0
  * @category models
@@ -94,7 +133,8 @@ export interface LockManagerService<E = never> {
   /**
    * Waits for a lock on one path and holds it until the scope closes.
    * Interruptible: a waiter that is interrupted or timed out leaves the queue
-   * at once.
+   * at once. Granted at once when a lock of the calling fiber covers it; fails
+   * with a `DeadlockError` when it would wait for a lock the fiber holds.
    *
    * @example
    * ```ts
@@ -110,13 +150,16 @@ export interface LockManagerService<E = never> {
    * })
    * ```
    */
-  readonly lock: (path: string, mode: LockMode) => Effect.Effect<Lock, InvalidPathError | E, Scope.Scope>
+  readonly lock: (path: string, mode: LockMode) => Effect.Effect<Lock, LockError | E, Scope.Scope>
   /**
-   * One combined write request over several paths (as `rename` needs).
-   * Duplicates count once and nested paths do not conflict with each other.
-   * An empty set fails with an `InvalidPathError` (reason `EmptyPathSet`).
+   * One combined request over several paths, granted as a whole (as `rename`
+   * and `copy` need): a path alone is a write, a `[path, mode]` pair has its
+   * mode. Duplicates count once (a write wins), order does not matter, and a
+   * path below another in the set is covered by it (a write below a read makes
+   * the read a write). An empty set fails with an `InvalidPathError` (reason
+   * `EmptyPathSet`). O(n log n) in the number of paths.
    */
-  readonly lockAll: (paths: Iterable<string>) => Effect.Effect<Lock, InvalidPathError | E, Scope.Scope>
+  readonly lockAll: (paths: Iterable<string | LockRequest>) => Effect.Effect<Lock, LockError | E, Scope.Scope>
   /**
    * Runs an effect while holding a lock, without allocating a Scope: the fast
    * path for one-shot operations. The effect may take the `Lock` as argument.
@@ -136,13 +179,13 @@ export interface LockManagerService<E = never> {
    */
   readonly withLock: (path: string, mode: LockMode) => <A, E2, R>(
     effect: Effect.Effect<A, E2, R> | ((lock: Lock) => Effect.Effect<A, E2, R>)
-  ) => Effect.Effect<A, E2 | InvalidPathError | E, R>
+  ) => Effect.Effect<A, E2 | LockError | E, R>
   /**
-   * `withLock` for a combined write request over several paths.
+   * `withLock` for a combined request over several paths (see `lockAll`).
    */
-  readonly withLockAll: (paths: Iterable<string>) => <A, E2, R>(
+  readonly withLockAll: (paths: Iterable<string | LockRequest>) => <A, E2, R>(
     effect: Effect.Effect<A, E2, R> | ((lock: Lock) => Effect.Effect<A, E2, R>)
-  ) => Effect.Effect<A, E2 | InvalidPathError | E, R>
+  ) => Effect.Effect<A, E2 | LockError | E, R>
   readonly stats: Effect.Effect<LockStats, E>
 }
 

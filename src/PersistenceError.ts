@@ -439,6 +439,93 @@ export class RemoteLockError extends Schema.TaggedError<RemoteLockError>("effect
 }
 
 /**
+ * Why a lock request was refused as a deadlock:
+ * - `Upgrade`: it conflicts with a lock that its own fiber holds (or the
+ *   region it was forked in): a write where it holds a read, or a path above
+ *   or below a held one that the held lock does not cover. It could only be
+ *   granted once that lock is released, and that waits for this request.
+ * - `Cycle`: it would wait for a lock held or requested by another fiber that
+ *   waits, directly or through others, for a lock the requester holds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const DeadlockReason = Schema.Literal("Upgrade", "Cycle")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type DeadlockReason = typeof DeadlockReason.Type
+
+/**
+ * One lock on the cycle of a {@link DeadlockError}: a path and its mode, and
+ * whether that request is held or waiting.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const DeadlockStep = Schema.Struct({
+  path: Schema.String,
+  mode: Schema.Literal("read", "write"),
+  held: Schema.Boolean
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type DeadlockStep = typeof DeadlockStep.Type
+
+const stepText = (step: DeadlockStep) => `${step.mode} ${JSON.stringify(step.path)}`
+
+/**
+ * A lock request that would wait forever, refused at once: granting it needs
+ * a lock that its own fiber holds, directly or through fibers that wait for
+ * each other. Nothing was queued and nothing else changed: the requester keeps
+ * the locks it holds, so its caller can release them and retry (or take the
+ * stronger lock first).
+ *
+ * `cycle` starts with the refused request's lock, follows what each one waits
+ * for (a held lock leads to the request its holder waits with), and ends with
+ * a lock the requester holds.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DeadlockError extends Schema.TaggedError<DeadlockError>("effect-persistence/DeadlockError")(
+  "DeadlockError",
+  {
+    operation: Schema.String,
+    /** The normalised paths of the refused request. */
+    paths: Schema.Array(Schema.String),
+    reason: DeadlockReason,
+    cycle: Schema.Array(DeadlockStep)
+  }
+) {
+  /**
+   * @since 0.1.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
+  /**
+   * @since 0.1.0
+   */
+  get message(): string {
+    let chain = this.cycle.length === 0 ? "" : stepText(this.cycle[0])
+    for (let i = 1; i < this.cycle.length; i++) {
+      const before = this.cycle[i - 1]
+      const step = this.cycle[i]
+      const link = i === 1 ? " waits for " : before.held ? ", whose holder waits for " : ", which waits for "
+      const state = i === this.cycle.length - 1 ? "held by the requester" : step.held ? "held" : "queued"
+      chain += `${link}${stepText(step)} (${state})`
+    }
+    return `${this.operation} ${this.paths.map((p) => JSON.stringify(p)).join(", ")}: refused, it would wait ` +
+      `forever: ${chain}. Nothing was queued; the locks already held are kept`
+  }
+}
+
+/**
  * Any error of this library.
  *
  * @since 0.1.0
@@ -452,6 +539,7 @@ export type PersistenceError =
   | DecodeError
   | LockLostError
   | RemoteLockError
+  | DeadlockError
 
 /**
  * @since 0.1.0

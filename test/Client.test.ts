@@ -10,6 +10,7 @@ import * as LockManager from "../src/LockManager.js"
 import { LockLostError } from "../src/PersistenceError.js"
 import { makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { expectIdle, waitUntil } from "./utils/locks.js"
+import { pseudoRandom } from "./utils/random.js"
 import { recordSpans } from "./utils/tracing.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
@@ -20,17 +21,6 @@ const leftover = (dir: string, name: string, suffix = "tmp") => {
   const path = nodePath.join(dir, `.${name}.abcdefghij12.${suffix}`)
   nodeFs.writeFileSync(path, "partial")
   return path
-}
-
-/** `size` bytes from a small linear congruential generator: content that a misplaced byte would change. */
-const pseudoRandom = (size: number, seed: number): Buffer => {
-  const out = Buffer.allocUnsafe(size)
-  let x = (seed * 2654435761 + 1) >>> 0
-  for (let i = 0; i < size; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0
-    out[i] = x >>> 24
-  }
-  return out
 }
 
 describe("Client.read / readString", () => {

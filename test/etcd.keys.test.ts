@@ -17,7 +17,18 @@ import {
   requestKey,
   scanRanges
 } from "../src/internal/etcd/keys.js"
-import { overlaps, topMost } from "../src/internal/path.js"
+import { topMost } from "../src/internal/path.js"
+
+// The conflict rule's relation, written here from the rule: two paths overlap
+// when one's segments start with all of the other's (equal, or an ancestor).
+const segmentsOf = (path: string): Array<string> => path.split("/").filter((s) => s !== "")
+const overlaps = (p: string, q: string): boolean => {
+  const a = segmentsOf(p)
+  const b = segmentsOf(q)
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false
+  return true
+}
 
 const PREFIX = "/effect-persistence/locks"
 

@@ -150,6 +150,33 @@ const cases: ReadonlyArray<Case> = [
       Effect.zipRight(writeAndReadBack(client, `${dir}/e/x/y/to`), writeAndReadBack(client, `${dir}/d/from`))
   },
   {
+    name: "copy replacing",
+    setup: (dir) => {
+      nodeFs.mkdirSync(`${dir}/d`)
+      nodeFs.writeFileSync(`${dir}/d/src`, "payload")
+      nodeFs.writeFileSync(`${dir}/d/dst`, "old content")
+    },
+    run: (client, dir) => client.copy(`${dir}/d/src`, `${dir}/d/dst`),
+    next: (client, dir) =>
+      Effect.zipRight(writeAndReadBack(client, `${dir}/d/dst`), writeAndReadBack(client, `${dir}/d/src`))
+  },
+  {
+    name: "copy creating missing parents",
+    setup: (dir) => {
+      nodeFs.mkdirSync(`${dir}/d`)
+      nodeFs.writeFileSync(`${dir}/d/src`, "payload")
+    },
+    run: (client, dir) => client.copy(`${dir}/d/src`, `${dir}/e/x/dst`),
+    next: (client, dir) => writeAndReadBack(client, `${dir}/e/x/dst`)
+  },
+  {
+    name: "makeDirectory creating missing parents",
+    setup: (dir) => nodeFs.mkdirSync(`${dir}/d`),
+    run: (client, dir) => client.makeDirectory(`${dir}/d/a/b/c`),
+    next: (client, dir) =>
+      Effect.zipRight(client.makeDirectory(`${dir}/d/a/b/c`), writeAndReadBack(client, `${dir}/d/a/b/c/f`))
+  },
+  {
     name: "delete file",
     setup: (dir) => {
       nodeFs.mkdirSync(`${dir}/d`)

@@ -240,7 +240,35 @@ const cases: ReadonlyArray<Hostile> = [
     run: (e) => e.build(js({ tempSuffix: 42 })),
     error: { _tag: "InvalidPathError" }
   },
-  { name: "a Client with a relative root", run: (e) => e.build({ root: "data" }), error: invalid("Relative") }
+  { name: "a Client with a relative root", run: (e) => e.build({ root: "data" }), error: invalid("Relative") },
+  // copy, exists, stat, makeDirectory.
+  { name: "copy from a relative path", run: (e) => e.client.copy("f", `${e.dir}/g`), error: invalid("Relative") },
+  { name: "copy onto the root", run: (e) => e.client.copy(`${e.dir}/f`, "/"), error: invalid("Root") },
+  { name: "copy a directory", run: (e) => e.client.copy(`${e.dir}/d`, `${e.dir}/g`), error: fsError("IsADirectory") },
+  { name: "copy below a file", run: (e) => e.client.copy(`${e.dir}/f`, `${e.dir}/f/g`) },
+  { name: "copy with a string mode", run: (e) => e.client.copy(`${e.dir}/f`, `${e.dir}/g`, js({ mode: "rw" })) },
+  {
+    name: "confined: copy a file outside in through a symlink",
+    run: (e) => e.confined.copy(`${e.root}/secretlink`, `${e.root}/stolen`),
+    error: invalid("OutsideRoot")
+  },
+  { name: "exists of a number path", run: (e) => e.client.exists(js(1)), error: invalid("NotAString") },
+  {
+    name: "confined: stat through a symlinked directory outside",
+    run: (e) => e.confined.stat(`${e.root}/escape/secret`),
+    error: invalid("OutsideRoot")
+  },
+  { name: "makeDirectory of the root", run: (e) => e.client.makeDirectory("/"), error: invalid("Root") },
+  {
+    name: "makeDirectory over a file",
+    run: (e) => e.client.makeDirectory(`${e.dir}/f`),
+    error: fsError("AlreadyExists")
+  },
+  {
+    name: "confined: makeDirectory through a symlinked directory outside",
+    run: (e) => e.confined.makeDirectory(`${e.root}/escape/new`),
+    error: invalid("OutsideRoot")
+  }
 ]
 
 /**

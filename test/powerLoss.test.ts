@@ -55,6 +55,15 @@ const renameScenario = (name: string, from: string, to: string, oldTo: string | 
   after: (s) => kept(s) && s[from] === undefined && s[to] === "moving"
 })
 
+const copyScenario = (name: string, to: string, oldTo: string | undefined): Scenario => ({
+  name,
+  initial: { "/data/": "", ...KEEP, "/data/src": "copied content", ...(oldTo === undefined ? {} : { [to]: oldTo }) },
+  run: (client) => client.copy("/data/src", to),
+  // The source is never disturbed; the target is old or new, never partial.
+  during: (s) => kept(s) && s["/data/src"] === "copied content" && (s[to] === oldTo || s[to] === "copied content"),
+  after: (s) => kept(s) && s["/data/src"] === "copied content" && s[to] === "copied content"
+})
+
 const concurrentScenario = (count: number): Scenario => {
   const paths = Array.from({ length: count }, (_, i) => `/data/f${i}`)
   // Half the files exist, half are new.
@@ -120,6 +129,16 @@ const scenarios = (concurrent: number): ReadonlyArray<Scenario> => [
     JSON.stringify({ n: 2, label: "two" }),
     (c) => c.writeJson("/data/doc.json", Doc, { n: 2, label: "two" })
   ),
+  copyScenario("copy (over a file)", "/data/dst", "old dst"),
+  copyScenario("copy (missing parents)", "/data/x/y/dst", undefined),
+  {
+    name: "makeDirectory (missing parents)",
+    initial: { "/data/": "", ...KEEP },
+    run: (client) => client.makeDirectory("/data/a/b"),
+    // Each level is there or not; never a level without its parent.
+    during: (s) => kept(s) && (s["/data/a/b/"] === undefined || s["/data/a/"] === ""),
+    after: (s) => kept(s) && s["/data/a/b/"] === ""
+  },
   renameScenario("rename (same directory, over a file)", "/data/from", "/data/to", "old to"),
   renameScenario("rename (across directories, missing parents)", "/data/src/from", "/data/dst/sub/to", undefined),
   {
@@ -268,6 +287,9 @@ describe("power loss: non-durable Client", () => {
         "sink": entry(false),
         "modify": entry(false),
         "writeJson": entry(false),
+        "copy (over a file)": entry(false),
+        "copy (missing parents)": entry(false),
+        "makeDirectory (missing parents)": entry(true),
         "rename (same directory, over a file)": entry(true),
         "rename (across directories, missing parents)": entry(false),
         "delete (file)": entry(true),

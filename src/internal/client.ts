@@ -1,5 +1,6 @@
 /** @internal */
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -17,6 +18,7 @@ import { type Lock, LockManager } from "../LockManager.js"
 import { FileSystemError, InvalidArgumentError, InvalidPathError } from "../PersistenceError.js"
 import {
   afterCommit,
+  begin,
   type Disk,
   ensureDirectory,
   forgetDurable,
@@ -312,6 +314,46 @@ export const make = (
           )
         }).pipe(span("Client.rename", `${from} -> ${to}`)),
 
+      copy: (from, to, options) =>
+        Effect.gen(function*() {
+          const operation = "Client.copy"
+          const mode = yield* Input.mode(operation, to, options?.mode)
+          const source = yield* resolve(operation, from, "file")
+          const target = yield* resolve(operation, to, "mutation")
+          if (source === target) {
+            // Onto itself: nothing changes, but the source must be a file.
+            return yield* manager.withLock(source, "read")(sameFile(fs, operation, source))
+          }
+          yield* manager.withLockAll([[source, "read"], [target, "write"]])((lock) =>
+            copyLocked(disk, operation, source, target, lock, mode)
+          )
+        }).pipe(span("Client.copy", `${from} -> ${to}`)),
+
+      exists: (path) =>
+        readLocked("Client.exists", path, "directory", (p) =>
+          io("Client.exists", p, fs.exists(p))),
+
+      stat: (path) => readLocked("Client.stat", path, "directory", (p) => io("Client.stat", p, fs.stat(p))),
+
+      makeDirectory: (path) =>
+        writeLocked("Client.makeDirectory", path, (p, lock) => {
+          const operation = "Client.makeDirectory"
+          const made = io(operation, p, fs.stat(p)).pipe(
+            Effect.flatMap((info) =>
+              info.type === "Directory" ?
+                Effect.void :
+                Effect.fail(new FileSystemError({ operation, path: p, reason: "AlreadyExists" }))
+            ),
+            Effect.catchIf((e) => e.reason === "NotFound", () => ensureDirectory(disk, operation, p))
+          )
+          // An existing directory may not be durable yet either (its creator
+          // may not have fsynced its parent): the same check as a commit's.
+          return Effect.zipRight(
+            lock.ensureHeld(operation),
+            disk.durable ? Effect.zipRight(made, afterCommit(operation, p, makeDurable(disk, operation, p))) : made
+          )
+        }),
+
       modify: (path, f, options) =>
         Effect.flatMap(Input.mode("Client.modify", path, options?.mode), (mode) =>
           modifyWith("Client.modify", path, (current) =>
@@ -374,13 +416,15 @@ export const make = (
                 }
                 yield* lock.ensureHeld(operation)
                 // The removals (and their fsync) run to their end under the lock.
-                const remove = Effect.forEach(removed, (temp) =>
-                  io(operation, temp, fs.remove(temp, { force: true })), {
-                  discard: true
-                })
+                const remove = Effect.forEach(
+                  removed,
+                  (temp) => io(operation, temp, fs.remove(temp, { force: true })),
+                  {
+                    discard: true
+                  }
+                )
                 const dirs = Array.from(new Set(removed.map(parent)))
-                const sync = Effect.forEach(dirs, (d) =>
-                  syncDirectory(disk, operation, d), { discard: true })
+                const sync = Effect.forEach(dirs, (d) => syncDirectory(disk, operation, d), { discard: true })
                 yield* Effect.uninterruptible(
                   disk.durable ? Effect.zipRight(remove, afterCommit(operation, p, sync)) : remove
                 )
@@ -460,6 +504,67 @@ const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect
     ))
   )
 }
+
+/** A copy onto itself: succeeds when the path is a file (as a copy would need), changing nothing. */
+const sameFile = (fs: FileSystem.FileSystem, operation: string, path: string): Effect.Effect<void, FileSystemError> =>
+  io(operation, path, fs.stat(path)).pipe(
+    Effect.flatMap((info) =>
+      info.type === "Directory" ?
+        Effect.fail(new FileSystemError({ operation, path, reason: "IsADirectory" })) :
+        Effect.void
+    )
+  )
+
+/**
+ * The views of one read (consecutive parts of one block, see fileStream.ts)
+ * as one array, so that a read block costs one write.
+ */
+const joined = (chunk: Chunk.Chunk<Uint8Array>): Uint8Array => {
+  const views = Chunk.toReadonlyArray(chunk)
+  if (views.length === 1) return views[0]
+  const first = views[0]
+  let length = 0
+  for (const view of views) {
+    if (view.buffer !== first.buffer || view.byteOffset !== first.byteOffset + length) {
+      const out = new Uint8Array(views.reduce((n, v) => n + v.length, 0))
+      let at = 0
+      for (const v of views) {
+        out.set(v, at)
+        at += v.length
+      }
+      return out
+    }
+    length += view.length
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, length)
+}
+
+/**
+ * Copy under the combined lock: the source is opened first (a missing one
+ * fails before anything is created), then streamed into an atomic
+ * replacement of the target, so a file of any size costs one block of
+ * memory. Interrupted or failed before the commit, the temp file is removed
+ * and the target is as it was.
+ */
+const copyLocked = (
+  disk: Disk,
+  operation: string,
+  source: string,
+  target: string,
+  lock: Lock,
+  mode: number | undefined
+): Effect.Effect<void, Api.WriteError> =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const file = yield* io(operation, source, disk.fs.open(source, { flag: "r" }))
+      const replacement = yield* begin(disk, operation, target, lock, mode)
+      yield* FileStream.fromFile(file, {}).pipe(
+        Stream.mapError(fromPlatform(operation, source)),
+        Stream.runForEachChunk((chunk) => replacement.write(joined(chunk)))
+      )
+      yield* replacement.finish
+    })
+  )
 
 /**
  * Confinement to a root directory: lexically, then through the real path of

@@ -34,15 +34,30 @@
  * visited below a leaver are those where a request it conflicts with arrived
  * after it (one that has since left can cost a visit).
  *
+ * Modes. Each entry has its own mode: a combined request may read some paths
+ * and write others (`copy` reads its source and writes its target as one
+ * request). The conflict rule applies entry by entry.
+ *
+ * Owners and cycles. The table knows nothing of fibers. The service tells it,
+ * for a request that must wait, which held requests its owner holds
+ * (`waitFor`): the owner waits, so those will not be released before this one
+ * is granted. A held request with such waiters is linked in per-node lists
+ * (`heldWaitedHere`, `subHeldWaited`), and `waitFor` searches the waits-for
+ * graph from the new request: a pending request waits for every earlier
+ * conflicting live request; a held request waits for the pending requests of
+ * its owner. Reaching one of the new request's own holds is a cycle: it would
+ * never be granted. Only a request whose owner holds something can close a
+ * cycle (nothing else can wait for a request that just arrived), so a request
+ * that does not wait, or whose owner holds nothing, never searches, and a
+ * search visits each request at most once.
+ *
  * Nodes are created on demand and pruned as soon as nothing is held or
  * pending in their subtree, so an idle table holds no memory.
  *
  * @internal
  */
+import type { LockMode } from "../LockManager.js"
 import { segments } from "./path.js"
-
-/** @internal */
-export type Mode = "read" | "write"
 
 /** @internal */
 export type State = "pending" | "held" | "gone"
@@ -71,7 +86,7 @@ class List<A> {
   }
 }
 
-// Read-only by convention: `linkPending` replaces it before the first push.
+// Read-only by convention: a list is replaced by a fresh one before the first push.
 const EMPTY = new List<never>() as List<any>
 
 class Node {
@@ -103,6 +118,9 @@ class Node {
   pendingHereW: List<Entry> = EMPTY
   subPending: List<Entry> = EMPTY
   subPendingW: List<Entry> = EMPTY
+  /** Held entries whose owner waits (see `waitFor`): here, and in the subtree. */
+  heldWaitedHere: List<Entry> = EMPTY
+  subHeldWaited: List<Entry> = EMPTY
   constructor(readonly parent: Node | undefined, readonly segment: string) {}
 
   get isIdle(): boolean {
@@ -116,11 +134,42 @@ class Entry {
   subW: Array<Link<Entry>> | undefined = undefined
   here: Link<Entry> | undefined = undefined
   hereW: Link<Entry> | undefined = undefined
-  constructor(readonly request: Request, readonly node: Node, readonly depth: number) {}
+  /** Links in `subHeldWaited` of the node and each ancestor, root first, then in `heldWaitedHere`. */
+  waited: Array<Link<Entry>> | undefined = undefined
+  constructor(
+    readonly request: Request,
+    readonly node: Node,
+    readonly depth: number,
+    readonly path: string,
+    readonly mode: LockMode
+  ) {}
 }
 
 /**
- * One lock request: a read on one path, or a write on one or more paths.
+ * What only requests of fibers that hold locks need: kept apart so that a
+ * plain request stays small.
+ *
+ * @internal
+ */
+export class Ownership {
+  /** While pending: the held requests of its owner, which wait for it (`waitFor`). */
+  holds: ReadonlyArray<Request> | undefined = undefined
+  /** While held: the pending requests whose owner holds it. */
+  waiters: Set<Request> | undefined = undefined
+  /** Owned by the service: completed when the request leaves (re-entrant grants watch it). */
+  released: unknown = undefined
+  // Scratch of the cycle search (`waitFor`): valid when `mark` is the current search.
+  mark = 0
+  target = 0
+  /** The entry of the request the search came from, and this request's entry that blocks it. */
+  via: Entry | undefined = undefined
+  viaBlocker: Entry | undefined = undefined
+  /** Reached as a waiter of this held request. */
+  viaHeld: Request | undefined = undefined
+}
+
+/**
+ * One lock request: one or more non-overlapping paths, each read or written.
  *
  * @internal
  */
@@ -133,7 +182,49 @@ export class Request {
   /** When the request started waiting (set and read by the service, for metrics). */
   waitStart = 0
   entries: Array<Entry> = []
-  constructor(readonly seq: number, readonly mode: Mode, readonly paths: ReadonlyArray<string>) {}
+  /**
+   * The entries before this index are clear of earlier conflicting requests.
+   * A clear entry stays clear until the grant (later arrivals that conflict
+   * with it wait for it), so a combined request checks each entry once
+   * overall, not once per wake-up.
+   */
+  cursor = 0
+  /** Created when ownership first concerns this request. */
+  own: Ownership | undefined = undefined
+  constructor(
+    /** The table: locks of other tables never cover or wait for this one. */
+    readonly authority: LockTable,
+    readonly seq: number,
+    /** The strongest mode of its entries. */
+    readonly mode: LockMode,
+    readonly paths: ReadonlyArray<string>
+  ) {}
+
+  /** Held, and not yet released. */
+  get live(): boolean {
+    return this.state === "held"
+  }
+
+  get ownership(): Ownership {
+    return this.own ??= new Ownership()
+  }
+
+  /** The mode of each path, in the order of `paths`. */
+  modeAt(i: number): LockMode {
+    return this.entries[i].mode
+  }
+}
+
+/**
+ * One step of a cycle of waits: a lock (a path and mode of a request) and
+ * whether that request is held or waiting.
+ *
+ * @internal
+ */
+export interface CycleStep {
+  readonly path: string
+  readonly mode: LockMode
+  readonly held: boolean
 }
 
 /** Moves `node` to the tail of its parent's list (`which`), linking it first if needed. */
@@ -182,7 +273,7 @@ const earliestWriteAt = (node: Node): number =>
 const clearAt = (entry: Entry, aboveAll: number, aboveWrite: number): boolean => {
   const node = entry.node
   const seq = entry.request.seq
-  if (entry.request.mode === "write") {
+  if (entry.mode === "write") {
     return aboveAll > seq && node.subHeld === 0 && node.subPending.head?.value === entry
   }
   return aboveWrite > seq && node.subHeldWrites === 0 && (node.subPendingW.head?.value.request.seq ?? NONE) > seq
@@ -203,6 +294,7 @@ export class LockTable {
   private heldCount = 0
   private pendingCount = 0
   private nodeCount = 0
+  private searches = 0
   private readonly scratch: Array<Node> = []
 
   get stats(): Stats {
@@ -218,14 +310,18 @@ export class LockTable {
   }
 
   /**
-   * Registers a request for normal, non-overlapping paths (see `topMost`) and
-   * grants it at once when nothing live conflicts. Never waits.
+   * Registers a request for normal, non-overlapping paths (see `topMost`),
+   * each with its mode (one mode for all, or one per path), and grants it at
+   * once when nothing live conflicts. Never waits.
    */
-  enqueue(mode: Mode, paths: ReadonlyArray<string>): Request {
-    const request = new Request(++this.seq, mode, paths)
+  enqueue(modes: LockMode | ReadonlyArray<LockMode>, paths: ReadonlyArray<string>): Request {
+    let mode: LockMode = "read"
+    if (typeof modes === "string") mode = modes
+    else if (modes.includes("write")) mode = "write"
+    const request = new Request(this, ++this.seq, mode, paths)
     let free = true
     for (let i = 0; i < paths.length; i++) {
-      const entry = this.entryFor(request, paths[i])
+      const entry = this.entryFor(request, paths[i], typeof modes === "string" ? modes : modes[i])
       request.entries.push(entry)
       if (free && !this.freeOnArrival(entry)) free = false
     }
@@ -248,20 +344,43 @@ export class LockTable {
     if (state === "gone") return
     request.state = "gone"
     request.onGrant = undefined
+    const own = request.own
     if (state === "held") {
       this.heldCount--
+      if (own?.waiters !== undefined) this.unwatch(request)
       for (const entry of request.entries) this.unhold(entry)
     } else {
       this.pendingCount--
+      if (own?.holds !== undefined) this.unwait(request)
       for (const entry of request.entries) this.unlinkPending(entry)
     }
     if (this.pendingCount > 0) {
-      for (const entry of request.entries) this.wake(entry.node, request.seq, request.mode === "write")
+      for (const entry of request.entries) this.wake(entry.node, request.seq, entry.mode === "write")
     }
     for (const entry of request.entries) this.prune(entry.node)
   }
 
-  private entryFor(request: Request, path: string): Entry {
+  /**
+   * Records that the owner of a pending request holds `holds` (held requests
+   * of this table): it waits, so they stay held until this request is granted
+   * or leaves. Returns the cycle of waits this closes, if any (from the
+   * request to one of its owner's holds); the caller then withdraws it.
+   * Costs O(holds) plus, when the owner holds something, a search that visits
+   * each request reachable through waits at most once.
+   */
+  waitFor(request: Request, holds: ReadonlyArray<Request>): ReadonlyArray<CycleStep> | undefined {
+    if (request.state !== "pending" || holds.length === 0) return undefined
+    request.ownership.holds = holds
+    for (const held of holds) {
+      const own = held.ownership
+      if (own.waiters === undefined) own.waiters = new Set()
+      if (own.waiters.size === 0) this.watch(held)
+      own.waiters.add(request)
+    }
+    return this.cycleFrom(request)
+  }
+
+  private entryFor(request: Request, path: string, mode: LockMode): Entry {
     if (this.root === undefined) {
       this.root = new Node(undefined, "")
       this.nodeCount++
@@ -280,13 +399,13 @@ export class LockTable {
       }
       node = child
     }
-    return new Entry(request, node, parts.length)
+    return new Entry(request, node, parts.length, path, mode)
   }
 
   /** At arrival every live request is earlier, so any conflict blocks. */
   private freeOnArrival(entry: Entry): boolean {
     const node = entry.node
-    if (entry.request.mode === "write") {
+    if (entry.mode === "write") {
       if (node.subHeld > 0 || node.subPending.head !== undefined) return false
       for (let a = node.parent; a !== undefined; a = a.parent) {
         if (a.heldReads + a.heldWrites > 0 || a.pendingHere.head !== undefined) return false
@@ -314,11 +433,13 @@ export class LockTable {
   private tryGrant(request: Request): boolean {
     const entries = request.entries
     if (entries.length > 1) {
-      for (let i = 0; i < entries.length; i++) {
-        if (!this.isClear(entries[i])) return false
-      }
+      let i = request.cursor
+      while (i < entries.length && this.isClear(entries[i])) i++
+      request.cursor = i
+      if (i < entries.length) return false
     }
     this.pendingCount--
+    if (request.own?.holds !== undefined) this.unwait(request)
     for (const entry of entries) this.unlinkPending(entry)
     this.hold(request)
     const onGrant = request.onGrant
@@ -331,9 +452,9 @@ export class LockTable {
     request.state = "held"
     request.id = ++this.grants
     this.heldCount++
-    const write = request.mode === "write"
     for (const entry of request.entries) {
       const node = entry.node
+      const write = entry.mode === "write"
       if (write) node.heldWrites++
       else node.heldReads++
       for (let a: Node | undefined = node; a !== undefined; a = a.parent) {
@@ -345,7 +466,7 @@ export class LockTable {
 
   private unhold(entry: Entry): void {
     const node = entry.node
-    const write = entry.request.mode === "write"
+    const write = entry.mode === "write"
     if (write) node.heldWrites--
     else node.heldReads--
     for (let a: Node | undefined = node; a !== undefined; a = a.parent) {
@@ -356,7 +477,7 @@ export class LockTable {
 
   private linkPending(entry: Entry): void {
     const node = entry.node
-    const write = entry.request.mode === "write"
+    const write = entry.mode === "write"
     entry.here = new Link(entry)
     if (node.pendingHere === EMPTY) node.pendingHere = new List()
     node.pendingHere.push(entry.here)
@@ -413,6 +534,99 @@ export class LockTable {
     entry.subW = undefined
   }
 
+  /** Links the entries of a held request that got its first waiter where the cycle search finds them. */
+  private watch(request: Request): void {
+    for (const entry of request.entries) {
+      const links: Array<Link<Entry>> = new Array(entry.depth + 2)
+      let i = entry.depth
+      for (let a: Node | undefined = entry.node; a !== undefined; a = a.parent, i--) {
+        const link = new Link(entry)
+        if (a.subHeldWaited === EMPTY) a.subHeldWaited = new List()
+        a.subHeldWaited.push(link)
+        links[i] = link
+      }
+      const here = new Link(entry)
+      if (entry.node.heldWaitedHere === EMPTY) entry.node.heldWaitedHere = new List()
+      entry.node.heldWaitedHere.push(here)
+      links[entry.depth + 1] = here
+      entry.waited = links
+    }
+  }
+
+  /** Undoes `watch` (its last waiter left, or it is released) and forgets its waiters. */
+  private unwatch(request: Request): void {
+    for (const entry of request.entries) {
+      const links = entry.waited
+      if (links === undefined) continue
+      let i = entry.depth
+      for (let a: Node | undefined = entry.node; a !== undefined; a = a.parent, i--) a.subHeldWaited.remove(links[i])
+      entry.node.heldWaitedHere.remove(links[entry.depth + 1])
+      entry.waited = undefined
+    }
+    request.own!.waiters = undefined
+  }
+
+  /** A waiting request was granted or left: its owner no longer waits through it. */
+  private unwait(request: Request): void {
+    const own = request.own!
+    for (const held of own.holds!) {
+      const waiters = held.own?.waiters
+      if (waiters !== undefined && waiters.delete(request) && waiters.size === 0) this.unwatch(held)
+    }
+    own.holds = undefined
+  }
+
+  /**
+   * Depth-first search of the waits-for graph from a request that just
+   * started waiting, for one of the requests its owner holds (marked as
+   * targets). Each request is visited at most once.
+   */
+  private cycleFrom(start: Request): ReadonlyArray<CycleStep> | undefined {
+    const search = ++this.searches
+    for (const held of start.own!.holds!) held.ownership.target = search
+    start.ownership.mark = search
+    const stack: Array<Request> = [start]
+    while (stack.length > 0) {
+      const request = stack.pop()!
+      const entries = request.entries
+      for (let i = request.cursor; i < entries.length; i++) {
+        const found = this.blockersOf(entries[i], search, stack)
+        if (found !== undefined) return trace(start, found)
+      }
+    }
+    return undefined
+  }
+
+  /**
+   * Visits what an entry of a pending request waits for: the earlier
+   * conflicting pending entries, and the conflicting held entries whose owner
+   * waits (a held entry whose owner waits for nothing leads nowhere). Returns
+   * a target if it meets one.
+   */
+  private blockersOf(entry: Entry, search: number, stack: Array<Request>): Request | undefined {
+    const seq = entry.request.seq
+    const write = entry.mode === "write"
+    let found: Request | undefined
+    for (let a = entry.node.parent; a !== undefined; a = a.parent) {
+      for (let link = a.heldWaitedHere.head; link !== undefined; link = link.next) {
+        if ((write || link.value.mode === "write") && (found = visit(link.value, entry, search, stack))) return found
+      }
+      const pending = write ? a.pendingHere : a.pendingHereW
+      for (let link = pending.head; link !== undefined && link.value.request.seq < seq; link = link.next) {
+        if ((found = visit(link.value, entry, search, stack))) return found
+      }
+    }
+    const node = entry.node
+    for (let link = node.subHeldWaited.head; link !== undefined; link = link.next) {
+      if ((write || link.value.mode === "write") && (found = visit(link.value, entry, search, stack))) return found
+    }
+    const pending = write ? node.subPending : node.subPendingW
+    for (let link = pending.head; link !== undefined && link.value.request.seq < seq; link = link.next) {
+      if ((found = visit(link.value, entry, search, stack))) return found
+    }
+    return undefined
+  }
+
   /**
    * Grants what a request leaving `node` may have been blocking: pending
    * entries on the ancestor line of `node` (root first), then in its subtree.
@@ -436,11 +650,21 @@ export class LockTable {
     if (aboveWrite > leftSeq) this.wakeBelow(node, aboveAll, aboveWrite, leftSeq, leftWrite)
   }
 
-  /** Grants the leading pending entries of one node that are now clear. */
+  /**
+   * Grants the leading pending entries of one node that are now clear. An
+   * entry that is not clear stops the walk: every later entry here conflicts
+   * with it or with what blocks it. A clear entry whose request is blocked on
+   * another of its paths stops it too if it is a write (later entries here
+   * conflict with it); a read lets later reads here through.
+   */
   private grantAt(node: Node, aboveAll: number, aboveWrite: number): void {
-    for (let link = node.pendingHere.head; link !== undefined; link = node.pendingHere.head) {
+    for (let link = node.pendingHere.head; link !== undefined;) {
       const entry = link.value
-      if (!clearAt(entry, aboveAll, aboveWrite) || !this.tryGrant(entry.request)) return
+      if (!clearAt(entry, aboveAll, aboveWrite)) return
+      // A request has one entry per node: a grant unlinks `link`, never `next`.
+      const next = link.next
+      if (!this.tryGrant(entry.request) && entry.mode === "write") return
+      link = next
     }
   }
 
@@ -485,4 +709,81 @@ export class LockTable {
       this.nodeCount--
     }
   }
+}
+
+/**
+ * One step of the search: `entry` (of a pending request) waits for `blocker`.
+ * A held blocker leads on to the pending requests of its owner; a target ends
+ * the search.
+ */
+const visit = (blocker: Entry, entry: Entry, search: number, stack: Array<Request>): Request | undefined => {
+  const request = blocker.request
+  const own = request.ownership
+  if (request.state === "held" && own.target === search) {
+    reach(own, search, entry, blocker, undefined)
+    return request
+  }
+  if (own.mark === search) return undefined
+  reach(own, search, entry, blocker, undefined)
+  if (request.state !== "held") {
+    stack.push(request)
+    return undefined
+  }
+  for (const waiter of own.waiters!) {
+    const w = waiter.ownership
+    if (w.mark === search) continue
+    reach(w, search, undefined, undefined, request)
+    stack.push(waiter)
+  }
+  return undefined
+}
+
+/** Records that the search reached a request, and how (for `trace`). */
+const reach = (
+  own: Ownership,
+  search: number,
+  via: Entry | undefined,
+  viaBlocker: Entry | undefined,
+  viaHeld: Request | undefined
+): void => {
+  own.mark = search
+  own.via = via
+  own.viaBlocker = viaBlocker
+  own.viaHeld = viaHeld
+}
+
+const stepOf = (entry: Entry): CycleStep => ({
+  path: entry.path,
+  mode: entry.mode,
+  held: entry.request.state === "held"
+})
+
+/** The cycle found by `cycleFrom`, from the waiting request's entry to the target it reached. */
+const trace = (start: Request, target: Request): ReadonlyArray<CycleStep> => {
+  const reversed: Array<Entry> = []
+  const add = (entry: Entry) => {
+    if (reversed[reversed.length - 1] !== entry) reversed.push(entry)
+  }
+  let request = target
+  for (;;) {
+    // `request` was reached as a blocker of `via`, an entry of a pending request.
+    const own = request.own!
+    add(own.viaBlocker!)
+    const from = own.via!
+    const waiting = from.request
+    if (waiting === start) {
+      add(from)
+      break
+    }
+    // A waiter of a held request shows the entry it waits with; a pending
+    // blocker is shown once, by the entry that blocks (added next round).
+    const viaHeld = waiting.own!.viaHeld
+    if (viaHeld !== undefined) {
+      add(from)
+      request = viaHeld
+    } else {
+      request = waiting
+    }
+  }
+  return reversed.reverse().map(stepOf)
 }

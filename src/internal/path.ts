@@ -72,27 +72,53 @@ export const isAncestor = (ancestor: string, path: string): boolean =>
   ancestor !== path && (ancestor === ROOT || (path.startsWith(ancestor) && path.charCodeAt(ancestor.length) === 47))
 
 /**
- * Whether one of two normal paths equals or contains the other.
- *
- * @internal
+ * The sort key of a normal path: "/" becomes NUL, which no path contains and
+ * which sorts before every other character, so that in key order each path is
+ * followed at once by all of its descendants (with "/" itself, "/a-b" would
+ * fall between "/a" and "/a/b").
  */
-export const overlaps = (a: string, b: string): boolean => a === b || isAncestor(a, b) || isAncestor(b, a)
+const keyOf = (normal: string): string => normal.replaceAll("/", "\0")
 
 /**
- * Reduces a set of normal paths to the top-most ones: duplicates count once and
- * a path below another in the set is covered by it, so a combined write request
- * never conflicts with itself.
+ * Reduces a set of normal paths, each with a mode, to the top-most ones, in
+ * O(n log n): duplicates count once (a write wins over a read), and a path
+ * below another in the set is covered by it, so a combined request never
+ * conflicts with itself. A write below a read makes the read a write (the
+ * request then excludes readers of that whole subtree: more than it asked,
+ * never less).
  *
  * @internal
  */
-export const topMost = (paths: ReadonlyArray<string>): Array<string> => {
-  const sorted = Array.from(new Set(paths)).sort((a, b) => a.length - b.length)
-  const kept: Array<string> = []
-  for (const path of sorted) {
-    if (!kept.some((k) => isAncestor(k, path))) kept.push(path)
+export const topMostModes = <M extends "read" | "write">(
+  paths: ReadonlyArray<string>,
+  modes: ReadonlyArray<M>
+): { readonly paths: Array<string>; readonly modes: Array<M | "write"> } => {
+  const order = paths.map((path, i) => ({ key: keyOf(path), path, mode: modes[i] as M | "write" }))
+  order.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  const kept: Array<(typeof order)[number]> = []
+  let last: (typeof order)[number] | undefined
+  for (const item of order) {
+    if (
+      last !== undefined &&
+      (item.key === last.key ||
+        (item.key.startsWith(last.key) && (last.path === ROOT || item.key.charCodeAt(last.key.length) === 0)))
+    ) {
+      if (item.mode === "write") last.mode = "write"
+      continue
+    }
+    kept.push(item)
+    last = item
   }
-  return kept.sort()
+  return { paths: kept.map((k) => k.path), modes: kept.map((k) => k.mode) }
 }
+
+/**
+ * `topMostModes` for a set of paths that are all written.
+ *
+ * @internal
+ */
+export const topMost = (paths: ReadonlyArray<string>): Array<string> =>
+  topMostModes(paths, paths.map(() => "write" as const)).paths
 
 /**
  * The directory part of a normal path (the root is its own parent).

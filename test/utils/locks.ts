@@ -1,6 +1,6 @@
 import { expect } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
-import type { Lock, LockManagerService, LockMode } from "../../src/LockManager.js"
+import type { Lock, LockManagerService, LockMode, LockRequest } from "../../src/LockManager.js"
 
 /** Asserts no lock is held or pending and the path index is empty. */
 export const expectIdle = (manager: LockManagerService<unknown>) =>
@@ -37,7 +37,7 @@ const enqueued = (manager: LockManagerService) => Effect.map(manager.stats, (s) 
  */
 export const hold = (
   manager: LockManagerService,
-  target: string | ReadonlyArray<string>,
+  target: string | ReadonlyArray<string | LockRequest>,
   mode: LockMode = "write"
 ): Effect.Effect<Holder> =>
   Effect.gen(function*() {

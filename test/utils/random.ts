@@ -29,3 +29,14 @@ export const seedsFromEnv = (options: {
     steps
   }
 }
+
+/** `size` bytes from a small linear congruential generator: content that a misplaced byte would change. */
+export const pseudoRandom = (size: number, seed: number): Buffer => {
+  const out = Buffer.allocUnsafe(size)
+  let x = (seed * 2654435761 + 1) >>> 0
+  for (let i = 0; i < size; i++) {
+    x = (x * 1664525 + 1013904223) >>> 0
+    out[i] = x >>> 24
+  }
+  return out
+}

@@ -41,9 +41,9 @@ import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
 import type { EtcdOptions, Lock, LockManagerService } from "../../LockManager.js"
-import { type InvalidPathError, RemoteLockError } from "../../PersistenceError.js"
+import { RemoteLockError } from "../../PersistenceError.js"
 import { leasedLock } from "../leasedLock.js"
-import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
+import { type Plan, planAll, type PlanError, planOne, TypeId } from "../lockManager.js"
 import * as Cluster from "./cluster.js"
 import { entryMode, type KeyRange, normalizePrefix, requestKey, scanRanges } from "./keys.js"
 import * as Session from "./session.js"
@@ -408,8 +408,8 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
 
     const scoped = (
       operation: string,
-      plan: Either.Either<Plan, InvalidPathError>
-    ): Effect.Effect<Lock, InvalidPathError | RemoteLockError, Scope.Scope> =>
+      plan: Either.Either<Plan, PlanError>
+    ): Effect.Effect<Lock, PlanError | RemoteLockError, Scope.Scope> =>
       Either.isLeft(plan) ?
         Effect.fail(plan.left) :
         Effect.flatMap(session(operation), ([c, s]) =>
@@ -424,10 +424,10 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
               )
             ))
 
-    const bracket = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
+    const bracket = (operation: string, plan: Either.Either<Plan, PlanError>) =>
     <A, E, R>(
       effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
-    ): Effect.Effect<A, E | InvalidPathError | RemoteLockError, R> => {
+    ): Effect.Effect<A, E | PlanError | RemoteLockError, R> => {
       if (Either.isLeft(plan)) return Effect.fail(plan.left)
       const use = Effect.isEffect(effect) ? () => effect : effect
       return Effect.flatMap(

@@ -31,7 +31,7 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
-import { InvalidPathError } from "../../PersistenceError.js"
+import { DeadlockError, InvalidArgumentError, InvalidPathError } from "../../PersistenceError.js"
 
 /**
  * Bumped on any incompatible change of the messages below.
@@ -107,11 +107,16 @@ export const Acquire = Rpc.make("Acquire", {
     ticket: Schema.Number,
     mode: Schema.Literal("read", "write"),
     paths: Schema.Array(Schema.String),
-    /** `lockAll` (one combined write request) rather than `lock`. */
-    all: Schema.Boolean
+    /** `lockAll` (one combined request) rather than `lock`. */
+    all: Schema.Boolean,
+    /**
+     * With `all`: the mode of each path (a combined request that reads some).
+     * Absent, every path is written; a server that predates it writes them all.
+     */
+    modes: Schema.optional(Schema.Array(Schema.Literal("read", "write")))
   },
   success: Grant,
-  error: InvalidPathError,
+  error: Schema.Union(InvalidPathError, InvalidArgumentError, DeadlockError),
   stream: true
 })
 

@@ -34,10 +34,16 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as Mailbox from "effect/Mailbox"
 import * as Scope from "effect/Scope"
-import type { Lock, LockManagerService, RemoteOptions } from "../../LockManager.js"
-import { InvalidPathError, RemoteLockError, type RemoteLockErrorReason } from "../../PersistenceError.js"
+import type { Lock, LockError, LockManagerService, RemoteOptions } from "../../LockManager.js"
+import {
+  DeadlockError,
+  InvalidArgumentError,
+  InvalidPathError,
+  RemoteLockError,
+  type RemoteLockErrorReason
+} from "../../PersistenceError.js"
 import { leasedLock } from "../leasedLock.js"
-import { type Plan, planAll, planOne, TypeId } from "../lockManager.js"
+import { type Plan, planAll, type PlanError, planOne, TypeId } from "../lockManager.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer, MAX_FRAME_BYTES } from "./framing.js"
@@ -242,11 +248,14 @@ const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteCon
     return { protocol, heartbeat } as const
   })
 
+const isLockError = (u: unknown): u is LockError =>
+  u instanceof InvalidPathError || u instanceof InvalidArgumentError || u instanceof DeadlockError
+
 /** A request sent to the server: waiting for its grant, or held. */
 interface Request {
   readonly conn: Connection
   readonly ticket: number
-  readonly mailbox: Mailbox.ReadonlyMailbox<Grant, InvalidPathError | RpcClientError>
+  readonly mailbox: Mailbox.ReadonlyMailbox<Grant, LockError | RpcClientError>
   /** Owns the RPC stream of this request. */
   readonly scope: Scope.CloseableScope
   left: boolean
@@ -462,7 +471,13 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         const ticket = ++conn.nextTicket
         return Scope.fork(conn.scope, ExecutionStrategy.sequential).pipe(
           Effect.flatMap((scope) =>
-            conn.rpc.Acquire({ ticket, mode: plan.mode, paths: plan.paths, all: plan.all }, { asMailbox: true })
+            conn.rpc.Acquire({
+              ticket,
+              mode: plan.mode,
+              paths: plan.paths,
+              all: plan.all,
+              ...(plan.pathModes !== undefined ? { modes: plan.pathModes } : {})
+            }, { asMailbox: true })
               .pipe(
                 Scope.extend(scope),
                 Effect.map((mailbox): Request => ({ conn, ticket, mailbox, scope, left: false }))
@@ -478,14 +493,14 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
       operation: string,
       request: Request,
       plan: Plan
-    ): Effect.Effect<Grant, InvalidPathError | RemoteLockError> =>
+    ): Effect.Effect<Grant, LockError | RemoteLockError> =>
       request.mailbox.take.pipe(
         // Bounded by the connection: once it is lost, the RpcClient fails
         // (ClientProtocolError) or, when its scope closes, interrupts every
         // request in flight. Either way the cause lands here.
-        Effect.catchAllCause((cause): Effect.Effect<never, InvalidPathError | RemoteLockError> => {
+        Effect.catchAllCause((cause): Effect.Effect<never, LockError | RemoteLockError> => {
           const failure = Cause.failureOption(cause)
-          if (failure._tag === "Some" && failure.value instanceof InvalidPathError) return Effect.fail(failure.value)
+          if (failure._tag === "Some" && isLockError(failure.value)) return Effect.fail(failure.value)
           return Effect.fail(toError(operation, failureOf(request.conn, cause)))
         }),
         Effect.withSpan("LockManager.wait", {
@@ -526,7 +541,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
     const toLock = (request: Request, grant: Grant): Lock =>
       leasedLock(grant, Deferred.await(request.conn.lostSignal), () => isHeld(request))
 
-    const scoped = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
+    const scoped = (operation: string, plan: Either.Either<Plan, PlanError>) =>
       Either.isLeft(plan) ?
         Effect.fail(plan.left) :
         Effect.flatMap(connection(operation), (conn) =>
@@ -542,10 +557,10 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
             )
           ))
 
-    const bracket = (operation: string, plan: Either.Either<Plan, InvalidPathError>) =>
+    const bracket = (operation: string, plan: Either.Either<Plan, PlanError>) =>
     <A, E, R>(
       effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
-    ): Effect.Effect<A, E | InvalidPathError | RemoteLockError, R> => {
+    ): Effect.Effect<A, E | LockError | RemoteLockError, R> => {
       if (Either.isLeft(plan)) return Effect.fail(plan.left)
       const use = Effect.isEffect(effect) ? () => effect : effect
       return Effect.flatMap(

@@ -32,9 +32,8 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
-import type { Lock, LockManagerService, LockMode } from "../../LockManager.js"
+import type { Lock, LockError, LockManagerService, LockMode, LockRequest } from "../../LockManager.js"
 import { RemoteLockError } from "../../PersistenceError.js"
-import type { InvalidPathError } from "../../PersistenceError.js"
 import * as InMemory from "../lockManager.js"
 import { type Address, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
@@ -283,22 +282,26 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>, sec
     // A mailbox rather than a Stream: the RpcServer runs this effect in a
     // scope that lasts as long as the request, and reads the mailbox until it
     // ends (never: the request ends by interruption).
-    Acquire: ({ all, mode, paths, ticket }, { clientId }) =>
-      Effect.withFiberRuntime<Mailbox.ReadonlyMailbox<Grant, InvalidPathError>, InvalidPathError, Scope.Scope>(
+    Acquire: ({ all, mode, modes, paths, ticket }, { clientId }) =>
+      Effect.withFiberRuntime<Mailbox.ReadonlyMailbox<Grant, LockError>, LockError, Scope.Scope>(
         (fiber) => {
           const peer = peers.get(clientId)
           if (peer === undefined || peer.released.delete(ticket)) {
-            return Effect.tap(Mailbox.make<Grant, InvalidPathError>(), (mailbox) => mailbox.end)
+            return Effect.tap(Mailbox.make<Grant, LockError>(), (mailbox) => mailbox.end)
           }
           // `Release` interrupts this request: a waiting `lock` leaves the
           // queue, a held one is released when the scope closes. The
           // RpcServer sends the end of the request after that.
           peer.tickets.set(ticket, fiber)
           return Effect.addFinalizer(() => Effect.sync(() => peer.tickets.delete(ticket))).pipe(
-            Effect.zipRight(all ? manager.lockAll(paths) : manager.lock(paths[0], mode)),
+            Effect.zipRight(
+              !all ?
+                manager.lock(paths[0], mode) :
+                manager.lockAll(modes === undefined ? paths : paths.map((p, i) => [p, modes[i]] as const))
+            ),
             Effect.flatMap((lock) =>
               Effect.tap(
-                Mailbox.make<Grant, InvalidPathError>(),
+                Mailbox.make<Grant, LockError>(),
                 (mailbox) => mailbox.offer({ id: lock.id, mode: lock.mode, paths: lock.paths })
               )
             )
@@ -338,18 +341,17 @@ export const idBase = (): number => Math.floor((performance.timeOrigin + perform
 export const shiftIds = (manager: LockManagerService, base: number): LockManagerService => {
   const shift = (lock: Lock): Lock => ({ ...lock, id: lock.id + base })
   const bracket = (
-    run: <A, E, R>(effect: (lock: Lock) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | InvalidPathError, R>
+    run: <A, E, R>(effect: (lock: Lock) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | LockError, R>
   ) =>
   <A, E, R>(
     effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
-  ): Effect.Effect<A, E | InvalidPathError, R> =>
-    run(Effect.isEffect(effect) ? () => effect : (lock) => effect(shift(lock)))
+  ): Effect.Effect<A, E | LockError, R> => run(Effect.isEffect(effect) ? () => effect : (lock) => effect(shift(lock)))
   return {
     ...manager,
     lock: (path: string, mode: LockMode) => Effect.map(manager.lock(path, mode), shift),
-    lockAll: (paths: Iterable<string>) => Effect.map(manager.lockAll(paths), shift),
+    lockAll: (paths: Iterable<string | LockRequest>) => Effect.map(manager.lockAll(paths), shift),
     withLock: (path: string, mode: LockMode) => bracket(manager.withLock(path, mode)),
-    withLockAll: (paths: Iterable<string>) => bracket(manager.withLockAll(paths))
+    withLockAll: (paths: Iterable<string | LockRequest>) => bracket(manager.withLockAll(paths))
   }
 }
 

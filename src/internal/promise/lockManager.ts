@@ -7,8 +7,7 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import type { Lock, LockManagerService, LockMode } from "../../LockManager.js"
-import type { InvalidPathError } from "../../PersistenceError.js"
+import type { Lock, LockError, LockManagerService, LockMode } from "../../LockManager.js"
 import { originalError } from "./errors.js"
 import { bagOf, signalOf } from "./options.js"
 import { run, runCleanup } from "./run.js"
@@ -45,7 +44,7 @@ export class Holds {
    * closed (the waiter leaves the queue, or a grant that raced the abort is
    * released); on success the scope is kept under the lock id.
    */
-  acquire(take: Effect.Effect<Lock, InvalidPathError, Scope.Scope>, options: unknown): Promise<number> {
+  acquire(take: Effect.Effect<Lock, LockError, Scope.Scope>, options: unknown): Promise<number> {
     const signal = signalOf(bagOf("options", options))
     const scopes = this.#scopes
     return run(
