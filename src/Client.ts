@@ -122,6 +122,11 @@ export interface CollectOptions {
 export interface StreamOptions {
   readonly offset?: number
   readonly bytesToRead?: number
+  /**
+   * Bytes per chunk: a positive integer up to 1 GiB (larger is an
+   * `InvalidArgumentError`). Default 64 KiB. A chunk size larger than the
+   * file costs what the file holds, not the chunk size.
+   */
   readonly chunkSize?: number
 }
 
