@@ -50,12 +50,20 @@ export interface ClientOptions {
    * Default `false`.
    */
   readonly durable?: boolean
-  /** Suffix of temp files, as in `.<name>.<random>.<suffix>`. Default `"tmp"`. */
+  /**
+   * Suffix of temp files, as in `.<name>.<token>.<suffix>` (the token: 12
+   * random characters and 8 that check the rest of the name). Default
+   * `"tmp"`; at most 64 bytes of UTF-8, without `/` or a NUL byte.
+   */
   readonly tempSuffix?: string
   /**
    * Confine the client to this directory: a path outside it, lexically or
    * through a symbolic link in an existing ancestor, fails with an
-   * `InvalidPathError` and nothing is touched.
+   * `InvalidPathError` and nothing is touched. On Linux, each operation then
+   * works through a handle on the directory (or file) it opened, checked to
+   * be inside the root, so another process that swaps a link in meanwhile
+   * cannot redirect it (see the README's Confinement section for what
+   * remains).
    */
   readonly root?: string
   /**
@@ -185,7 +193,9 @@ export interface ClientService {
   readonly stream: (path: string, options?: StreamOptions) => Stream.Stream<Uint8Array, ReadError>
   /**
    * Atomically replaces the file (temp file + rename), creating missing
-   * parent directories, under a write lock.
+   * parent directories, under a write lock. A path with a segment that has
+   * the form of a temp file's name is refused (`InvalidPathError`, reason
+   * `TempName`), as by every operation that creates a path.
    *
    * @example
    * client.write("/data/hello.txt", "Hello, World!")
@@ -203,7 +213,11 @@ export interface ClientService {
    * `FileSystem` must not keep a buffer passed to `File.writeAll`.)
    */
   readonly sink: (path: string, options?: WriteOptions) => Sink.Sink<void, Uint8Array, never, WriteError>
-  /** Entry names of a directory under a read lock; temp files are hidden by default. */
+  /**
+   * Entry names of a directory under a read lock; leftover temp files are
+   * hidden by default. With `recursive`, the listing is breadth first and
+   * lists a symbolic link without descending into it.
+   */
   readonly collect: (path: string, options?: CollectOptions) => Effect.Effect<Array<string>, ReadError>
   /** `collect` with the type of each entry. */
   readonly collectEntries: (path: string, options?: CollectOptions) => Effect.Effect<Array<Entry>, ReadError>
@@ -247,7 +261,9 @@ export interface ClientService {
   ) => Effect.Effect<A, WriteError | DecodeError | E, R>
   /**
    * Removes leftover temp files of crashed writers in `dir` (and below with
-   * `recursive`) under a write lock on `dir`. Returns the removed paths.
+   * `recursive`, never through a symbolic link) under a write lock on `dir`:
+   * regular files whose name is a temp name for this client's `tempSuffix`,
+   * check included. Returns the removed paths.
    */
   readonly recover: (
     dir: string,

@@ -26,7 +26,7 @@ const KILLS = Number(process.env.CRASH_KILLS ?? 100)
 const SEED = process.env.CRASH_SEED !== undefined ?
   Number(process.env.CRASH_SEED) :
   Math.floor(Math.random() * 0x100000000)
-const TEMP = /^\.target\.[0-9a-z]{12}\.tmp$/
+const TEMP = /^\.target\.[0-9a-z]{20}\.tmp$/
 
 /** Writers started ahead of time, each loading while the current one runs. */
 const WARM = 2

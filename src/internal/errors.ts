@@ -60,6 +60,21 @@ export const fromPlatform = (operation: string, path: string) => (error: Platfor
 }
 
 /**
+ * The same failure, reported for `path` (a missing directory reported as the
+ * missing file inside it).
+ *
+ * @internal
+ */
+export const withPath = (error: FileSystemError, path: string): FileSystemError =>
+  new FileSystemError({
+    operation: error.operation,
+    path,
+    reason: error.reason,
+    ...(error.code !== undefined ? { code: error.code } : {}),
+    ...(error.cause !== undefined ? { cause: error.cause } : {})
+  })
+
+/**
  * Runs a platform call and translates its failure.
  *
  * @internal
