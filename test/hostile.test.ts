@@ -114,6 +114,11 @@ const cases: ReadonlyArray<Hostile> = [
     error: fsError("NotFound")
   },
   {
+    name: "confined: delete a directory without recursive",
+    run: (e) => e.confined.delete(`${e.root}/inside`),
+    error: fsError("IsADirectory")
+  },
+  {
     name: "confined: write the root itself",
     run: (e) => e.confined.write(e.root, "x"),
     error: invalid("Root")

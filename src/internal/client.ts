@@ -162,17 +162,23 @@ export const make = (
     }
 
     /**
-     * Runs `f` with a path to read `p` through: `p` itself, or for a confined
-     * client a handle on the opened file, checked to be inside the root (a
-     * link swapped in after the confinement check is not followed out).
+     * The whole file `p`: by path, or for a confined client through a handle
+     * on the opened file, checked to be inside the root (a link swapped in
+     * after the confinement check is not followed out).
      */
-    const readable = <A, E>(
+    const readBytes = (operation: string, path: unknown, p: string): Effect.Effect<Uint8Array, Api.ReadError> =>
+      pins === undefined ? io(operation, p, fs.readFile(p)) : pins.read(operation, path, p)
+
+    /** `readBytes` as text, decoded as the platform's `readFileString` does. */
+    const readText = (
       operation: string,
       path: unknown,
       p: string,
-      f: (at: string) => Effect.Effect<A, E>
-    ): Effect.Effect<A, E | Api.ReadError> =>
-      pins === undefined ? f(p) : Effect.scoped(Effect.flatMap(pins.file(operation, path, p), f))
+      encoding?: string
+    ): Effect.Effect<string, Api.ReadError> =>
+      pins === undefined ?
+        io(operation, p, fs.readFileString(p, encoding)) :
+        Effect.map(pins.read(operation, path, p), (bytes) => new TextDecoder(encoding).decode(bytes))
 
     const readLocked = <A, E>(
       operation: string,
@@ -197,7 +203,7 @@ export const make = (
       )
 
     const readCurrent = (operation: string, p: string): Effect.Effect<Option.Option<Uint8Array>, Api.ReadError> =>
-      readable(operation, p, p, (at) => io(operation, p, fs.readFile(at))).pipe(
+      readBytes(operation, p, p).pipe(
         Effect.map(Option.some),
         Effect.catchIf(
           (e) => e._tag === "FileSystemError" && e.reason === "NotFound",
@@ -285,7 +291,7 @@ export const make = (
           "Client.read",
           path,
           "file",
-          (p) => readable("Client.read", path, p, (at) => io("Client.read", p, fs.readFile(at)))
+          (p) => readBytes("Client.read", path, p)
         ),
 
       readString: (path, encoding) =>
@@ -294,13 +300,7 @@ export const make = (
             "Client.readString",
             path,
             "file",
-            (p) =>
-              readable(
-                "Client.readString",
-                path,
-                p,
-                (at) => io("Client.readString", p, fs.readFileString(at, encoding))
-              )
+            (p) => readText("Client.readString", path, p, encoding)
           )),
 
       stream: (path, options) =>
@@ -380,7 +380,18 @@ export const make = (
           const removed = pins === undefined ? removeAt(p) : Effect.scoped(
             pins.directory("Client.delete", path, parent(p)).pipe(
               Effect.matchEffect({
-                onSuccess: (dir) => removeAt(join(dir.at, basename(p))),
+                onSuccess: (dir) =>
+                  options?.recursive === true ?
+                    // A tree, without `rm` walking it by path.
+                    Walk.removeTree(fs, pins, "Client.delete", p, dir, basename(p), force).pipe(
+                      Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                    ) :
+                    // unlink: the platform's remove could meet a directory
+                    // swapped in and empty it by path (see unlink.ts).
+                    pins.unlink("Client.delete", p, join(dir.at, basename(p))).pipe(
+                      Effect.catchIf((e) => force && e.reason === "NotFound", () => Effect.void),
+                      Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                    ),
                 onFailure: (error) =>
                   error._tag === "FileSystemError" && error.reason === "NotFound" ?
                     force ? Effect.void : Effect.fail(withPath(error, p)) :
@@ -434,10 +445,9 @@ export const make = (
 
       readJson: (path, schema) =>
         readLocked("Client.readJson", path, "file", (p) =>
-          readable("Client.readJson", path, p, (at) =>
-            io("Client.readJson", p, fs.readFileString(at))).pipe(
-              Effect.flatMap(decodeJson("Client.readJson", p, schema))
-            )),
+          readText("Client.readJson", path, p).pipe(
+            Effect.flatMap(decodeJson("Client.readJson", p, schema))
+          )),
 
       writeJson: (path, schema, value, options) =>
         Effect.all([
@@ -502,11 +512,18 @@ export const make = (
                     yield* lock.ensureHeld(operation)
                     // The removals run to their end under the lock.
                     yield* Effect.uninterruptible(Effect.forEach(leftovers, ([at, logical]) =>
-                      io(operation, logical, fs.remove(at, { force: true })).pipe(
-                        Effect.tap(() =>
-                          removed.push(logical)
-                        )
-                      ), { discard: true }))
+                      // Confined: unlink through the handle (see unlink.ts).
+                      (pins === undefined ?
+                        io(operation, logical, fs.remove(at, { force: true })) :
+                        pins.unlink(operation, logical, at).pipe(
+                          Effect.catchIf((e) =>
+                            e.reason === "NotFound", () =>
+                            Effect.void)
+                        )).pipe(
+                          Effect.tap(() =>
+                            removed.push(logical)
+                          )
+                        ), { discard: true }))
                     synced.push(prefix === "" ? p : join(p, prefix.slice(0, -1)))
                   })
               )

@@ -51,6 +51,14 @@ export const errnoCode = (error: PlatformError): string | undefined => {
   return Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : undefined
 }
 
+/**
+ * The reason for an errno code.
+ *
+ * @internal
+ */
+export const reasonOf = (code: string | undefined): FileSystemReason =>
+  (code !== undefined ? byCode[code] : undefined) ?? "Unknown"
+
 /** @internal */
 export const fromPlatform = (operation: string, path: string) => (error: PlatformError): FileSystemError => {
   const code = errnoCode(error)

@@ -15,7 +15,8 @@
  * `readLink` and paths), which has no `openat`.
  *
  * This needs Linux's `/proc`; `make` probes for it, and without it the
- * Client works by path as before (the limit is documented).
+ * Client works by path as before (the limit is documented). Entries are
+ * removed through a handle with `unlink` and `rmdir` (see `unlink.ts`).
  *
  * @internal
  */
@@ -26,9 +27,10 @@ import type * as Scope from "effect/Scope"
 import type { FileSystemError, InvalidPathError } from "../PersistenceError.js"
 import { invalidPath, io } from "./errors.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
+import * as Removal from "./unlink.js"
 
 /** @internal */
-export interface Pins {
+export interface Pins extends Removal.Unlink {
   /** The real path of the root: what every handle must lead inside. */
   readonly realRoot: string
   /**
@@ -53,15 +55,12 @@ export interface Pins {
     logical: string,
     real: string
   ) => Effect.Effect<Pinned | undefined, FileSystemError, Scope.Scope>
-  /**
-   * Opens the file `p` for reading and returns a path that names the opened
-   * file, checked to lead inside the root.
-   */
-  readonly file: (
+  /** Reads the whole file `p` through a handle checked to lead inside the root. */
+  readonly read: (
     operation: string,
     path: unknown,
     p: string
-  ) => Effect.Effect<string, FileSystemError | InvalidPathError, Scope.Scope>
+  ) => Effect.Effect<Uint8Array, FileSystemError | InvalidPathError>
   /** Checks that `file`, opened at `logical`, leads inside the root; returns where it is. */
   readonly check: (
     operation: string,
@@ -81,6 +80,41 @@ export interface Pinned {
 
 const procPath = (file: FileSystem.File) => `/proc/self/fd/${file.fd}`
 
+const READ_CHUNK = 64 * 1024
+
+/**
+ * The rest of an open file, as Node's `readFile` reads it: as many bytes as
+ * its size says (fewer if it ends first), or, when the size says nothing (0:
+ * empty, or a file of `/proc`), until the end.
+ */
+const readAll = (file: FileSystem.File): Effect.Effect<Uint8Array, PlatformError> =>
+  Effect.flatMap(file.stat, (info) => {
+    const size = Number(info.size)
+    if (size > 0) {
+      const buffer = new Uint8Array(size)
+      const fill = (at: number): Effect.Effect<Uint8Array, PlatformError> =>
+        at >= size ?
+          Effect.succeed(buffer) :
+          Effect.flatMap(file.read(buffer.subarray(at)), (n) =>
+            Number(n) === 0 ? Effect.succeed(buffer.slice(0, at)) : fill(at + Number(n)))
+      return fill(0)
+    }
+    const chunks: Array<Uint8Array> = []
+    const more: Effect.Effect<Uint8Array, PlatformError> = Effect.flatMap(
+      file.readAlloc(READ_CHUNK),
+      (chunk) => {
+        if (chunk._tag === "Some") {
+          chunks.push(chunk.value)
+          return more
+        }
+        const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
+        chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0)
+        return Effect.succeed(out)
+      }
+    )
+    return Effect.suspend(() => more)
+  })
+
 const inside = (base: string, p: string) => p === base || isAncestor(base, p)
 
 /**
@@ -94,7 +128,9 @@ export const make = (fs: FileSystem.FileSystem, root: string): Effect.Effect<Pin
     const supported = yield* Effect.scoped(
       Effect.flatMap(fs.open(ROOT, { flag: "r" }), (file) => fs.readLink(procPath(file)))
     ).pipe(Effect.map((real) => real === ROOT), Effect.orElseSucceed(() => false))
-    if (!supported) return undefined
+    // Removal through a handle needs unlink and rmdir, which the platform lacks.
+    const removal = supported ? yield* Removal.make : undefined
+    if (removal === undefined) return undefined
     const realRoot = yield* fs.realPath(root).pipe(Effect.orElseSucceed(() => root))
 
     const where = (file: FileSystem.File): Effect.Effect<string, PlatformError> =>
@@ -146,8 +182,11 @@ export const make = (fs: FileSystem.FileSystem, root: string): Effect.Effect<Pin
           Effect.map((now) => now === real ? { at: procPath(file), real } : undefined)
         ))
 
-    const file = (operation: string, path: unknown, p: string) =>
-      Effect.flatMap(open(operation, p, p), (opened) => Effect.as(check(operation, path, p, opened), procPath(opened)))
+    const read = (operation: string, path: unknown, p: string) =>
+      Effect.scoped(
+        Effect.flatMap(open(operation, p, p), (opened) =>
+          Effect.zipRight(check(operation, path, p, opened), io(operation, p, readAll(opened))))
+      )
 
-    return { realRoot, directory, exactDirectory, file, check }
+    return { ...removal, realRoot, directory, exactDirectory, read, check }
   })

@@ -19,7 +19,7 @@
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import type { FileSystemError, InvalidPathError } from "../PersistenceError.js"
+import { FileSystemError, type InvalidPathError } from "../PersistenceError.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
 import { join } from "./path.js"
 import type { Pins } from "./pin.js"
@@ -183,3 +183,93 @@ export const walk = <A, E>(
       )
     ).pipe(Effect.as(out))
   })
+
+/**
+ * Removes `name` from the directory named by `parent.at` (a handle of a
+ * confined Client), and everything below it when it is a directory, without
+ * following links and without resolving any path below a handle again: each
+ * directory is opened where it is expected (and checked to be exactly there),
+ * emptied through that handle, subdirectories first, and removed with
+ * `rmdir`; everything else with `unlink` (see `unlink.ts` for why not the
+ * platform's `remove`, which is Node's `rm`).
+ *
+ * A directory that is not where it was expected (a link swapped in) is left
+ * alone and the removal fails with `Busy`; one that another process fills
+ * again as it is emptied is emptied again, a few times, before the removal
+ * fails with `NotEmpty`.
+ *
+ * @internal
+ */
+export const removeTree = (
+  fs: FileSystem.FileSystem,
+  pins: Pins,
+  operation: string,
+  logical: string,
+  parent: { readonly at: string; readonly real: string },
+  name: string,
+  force: boolean
+): Effect.Effect<void, FileSystemError> => {
+  const ATTEMPTS = 3
+  const removeEntry = (
+    at: string,
+    real: string,
+    child: string,
+    logicalChild: string
+  ): Effect.Effect<void, FileSystemError> =>
+    Effect.flatMap(typeOf(fs, operation, join(at, child), logicalChild), (type) =>
+      type === undefined ?
+        Effect.void :
+        Effect.flatMap(
+          type === "Directory" ?
+            Effect.map(isLink(fs, operation, join(at, child), logicalChild), (l) => !l) :
+            Effect.succeed(false),
+          (directory) =>
+            directory ?
+              removeDirectory(at, join(real, child), child, logicalChild, ATTEMPTS) :
+              pins.unlink(operation, logicalChild, join(at, child)).pipe(
+                Effect.catchIf((e) => e.reason === "NotFound", () => Effect.void)
+              )
+        ))
+  const removeDirectory = (
+    at: string,
+    real: string,
+    child: string,
+    logicalChild: string,
+    attempts: number
+  ): Effect.Effect<void, FileSystemError> =>
+    Effect.flatMap(empty(real, logicalChild), (emptied) =>
+      !emptied ?
+        Effect.fail(new FileSystemError({ operation, path: logicalChild, reason: "Busy", code: "EBUSY" })) :
+        pins.rmdir(operation, logicalChild, join(at, child)).pipe(
+          Effect.catchIf((e) => e.reason === "NotFound", () => Effect.void),
+          Effect.catchIf(
+            (e) => e.reason === "NotEmpty" && attempts > 1,
+            () => removeDirectory(at, real, child, logicalChild, attempts - 1)
+          )
+        ))
+  /** Empties the directory expected at `real`; `false` when something else is there. */
+  const empty = (real: string, logicalDir: string): Effect.Effect<boolean, FileSystemError> =>
+    Effect.scoped(
+      Effect.flatMap(pins.exactDirectory(operation, logicalDir, real), (opened) =>
+        opened === undefined ? Effect.succeed(false) : Effect.flatMap(
+          io(operation, logicalDir, fs.readDirectory(opened.at)),
+          (names) =>
+            Effect.as(
+              Effect.forEach(
+                names,
+                (child) =>
+                  removeEntry(opened.at, opened.real, child, join(logicalDir, child)),
+                { discard: true }
+              ),
+              true
+            )
+        ))
+    )
+  // The entry itself must exist, unless `force`.
+  return Effect.flatMap(typeOf(fs, operation, join(parent.at, name), logical), (type) =>
+    type !== undefined ?
+      removeEntry(parent.at, parent.real, name, logical) :
+      force ?
+      Effect.void :
+      Effect.fail(new FileSystemError({ operation, path: logical, reason: "NotFound", code: "ENOENT" })))
+}
