@@ -10,6 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Schedule, Schema, Stream } from "effect"
 import * as childProcess from "node:child_process"
 import * as nodeFs from "node:fs"
+import * as os from "node:os"
 import * as nodePath from "node:path"
 import type * as Client from "../src/Client.js"
 import { leftoverName, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
@@ -454,16 +455,32 @@ describe("rename: a directory into itself through a link", () => {
 })
 
 /**
+ * Runs `script` in a second process until the scope closes (then it is
+ * killed). It spins without pause, so it runs at a lower priority: on a
+ * shared machine it must not starve the test runner.
+ */
+const spinning = (script: string, args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = childProcess.spawn(process.execPath, ["-e", script, ...args], { stdio: "ignore" })
+      try {
+        if (child.pid !== undefined) os.setPriority(child.pid, 10)
+      } catch {
+        // Only a courtesy.
+      }
+      return child
+    }),
+    (child) => Effect.sync(() => child.kill("SIGKILL"))
+  )
+
+/**
  * A second process that swaps `root/d` between a link to a directory inside
  * the root and a link to one outside, each swap one atomic rename, as fast as
  * it can, until it is killed. It counts its swaps in `count`.
  */
 const swapper = (root: string, outside: string, count: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() =>
-      childProcess.spawn(process.execPath, [
-        "-e",
-        `
+  spinning(
+    `
 const fs = require("node:fs")
 const [root, outside, count] = process.argv.slice(1)
 let swaps = 0
@@ -474,12 +491,7 @@ for (;;) {
     if (++swaps % 1000 === 0) fs.writeFileSync(count, String(swaps))
   }
 }`,
-        root,
-        outside,
-        count
-      ], { stdio: "ignore" })
-    ),
-    (child) => Effect.sync(() => child.kill("SIGKILL"))
+    [root, outside, count]
   )
 
 describe("a confined client racing a symbolic link swap", () => {
@@ -595,11 +607,8 @@ describe("a confined client racing a symbolic link swap", () => {
         const outsideBefore = snapshot(outside)
         const { client, manager } = yield* makeClient({ root })
         // Swaps root/t/s (a directory) for a link to outside and back, as fast as it can.
-        yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            childProcess.spawn(process.execPath, [
-              "-e",
-              `
+        yield* spinning(
+          `
 const fs = require("node:fs")
 const [root, outside] = process.argv.slice(1)
 for (;;) {
@@ -611,11 +620,7 @@ for (;;) {
     fs.renameSync(root + "/held", root + "/t/s")
   } catch {}
 }`,
-              root,
-              outside
-            ], { stdio: "ignore" })
-          ),
-          (child) => Effect.sync(() => child.kill("SIGKILL"))
+          [root, outside]
         )
         const rounds = Number(process.env.SWAP_ROUNDS ?? 250)
         let deleted = 0
