@@ -54,13 +54,21 @@ export interface ClientOptions {
    * Default `false`.
    */
   readonly durable?: boolean
-  /** Suffix of temp files, as in `.<name>.<random>.<suffix>`. Default `"tmp"`. */
+  /**
+   * Suffix of temp files, as in `.<name>.<token>.<suffix>` (the token: 12
+   * random characters and 8 that check the rest of the name). Default
+   * `"tmp"`; at most 64 bytes of UTF-8, without `/` or a NUL byte.
+   */
   readonly tempSuffix?: string
   /**
    * Confine the client to this directory: a path outside it, lexically or
    * through a symbolic link in an existing ancestor, fails with an
    * `InvalidPathError` and nothing is touched. The directory must exist when
-   * the Client is built.
+   * the Client is built. On Linux, each operation then
+   * works through a handle on the directory (or file) it opened, checked to
+   * be inside the root, so another process that swaps a link in meanwhile
+   * cannot redirect it (see the README's Confinement section for what
+   * remains).
    */
   readonly root?: string
   /**
@@ -133,6 +141,11 @@ export interface CollectOptions {
 export interface StreamOptions {
   readonly offset?: number
   readonly bytesToRead?: number
+  /**
+   * Bytes per chunk: a positive integer up to 1 GiB (larger is an
+   * `InvalidArgumentError`). Default 64 KiB. A chunk size larger than the
+   * file costs what the file holds, not the chunk size.
+   */
   readonly chunkSize?: number
 }
 
@@ -191,7 +204,9 @@ export interface ClientService {
   readonly stream: (path: string, options?: StreamOptions) => Stream.Stream<Uint8Array, ReadError>
   /**
    * Atomically replaces the file (temp file + rename), creating missing
-   * parent directories, under a write lock.
+   * parent directories, under a write lock. A path with a segment that has
+   * the form of a temp file's name is refused (`InvalidPathError`, reason
+   * `TempName`), as by every operation that creates a path.
    *
    * @example
    * ```ts
@@ -217,7 +232,11 @@ export interface ClientService {
    * `FileSystem` must not keep a buffer passed to `File.writeAll`.)
    */
   readonly sink: (path: string, options?: WriteOptions) => Sink.Sink<void, Uint8Array, never, WriteError>
-  /** Entry names of a directory under a read lock; temp files are hidden by default. */
+  /**
+   * Entry names of a directory under a read lock; leftover temp files are
+   * hidden by default. With `recursive`, the listing is breadth first and
+   * lists a symbolic link without descending into it.
+   */
   readonly collect: (path: string, options?: CollectOptions) => Effect.Effect<Array<string>, ReadError>
   /** `collect` with the type of each entry. */
   readonly collectEntries: (path: string, options?: CollectOptions) => Effect.Effect<Array<Entry>, ReadError>
@@ -307,7 +326,9 @@ export interface ClientService {
   ) => Effect.Effect<A, WriteError | DecodeError | E, R | RS>
   /**
    * Removes leftover temp files of crashed writers in `dir` (and below with
-   * `recursive`) under a write lock on `dir`. Returns the removed paths.
+   * `recursive`, never through a symbolic link) under a write lock on `dir`:
+   * regular files whose name is a temp name for this client's `tempSuffix`,
+   * check included. Returns the removed paths.
    */
   readonly recover: (
     dir: string,

@@ -22,7 +22,9 @@ export const TypeId: unique symbol = Symbol.for("effect-persistence/PersistenceE
 export type TypeId = typeof TypeId
 
 /**
- * Why a path was refused before any I/O or locking happened.
+ * Why a path was refused before any I/O or locking happened. (`TempName`: a
+ * path to create has a segment of the form `.<name>.<token>.<suffix>` of the
+ * Client's temp files, check included, which `recover` would remove.)
  *
  * @since 0.1.0
  * @category models
@@ -35,7 +37,8 @@ export const InvalidPathReason = Schema.Literal(
   "Root",
   "OutsideRoot",
   "EmptyPathSet",
-  "InvalidName"
+  "InvalidName",
+  "TempName"
 )
 
 /**
@@ -52,7 +55,8 @@ const invalidPathText: Record<InvalidPathReason, string> = {
   Root: "the filesystem root cannot be used for this operation",
   OutsideRoot: "the path is outside the client's root directory",
   EmptyPathSet: "at least one path is required",
-  InvalidName: "a name must not be empty or contain \"/\" or a NUL byte"
+  InvalidName: "a name must not be empty or contain \"/\" or a NUL byte",
+  TempName: "the client does not create a name of the form of its temp files (which recover removes)"
 }
 
 /**

@@ -4,7 +4,7 @@ import { Effect, Fiber, Layer, Option, Queue, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
-import { makeClient, tempDir } from "./utils/client.js"
+import { leftoverName, makeClient, tempDir } from "./utils/client.js"
 import { expectIdle as expectManagerIdle } from "./utils/locks.js"
 import * as Recording from "./utils/recordingFileSystem.js"
 
@@ -18,7 +18,7 @@ const recordingLayer = (options: Client.ClientOptions) =>
     Layer.orDie
   )
 
-const TEMP = /\.([^/ ]+)\.[0-9a-z]{12}\.tmp(?= |$)/g
+const TEMP = /\.([^/ ]+)\.[0-9a-z]{20}\.tmp(?= |$)/g
 
 /**
  * The log relative to `dir` (shown as `~`), each temp file name reduced to
@@ -120,13 +120,13 @@ describe("Client durability (durable: true)", () => {
       yield* client.write(`${dir}/f.txt`, "hello")
       expect(nodeFs.readFileSync(`${dir}/f.txt`, "utf8")).toBe("hello")
 
-      // One temp file, named `.<name>.<12 chars>.tmp` in the target's directory.
+      // One temp file, named `.<name>.<20 chars>.tmp` in the target's directory.
       const raw = yield* log.events
       const temps = new Set(raw.flatMap((event) => event.split(" ")).filter((word) => word.includes("/.f.txt.")))
       expect(temps.size).toBe(1)
       const [temp] = temps
       expect(temp.startsWith(`${dir}/`)).toBe(true)
-      expect(temp.slice(dir.length + 1)).toMatch(/^\.f\.txt\.[0-9a-z]{12}\.tmp$/)
+      expect(temp.slice(dir.length + 1)).toMatch(/^\.f\.txt\.[0-9a-z]{20}\.tmp$/)
 
       expectDurableReplacement(yield* eventsIn(dir), "~/f.txt", [5])
       yield* expectIdle
@@ -353,11 +353,13 @@ describe("Client durability (durable: true)", () => {
       const dir = yield* tempDir
       const client = yield* Client.Client
       nodeFs.mkdirSync(`${dir}/sub`)
-      nodeFs.writeFileSync(`${dir}/.a.abcdefghij12.tmp`, "partial")
-      nodeFs.writeFileSync(`${dir}/sub/.b.abcdefghij12.tmp`, "partial")
+      const a = leftoverName("a")
+      const b = leftoverName("b")
+      nodeFs.writeFileSync(`${dir}/${a}`, "partial")
+      nodeFs.writeFileSync(`${dir}/sub/${b}`, "partial")
       yield* clearLog
       const removed = yield* client.recover(dir, { recursive: true })
-      expect(removed.sort()).toEqual([`${dir}/.a.abcdefghij12.tmp`, `${dir}/sub/.b.abcdefghij12.tmp`])
+      expect(removed.sort()).toEqual([`${dir}/${a}`, `${dir}/sub/${b}`])
       const events = yield* eventsIn(dir)
       const lastRemoval = Math.max(
         indexOfOnly(events, "remove ~/.a.<tmp>"),
@@ -376,7 +378,8 @@ describe("Client without durability (durable: false)", () => {
       const dir = yield* tempDir
       const client = yield* Client.Client
       expect(client.durable).toBe(false)
-      nodeFs.writeFileSync(`${dir}/.c.abcdefghij12.tmp`, "partial")
+      const c = leftoverName("c")
+      nodeFs.writeFileSync(`${dir}/${c}`, "partial")
       yield* clearLog
 
       // Not durable, a write is two platform calls: the temp file's whole
@@ -395,7 +398,7 @@ describe("Client without durability (durable: false)", () => {
       yield* client.delete(`${dir}/r/q/h`)
       yield* client.delete(`${dir}/s`, { recursive: true })
       yield* client.delete(`${dir}/no/such/file`, { force: true })
-      expect(yield* client.recover(dir)).toEqual([`${dir}/.c.abcdefghij12.tmp`])
+      expect(yield* client.recover(dir)).toEqual([`${dir}/${c}`])
 
       const events = yield* eventsIn(dir)
       expect(events.filter((event) => event.startsWith("sync "))).toEqual([])

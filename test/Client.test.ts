@@ -8,7 +8,7 @@ import * as nodePath from "node:path"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
 import { LockLostError } from "../src/PersistenceError.js"
-import { makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
+import { leftoverName, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { expectIdle, waitUntil } from "./utils/locks.js"
 import { pseudoRandom } from "./utils/random.js"
 import { recordSpans } from "./utils/tracing.js"
@@ -18,7 +18,7 @@ const bytesOf = (s: string) => new TextEncoder().encode(s)
 
 /** Writes a leftover temp file as a crashed writer would have left it. */
 const leftover = (dir: string, name: string, suffix = "tmp") => {
-  const path = nodePath.join(dir, `.${name}.abcdefghij12.${suffix}`)
+  const path = nodePath.join(dir, leftoverName(name, suffix))
   nodeFs.writeFileSync(path, "partial")
   return path
 }
@@ -121,7 +121,7 @@ describe("Client.write", () => {
       const fiber = yield* Stream.fromQueue(queue).pipe(Stream.run(client.sink(`${dir}/big.bin`)), Effect.fork)
       yield* Queue.offer(queue, bytesOf("chunk"))
       yield* waitUntil(Effect.sync(() => tempFiles(dir, "partial").length === 1), "temp file created")
-      expect(tempFiles(dir, "partial")[0]).toMatch(/^\.big\.bin\.[0-9a-z]{12}\.partial$/)
+      expect(tempFiles(dir, "partial")[0]).toMatch(/^\.big\.bin\.[0-9a-z]{20}\.partial$/)
       yield* Fiber.interrupt(fiber)
       expect(nodeFs.readdirSync(dir)).toEqual([])
       yield* expectIdle(manager)
@@ -528,7 +528,7 @@ describe("Client.recover", () => {
       expect(yield* client.recover(dir)).toEqual([top])
       expect(yield* client.recover(dir, { recursive: true })).toEqual([nested])
       expect(nodeFs.existsSync(other)).toBe(true)
-      expect(nodeFs.readdirSync(dir).sort()).toEqual([".keep.tmp", ".y.abcdefghij12.other", "keep.txt", "sub"])
+      expect(nodeFs.readdirSync(dir).sort()).toEqual([".keep.tmp", nodePath.basename(other), "keep.txt", "sub"])
       const custom = yield* makeClient({ tempSuffix: "other", durable: true })
       expect(yield* custom.client.recover(dir)).toEqual([other])
       yield* expectIdle(manager)

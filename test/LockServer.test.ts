@@ -36,7 +36,7 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => nodeFs.rmSync(dir, { recursive: true, force: true }))
 )
 
-const TEMP = /^\..*\.[0-9a-z]{12}\.tmp$/
+const TEMP = /^\..*\.[0-9a-z]{20}\.tmp$/
 
 const now = () => performance.now()
 

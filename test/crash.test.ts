@@ -34,7 +34,7 @@ const SEED = process.env.CRASH_SEED !== undefined ?
   Number(process.env.CRASH_SEED) :
   Math.floor(Math.random() * 0x100000000)
 /** A temp file of the Client, next to the file it replaces. */
-const TEMP = /^\..+\.[0-9a-z]{12}\.tmp$/
+const TEMP = /^\..+\.[0-9a-z]{20}\.tmp$/
 
 /** Writers started ahead of time, each loading while the current one runs. */
 const WARM = 2

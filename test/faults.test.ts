@@ -13,7 +13,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import type * as Client from "../src/Client.js"
 import * as FaultFileSystem from "../src/testing/FaultFileSystem.js"
-import { makeClient, snapshot, tempFiles } from "./utils/client.js"
+import { leftoverName, makeClient, snapshot, tempFiles } from "./utils/client.js"
 
 type Snapshot = Record<string, string>
 
@@ -43,6 +43,9 @@ const writeAndReadBack = (client: Client.ClientService, path: string) =>
     const back = yield* client.readString(path)
     if (back !== "next") return yield* Effect.dieMessage(`read back ${JSON.stringify(back)}`)
   })
+
+/** Leftover temp files of crashed writers: the same names in every run of the recover case. */
+const leftovers = { keep: leftoverName("keep"), x: leftoverName("x"), y: leftoverName("y") }
 
 const cases: ReadonlyArray<Case> = [
   {
@@ -206,9 +209,9 @@ const cases: ReadonlyArray<Case> = [
     setup: (dir) => {
       nodeFs.mkdirSync(`${dir}/d/sub`, { recursive: true })
       nodeFs.writeFileSync(`${dir}/d/keep`, "kept")
-      nodeFs.writeFileSync(`${dir}/d/.keep.abcdefghij12.tmp`, "partial")
-      nodeFs.writeFileSync(`${dir}/d/sub/.x.0123456789ab.tmp`, "partial")
-      nodeFs.writeFileSync(`${dir}/d/sub/.y.zzzzzzzzzzzz.tmp`, "partial")
+      nodeFs.writeFileSync(`${dir}/d/${leftovers.keep}`, "partial")
+      nodeFs.writeFileSync(`${dir}/d/sub/${leftovers.x}`, "partial")
+      nodeFs.writeFileSync(`${dir}/d/sub/${leftovers.y}`, "partial")
     },
     run: (client, dir) => client.recover(`${dir}/d`, { recursive: true }),
     next: (client, dir) =>

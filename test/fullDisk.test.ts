@@ -22,7 +22,7 @@ import type { Attempt, Report } from "./fixtures/full-disk.js"
 
 const run = promisify(execFile)
 const OPTIONS = "size=64k,nr_inodes=32"
-const TEMP = /^\.target\.[0-9a-z]{12}\.tmp$/
+const TEMP = /^\.target\.[0-9a-z]{20}\.tmp$/
 
 type Strategy = "unshare" | "mount"
 

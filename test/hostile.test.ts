@@ -8,7 +8,7 @@ import { Cause, Effect, Exit, Option, Schema, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
-import { snapshot, tempDir, tempFiles } from "./utils/client.js"
+import { leftoverName, snapshot, tempDir, tempFiles } from "./utils/client.js"
 
 interface Env {
   readonly dir: string
@@ -28,6 +28,8 @@ interface Hostile {
 }
 
 const bytesOf = (s: string) => new TextEncoder().encode(s)
+/** A name the Client gives its temp files. */
+const tempLike = leftoverName("doc")
 const long = "x".repeat(300)
 const invalid = (reason: string) => ({ _tag: "InvalidPathError", reason })
 const fsError = (reason: string) => ({ _tag: "FileSystemError", reason })
@@ -100,6 +102,21 @@ const cases: ReadonlyArray<Hostile> = [
     name: "confined: sink through a symlinked directory outside",
     run: (e) => into(e.confined.sink, `${e.root}/escape/sunk`, [bytesOf("x")]),
     error: invalid("OutsideRoot")
+  },
+  {
+    name: "confined: rename a missing source in a missing directory",
+    run: (e) => e.confined.rename(`${e.root}/nodir/missing`, `${e.root}/new/x`),
+    error: fsError("NotFound")
+  },
+  {
+    name: "confined: delete in a missing directory",
+    run: (e) => e.confined.delete(`${e.root}/nodir/missing`),
+    error: fsError("NotFound")
+  },
+  {
+    name: "confined: delete a directory without recursive",
+    run: (e) => e.confined.delete(`${e.root}/inside`),
+    error: fsError("IsADirectory")
   },
   {
     name: "confined: write the root itself",
@@ -184,6 +201,22 @@ const cases: ReadonlyArray<Hostile> = [
     error: { _tag: "InvalidArgumentError" }
   },
   {
+    name: "rename a directory into itself through a symlink",
+    run: (e) => e.client.rename(`${e.dir}/d`, `${e.dir}/dlink/sub/d`),
+    error: { _tag: "InvalidArgumentError" }
+  },
+  // Names of the form of the Client's temp files, which recover would remove.
+  {
+    name: "write to a temp file's name",
+    run: (e) => e.client.write(`${e.dir}/${tempLike}`, "x"),
+    error: invalid("TempName")
+  },
+  {
+    name: "rename to below a temp file's name",
+    run: (e) => e.client.rename(`${e.dir}/f`, `${e.dir}/${tempLike}/f`),
+    error: invalid("TempName")
+  },
+  {
     name: "rename a missing source to new parents",
     run: (e) => e.client.rename(`${e.dir}/missing`, `${e.dir}/new/parents/x`),
     error: fsError("NotFound")
@@ -234,6 +267,12 @@ const cases: ReadonlyArray<Hostile> = [
   // A zero chunk size must not make a non-empty file look empty.
   { name: "stream with a zero chunk size", run: (e) => drain(e.client.stream(`${e.dir}/f`, { chunkSize: 0 })) },
   { name: "stream with a negative chunk size", run: (e) => drain(e.client.stream(`${e.dir}/f`, { chunkSize: -1 })) },
+  // Past 1 GiB: a typed error, not a RangeError from the allocation.
+  {
+    name: "stream with a chunk size of 2 ** 40",
+    run: (e) => drain(e.client.stream(`${e.dir}/f`, { chunkSize: 2 ** 40 })),
+    error: { _tag: "InvalidArgumentError" }
+  },
   { name: "stream from a fractional offset", run: (e) => drain(e.client.stream(`${e.dir}/f`, { offset: 1.5 })) },
   {
     name: "a Client with a numeric tempSuffix",
@@ -279,6 +318,7 @@ const fixture = (dir: string) => {
   nodeFs.writeFileSync(`${dir}/f`, "content")
   nodeFs.mkdirSync(`${dir}/d`)
   nodeFs.writeFileSync(`${dir}/d/inside`, "inside")
+  nodeFs.symlinkSync(`${dir}/d`, `${dir}/dlink`)
   nodeFs.mkdirSync(`${dir}/outside`)
   nodeFs.writeFileSync(`${dir}/outside/secret`, "secret")
   const root = `${dir}/root`

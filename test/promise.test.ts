@@ -21,7 +21,7 @@ import {
   InvalidPathError
 } from "../src/PersistenceError.js"
 import { Client, LockManager } from "../src/promise.js"
-import { tempFiles } from "./utils/client.js"
+import { leftoverName, tempFiles } from "./utils/client.js"
 import { expectIdle, type NodeError, perTestDirectory, rejection, setup, stats } from "./utils/promise.js"
 
 const { at, dir: currentDir } = perTestDirectory("persistence-promise-")
@@ -334,7 +334,7 @@ describe("promise Client: collect", () => {
     fs.writeFileSync(at("sub", "b.txt"), "b")
     fs.writeFileSync(at("sub", "deep", "c.txt"), "c")
     // A leftover temp file of a crashed writer is not listed.
-    fs.writeFileSync(at(".a.txt.abcdefghij12.tmp"), "partial")
+    fs.writeFileSync(at(leftoverName("a.txt")), "partial")
   }
 
   it("names as strings (any encoding), Buffers, recursively", async () => {

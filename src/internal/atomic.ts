@@ -16,10 +16,18 @@ import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import type { Lock } from "../LockManager.js"
-import { CommitError, FileSystemError, InvalidArgumentError, type LockLostError } from "../PersistenceError.js"
+import {
+  CommitError,
+  FileSystemError,
+  InvalidArgumentError,
+  type InvalidPathError,
+  type LockLostError
+} from "../PersistenceError.js"
 import { errnoCode, fromPlatform, io } from "./errors.js"
 import * as GroupCommit from "./groupCommit.js"
 import { basename, join, parent, ROOT } from "./path.js"
+import type { Pins } from "./pin.js"
+import { tempName } from "./tempName.js"
 
 /**
  * What the atomic operations need: the platform file system and the
@@ -38,6 +46,11 @@ export interface Disk {
    * their ancestors: see `makeDurable`. Shared by the Clients of one FileSystem.
    */
   readonly durableDirectories: Set<string>
+  /**
+   * A confined Client's handles on directories (Linux): temp files are
+   * created and renamed inside an opened directory, not by path.
+   */
+  readonly pins: Pins | undefined
 }
 
 /**
@@ -51,13 +64,19 @@ const fsyncDirectory = (fs: FileSystem.FileSystem) => (dir: string): Effect.Effe
 /** @internal */
 export const makeDisk = (
   fs: FileSystem.FileSystem,
-  options: { readonly durable: boolean; readonly tempSuffix: string; readonly groupCommit: boolean }
+  options: {
+    readonly durable: boolean
+    readonly tempSuffix: string
+    readonly groupCommit: boolean
+    readonly pins?: Pins | undefined
+  }
 ): Disk => ({
   fs,
   durable: options.durable,
   tempSuffix: options.tempSuffix,
   fsyncDirectory: options.groupCommit ? GroupCommit.make(fsyncDirectory(fs)) : fsyncDirectory(fs),
-  durableDirectories: durableDirectoriesOf(fs)
+  durableDirectories: durableDirectoriesOf(fs),
+  pins: options.pins
 })
 
 /**
@@ -113,30 +132,6 @@ export const forgetDurable = (disk: Disk, path: string): void => {
   for (const d of known) if (d.startsWith(prefix)) known.delete(d)
 }
 
-const TOKEN_LENGTH = 12
-const NAME_KEEP = 96
-
-const token = (): string => {
-  let out = ""
-  while (out.length < TOKEN_LENGTH) out += Math.random().toString(36).slice(2)
-  return out.slice(0, TOKEN_LENGTH)
-}
-
-/**
- * `.<name>.<12 random [0-9a-z]>.<suffix>`: hidden, recognisable by `recover`,
- * and short enough that a long target name still leaves room (the name is
- * cut to 96 characters in the temp name).
- *
- * @internal
- */
-export const tempName = (name: string, suffix: string): string => `.${name.slice(0, NAME_KEEP)}.${token()}.${suffix}`
-
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-
-/** @internal */
-export const tempPattern = (suffix: string): RegExp =>
-  new RegExp(`^\\..*\\.[0-9a-z]{${TOKEN_LENGTH}}\\.${escape(suffix)}$`)
-
 const removeQuietly = (disk: Disk, path: string) => Effect.ignore(disk.fs.remove(path))
 
 /** @internal */
@@ -188,28 +183,80 @@ export const ensureDirectory = (disk: Disk, operation: string, dir: string): Eff
   })
 
 /**
- * Runs `create` on a fresh temp name beside `target` (an exclusive create):
- * a name already taken means another name; a missing directory is created,
- * then the create is tried again.
+ * Where a replacement happens: the target's directory, and the path through
+ * which its entries are named (`at`): the directory's own path, or for a
+ * confined Client a handle on it that a link swapped in later cannot redirect.
+ *
+ * @internal
+ */
+export interface Place {
+  readonly target: string
+  readonly dir: string
+  readonly at: string
+  /** Whether `at` is a handle (then the directory exists, and is not made again by path). */
+  readonly pinned: boolean
+}
+
+/**
+ * The place of `target`. With handles, the directory is opened now (with
+ * `create`, made first if missing, each level inside its opened parent) and
+ * stays open until the scope closes.
+ *
+ * @internal
+ */
+export const placeOf = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  create = true
+): Effect.Effect<Place, FileSystemError | InvalidPathError, Scope.Scope> => {
+  const dir = parent(target)
+  return disk.pins === undefined ?
+    Effect.succeed({ target, dir, at: dir, pinned: false }) :
+    Effect.map(
+      disk.pins.directory(operation, target, dir, create ? (created) => forgetDurable(disk, created) : undefined),
+      (pinned) => ({ target, dir, at: pinned.at, pinned: true })
+    )
+}
+
+/** The place of `target` without handles: by path. */
+const unpinned = (target: string): Place => ({ target, dir: parent(target), at: parent(target), pinned: false })
+
+/**
+ * Runs `f` on the place of `target`: without handles at once, else in a
+ * scope that holds the directory open.
+ */
+const inPlace = <A, E>(
+  disk: Disk,
+  operation: string,
+  target: string,
+  f: (place: Place) => Effect.Effect<A, E>
+): Effect.Effect<A, E | FileSystemError | InvalidPathError> =>
+  disk.pins === undefined ? f(unpinned(target)) : Effect.scoped(Effect.flatMap(placeOf(disk, operation, target), f))
+
+/**
+ * Runs `create` on a fresh temp name beside the target (an exclusive create):
+ * a name already taken means another name; a missing directory is created
+ * (by path, when the place is not a handle), then the create is tried again.
  */
 const withTempName = <A, R>(
   disk: Disk,
   operation: string,
-  target: string,
+  place: Place,
   create: (temp: string) => Effect.Effect<A, PlatformError, R>,
   // Creating the directories is interruptible between its syscalls, also
   // when the caller runs uninterruptibly (it passes its `restore`).
   restore: <X, E>(effect: Effect.Effect<X, E>) => Effect.Effect<X, E> = identity
 ): Effect.Effect<A, FileSystemError, R> => {
-  const dir = parent(target)
+  const name = basename(place.target)
   const attempt = (retries: number): Effect.Effect<A, FileSystemError, R> =>
-    Effect.catchAll(create(join(dir, tempName(basename(target), disk.tempSuffix))), (error) => {
+    Effect.catchAll(create(join(place.at, tempName(name, disk.tempSuffix))), (error) => {
       const code = errnoCode(error)
-      if (code === "ENOENT" && retries > 0) {
-        return Effect.zipRight(restore(ensureDirectory(disk, operation, dir)), attempt(retries - 1))
+      if (code === "ENOENT" && retries > 0 && !place.pinned) {
+        return Effect.zipRight(restore(ensureDirectory(disk, operation, place.dir)), attempt(retries - 1))
       }
       if (code === "EEXIST" && retries > 0) return attempt(retries - 1)
-      return Effect.fail(fromPlatform(operation, target)(error))
+      return Effect.fail(fromPlatform(operation, place.target)(error))
     })
   return attempt(3)
 }
@@ -218,19 +265,19 @@ const createFlags = (mode: number | undefined) =>
   mode === undefined ? { flag: "wx" as const } : { flag: "wx" as const, mode }
 
 /**
- * Creates the temp file for `target`, creating missing parent directories on
- * the way. The file is closed with the ambient scope; the temp file is
+ * Creates the temp file for the target, creating missing parent directories
+ * on the way. The file is closed with the ambient scope; the temp file is
  * removed when `removal` closes unless `committed()`.
  */
 const openTemp = (
   disk: Disk,
   operation: string,
-  target: string,
+  place: Place,
   mode: number | undefined,
   removal: Scope.Scope,
   committed: () => boolean
 ): Effect.Effect<{ readonly file: FileSystem.File; readonly temp: string }, FileSystemError, Scope.Scope> =>
-  withTempName(disk, operation, target, (temp) =>
+  withTempName(disk, operation, place, (temp) =>
     // Open and register the removal as one step: an interrupt between them
     // would leave the temp file behind.
     Effect.uninterruptible(
@@ -243,8 +290,8 @@ const openTemp = (
     ))
 
 /**
- * Creates the temp file for `target` with all of `data` in one platform call
- * (create, write, close) and returns its path. The caller runs it
+ * Creates the temp file for the target with all of `data` in one platform
+ * call (create, write, close) and returns its path. The caller runs it
  * uninterruptibly: an interrupted call could create the file after the
  * cleanup looked for it. (Creating missing directories stays interruptible,
  * through `restore`.) On failure nothing is left behind.
@@ -252,12 +299,12 @@ const openTemp = (
 const writeTemp = (
   disk: Disk,
   operation: string,
-  target: string,
+  place: Place,
   data: Uint8Array,
   mode: number | undefined,
   restore: <X, E>(effect: Effect.Effect<X, E>) => Effect.Effect<X, E>
 ): Effect.Effect<string, FileSystemError> =>
-  withTempName(disk, operation, target, (temp) =>
+  withTempName(disk, operation, place, (temp) =>
     disk.fs.writeFile(temp, data, createFlags(mode)).pipe(
       Effect.as(temp),
       // Past the create (a failed write or close), the file is ours to remove;
@@ -276,11 +323,11 @@ const commit = (
   disk: Disk,
   operation: string,
   temp: string,
-  target: string
+  place: Place
 ): Effect.Effect<void, FileSystemError | CommitError> =>
-  io(operation, target, disk.fs.rename(temp, target)).pipe(
+  io(operation, place.target, disk.fs.rename(temp, join(place.at, basename(place.target)))).pipe(
     Effect.zipRight(
-      disk.durable ? afterCommit(operation, target, syncDirectory(disk, operation, parent(target))) : Effect.void
+      disk.durable ? afterCommit(operation, place.target, syncDirectory(disk, operation, place.dir)) : Effect.void
     )
   )
 
@@ -308,14 +355,17 @@ export const begin = (
   target: string,
   lock: Lock,
   mode?: number
-): Effect.Effect<Replacement, FileSystemError, Scope.Scope> =>
+): Effect.Effect<Replacement, FileSystemError | InvalidPathError, Scope.Scope> =>
   Effect.gen(function*() {
     let committed = false
     const scope = yield* Effect.scope
+    // A handle on the directory (confined) is opened first in the scope, so
+    // it is closed last: after the temp file's removal, which names it.
+    const place = yield* placeOf(disk, operation, target)
     // The file gets its own scope so it is closed before the rename, while
     // the temp file's removal stays with the outer scope.
     const fileScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const { file, temp } = yield* openTemp(disk, operation, target, mode, scope, () => committed).pipe(
+    const { file, temp } = yield* openTemp(disk, operation, place, mode, scope, () => committed).pipe(
       Effect.provideService(Scope.Scope, fileScope)
     )
     return {
@@ -339,7 +389,7 @@ export const begin = (
           // new content is committed into it.
           if (disk.durable) yield* makeDurable(disk, operation, parent(target))
           // A CommitError means the rename happened: the new file must stay.
-          yield* commit(disk, operation, temp, target).pipe(
+          yield* commit(disk, operation, temp, place).pipe(
             Effect.tapErrorTag("CommitError", () => Effect.sync(() => committed = true))
           )
           committed = true
@@ -365,7 +415,7 @@ export const replace = (
   lock: Lock,
   data: Uint8Array,
   mode?: number
-): Effect.Effect<void, FileSystemError | InvalidArgumentError | CommitError | LockLostError> =>
+): Effect.Effect<void, FileSystemError | InvalidPathError | InvalidArgumentError | CommitError | LockLostError> =>
   disk.durable ?
     Effect.uninterruptibleMask((restore) =>
       Effect.scoped(
@@ -376,15 +426,21 @@ export const replace = (
         })
       )
     ) :
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(writeTemp(disk, operation, target, data, mode, restore), (temp) =>
-        // An interruption that arrived during the write is honoured here,
-        // before the commit point; never commit under a lost lock.
-        restore(lock.ensureHeld(operation)).pipe(
-          Effect.zipRight(io(operation, target, disk.fs.rename(temp, target))),
-          // Uninterruptible already: a plain cause handler does what `onError` would.
-          Effect.tapErrorCause(() => removeQuietly(disk, temp))
-        ))
+    inPlace(
+      disk,
+      operation,
+      target,
+      (place) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(writeTemp(disk, operation, place, data, mode, restore), (temp) =>
+            // An interruption that arrived during the write is honoured here,
+            // before the commit point; never commit under a lost lock.
+            restore(lock.ensureHeld(operation)).pipe(
+              Effect.zipRight(io(operation, target, disk.fs.rename(temp, join(place.at, basename(target))))),
+              // Uninterruptible already: a plain cause handler does what `onError` would.
+              Effect.tapErrorCause(() => removeQuietly(disk, temp))
+            ))
+        )
     )
 
 /**
@@ -448,7 +504,7 @@ export const replaceSink = (
   mode?: number
 ): Effect.Effect<
   Sink.Sink<void, Uint8Array, never, FileSystemError | InvalidArgumentError | CommitError | LockLostError>,
-  FileSystemError,
+  FileSystemError | InvalidPathError,
   Scope.Scope
 > =>
   Effect.map(

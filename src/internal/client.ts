@@ -24,26 +24,44 @@ import {
   forgetDurable,
   makeDisk,
   makeDurable,
+  type Place,
+  placeOf,
   replace,
   replaceSink,
-  syncDirectory,
-  tempPattern
+  syncDirectory
 } from "./atomic.js"
-import { errnoCode, fromPlatform, invalidPath, io } from "./errors.js"
+import { errnoCode, fromPlatform, invalidPath, io, withPath } from "./errors.js"
 import * as FileStream from "./fileStream.js"
 import * as Input from "./input.js"
 import { jsonCodec } from "./jsonCodec.js"
 import { countOperation } from "./metrics.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
+import * as Pin from "./pin.js"
+import { isAnyTempName, isTempName, SUFFIX_MAX, utf8Length, wellFormed } from "./tempName.js"
+import * as Walk from "./walk.js"
 
 /** @internal */
 export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/Client") as typeof Api.TypeId
 
 /**
  * How an operation uses its path: a `directory` may be the root; a `file`
- * read and a `mutation` may not.
+ * read and a `mutation` may not; a `create` is a mutation that may make the
+ * path (and its missing parents), none of whose segments may be a temp name.
  */
-type Use = "file" | "directory" | "mutation"
+type Use = "file" | "directory" | "mutation" | "create"
+
+/**
+ * The first segment of a normal path that has the form of a temp name (for
+ * any suffix), if any. Only segments that start with a dot can.
+ */
+const tempSegment = (p: string): string | undefined => {
+  for (let at = p.indexOf("/."); at !== -1; at = p.indexOf("/.", at + 1)) {
+    const end = p.indexOf("/", at + 1)
+    const segment = p.slice(at + 1, end === -1 ? p.length : end)
+    if (isAnyTempName(segment)) return segment
+  }
+  return undefined
+}
 
 const encoder = new TextEncoder()
 const toBytes = (data: string): Uint8Array => encoder.encode(data)
@@ -97,6 +115,12 @@ const validateSuffix = (suffix: unknown): Either.Either<string, InvalidPathError
     Either.left(invalidPath("Client.make", suffix, "Empty", "tempSuffix")) :
     suffix.includes("/") || suffix.includes("\0") ?
     Either.left(invalidPath("Client.make", suffix, "InvalidName", "tempSuffix")) :
+    // A lone surrogate would be written as U+FFFD: the name read back would
+    // not end with the suffix.
+    wellFormed(suffix) !== suffix ?
+    Either.left(invalidPath("Client.make", suffix, "InvalidName", "tempSuffix has a lone surrogate")) :
+    utf8Length(suffix) > SUFFIX_MAX ?
+    Either.left(invalidPath("Client.make", suffix, "InvalidName", `tempSuffix is longer than ${SUFFIX_MAX} bytes`)) :
     Either.right(suffix)
 
 /** @internal */
@@ -111,13 +135,18 @@ export const make = (
     const manager = yield* LockManager
     const fs = yield* FileSystem.FileSystem
     const tempSuffix = yield* validateSuffix(options.tempSuffix ?? "tmp")
+    const confinement = options.root === undefined ? undefined : yield* confine(fs, options.root)
+    // Handles on directories, for a confined client where the platform has them.
+    const pins = options.root === undefined ?
+      undefined :
+      yield* Pin.make(fs, Either.getOrElse(normalize(options.root), () => options.root!))
     const disk = makeDisk(fs, {
       durable: options.durable ?? false,
       tempSuffix,
-      groupCommit: options.groupCommit ?? true
+      groupCommit: options.groupCommit ?? true,
+      pins
     })
-    const isTemp = tempPattern(tempSuffix)
-    const confinement = options.root === undefined ? undefined : yield* confine(fs, options.root)
+    const isTemp = (name: string) => isTempName(name, tempSuffix)
 
     /** Validates, normalises and (with a root) confines a path. No lock, no change on disk. */
     const resolve = (operation: string, path: string, use: Use): Effect.Effect<string, Api.ReadError> => {
@@ -125,8 +154,37 @@ export const make = (
       if (Either.isLeft(normal)) return Effect.fail(invalidPath(operation, path, normal.left))
       const p = normal.right
       if (use !== "directory" && p === ROOT) return Effect.fail(invalidPath(operation, path, "Root"))
+      if (use === "create") {
+        // What the client creates must never be taken for a leftover temp
+        // file: `recover` would delete it, `collect` would hide it.
+        const segment = tempSegment(p)
+        if (segment !== undefined) {
+          return Effect.fail(
+            invalidPath(operation, path, "TempName", `${JSON.stringify(segment)} has the form of a temp file's name`)
+          )
+        }
+      }
       return confinement === undefined ? Effect.succeed(p) : confinement(operation, path, p, use)
     }
+
+    /**
+     * The whole file `p`: by path, or for a confined client through a handle
+     * on the opened file, checked to be inside the root (a link swapped in
+     * after the confinement check is not followed out).
+     */
+    const readBytes = (operation: string, path: unknown, p: string): Effect.Effect<Uint8Array, Api.ReadError> =>
+      pins === undefined ? io(operation, p, fs.readFile(p)) : pins.read(operation, path, p)
+
+    /** `readBytes` as text, decoded as the platform's `readFileString` does. */
+    const readText = (
+      operation: string,
+      path: unknown,
+      p: string,
+      encoding?: string
+    ): Effect.Effect<string, Api.ReadError> =>
+      pins === undefined ?
+        io(operation, p, fs.readFileString(p, encoding)) :
+        Effect.map(pins.read(operation, path, p), (bytes) => new TextDecoder(encoding).decode(bytes))
 
     const readLocked = <A, E, R = never>(
       operation: string,
@@ -142,17 +200,21 @@ export const make = (
     const writeLocked = <A, E, R>(
       operation: string,
       path: string,
+      use: "mutation" | "create",
       f: (p: string, lock: Lock) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | Api.ReadError, R> =>
-      resolve(operation, path, "mutation").pipe(
+      resolve(operation, path, use).pipe(
         Effect.flatMap((p) => manager.withLock(p, "write")((lock) => f(p, lock))),
         span(operation, path)
       )
 
-    const readCurrent = (operation: string, p: string): Effect.Effect<Option.Option<Uint8Array>, FileSystemError> =>
-      io(operation, p, fs.readFile(p)).pipe(
+    const readCurrent = (operation: string, p: string): Effect.Effect<Option.Option<Uint8Array>, Api.ReadError> =>
+      readBytes(operation, p, p).pipe(
         Effect.map(Option.some),
-        Effect.catchIf((e) => e.reason === "NotFound", () => Effect.succeed(Option.none()))
+        Effect.catchIf(
+          (e) => e._tag === "FileSystemError" && e.reason === "NotFound",
+          () => Effect.succeed(Option.none())
+        )
       )
 
     /** Read-modify-write of raw bytes under one write lock. */
@@ -162,25 +224,55 @@ export const make = (
       f: (current: Option.Option<Uint8Array>) => Effect.Effect<readonly [A, Uint8Array], E, R>,
       mode: number | undefined
     ): Effect.Effect<A, Api.WriteError | E, R> =>
-      writeLocked(operation, path, (p, lock) =>
+      writeLocked(operation, path, "create", (p, lock) =>
         readCurrent(operation, p).pipe(
           Effect.flatMap(f),
           Effect.flatMap(([result, bytes]) => Effect.as(replace(disk, operation, p, lock, bytes, mode), result))
         ))
 
-    const entries = (operation: string, dir: string, recursive: boolean, includeTemp: boolean) =>
-      io(operation, dir, fs.readDirectory(dir, { recursive })).pipe(
-        Effect.map((names) => includeTemp ? names : names.filter((name) => !isTemp.test(basename(name))))
+    /**
+     * Whether an entry with a temp name is a leftover temp file: a regular
+     * file, not a link (the library never makes a temp directory or link).
+     */
+    const isLeftover = (operation: string, at: string, logical: string, type: FileSystem.File.Type | undefined) =>
+      Effect.flatMap(
+        type !== undefined ? Effect.succeed(type) : Walk.typeOf(fs, operation, at, logical),
+        (type) =>
+          type === "File" ? Effect.map(Walk.isLink(fs, operation, at, logical), (link) => !link) : Effect.succeed(false)
       )
 
-    // The platform has no lstat: `stat` follows links, and a link whose target
-    // is gone is told apart by `readLink`.
-    const entryType = (operation: string, path: string): Effect.Effect<FileSystem.File.Type, FileSystemError> =>
-      io(operation, path, fs.stat(path)).pipe(
-        Effect.map((info) => info.type),
-        Effect.catchIf((e) => e.reason === "NotFound", (e) =>
-          fs.readLink(path).pipe(Effect.as("SymbolicLink" as const), Effect.mapError(() => e)))
-      )
+    /** The entries of `p` (relative names), hiding leftover temp files unless `includeTemp`. */
+    const entries = (
+      operation: string,
+      path: unknown,
+      p: string,
+      options: Api.CollectOptions | undefined,
+      types: boolean
+    ): Effect.Effect<
+      Array<{ readonly name: string; readonly type: FileSystem.File.Type | undefined }>,
+      Api.ReadError
+    > =>
+      Walk.walk(
+        fs,
+        pins,
+        operation,
+        path,
+        p,
+        { recursive: options?.recursive ?? false, types },
+        ({ at, names, prefix, types }) => {
+          // An entry removed since it was listed is not reported.
+          const all = names.flatMap((name, i) =>
+            types !== undefined && types[i] === undefined ? [] : [{ name: prefix + name, type: types?.[i] }]
+          )
+          if (options?.includeTemp === true || !names.some(isTemp)) return Effect.succeed(all)
+          return Effect.filter(all, (entry) => {
+            const name = entry.name.slice(prefix.length)
+            return isTemp(name) ?
+              Effect.map(isLeftover(operation, join(at, name), join(p, entry.name), entry.type), (l) => !l) :
+              Effect.succeed(true)
+          })
+        }
+      ).pipe(Effect.map((listings) => listings.flat()))
 
     const decoder = new TextDecoder()
 
@@ -189,7 +281,12 @@ export const make = (
       durable: disk.durable,
 
       read: (path) =>
-        readLocked("Client.read", path, "file", (p) => io("Client.read", p, fs.readFile(p))),
+        readLocked(
+          "Client.read",
+          path,
+          "file",
+          (p) => readBytes("Client.read", path, p)
+        ),
 
       readString: (path, encoding) =>
         Effect.flatMap(Input.encoding("Client.readString", path, encoding), (encoding) =>
@@ -197,7 +294,7 @@ export const make = (
             "Client.readString",
             path,
             "file",
-            (p) => io("Client.readString", p, fs.readFileString(p, encoding))
+            (p) => readText("Client.readString", path, p, encoding)
           )),
 
       stream: (path, options) =>
@@ -208,6 +305,7 @@ export const make = (
             yield* manager.lock(p, "read")
             // Opened in the lock's scope: closed before the lock is released.
             const file = yield* io("Client.stream", p, fs.open(p, { flag: "r" }))
+            if (pins !== undefined) yield* pins.check("Client.stream", path, p, file)
             if (checked.offset !== undefined && checked.offset > 0) {
               yield* file.seek(FileSystem.Size(checked.offset), "start")
             }
@@ -219,9 +317,16 @@ export const make = (
         ),
 
       write: (path, data, options) =>
-        Effect.flatMap(writeInput("Client.write", path, data, options), ({ bytes, mode }) =>
-          writeLocked("Client.write", path, (p, lock) =>
-            replace(disk, "Client.write", p, lock, bytes, mode))),
+        Effect.flatMap(
+          writeInput("Client.write", path, data, options),
+          ({ bytes, mode }) =>
+            writeLocked(
+              "Client.write",
+              path,
+              "create",
+              (p, lock) => replace(disk, "Client.write", p, lock, bytes, mode)
+            )
+        ),
 
       sink: (path, options) =>
         Sink.unwrapScoped(
@@ -232,7 +337,7 @@ export const make = (
               Scope.Scope
             > {
               const mode = yield* Input.mode("Client.sink", path, options?.mode)
-              const p = yield* resolve("Client.sink", path, "mutation")
+              const p = yield* resolve("Client.sink", path, "create")
               const lock = yield* manager.lock(p, "write")
               return yield* replaceSink(disk, "Client.sink", p, lock, mode)
             }
@@ -240,45 +345,63 @@ export const make = (
         ).pipe(Sink.ensuringWith(countExit("Client.sink"))),
 
       collect: (path, options) =>
+        readLocked("Client.collect", path, "directory", (p) =>
+          entries("Client.collect", path, p, options, false).pipe(
+            Effect.map((all) => all.map((entry) => entry.name))
+          )),
+
+      collectEntries: (path, options) =>
         readLocked(
-          "Client.collect",
+          "Client.collectEntries",
           path,
           "directory",
           (p) =>
-            entries("Client.collect", p, options?.recursive ?? false, options?.includeTemp ?? false)
+            entries("Client.collectEntries", path, p, options, true).pipe(
+              Effect.map((all) => all.map((entry): Api.Entry => ({ name: entry.name, type: entry.type! })))
+            )
         ),
 
-      collectEntries: (path, options) =>
-        readLocked("Client.collectEntries", path, "directory", (p) =>
-          entries("Client.collectEntries", p, options?.recursive ?? false, options?.includeTemp ?? false).pipe(
-            Effect.flatMap((names) =>
-              Effect.forEach(names, (name) =>
-                entryType("Client.collectEntries", join(p, name)).pipe(
-                  Effect.map((type): Api.Entry => ({ name, type }))
-                ), { concurrency: 16 })
-            )
-          )),
-
       delete: (path, options) =>
-        writeLocked("Client.delete", path, (p, lock) => {
+        writeLocked("Client.delete", path, "mutation", (p, lock) => {
           const force = options?.force ?? false
           const recursive = options?.recursive ?? false
-          const removed = io("Client.delete", p, fs.remove(p, { recursive, force })).pipe(
-            // As `rm` without `-r`, a directory (even an empty one) needs `recursive`: say so.
-            Effect.mapError((e) =>
-              !recursive && e.reason === "IsADirectory" ?
-                withDetail(e, "pass { recursive: true } to remove a directory (even an empty one)") :
-                e
-            ),
-            // Even a failed recursive delete may have removed directories.
-            Effect.ensuring(Effect.sync(() =>
-              forgetDurable(disk, p)
-            ))
+          const removeAt = (at: string) =>
+            io("Client.delete", p, fs.remove(at, { recursive, force })).pipe(
+              // Even a failed recursive delete may have removed directories.
+              Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+            )
+          // Confined: removed through a handle on its directory, so a link
+          // swapped in above it cannot redirect the removal.
+          const removal = pins === undefined ? removeAt(p) : Effect.scoped(
+            pins.directory("Client.delete", path, parent(p)).pipe(
+              Effect.matchEffect({
+                onSuccess: (dir) =>
+                  recursive ?
+                    // A tree, without `rm` walking it by path.
+                    Walk.removeTree(fs, pins, "Client.delete", p, dir, basename(p), force).pipe(
+                      Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                    ) :
+                    // unlink: the platform's remove could meet a directory
+                    // swapped in and empty it by path (see unlink.ts).
+                    pins.unlink("Client.delete", p, join(dir.at, basename(p))).pipe(
+                      Effect.catchIf((e) => force && e.reason === "NotFound", () => Effect.void),
+                      Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                    ),
+                onFailure: (error) =>
+                  error._tag === "FileSystemError" && error.reason === "NotFound" ?
+                    force ? Effect.void : Effect.fail(withPath(error, p)) :
+                    Effect.fail(error)
+              })
+            )
           )
+          // As `rm` without `-r`, a directory (even an empty one) needs `recursive`: say so.
+          const removed = Effect.mapError(removal, (e) =>
+            !recursive && e._tag === "FileSystemError" && e.reason === "IsADirectory" ?
+              withDetail(e, "pass { recursive: true } to remove a directory (even an empty one)") :
+              e)
           // A forced delete under a missing parent changed nothing to persist.
           const sync = syncDirectory(disk, "Client.delete", parent(p)).pipe(
-            Effect.catchIf((e) =>
-              force && e.reason === "NotFound", () =>
+            Effect.catchIf((e) => force && e.reason === "NotFound", () =>
               Effect.void)
           )
           // Once started, the removal runs to its end under the lock: an
@@ -295,7 +418,7 @@ export const make = (
         Effect.gen(function*() {
           const operation = "Client.rename"
           const source = yield* resolve(operation, from, "mutation")
-          const target = yield* resolve(operation, to, "mutation")
+          const target = yield* resolve(operation, to, "create")
           if (source === target) {
             return
           }
@@ -329,14 +452,12 @@ export const make = (
           )
         }).pipe(span("Client.copy", `${from} -> ${to}`)),
 
-      exists: (path) =>
-        readLocked("Client.exists", path, "directory", (p) =>
-          io("Client.exists", p, fs.exists(p))),
+      exists: (path) => readLocked("Client.exists", path, "directory", (p) => io("Client.exists", p, fs.exists(p))),
 
       stat: (path) => readLocked("Client.stat", path, "directory", (p) => io("Client.stat", p, fs.stat(p))),
 
       makeDirectory: (path) =>
-        writeLocked("Client.makeDirectory", path, (p, lock) => {
+        writeLocked("Client.makeDirectory", path, "create", (p, lock) => {
           const operation = "Client.makeDirectory"
           const made = io(operation, p, fs.stat(p)).pipe(
             Effect.flatMap((info) =>
@@ -344,7 +465,11 @@ export const make = (
                 Effect.void :
                 Effect.fail(new FileSystemError({ operation, path: p, reason: "AlreadyExists" }))
             ),
-            Effect.catchIf((e) => e.reason === "NotFound", () => ensureDirectory(disk, operation, p))
+            Effect.catchIf((e) => e.reason === "NotFound", () =>
+              pins === undefined ?
+                ensureDirectory(disk, operation, p) :
+                // Confined: each missing level made inside its opened parent.
+                Effect.scoped(pins.directory(operation, path, p, (created) => forgetDurable(disk, created))))
           )
           // An existing directory may not be durable yet either (its creator
           // may not have fsynced its parent): the same check as a commit's.
@@ -363,7 +488,7 @@ export const make = (
 
       readJson: (path, schema) =>
         readLocked("Client.readJson", path, "file", (p) =>
-          io("Client.readJson", p, fs.readFileString(p)).pipe(
+          readText("Client.readJson", path, p).pipe(
             Effect.flatMap((text) =>
               jsonCodec(schema).decode("Client.readJson", p, text)
             )
@@ -376,7 +501,7 @@ export const make = (
         ])
           .pipe(
             Effect.flatMap(([mode, text]) =>
-              writeLocked("Client.writeJson", path, (p, lock) =>
+              writeLocked("Client.writeJson", path, "create", (p, lock) =>
                 replace(disk, "Client.writeJson", p, lock, toBytes(text), mode))
             ),
             span("Client.writeJson", path)
@@ -402,35 +527,60 @@ export const make = (
       recover: (dir, options) =>
         resolve("Client.recover", dir, "directory").pipe(
           Effect.flatMap((p) =>
-            manager.withLock(p, "write")((lock) =>
-              Effect.gen(function*() {
-                const operation = "Client.recover"
-                const names = yield* io(operation, p, fs.readDirectory(p, { recursive: options?.recursive ?? false }))
-                const removed = names.filter((name) =>
-                  isTemp.test(basename(name))
-                ).map((name) =>
-                  join(p, name)
-                )
-                if (removed.length === 0) {
-                  return removed
-                }
-                yield* lock.ensureHeld(operation)
-                // The removals (and their fsync) run to their end under the lock.
-                const remove = Effect.forEach(
-                  removed,
-                  (temp) => io(operation, temp, fs.remove(temp, { force: true })),
-                  {
-                    discard: true
-                  }
-                )
-                const dirs = Array.from(new Set(removed.map(parent)))
-                const sync = Effect.forEach(dirs, (d) => syncDirectory(disk, operation, d), { discard: true })
-                yield* Effect.uninterruptible(
-                  disk.durable ? Effect.zipRight(remove, afterCommit(operation, p, sync)) : remove
-                )
-                return removed
-              })
-            )
+            manager.withLock(p, "write")((lock) => {
+              const operation = "Client.recover"
+              const removed: Array<string> = []
+              const synced: Array<string> = []
+              // Each directory's leftovers are removed while it is listed
+              // (confined: through the handle the walk holds on it).
+              const walk = Walk.walk(
+                fs,
+                pins,
+                operation,
+                dir,
+                p,
+                { recursive: options?.recursive ?? false, types: false },
+                ({ at, names, prefix, types }) =>
+                  Effect.gen(function*() {
+                    const leftovers: Array<readonly [string, string]> = []
+                    for (let i = 0; i < names.length; i++) {
+                      if (!isTemp(names[i])) {
+                        continue
+                      }
+                      const logical = join(p, prefix + names[i])
+                      if (yield* isLeftover(operation, join(at, names[i]), logical, types?.[i])) {
+                        leftovers.push([join(at, names[i]), logical])
+                      }
+                    }
+                    if (leftovers.length === 0) {
+                      return
+                    }
+                    yield* lock.ensureHeld(operation)
+                    // The removals run to their end under the lock.
+                    yield* Effect.uninterruptible(Effect.forEach(leftovers, ([at, logical]) =>
+                      // Confined: unlink through the handle (see unlink.ts).
+                      (pins === undefined ?
+                        io(operation, logical, fs.remove(at, { force: true })) :
+                        pins.unlink(operation, logical, at).pipe(
+                          Effect.catchIf((e) =>
+                            e.reason === "NotFound", () =>
+                            Effect.void)
+                        )).pipe(
+                          Effect.tap(() =>
+                            removed.push(logical)
+                          )
+                        ), { discard: true }))
+                    synced.push(prefix === "" ? p : join(p, prefix.slice(0, -1)))
+                  })
+              )
+              const sync = Effect.suspend(() =>
+                Effect.forEach(synced, (d) => syncDirectory(disk, operation, d), { discard: true })
+              )
+              return walk.pipe(
+                Effect.zipRight(disk.durable ? afterCommit(operation, p, sync) : Effect.void),
+                Effect.as(removed)
+              )
+            })
           ),
           span("Client.recover", dir)
         )
@@ -466,43 +616,101 @@ const lift = <A, E, R>(update: Api.Update<A, E, R>): Effect.Effect<A, E, R> =>
  * Rename under the combined lock. A missing source fails as not found before
  * anything is created; missing parents of the target are created only once the
  * source is known to exist.
+ *
+ * A confined client renames through handles on both directories (see
+ * `pin.ts`): a link swapped in above either after the confinement check
+ * cannot redirect the move.
  */
 const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect<void, Api.WriteError> => {
   const operation = "Client.rename"
-  const move = io(operation, source, disk.fs.rename(source, target)).pipe(
-    // Directories that moved (or were replaced) are no longer known durable.
-    Effect.ensuring(Effect.sync(() => {
-      forgetDurable(disk, source)
-      forgetDurable(disk, target)
-    }))
-  )
-  // A missing source fails as not found before any directory is created.
-  const prepare = io(operation, source, disk.fs.stat(source)).pipe(
-    Effect.zipRight(ensureDirectory(disk, operation, parent(target)))
-  )
-  if (!disk.durable) {
-    // Optimistic: the rename alone, unless the target's parent is missing.
-    return move.pipe(
-      Effect.catchIf((error) => error.reason === "NotFound", () => Effect.zipRight(prepare, move))
+  const fs = disk.fs
+  const pins = disk.pins
+  const intoItself = () =>
+    new InvalidArgumentError({
+      operation,
+      path: target,
+      argument: "to",
+      detail: `cannot move ${JSON.stringify(source)} into itself (${
+        JSON.stringify(target)
+      } is inside it through a symbolic link)`
+    })
+  const move = (from: string, to: string) =>
+    io(operation, source, fs.rename(from, to)).pipe(
+      // The kernel's answer to a directory moved below itself, which the
+      // lexical check cannot see when a link on the target's path leads back
+      // into the source.
+      Effect.catchIf((error) => error.code === "EINVAL", () => Effect.fail(intoItself())),
+      // Directories that moved (or were replaced) are no longer known durable.
+      Effect.ensuring(Effect.sync(() => {
+        forgetDurable(disk, source)
+        forgetDurable(disk, target)
+      }))
     )
-  }
-  return prepare.pipe(
-    // The new location must be reachable after a power loss before the file
-    // leaves the old one.
-    Effect.zipRight(makeDurable(disk, operation, parent(target))),
-    Effect.zipRight(move),
+  // The source exists (it fails as not found otherwise); a directory (not a
+  // link to one) must not be moved below itself through a link, which is
+  // refused here before any directory is made for it.
+  const check = (from: string) =>
+    io(operation, source, fs.stat(from)).pipe(
+      Effect.flatMap((info) =>
+        info.type !== "Directory" ?
+          Effect.void :
+          Effect.flatMap(Walk.isLink(fs, operation, from, source), (link) =>
+            link ?
+              Effect.void :
+              Effect.flatMap(io(operation, source, fs.realPath(from)), (real) =>
+                Effect.flatMap(
+                  realAncestor(fs, operation, parent(target)),
+                  (into) => real === into || isAncestor(real, into) ? Effect.fail(intoItself()) : Effect.void
+                )))
+      )
+    )
+  const syncs = afterCommit(
+    operation,
+    target,
     // The target's directory first: a crash between the syncs leaves the file
     // reachable under both names rather than under neither.
-    Effect.zipRight(afterCommit(
-      operation,
-      target,
-      syncDirectory(disk, operation, parent(target)).pipe(
-        Effect.zipRight(
-          parent(source) === parent(target) ? Effect.void : syncDirectory(disk, operation, parent(source))
+    syncDirectory(disk, operation, parent(target)).pipe(
+      Effect.zipRight(
+        parent(source) === parent(target) ? Effect.void : syncDirectory(disk, operation, parent(source))
+      )
+    )
+  )
+  if (pins === undefined) {
+    const prepare = check(source).pipe(Effect.zipRight(ensureDirectory(disk, operation, parent(target))))
+    if (!disk.durable) {
+      // Optimistic: the rename alone, unless the target's parent is missing.
+      return move(source, target).pipe(
+        Effect.catchIf(
+          (error) => error._tag === "FileSystemError" && error.reason === "NotFound",
+          () => Effect.zipRight(prepare, move(source, target))
         )
       )
-    ))
-  )
+    }
+    return prepare.pipe(
+      // The new location must be reachable after a power loss before the file
+      // leaves the old one.
+      Effect.zipRight(makeDurable(disk, operation, parent(target))),
+      Effect.zipRight(move(source, target)),
+      Effect.zipRight(syncs)
+    )
+  }
+  const missing = (error: FileSystemError | InvalidPathError) =>
+    error._tag === "FileSystemError" && error.reason === "NotFound"
+  return Effect.scoped(Effect.gen(function*() {
+    // A missing directory of the source is a missing source.
+    const from: Place = yield* placeOf(disk, operation, source, false).pipe(
+      Effect.catchIf(missing, (error) => Effect.fail(withPath(error as FileSystemError, source)))
+    )
+    const fromAt = join(from.at, basename(source))
+    let to: Place | undefined = parent(source) === parent(target) ?
+      from :
+      yield* placeOf(disk, operation, target, false).pipe(Effect.catchIf(missing, () => Effect.succeed(undefined)))
+    if (to === undefined || disk.durable) yield* check(fromAt)
+    to ??= yield* placeOf(disk, operation, target)
+    if (disk.durable) yield* makeDurable(disk, operation, parent(target))
+    yield* move(fromAt, join(to.at, basename(target)))
+    if (disk.durable) yield* syncs
+  }))
 }
 
 /** A copy onto itself: succeeds when the path is a file (as a copy would need), changing nothing. */
@@ -557,6 +765,9 @@ const copyLocked = (
   Effect.scoped(
     Effect.gen(function*() {
       const file = yield* io(operation, source, disk.fs.open(source, { flag: "r" }))
+      // Confined: the file opened must be inside the root (a link swapped in
+      // after the confinement check is not followed out).
+      if (disk.pins !== undefined) yield* disk.pins.check(operation, source, source, file)
       const replacement = yield* begin(disk, operation, target, lock, mode)
       yield* FileStream.fromFile(file, {}).pipe(
         Stream.mapError(fromPlatform(operation, source)),
@@ -564,6 +775,22 @@ const copyLocked = (
       )
       yield* replacement.finish
     })
+  )
+
+/**
+ * The real path of `dir`, or where it would be: the real path of its deepest
+ * existing ancestor with the missing names after it.
+ */
+const realAncestor = (
+  fs: FileSystem.FileSystem,
+  operation: string,
+  dir: string
+): Effect.Effect<string, FileSystemError> =>
+  io(operation, dir, fs.realPath(dir)).pipe(
+    Effect.catchIf(
+      (error) => error.reason === "NotFound" && dir !== ROOT,
+      () => Effect.map(realAncestor(fs, operation, parent(dir)), (real) => join(real, basename(dir)))
+    )
   )
 
 /**

@@ -51,6 +51,14 @@ export const errnoCode = (error: PlatformError): string | undefined => {
   return Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : undefined
 }
 
+/**
+ * The reason for an errno code.
+ *
+ * @internal
+ */
+export const reasonOf = (code: string | undefined): FileSystemReason =>
+  (code !== undefined ? byCode[code] : undefined) ?? "Unknown"
+
 /** @internal */
 export const fromPlatform = (operation: string, path: string) => (error: PlatformError): FileSystemError => {
   const code = errnoCode(error)
@@ -60,6 +68,21 @@ export const fromPlatform = (operation: string, path: string) => (error: Platfor
   const shown = code === "ERR_FS_EISDIR" ? "EISDIR" : code
   return new FileSystemError({ operation, path, reason, ...(shown !== undefined ? { code: shown } : {}), cause: error })
 }
+
+/**
+ * The same failure, reported for `path` (a missing directory reported as the
+ * missing file inside it).
+ *
+ * @internal
+ */
+export const withPath = (error: FileSystemError, path: string): FileSystemError =>
+  new FileSystemError({
+    operation: error.operation,
+    path,
+    reason: error.reason,
+    ...(error.code !== undefined ? { code: error.code } : {}),
+    ...(error.cause !== undefined ? { cause: error.cause } : {})
+  })
 
 /**
  * Runs a platform call and translates its failure.

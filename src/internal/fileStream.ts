@@ -22,6 +22,14 @@ import * as Stream from "effect/Stream"
 export const DEFAULT_CHUNK_SIZE = 64 * 1024
 
 /**
+ * The largest `chunkSize`: 1 GiB, the bound Node's streams put on
+ * `highWaterMark` (a chunk is one `Uint8Array`, allocated whole).
+ *
+ * @internal
+ */
+export const CHUNK_SIZE_MAX = 1024 * 1024 * 1024
+
+/**
  * The largest read (unless `chunkSize` is larger). A chunk kept downstream
  * keeps its block alive, so the block stays small enough for that to be cheap.
  *
@@ -59,7 +67,11 @@ const views = (block: Uint8Array, n: number, chunkSize: number): Chunk.Chunk<Uin
  */
 export const fromFile = (
   file: FileSystem.File,
-  options: { readonly bytesToRead?: number | undefined; readonly chunkSize?: number | undefined }
+  options: {
+    readonly offset?: number | undefined
+    readonly bytesToRead?: number | undefined
+    readonly chunkSize?: number | undefined
+  }
 ): Stream.Stream<Uint8Array, PlatformError> => {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
   // A whole number of chunks (so that only the last chunk of a regular file
@@ -70,20 +82,42 @@ export const fromFile = (
       const block = new Uint8Array(size)
       return Effect.map(file.read(block), (n) => ({ block, n: Number(n) }))
     })
+  // `left` is what the file holds past the reads so far, by its size when
+  // the stream started: a read is never larger. Past it (to find the end,
+  // bytes appended since, or the data of a file whose size says nothing), a
+  // read is at most `beyond`, which starts at DEFAULT_CHUNK_SIZE and doubles
+  // while reads fill it. So a chunk size larger than the file costs what the
+  // file holds, not the chunk size.
   const loop = (
     size: number,
-    remaining: number
+    remaining: number,
+    left: number,
+    beyond: number
   ): Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, PlatformError, unknown, void, unknown> =>
     remaining <= 0 ?
       Channel.void :
-      Channel.flatMap(read(Math.min(size, remaining)), ({ block, n }) =>
+      Channel.flatMap(read(Math.min(size, remaining, left > 0 ? left : beyond)), ({ block, n }) =>
         n === 0 ?
           Channel.void :
           Channel.zipRight(
             Channel.write(views(block, n, chunkSize)),
             // Grows only while reads fill their block (short reads: the end
             // of the file, or a file that gives little at a time).
-            loop(n === block.length ? Math.min(size * 2, largest) : size, remaining - n)
+            n === block.length ?
+              loop(
+                Math.min(size * 2, largest),
+                remaining - n,
+                left - n,
+                left > 0 ? beyond : Math.min(beyond * 2, largest)
+              ) :
+              loop(size, remaining - n, left - n, beyond)
           ))
-  return Stream.fromChannel(loop(chunkSize, options.bytesToRead ?? Infinity))
+  const start = (left: number) =>
+    Stream.fromChannel(loop(chunkSize, options.bytesToRead ?? Infinity, left, Math.min(chunkSize, DEFAULT_CHUNK_SIZE)))
+  // Up to DEFAULT_CHUNK_SIZE, the first read is the size it always was; past
+  // it, the file's size (one fstat) bounds the allocation.
+  if (chunkSize <= DEFAULT_CHUNK_SIZE || (options.bytesToRead ?? Infinity) <= DEFAULT_CHUNK_SIZE) {
+    return start(Infinity)
+  }
+  return Stream.unwrap(Effect.map(file.stat, (info) => start(Number(info.size) - (options.offset ?? 0))))
 }

@@ -7,6 +7,7 @@
  */
 import * as Either from "effect/Either"
 import { InvalidArgumentError } from "../PersistenceError.js"
+import { CHUNK_SIZE_MAX } from "./fileStream.js"
 
 const encoder = new TextEncoder()
 
@@ -55,7 +56,7 @@ export const encoding = (
 
 const nonNegative = (value: unknown) => value === undefined || (Number.isSafeInteger(value) && (value as number) >= 0)
 
-/** Stream options: non-negative integer offset and length, a positive chunk size. */
+/** Stream options: non-negative integer offset and length, a positive chunk size up to 1 GiB. */
 export const streamOptions = (
   operation: string,
   path: unknown,
@@ -72,8 +73,16 @@ export const streamOptions = (
   if (!nonNegative(bytesToRead)) {
     return fail(operation, path, "options.bytesToRead", `expected a non-negative integer, got ${describe(bytesToRead)}`)
   }
-  if (chunkSize !== undefined && !(Number.isSafeInteger(chunkSize) && (chunkSize as number) > 0)) {
-    return fail(operation, path, "options.chunkSize", `expected a positive integer, got ${describe(chunkSize)}`)
+  if (
+    chunkSize !== undefined &&
+    !(Number.isSafeInteger(chunkSize) && (chunkSize as number) > 0 && (chunkSize as number) <= CHUNK_SIZE_MAX)
+  ) {
+    return fail(
+      operation,
+      path,
+      "options.chunkSize",
+      `expected a positive integer up to ${CHUNK_SIZE_MAX} (1 GiB), got ${describe(chunkSize)}`
+    )
   }
   return Either.right(options as { offset?: number; bytesToRead?: number; chunkSize?: number })
 }

@@ -5,6 +5,7 @@ import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Client from "../../src/Client.js"
+import { tempName } from "../../src/internal/tempName.js"
 import * as LockManager from "../../src/LockManager.js"
 
 /** A fresh temp directory for one test, removed with the scope. */
@@ -44,8 +45,15 @@ export const snapshot = (dir: string): Record<string, string> => {
   return out
 }
 
-/** Names below `dir` that look like temp files of this library. */
+/**
+ * Names below `dir` that look like temp files of this library,
+ * `.<name>.<20 [0-9a-z]>.<suffix>` (the check in the token is not verified:
+ * this finds more rather than fewer).
+ */
 export const tempFiles = (dir: string, suffix = "tmp"): Array<string> =>
   (nodeFs.readdirSync(dir, { recursive: true }) as Array<string>).filter((name) =>
-    new RegExp(`(^|/)\\..*\\.[0-9a-z]{12}\\.${suffix}$`).test(name)
+    new RegExp(`(^|/)\\.[^/]+\\.[0-9a-z]{20}\\.${suffix}$`).test(name)
   )
+
+/** A name the library gives a temp file for `name`: what a crashed writer leaves behind. */
+export const leftoverName = (name: string, suffix = "tmp"): string => tempName(name, suffix)

@@ -3,8 +3,8 @@ import type { PlatformError } from "@effect/platform/Error"
 import { FileSystem as FileSystemTag, FileTypeId } from "@effect/platform/FileSystem"
 import { Deferred, Effect, Layer } from "effect"
 import type * as Client from "../../src/Client.js"
-import { tempPattern } from "../../src/internal/atomic.js"
 import { basename } from "../../src/internal/path.js"
+import { isTempName } from "../../src/internal/tempName.js"
 import * as PowerLoss from "../../src/testing/PowerLoss.js"
 import { makeClient } from "./client.js"
 
@@ -44,10 +44,8 @@ export interface CheckOptions {
   readonly limit?: number
 }
 
-const isTemp = tempPattern("tmp")
-
 /** Leftover temp files are `recover`'s business, not part of the state a reader sees. */
-export const omitTemp = (path: string): boolean => isTemp.test(basename(path))
+export const omitTemp = (path: string): boolean => isTempName(basename(path), "tmp")
 
 const tally = (states: Iterable<PowerLoss.Snapshot>, ok: (state: PowerLoss.Snapshot) => boolean): Tally => {
   let count = 0
