@@ -92,24 +92,36 @@ interface ShimCounts {
   readonly flushes: number
 }
 
-/** Wraps a runner to record the shim's counts over each of its runs. */
-const countFlushes = (runner: Runner, read: (() => ShimCounts) | undefined) => {
-  const runs: Array<ShimCounts> = []
+interface RunCosts extends ShimCounts {
+  /** CPU time of the whole process (every thread, user and system), microseconds. */
+  readonly cpu: number
+}
+
+/** Wraps a runner to record, over each of its runs, the shim's counts and the process's CPU time. */
+const instrument = (runner: Runner, read: (() => ShimCounts) | undefined) => {
+  const runs: Array<RunCosts> = []
+  const none: ShimCounts = { calls: 0, flushes: 0 }
   return {
     /** Per write, over every run but the first (or the only one). */
-    perWrite: () => {
+    perWrite: (): RunCosts => {
       const counted = runs.length > 1 ? runs.slice(1) : runs
       const writes = counted.length * runner.ops
-      const sum = (key: keyof ShimCounts) => counted.reduce((total, run) => total + run[key], 0)
-      return { calls: sum("calls") / writes, flushes: sum("flushes") / writes }
+      const sum = (key: keyof RunCosts) => counted.reduce((total, run) => total + run[key], 0)
+      return { calls: sum("calls") / writes, flushes: sum("flushes") / writes, cpu: sum("cpu") / writes }
     },
-    runner: read === undefined ? runner : {
+    runner: {
       ...runner,
       run: async () => {
-        const before = read()
+        const before = read?.() ?? none
+        const cpu = process.cpuUsage()
         const ms = await runner.run()
-        const after = read()
-        runs.push({ calls: after.calls - before.calls, flushes: after.flushes - before.flushes })
+        const used = process.cpuUsage(cpu)
+        const after = read?.() ?? none
+        runs.push({
+          calls: after.calls - before.calls,
+          flushes: after.flushes - before.flushes,
+          cpu: used.user + used.system
+        })
         return ms
       }
     } satisfies Runner
@@ -157,10 +169,10 @@ export const childCase = (raw: unknown): Case => {
         ),
         singleCounts
       )
-      const flushes = new Map<string, ReturnType<typeof countFlushes>>()
+      const costs = new Map<string, ReturnType<typeof instrument>>()
       const counted = (runner: Runner) => {
-        const wrapped = countFlushes(runner, read)
-        flushes.set(runner.name, wrapped)
+        const wrapped = instrument(runner, read)
+        costs.set(runner.name, wrapped)
         return wrapped.runner
       }
       const baselines: Array<Runner> = [counted(noGroup.runner)]
@@ -189,28 +201,28 @@ export const childCase = (raw: unknown): Case => {
         extra: (): Extra => {
           const withGroup = totals(subject.runs)
           const without = totals(noGroup.runs)
-          const shim = Object.fromEntries([...flushes].map(([name, counts]) => [name, counts.perWrite()]))
-          if (read !== undefined && Object.values(shim).some((counts) => !(counts.calls > 0))) {
+          const perWrite = Object.fromEntries([...costs].map(([name, c]) => [name, c.perWrite()]))
+          if (read !== undefined && Object.values(perWrite).some((c) => !(c.calls > 0))) {
             // Without the shim the case measures this machine's fast fsync, not the flush it claims.
             throw new Error(`${caseName(p)}: the fsync shim saw no call (LD_PRELOAD not honoured?)`)
           }
           const fmt = (n: number) => n.toFixed(3)
+          const each = (f: (name: string, c: RunCosts) => string) =>
+            Object.entries(perWrite).map(([name, c]) => f(name, c)).join(", ")
           const lines = [
             `directory fsyncs per write: group commit ${fmt(withGroup.directoryFsyncsPerWrite)}, ` +
             `groupCommit: false ${fmt(without.directoryFsyncsPerWrite)}` +
-            ("missing" in loaded ? `; original: skipped, ${loaded.missing}` : ", original 1")
+            ("missing" in loaded ? `; original: skipped, ${loaded.missing}` : ", original 1"),
+            `process CPU per write (all threads): ${each((name, c) => `${name} ${Math.round(c.cpu)} us`)}`
           ]
           if (read !== undefined) {
             lines.push(
               `emulated flushes per write (fsyncs per write): ${
-                [...flushes].map(([name, counts]) => {
-                  const { calls, flushes } = counts.perWrite()
-                  return `${name} ${fmt(flushes)} (${fmt(calls)})`
-                }).join(", ")
+                each((name, c) => `${name} ${fmt(c.flushes)} (${fmt(c.calls)})`)
               }`
             )
           }
-          return { lines, data: { ...p, groupCommit: withGroup, noGroupCommit: without, shim } }
+          return { lines, data: { ...p, groupCommit: withGroup, noGroupCommit: without, perWrite } }
         },
         teardown: ws.teardown
       }
