@@ -13,8 +13,6 @@
  * Node one, wrapped) to report how many directory fsyncs a durable write
  * costs with and without group commit.
  */
-import { NodeFileSystem } from "@effect/platform-node"
-import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
@@ -23,12 +21,25 @@ import { once } from "node:events"
 import * as nodeFs from "node:fs"
 import * as fsp from "node:fs/promises"
 import { createRequire } from "node:module"
-import * as os from "node:os"
 import * as path from "node:path"
 import { finished } from "node:stream/promises"
-import * as Client from "../src/Client.js"
-import * as LockManager from "../src/LockManager.js"
-import { type Case, effectRunner, type Extra, type Prepared, type Runner, type Suite } from "./harness.js"
+import { type Case, effectRunner, type Extra, type Prepared, type Suite } from "./harness.js"
+import {
+  countingFileSystem,
+  countRuns,
+  effectWriters,
+  expectFiles,
+  fileNames,
+  makeClient,
+  nodeFileSystem,
+  promiseRunner,
+  promiseWriters,
+  range,
+  type SyncCounts,
+  tempBeside,
+  totals,
+  workspace
+} from "./writers.js"
 
 // write-file-atomic v7 ships no types (and @types/write-file-atomic stops at
 // v4): the one call used here, typed by hand.
@@ -43,84 +54,6 @@ const writeFileAtomic = createRequire(import.meta.url)("write-file-atomic") as W
 
 const KiB = 1024
 const MiB = 1024 * KiB
-
-const range = (n: number): Array<number> => Array.from({ length: n }, (_, i) => i)
-
-const nodeFileSystem: FileSystem.FileSystem = Effect.runSync(
-  Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer)
-)
-
-const makeClient = (
-  options: Client.ClientOptions,
-  fs: FileSystem.FileSystem = nodeFileSystem
-): Client.ClientService =>
-  Effect.runSync(
-    Client.make(options).pipe(
-      Effect.provideServiceEffect(LockManager.LockManager, LockManager.make),
-      Effect.provideService(FileSystem.FileSystem, fs)
-    )
-  )
-
-/** A case's own directory under the temp dir; `teardown` removes it. */
-const workspace = (name: string) => {
-  const root = nodeFs.mkdtempSync(path.join(os.tmpdir(), `effect-persistence-bench-${name}-`))
-  return {
-    root,
-    dir: (sub: string): string => {
-      const dir = path.join(root, sub)
-      nodeFs.mkdirSync(dir, { recursive: true })
-      return dir
-    },
-    teardown: () => nodeFs.rmSync(root, { recursive: true, force: true })
-  }
-}
-
-const promiseRunner = (name: string, ops: number, run: () => Promise<void>): Runner => ({
-  name,
-  ops,
-  run: async () => {
-    const started = performance.now()
-    await run()
-    return performance.now() - started
-  }
-})
-
-/** `writers` fibers, each doing `perWriter` operations one after another. */
-const effectWriters = <E>(writers: number, perWriter: number, op: (writer: number) => Effect.Effect<void, E>) =>
-  Effect.forEach(range(writers), (writer) => Effect.forEach(range(perWriter), () => op(writer), { discard: true }), {
-    concurrency: "unbounded",
-    discard: true
-  })
-
-/** The same with Promises: `writers` async loops. */
-const promiseWriters = (writers: number, perWriter: number, op: (writer: number) => Promise<void>) => async () => {
-  await Promise.all(
-    range(writers).map(async (writer) => {
-      for (let i = 0; i < perWriter; i++) await op(writer)
-    })
-  )
-}
-
-/** The files of one runner's directory are exactly `names`, each of `size` bytes: no temp file left. */
-const expectFiles = (dir: string, names: ReadonlyArray<string>, size: number): void => {
-  const found = nodeFs.readdirSync(dir).sort()
-  const expected = [...names].sort()
-  if (found.length !== expected.length || found.some((name, i) => name !== expected[i])) {
-    const extra = found.filter((name) => !expected.includes(name))
-    const missing = expected.filter((name) => !found.includes(name))
-    throw new Error(`${dir}: unexpected entries ${JSON.stringify(extra)}, missing ${JSON.stringify(missing)}`)
-  }
-  for (const name of names) {
-    const actual = nodeFs.statSync(path.join(dir, name)).size
-    if (actual !== size) throw new Error(`${path.join(dir, name)}: ${actual} bytes, expected ${size}`)
-  }
-}
-
-const fileNames = (writers: number) => range(writers).map((i) => `f${i}.dat`)
-
-/** A temp file name beside `target`, as the baselines that replace by rename use. */
-const tempBeside = (target: string): string =>
-  path.join(path.dirname(target), `.${path.basename(target)}.${Math.random().toString(36).slice(2, 14)}.tmp`)
 
 /**
  * The steps of an atomic write on bare `node:fs/promises`: exclusive create
@@ -204,97 +137,6 @@ const writeCase: Case = {
 }
 
 // --- write, durable: directory fsyncs counted ---
-
-interface SyncCounts {
-  /** fsyncs of descriptors opened with flag "r" on a directory: the Client's directory fsyncs. */
-  directories: number
-  /** fsyncs of descriptors opened for writing: the temp files' data. */
-  files: number
-  /** fsyncs of descriptors opened with flag "r" on something else: none expected. */
-  other: number
-}
-
-/** Counts `File.sync` calls by what the descriptor was opened on. */
-const countingFile = (file: FileSystem.File, count: () => void): FileSystem.File => ({
-  [FileSystem.FileTypeId]: FileSystem.FileTypeId,
-  fd: file.fd,
-  get stat() {
-    return file.stat
-  },
-  seek: (offset, from) => file.seek(offset, from),
-  sync: Effect.suspend((): Effect.Effect<void, PlatformError> => {
-    count()
-    return file.sync
-  }),
-  read: (buffer) => file.read(buffer),
-  readAlloc: (size) => file.readAlloc(size),
-  truncate: (length) => file.truncate(length),
-  write: (buffer) => file.write(buffer),
-  writeAll: (buffer) => file.writeAll(buffer)
-})
-
-/**
- * The Node FileSystem with `open` wrapped: the Client opens directories with
- * `{ flag: "r" }` only to fsync them, so a sync of such a descriptor on a
- * directory is a directory fsync.
- */
-const countingFileSystem = (fs: FileSystem.FileSystem, counts: SyncCounts): FileSystem.FileSystem => ({
-  ...fs,
-  open: (p, options) =>
-    Effect.map(fs.open(p, options), (file) => {
-      if (options?.flag !== "r") return countingFile(file, () => counts.files++)
-      const directory = nodeFs.fstatSync(file.fd).isDirectory()
-      return countingFile(file, directory ? () => counts.directories++ : () => counts.other++)
-    })
-})
-
-interface RunCounts {
-  readonly writes: number
-  readonly directories: number
-  readonly files: number
-  readonly other: number
-}
-
-/** Wraps a runner to record the syncs of every run. */
-const countRuns = (runner: Runner, counts: SyncCounts) => {
-  const runs: Array<RunCounts> = []
-  return {
-    runs,
-    runner: {
-      ...runner,
-      run: async () => {
-        const before = { ...counts }
-        const ms = await runner.run()
-        runs.push({
-          writes: runner.ops,
-          directories: counts.directories - before.directories,
-          files: counts.files - before.files,
-          other: counts.other - before.other
-        })
-        return ms
-      }
-    } satisfies Runner
-  }
-}
-
-/**
- * Totals over every run but the first (it pays the one-off fsyncs of the
- * parents of a directory new to the Client), or over the only run.
- */
-const totals = (runs: ReadonlyArray<RunCounts>) => {
-  const counted = runs.length > 1 ? runs.slice(1) : runs
-  const sum = (key: keyof RunCounts) => counted.reduce((total, run) => total + run[key], 0)
-  const writes = sum("writes")
-  return {
-    runs: counted.length,
-    writes,
-    directoryFsyncs: sum("directories"),
-    fileFsyncs: sum("files"),
-    otherFsyncs: sum("other"),
-    directoryFsyncsPerWrite: writes === 0 ? 0 : sum("directories") / writes,
-    fileFsyncsPerWrite: writes === 0 ? 0 : sum("files") / writes
-  }
-}
 
 /** At 64 writers, with group commit: at most this many directory fsyncs per durable write. */
 const GROUP_COMMIT_TARGET = 0.25

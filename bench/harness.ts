@@ -27,6 +27,12 @@
  *
  * `BENCH_SMOKE=1` runs every case with tiny sizes and one round: it checks
  * that the suite still runs, not how fast.
+ *
+ * A case may also be skipped (its row then says why: the original library or
+ * a C compiler is missing) or measured in a child process that has its own
+ * environment (`UV_THREADPOOL_SIZE` and `LD_PRELOAD` act only when a process
+ * starts): the child runs the same protocol with `runCase` and hands back its
+ * result (bench/child.ts).
  */
 import * as Effect from "effect/Effect"
 import { execFileSync } from "node:child_process"
@@ -105,12 +111,28 @@ export interface Profile {
   readonly size: (full: number, smoke: number) => number
 }
 
+/** What a case cannot run without is missing: its row says why instead of giving numbers. */
+export interface Skipped {
+  readonly skipped: string
+}
+
+/** The numbers of a case, measured elsewhere (a child process) with the same protocol. */
+export type Measurement = Pick<CaseResult, "subject" | "baselines" | "ceilings" | "extra">
+
+/** A case measured in another process: its result, as the child's harness produced it. */
+export interface MeasuredElsewhere {
+  readonly measured: Measurement
+}
+
 export interface Case {
   readonly name: string
   /** What is compared with what, printed under the table. */
   readonly description: string
   /** Builds the inputs; called once, right before the case runs, so listing cases costs nothing. */
-  readonly setup: (profile: Profile) => Prepared | Promise<Prepared>
+  readonly setup: (
+    profile: Profile,
+    options: Options
+  ) => Prepared | Skipped | MeasuredElsewhere | Promise<Prepared | Skipped | MeasuredElsewhere>
 }
 
 export interface Suite {
@@ -155,6 +177,16 @@ export interface CaseResult {
   readonly extra?: Extra
 }
 
+export interface SkippedCase {
+  readonly suite: string
+  readonly name: string
+  readonly description: string
+  /** Why the case did not run. */
+  readonly skipped: string
+}
+
+export const isSkipped = (result: CaseResult | SkippedCase): result is SkippedCase => "skipped" in result
+
 export interface Machine {
   readonly cpus: number
   readonly cpuModel: string
@@ -168,7 +200,7 @@ export interface Report {
   readonly timestamp: string
   readonly options: Options
   readonly machine: Machine
-  readonly cases: ReadonlyArray<CaseResult>
+  readonly cases: ReadonlyArray<CaseResult | SkippedCase>
 }
 
 export const HEADER = ["case", "runner", "ops/run", "median ops/s", "min..max ops/s", "subject/baseline"] as const
@@ -254,13 +286,17 @@ const summarise = (runner: Runner, rounds: ReadonlyArray<number>): RunnerResult 
   max: Math.max(...rounds)
 })
 
-const runCase = async (suite: Suite, bench: Case, options: Options): Promise<CaseResult> => {
+/** Runs one case with the protocol above (also what a child process runs for its parent). */
+export const runCase = async (suite: Suite, bench: Case, options: Options): Promise<CaseResult | SkippedCase> => {
   const profile: Profile = {
     smoke: options.smoke,
     rounds: options.rounds,
     size: (full, smoke) => options.smoke ? smoke : full
   }
-  const prepared = await bench.setup(profile)
+  const prepared = await bench.setup(profile, options)
+  const about = { suite: suite.name, name: bench.name, description: bench.description }
+  if ("skipped" in prepared) return { ...about, skipped: prepared.skipped }
+  if ("measured" in prepared) return { ...about, ...prepared.measured }
   try {
     return await measure(suite, bench, options, prepared)
   } finally {
@@ -335,9 +371,13 @@ const fmtOps = (n: number): string => Math.round(n).toLocaleString("en-US")
 
 const fmtRatio = (n: number): string => n >= 10 ? n.toFixed(1) : n.toFixed(2)
 
-export const formatTable = (results: ReadonlyArray<CaseResult>): string => {
+export const formatTable = (results: ReadonlyArray<CaseResult | SkippedCase>): string => {
   const rows: Array<ReadonlyArray<string>> = [HEADER]
   for (const r of results) {
+    if (isSkipped(r)) {
+      rows.push([r.name, `skipped: ${r.skipped}`, "", "", "", ""])
+      continue
+    }
     const line = (result: RunnerResult, label: string, ratio: string) =>
       rows.push([
         label,
@@ -396,14 +436,18 @@ export const writeReport = (report: Report): ReadonlyArray<string> => {
   })
 }
 
+/** Whether a run with `options` runs the case (`BENCH_ONLY`). */
+export const isSelected = (suite: string, name: string, options: Options): boolean =>
+  options.only === undefined || `${suite}: ${name}`.includes(options.only)
+
 export const runSuites = async (suites: ReadonlyArray<Suite>, options: Options = optionsFromEnv()): Promise<Report> => {
   const info = machine()
   const timestamp = new Date().toISOString()
   console.log(formatMachine(info, options))
-  const results: Array<CaseResult> = []
+  const results: Array<CaseResult | SkippedCase> = []
   for (const suite of suites) {
     for (const bench of suite.cases) {
-      if (options.only !== undefined && !`${suite.name}: ${bench.name}`.includes(options.only)) continue
+      if (!isSelected(suite.name, bench.name, options)) continue
       const started = performance.now()
       process.stdout.write(`running ${suite.name}: ${bench.name} ... `)
       results.push(await runCase(suite, bench, options))
@@ -415,6 +459,10 @@ export const runSuites = async (suites: ReadonlyArray<Suite>, options: Options =
   console.log()
   for (const r of results) {
     console.log(`${r.name}: ${r.description}`)
+    if (isSkipped(r)) {
+      console.log(`  skipped: ${r.skipped}`)
+      continue
+    }
     for (const c of r.ceilings ?? []) console.log(`  ${formatCeiling(c)}`)
     for (const line of r.extra?.lines ?? []) console.log(`  ${line}`)
   }

@@ -59,7 +59,11 @@ export interface Disk {
  * and syncing the descriptor works on Linux.
  */
 const fsyncDirectory = (fs: FileSystem.FileSystem) => (dir: string): Effect.Effect<void, PlatformError> =>
-  Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (file) => file.sync))
+  Effect.scoped(Effect.flatten(openDirectory(fs)(dir)))
+
+/** Opens a directory (closed with the scope) and returns its fsync, for group commit to issue. */
+const openDirectory = (fs: FileSystem.FileSystem) => (dir: string) =>
+  Effect.map(fs.open(dir, { flag: "r" }), (file) => file.sync)
 
 /** @internal */
 export const makeDisk = (
@@ -74,7 +78,7 @@ export const makeDisk = (
   fs,
   durable: options.durable,
   tempSuffix: options.tempSuffix,
-  fsyncDirectory: options.groupCommit ? GroupCommit.make(fsyncDirectory(fs)) : fsyncDirectory(fs),
+  fsyncDirectory: options.groupCommit ? GroupCommit.make(openDirectory(fs)) : fsyncDirectory(fs),
   durableDirectories: durableDirectoriesOf(fs),
   pins: options.pins
 })
