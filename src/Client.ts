@@ -259,7 +259,15 @@ export interface ClientService {
    * itself changes nothing.
    *
    * @example
-   * client.copy("/data/report.csv", "/backup/report.csv")
+   * ```ts
+   * import { Effect } from "effect"
+   * import { Client } from "effect-persistence"
+   *
+   * const backup = Effect.gen(function*() {
+   *   const client = yield* Client.Client
+   *   yield* client.copy("/data/report.csv", "/backup/report.csv")
+   * })
+   * ```
    */
   readonly copy: (from: string, to: string, options?: WriteOptions) => Effect.Effect<void, WriteError>
   /**

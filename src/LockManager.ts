@@ -428,10 +428,16 @@ export const etcdConfig: Config.Config<EtcdOptions> = Config.all({
  * `layerEtcd` with its options from `Config` (by default {@link etcdConfig}).
  *
  * @example
+ * ```ts
+ * import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+ * import { Layer } from "effect"
+ * import { Client, LockManager } from "effect-persistence"
+ *
  * // PERSISTENCE_ETCD_ENDPOINTS=http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
- * const PersistenceLive = Client.layer().pipe(
+ * export const PersistenceLive = Client.layer().pipe(
  *   Layer.provideMerge(Layer.merge(LockManager.layerEtcdConfig(), NodeFileSystem.layer))
  * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

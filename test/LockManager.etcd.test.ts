@@ -48,7 +48,7 @@ const tempDir = Effect.acquireRelease(
 const ownCluster = (size: number, name: string) =>
   Effect.acquireRelease(Effect.promise(() => startCluster({ size, name })), (cluster) => Effect.promise(cluster.stop))
 
-const TEMP = /^\..*\.[0-9a-z]{12}\.tmp$/
+const TEMP = /^\..*\.[0-9a-z]{20}\.tmp$/
 
 const now = () => performance.now()
 

@@ -497,7 +497,9 @@ for (;;) {
 describe("a confined client racing a symbolic link swap", () => {
   for (const durable of [false, true]) {
     it.live(
-      `nothing is written, created, renamed, deleted or read outside the root (${durable ? "durable" : "not durable"})`,
+      `nothing is written, created, renamed, copied, deleted or read outside the root (${
+        durable ? "durable" : "not durable"
+      })`,
       () =>
         Effect.gen(function*() {
           const dir = yield* tempDir
@@ -512,6 +514,7 @@ describe("a confined client racing a symbolic link swap", () => {
             nodeFs.writeFileSync(`${outside}/victim-${i}`, "outside")
             nodeFs.writeFileSync(`${root}/real/victim-${i}`, "inside")
             nodeFs.writeFileSync(`${root}/source-${i}`, "moved")
+            nodeFs.writeFileSync(`${root}/copy-source-${i}`, "copied")
           }
           nodeFs.writeFileSync(`${outside}/secret`, "SECRET")
           nodeFs.writeFileSync(`${root}/real/secret`, "public")
@@ -560,6 +563,17 @@ describe("a confined client racing a symbolic link swap", () => {
                       )
                   )
                 ),
+                outcome("copy in")(client.copy(`${root}/copy-source-${i}`, `${d}/c-${i}`)),
+                outcome("copy out")(
+                  Effect.flatMap(
+                    client.copy(`${d}/secret`, `${root}/copied-${i}`),
+                    () =>
+                      Effect.sync(() =>
+                        nodeFs.readFileSync(`${root}/copied-${i}`, "utf8") === "SECRET" && leaks.push(`copy ${i}`)
+                      )
+                  )
+                ),
+                outcome("makeDirectory")(client.makeDirectory(`${d}/md-${i}/x`)),
                 outcome("recover")(client.recover(root, { recursive: true }))
               ], { concurrency: "unbounded", discard: true }),
             { concurrency: 4, discard: true }

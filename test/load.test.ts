@@ -168,7 +168,7 @@ describe("load", () => {
       const problem = (s: string) => {
         if (problems.length < 50) problems.push(s)
       }
-      const tempName = /(^|\/)\..*\.[0-9a-z]{12}\.tmp$/
+      const tempName = /(^|\/)\..*\.[0-9a-z]{20}\.tmp$/
 
       /** Checks a whole value read at `path`. */
       const checkValue = (where: string, path: number, text: string) => {
