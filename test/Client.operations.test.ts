@@ -97,6 +97,8 @@ describe("Client.exists / Client.stat", () => {
       expect(yield* client.exists(`${dir}/f`)).toBe(true)
       expect(yield* client.exists(`${dir}/missing`)).toBe(false)
       expect(yield* client.exists("/")).toBe(true)
+      // Nothing exists below a file (as Node's existsSync), not an error.
+      expect(yield* client.exists(`${dir}/f/below`)).toBe(false)
       const info = yield* client.stat(`${dir}/f`)
       expect(info.type).toBe("File")
       expect(Number(info.size)).toBe(5)
@@ -130,7 +132,8 @@ describe("Client.makeDirectory", () => {
       expect(yield* Effect.flip(client.makeDirectory(`${dir}/file`))).toMatchObject({
         _tag: "FileSystemError",
         reason: "AlreadyExists",
-        operation: "Client.makeDirectory"
+        operation: "Client.makeDirectory",
+        detail: "a File, not a directory, is at the path"
       })
       expect(yield* Effect.flip(client.makeDirectory(`${dir}/file/sub`))).toMatchObject({
         _tag: "FileSystemError",

@@ -346,9 +346,19 @@ describe("LockManager.lockAll with modes", () => {
         yield* Effect.flip(m.withLock("/a", undefined as unknown as LockManager.LockMode)(Effect.void)),
         yield* Effect.flip(Effect.scoped(m.lockAll([["/a", "shared" as LockManager.LockMode]]))),
         yield* Effect.flip(Effect.scoped(m.lockAll([["/a"]] as unknown as Array<LockManager.LockRequest>))),
-        yield* Effect.flip(Effect.scoped(m.lockAll(null as unknown as Array<string>)))
+        yield* Effect.flip(Effect.scoped(m.lockAll(null as unknown as Array<string>))),
+        // An iterable whose iterator throws is bad input too, not a defect.
+        yield* Effect.flip(
+          m.withLockAll({
+            *[Symbol.iterator]() {
+              yield "/a"
+              throw new Error("broken iterator")
+            }
+          })(Effect.void)
+        )
       ]
-      expect(errors.map((e) => e._tag)).toEqual(Array(5).fill("InvalidArgumentError"))
+      expect(errors.map((e) => e._tag)).toEqual(Array(6).fill("InvalidArgumentError"))
+      expect(errors[5].message).toContain("broken iterator")
       expect(errors[0].message).toContain("must be \"read\" or \"write\", got \"exclusive\"")
       const root = yield* Effect.flip(Effect.scoped(m.lockAll([["/", "read"], ["/a", "write"]])))
       expect(root).toMatchObject({ _tag: "InvalidPathError", reason: "Root" })

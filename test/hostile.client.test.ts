@@ -141,6 +141,9 @@ describe("temp names are unmistakable", () => {
         expect(yield* failureOf(client.writeJson(target, Schema.Number, 1))).toBe(refused)
         expect(yield* failureOf(client.modifyJson(target, Schema.Number, () => 1))).toBe(refused)
         expect(yield* failureOf(client.rename(`${dir}/f`, target))).toBe(refused)
+        expect(yield* failureOf(client.copy(`${dir}/f`, target))).toBe(refused)
+        expect(yield* failureOf(client.copy(`${dir}/f`, `${dir}/a/${name}/b`))).toBe(refused)
+        expect(yield* failureOf(client.makeDirectory(target))).toBe(refused)
       }
       expect(snapshot(dir)).toEqual(before)
       // A leftover can still be read, rescued by a rename, or deleted.
@@ -668,4 +671,35 @@ for (;;) {
       }).pipe(Effect.scoped),
     120_000
   )
+})
+
+describe("special files are never opened", () => {
+  // A FIFO's open blocks until a writer comes, in a call nothing interrupts:
+  // the operation would hang with its locks held.
+  for (const confined of [false, true]) {
+    it.live(
+      `copy from a FIFO, and ${
+        confined ? "a confined client's" : "no"
+      } read of it or write below it, fail typed at once and hold nothing`,
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const fifo = `${dir}/fifo`
+          childProcess.execFileSync("mkfifo", [fifo])
+          nodeFs.writeFileSync(`${dir}/f`, "f")
+          const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
+          const bounded = <A, E>(effect: Effect.Effect<A, E>) =>
+            failureOf(Effect.timeoutFail(effect, { duration: "5 seconds", onTimeout: () => "hung" }))
+          expect(yield* bounded(client.copy(fifo, `${dir}/copy`))).toBe("FileSystemError InvalidData")
+          expect(nodeFs.existsSync(`${dir}/copy`)).toBe(false)
+          if (confined) {
+            expect(yield* bounded(client.read(fifo))).toBe("FileSystemError InvalidData")
+            expect(yield* bounded(client.write(`${fifo}/x`, "x"))).toBe("FileSystemError InvalidData")
+            expect(yield* bounded(client.copy(`${dir}/f`, `${fifo}/x`))).toBe("FileSystemError InvalidData")
+          }
+          yield* expectIdle(manager)
+        }).pipe(Effect.scoped),
+      30_000
+    )
+  }
 })

@@ -30,7 +30,7 @@ import {
   replaceSink,
   syncDirectory
 } from "./atomic.js"
-import { errnoCode, fromPlatform, invalidPath, io, withPath } from "./errors.js"
+import { errnoCode, fromPlatform, invalidPath, io, openable, withPath } from "./errors.js"
 import * as FileStream from "./fileStream.js"
 import * as Input from "./input.js"
 import { jsonCodec } from "./jsonCodec.js"
@@ -442,7 +442,7 @@ export const make = (
           const operation = "Client.copy"
           const mode = yield* Input.mode(operation, to, options?.mode)
           const source = yield* resolve(operation, from, "file")
-          const target = yield* resolve(operation, to, "mutation")
+          const target = yield* resolve(operation, to, "create")
           if (source === target) {
             // Onto itself: nothing changes, but the source must be a file.
             return yield* manager.withLock(source, "read")(sameFile(fs, operation, source))
@@ -452,7 +452,12 @@ export const make = (
           )
         }).pipe(span("Client.copy", `${from} -> ${to}`)),
 
-      exists: (path) => readLocked("Client.exists", path, "directory", (p) => io("Client.exists", p, fs.exists(p))),
+      exists: (path) =>
+        readLocked("Client.exists", path, "directory", (p) =>
+          io("Client.exists", p, fs.exists(p)).pipe(
+            // Nothing can exist below a file (as Node's fs.existsSync says).
+            Effect.catchIf((e) => e.reason === "NotADirectory", () => Effect.succeed(false))
+          )),
 
       stat: (path) => readLocked("Client.stat", path, "directory", (p) => io("Client.stat", p, fs.stat(p))),
 
@@ -463,7 +468,14 @@ export const make = (
             Effect.flatMap((info) =>
               info.type === "Directory" ?
                 Effect.void :
-                Effect.fail(new FileSystemError({ operation, path: p, reason: "AlreadyExists" }))
+                Effect.fail(
+                  new FileSystemError({
+                    operation,
+                    path: p,
+                    reason: "AlreadyExists",
+                    detail: `a ${info.type}, not a directory, is at the path`
+                  })
+                )
             ),
             Effect.catchIf((e) => e.reason === "NotFound", () =>
               pins === undefined ?
@@ -764,6 +776,10 @@ const copyLocked = (
 ): Effect.Effect<void, Api.WriteError> =>
   Effect.scoped(
     Effect.gen(function*() {
+      // A FIFO's open would block for good, holding both locks.
+      if ((yield* openable(disk.fs, operation, source, source)) === "Directory") {
+        return yield* new FileSystemError({ operation, path: source, reason: "IsADirectory", code: "EISDIR" })
+      }
       const file = yield* io(operation, source, disk.fs.open(source, { flag: "r" }))
       // Confined: the file opened must be inside the root (a link swapped in
       // after the confinement check is not followed out).

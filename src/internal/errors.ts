@@ -6,6 +6,7 @@
  * @internal
  */
 import type { PlatformError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import {
@@ -94,6 +95,34 @@ export const io = <A, R>(
   path: string,
   effect: Effect.Effect<A, PlatformError, R>
 ): Effect.Effect<A, FileSystemError, R> => Effect.mapError(effect, fromPlatform(operation, path))
+
+/**
+ * Fails unless `at` is a regular file or a directory (following links), before
+ * it is opened: opening a FIFO for reading blocks until a writer comes, in a
+ * call nothing can interrupt, and a device may act on being opened. A special
+ * file swapped in between this check and the open still blocks the open.
+ *
+ * @internal
+ */
+export const openable = (
+  fs: FileSystem.FileSystem,
+  operation: string,
+  path: string,
+  at: string
+): Effect.Effect<FileSystem.File.Type, FileSystemError> =>
+  io(operation, path, fs.stat(at)).pipe(
+    Effect.filterOrFail(
+      (info) => info.type === "File" || info.type === "Directory",
+      (info) =>
+        new FileSystemError({
+          operation,
+          path,
+          reason: "InvalidData",
+          detail: `a ${info.type}, not a file or a directory: it is not opened (opening it could block or act)`
+        })
+    ),
+    Effect.map((info) => info.type)
+  )
 
 /**
  * Bad input: fails before any I/O or locking.

@@ -94,7 +94,21 @@ export const planAll = (
   // the order of first appearance.
   const seen = new Map<string, LockMode>()
   let reads = false
-  for (const item of input) {
+  // The caller's iterator may throw: bad input, not a defect.
+  let items: Array<string | LockRequest>
+  try {
+    items = Array.from(input)
+  } catch (error) {
+    return Either.left(
+      new InvalidArgumentError({
+        operation,
+        path: input,
+        argument: "paths",
+        detail: `iterating the paths failed: ${error instanceof Error ? error.message : String(error)}`
+      })
+    )
+  }
+  for (const item of items) {
     let path: unknown = item
     let mode: unknown = "write"
     if (Array.isArray(item)) {

@@ -25,7 +25,7 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { FileSystemError, InvalidPathError } from "../PersistenceError.js"
-import { invalidPath, io } from "./errors.js"
+import { invalidPath, io, openable } from "./errors.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
 import * as Removal from "./unlink.js"
 
@@ -149,7 +149,9 @@ export const make = (fs: FileSystem.FileSystem, root: string): Effect.Effect<Pin
       )
 
     // Opens for reading (a directory cannot be opened otherwise).
-    const open = (operation: string, dir: string, at: string) => io(operation, dir, fs.open(at, { flag: "r" }))
+    // Never a FIFO or a device: its open could block for good (see openable).
+    const open = (operation: string, dir: string, at: string) =>
+      Effect.zipRight(openable(fs, operation, dir, at), io(operation, dir, fs.open(at, { flag: "r" })))
 
     const directory = (
       operation: string,
