@@ -24,6 +24,7 @@ import * as Holds from "./holds.js"
 import { type CycleStep, LockTable, type Request } from "./lockTable.js"
 import { locksHeld, locksPending, lockWaitSeconds } from "./metrics.js"
 import { normalize, parent, ROOT, topMost, topMostModes } from "./path.js"
+import * as Span from "./span.js"
 
 /** @internal */
 export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/LockManager") as typeof Api.TypeId
@@ -321,13 +322,16 @@ export const unsafeMake = (): LockManagerService => {
     Effect.suspend(() =>
       request.state === "held" ?
         Effect.succeed(granted(request, plan, covering)) :
-        Effect.async<Lock>((resume) => {
-          request.onGrant = (request) => resume(Effect.succeed(granted(request, plan, covering)))
-        }).pipe(
-          Effect.withSpan("LockManager.wait", {
-            attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode },
-            captureStackTrace: false
-          })
+        // Only a request that waits opens a span, ended by the grant itself.
+        Span.wait<Lock>(
+          "LockManager.wait",
+          { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode },
+          (done) => {
+            // The fiber may have yielded since the check above: a grant in
+            // between found no callback.
+            if (request.state === "held") done(granted(request, plan, covering))
+            else request.onGrant = (request) => done(granted(request, plan, covering))
+          }
         )
     )
 
