@@ -413,7 +413,13 @@ export const unsafeMake = (): LockManagerService => {
         awaitGrant(request, plan, covering),
         (lock) => Effect.isEffect(effect) ? effect : effect(lock)
       )
-    return Effect.ensuring(restore(body), leaveAndPop(cell, request))
+    // Already uninterruptible: the release needs no region of its own, as
+    // `Effect.ensuring` would make.
+    return Effect.flatMap(Effect.exit(restore(body)), (exit) => {
+      Holds.pop(cell, request)
+      leaveNow(request)
+      return exit
+    })
   }
 
   const bracket = (operation: string, plan: Either.Either<Plan, PlanError>) =>

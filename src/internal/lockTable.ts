@@ -90,6 +90,13 @@ class List<A> {
 const EMPTY = new List<never>() as List<any>
 
 class Node {
+  /**
+   * The first child is kept in a field, the others in a map made for the
+   * second: most nodes of a path have one child, and a node is made and
+   * pruned per request on an uncontended path, where a map per level and its
+   * shrinking on delete were a fifth of the allocation.
+   */
+  only: Node | undefined = undefined
   children: Map<string, Node> | undefined = undefined
   /**
    * Children whose subtree has pending entries, in the order of the latest
@@ -389,13 +396,19 @@ export class LockTable {
     const parts = segments(path)
     for (let i = 0; i < parts.length; i++) {
       const segment = parts[i]
-      let children = node.children
-      if (children === undefined) children = node.children = new Map()
-      let child = children.get(segment)
+      let child = node.only
       if (child === undefined) {
-        child = new Node(node, segment)
-        children.set(segment, child)
+        child = node.only = new Node(node, segment)
         this.nodeCount++
+      } else if (child.segment !== segment) {
+        let children = node.children
+        if (children === undefined) children = node.children = new Map()
+        child = children.get(segment)
+        if (child === undefined) {
+          child = new Node(node, segment)
+          children.set(segment, child)
+          this.nodeCount++
+        }
       }
       node = child
     }
@@ -698,13 +711,25 @@ export class LockTable {
   private prune(node: Node): void {
     for (let n: Node | undefined = node; n !== undefined && !n.detached && n.isIdle; n = n.parent) {
       n.detached = true
-      const parent = n.parent
+      const parent: Node | undefined = n.parent
       if (parent === undefined) {
         this.root = undefined
       } else {
         // An idle node is in neither of its parent's pending lists: it left
         // them when its last pending entry did (`unlinkPending`).
-        parent.children!.delete(n.segment)
+        if (parent.only === n) {
+          // Another child, if any, takes the field.
+          const children = parent.children
+          const next = children?.values().next()
+          if (next === undefined || next.done) {
+            parent.only = undefined
+          } else {
+            parent.only = next.value
+            children!.delete(next.value.segment)
+          }
+        } else {
+          parent.children!.delete(n.segment)
+        }
       }
       this.nodeCount--
     }
