@@ -263,6 +263,10 @@ const untouch = (node: Node, which: "pendingChildren" | "pendingWriteChildren"):
 const NONE = Number.POSITIVE_INFINITY
 const HELD = Number.NEGATIVE_INFINITY
 
+/** Whether something a leaver conflicts with (any request for a write, writes for a read) arrived below `child` after it. */
+const arrivedAfter = (child: Node, leftSeq: number, leftWrite: boolean): boolean =>
+  (leftWrite ? child.lastArrival : child.lastWriteArrival) > leftSeq
+
 /**
  * Earliest live entry at a node that blocks a descendant request: a held
  * entry always counts as earlier (a conflicting holder arrived first).
@@ -686,12 +690,11 @@ export class LockTable {
     // leaver conflicts with arrived after it. Collected first (grants unlink
     // children), then granted oldest first, so grant ids follow arrival order.
     const list = leftWrite ? node.pendingChildren : node.pendingWriteChildren
-    const arrivedAfter = (child: Node) => (leftWrite ? child.lastArrival : child.lastWriteArrival) > leftSeq
-    if (list.tail === undefined || !arrivedAfter(list.tail.value)) return
+    if (list.tail === undefined || !arrivedAfter(list.tail.value, leftSeq, leftWrite)) return
     const candidates: Array<Node> = []
     for (
       let link: Link<Node> | undefined = list.tail;
-      link !== undefined && arrivedAfter(link.value);
+      link !== undefined && arrivedAfter(link.value, leftSeq, leftWrite);
       link = link.prev
     ) {
       candidates.push(link.value)
