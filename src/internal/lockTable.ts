@@ -52,7 +52,10 @@
  * search visits each request at most once.
  *
  * Nodes are created on demand and pruned as soon as nothing is held or
- * pending in their subtree, so an idle table holds no memory.
+ * pending in their subtree, so an idle table holds no memory. A request that
+ * arrives at an empty table is granted without entering the index, and enters
+ * it only when another request arrives while it is held: locks taken one after
+ * another (one fiber, or fibers that never overlap) touch no node.
  *
  * @internal
  */
@@ -204,7 +207,9 @@ export class Request {
     readonly seq: number,
     /** The strongest mode of its entries. */
     readonly mode: LockMode,
-    readonly paths: ReadonlyArray<string>
+    readonly paths: ReadonlyArray<string>,
+    /** One mode for all paths, or one each. */
+    readonly modes: LockMode | ReadonlyArray<LockMode>
   ) {}
 
   /** Held, and not yet released. */
@@ -218,7 +223,7 @@ export class Request {
 
   /** The mode of each path, in the order of `paths`. */
   modeAt(i: number): LockMode {
-    return this.entries[i].mode
+    return typeof this.modes === "string" ? this.modes : this.modes[i]
   }
 }
 
@@ -300,6 +305,8 @@ export interface Stats {
 /** @internal */
 export class LockTable {
   private root: Node | undefined = undefined
+  /** A held request that is not in the index yet (see `enqueue`). */
+  private solo: Request | undefined = undefined
   private seq = 0
   private grants = 0
   private heldCount = 0
@@ -309,6 +316,8 @@ export class LockTable {
   private readonly scratch: Array<Node> = []
 
   get stats(): Stats {
+    // Counted as if indexed, as it would be with anything else live.
+    if (this.solo !== undefined) this.index(this.solo)
     return { held: this.heldCount, pending: this.pendingCount, nodes: this.nodeCount }
   }
 
@@ -329,7 +338,20 @@ export class LockTable {
     let mode: LockMode = "read"
     if (typeof modes === "string") mode = modes
     else if (modes.includes("write")) mode = "write"
-    const request = new Request(this, ++this.seq, mode, paths)
+    const request = new Request(this, ++this.seq, mode, paths, modes)
+    if (this.heldCount === 0 && this.pendingCount === 0) {
+      // Nothing is live, so nothing conflicts and the index is empty: the
+      // request is granted without entering it, and enters it only if
+      // another request arrives while it is held. A sequence of requests that
+      // never overlap in time (one fiber locking one path after another)
+      // builds and prunes no node at all.
+      this.solo = request
+      request.state = "held"
+      request.id = ++this.grants
+      this.heldCount++
+      return request
+    }
+    if (this.solo !== undefined) this.index(this.solo)
     let free = true
     for (let i = 0; i < paths.length; i++) {
       const entry = this.entryFor(request, paths[i], typeof modes === "string" ? modes : modes[i])
@@ -355,6 +377,12 @@ export class LockTable {
     if (state === "gone") return
     request.state = "gone"
     request.onGrant = undefined
+    if (request === this.solo) {
+      // Never indexed: nothing waited for it (a request that arrives indexes it first).
+      this.solo = undefined
+      this.heldCount--
+      return
+    }
     const own = request.own
     if (state === "held") {
       this.heldCount--
@@ -465,10 +493,24 @@ export class LockTable {
     return true
   }
 
+  /** Enters the held request granted while the table was empty (see `enqueue`) into the index. */
+  private index(request: Request): void {
+    this.solo = undefined
+    for (let i = 0; i < request.paths.length; i++) {
+      const entry = this.entryFor(request, request.paths[i], request.modeAt(i))
+      request.entries.push(entry)
+    }
+    this.countHeld(request)
+  }
+
   private hold(request: Request): void {
     request.state = "held"
     request.id = ++this.grants
     this.heldCount++
+    this.countHeld(request)
+  }
+
+  private countHeld(request: Request): void {
     for (const entry of request.entries) {
       const node = entry.node
       const write = entry.mode === "write"
