@@ -64,10 +64,73 @@ const expectOriginalIdle = (manager: OriginalLockManager): void => {
 
 // --- locks ---
 
+const ORIGINAL_LOCK = "original acquire/release"
+const UNCONTENDED_FLOOR = "floor: the same loop, an uninterruptible region and no lock"
+const CONTENDED_FLOOR = "floor: the same fibers and yields, no lock"
+
+/**
+ * The least an interruption-safe lock costs on the Effect runtime, for a
+ * floor: the region a `withLock` opens (uninterruptible, the body restored,
+ * its exit observed), with no lock table, no validation, no metrics.
+ */
+const bracketOnly = Effect.uninterruptibleMask((restore) =>
+  Effect.flatMap(Effect.exit(restore(Effect.void)), (exit) => exit)
+)
+
+const WAKE_UP_FLOOR = "floor: a FIFO read/write lock per path on Effect.async (no hierarchy, no ownership)"
+
+/**
+ * The least a lock whose waiters park in `Effect.async` costs, for a floor
+ * of the contended case: one FIFO queue per path, reads shared, nothing else
+ * (no hierarchy, no ownership, no metrics, no withdrawal of an interrupted
+ * waiter). Correct only for this workload: one fiber per loop, never
+ * interrupted.
+ */
+const wakeUpFloor = (paths: ReadonlyArray<string>) => {
+  interface Slot {
+    readers: number
+    writer: boolean
+    readonly queue: Array<{ readonly write: boolean; readonly go: () => void }>
+  }
+  const slots = new Map(paths.map((p): [string, Slot] => [p, { readers: 0, writer: false, queue: [] }]))
+  const free = (slot: Slot, write: boolean) => write ? slot.readers === 0 && !slot.writer : !slot.writer
+  const take = (slot: Slot, write: boolean) => {
+    if (write) slot.writer = true
+    else slot.readers++
+  }
+  const pump = (slot: Slot) => {
+    while (slot.queue.length > 0 && free(slot, slot.queue[0].write)) {
+      const next = slot.queue.shift()!
+      take(slot, next.write)
+      next.go()
+    }
+  }
+  return <A>(path: string, mode: "read" | "write", body: Effect.Effect<A>): Effect.Effect<A> =>
+    Effect.uninterruptibleMask((restore) => {
+      const slot = slots.get(path)!
+      const write = mode === "write"
+      const acquire = Effect.async<void>((resume) => {
+        if (slot.queue.length === 0 && free(slot, write)) {
+          take(slot, write)
+          resume(Effect.void)
+        } else {
+          slot.queue.push({ write, go: () => resume(Effect.void) })
+        }
+      })
+      return Effect.flatMap(Effect.exit(restore(Effect.zipRight(acquire, body))), (exit) => {
+        if (write) slot.writer = false
+        else slot.readers--
+        pump(slot)
+        return exit
+      })
+    })
+}
+
 const uncontended: Case = {
   name: "lock uncontended, depth 4, vs original",
   description: "sequential write withLock on random depth-4 paths (nothing inside) vs the original's " +
-    "await acquire(path, \"write\") then release(id), in a plain async loop (target: at least 5x)",
+    "await acquire(path, \"write\") then release(id), in a plain async loop (target: at least 5x); the floor is " +
+    "the same Effect loop with only the uninterruptible region a lock needs",
   setup: ({ size }) =>
     withOriginal((original) => {
       const paths = randomPaths(size(50_000, 200), 4, SEED)
@@ -80,10 +143,16 @@ const uncontended: Case = {
           Effect.forEach(paths, (p) => manager.withLock(p, "write")(Effect.void), { discard: true })
         ),
         baselines: [
-          promiseRunner("original acquire/release", paths.length, async () => {
+          promiseRunner(ORIGINAL_LOCK, paths.length, async () => {
             for (const p of paths) theirs.release(await theirs.acquire(p, "write"))
-          })
+          }),
+          effectRunner(
+            UNCONTENDED_FLOOR,
+            paths.length,
+            Effect.forEach(paths, () => bracketOnly, { discard: true })
+          )
         ],
+        ceilings: [{ of: UNCONTENDED_FLOOR, against: ORIGINAL_LOCK }],
         verify: async () => {
           await expectIdle(manager)
           expectOriginalIdle(theirs)
@@ -98,7 +167,9 @@ const CONTENDED_PATHS = Array.from({ length: 8 }, (_, i) => `/data/k${i}`)
 const contended: Case = {
   name: "lock contended, 64 fibers on 8 paths, vs original",
   description: "64 fibers (64 async loops for the original), 8 sibling paths, 25% writes / 75% reads, one yield " +
-    "inside each hold (Effect.yieldNow; for the original, await of a resolved Promise) (target: at least 3x)",
+    "inside each hold (Effect.yieldNow; for the original, await of a resolved Promise) (target: at least 3x); the " +
+    "floors are the same 64 fibers and yields without a lock, and with a minimal FIFO read/write lock per path " +
+    "on Effect.async",
   setup: ({ size }) =>
     withOriginal((original) => {
       const perFiber = size(600, 4)
@@ -125,7 +196,7 @@ const contended: Case = {
           )
         ),
         baselines: [
-          promiseRunner("original acquire/release", ops, async () => {
+          promiseRunner(ORIGINAL_LOCK, ops, async () => {
             await Promise.all(work.map(async (items) => {
               for (const { mode, path } of items) {
                 const id = await theirs.acquire(path, mode)
@@ -133,7 +204,33 @@ const contended: Case = {
                 theirs.release(id)
               }
             }))
-          })
+          }),
+          effectRunner(
+            CONTENDED_FLOOR,
+            ops,
+            Effect.forEach(
+              work,
+              (items) => Effect.forEach(items, () => Effect.yieldNow(), { discard: true }),
+              { concurrency: "unbounded", discard: true }
+            )
+          ),
+          effectRunner(
+            WAKE_UP_FLOOR,
+            ops,
+            Effect.suspend(() => {
+              const lock = wakeUpFloor(CONTENDED_PATHS)
+              return Effect.forEach(
+                work,
+                (items) =>
+                  Effect.forEach(items, ({ mode, path }) => lock(path, mode, Effect.yieldNow()), { discard: true }),
+                { concurrency: "unbounded", discard: true }
+              )
+            })
+          )
+        ],
+        ceilings: [
+          { of: CONTENDED_FLOOR, against: ORIGINAL_LOCK },
+          { of: WAKE_UP_FLOOR, against: ORIGINAL_LOCK }
         ],
         verify: async () => {
           await expectIdle(manager)

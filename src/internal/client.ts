@@ -1,13 +1,10 @@
 /** @internal */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
@@ -37,6 +34,7 @@ import { jsonCodec } from "./jsonCodec.js"
 import { countOperation } from "./metrics.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
 import * as Pin from "./pin.js"
+import * as Span from "./span.js"
 import { isAnyTempName, isTempName, SUFFIX_MAX, utf8Length, wellFormed } from "./tempName.js"
 import * as Walk from "./walk.js"
 
@@ -68,45 +66,19 @@ const toBytes = (data: string): Uint8Array => encoder.encode(data)
 
 /**
  * Runs an operation in a span named after it, with the path, and counts its
- * outcome: what `Effect.withSpan` and `Effect.onExit` do, in one
- * uninterruptible region where those two take three. The span becomes the
- * parent of what runs inside (the lock wait, the file system calls) by an
- * update of the context `FiberRef`, undone on every exit before the span
- * ends, as `withSpan` does. Making, ending and counting all happen inside the
- * region, so an interrupt cannot leave the span open or uncounted, nor end it
- * with another outcome than the one counted (with `withSpan`, both can happen
- * when the interrupt lands between two of its steps). Spans capture no stack
- * trace (~3 µs of a 4 KiB read).
+ * outcome with the exit the span ends with (see ./span.ts).
  */
-const span = (name: string, path: unknown) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(
-      Effect.makeSpan(name, { attributes: { "persistence.path": path }, captureStackTrace: false }),
-      (opened) =>
-        Effect.withFiberRuntime<A, E, R>((fiber) => {
-          const outer = fiber.currentContext
-          const timed = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
-          const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-          return FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, opened)).pipe(
-            Effect.zipRight(Effect.exit(restore(self))),
-            Effect.flatMap((exit) =>
-              Effect.zipRight(
-                FiberRef.set(FiberRef.currentContext, outer),
-                Effect.suspend(() => {
-                  if (opened.status._tag !== "Ended") {
-                    opened.end(timed ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
-                  }
-                  countOperation(name, exit)
-                  return exit
-                })
-              )
-            )
-          )
-        })
-    )
-  )
+const span = (name: string, path: unknown) => Span.around(name, { "persistence.path": path }, counter(name))
 
-const countExit = (name: string) => <A, E>(exit: Exit.Exit<A, E>) => Effect.sync(() => countOperation(name, exit))
+/** Counts an operation's outcome: the one mechanism for every operation, streams and sinks included. */
+const counter = (name: string): Span.OnEnd => (exit) => countOperation(name, exit)
+
+/**
+ * The span of a stream or sink, for as long as its consumer runs it: opened
+ * when it starts, ended and counted once, with the exit of its scope (also
+ * when the consumer stops early or is interrupted).
+ */
+const spanScoped = (name: string, path: unknown) => Span.scoped(name, { "persistence.path": path }, counter(name))
 
 const validateSuffix = (suffix: unknown): Either.Either<string, InvalidPathError> =>
   typeof suffix !== "string" ?
@@ -298,23 +270,21 @@ export const make = (
           )),
 
       stream: (path, options) =>
-        Stream.unwrapScoped(
-          Effect.gen(function*() {
-            const checked = yield* Input.streamOptions("Client.stream", path, options)
-            const p = yield* resolve("Client.stream", path, "file")
-            yield* manager.lock(p, "read")
-            // Opened in the lock's scope: closed before the lock is released.
-            const file = yield* io("Client.stream", p, fs.open(p, { flag: "r" }))
-            if (pins !== undefined) yield* pins.check("Client.stream", path, p, file)
-            if (checked.offset !== undefined && checked.offset > 0) {
-              yield* file.seek(FileSystem.Size(checked.offset), "start")
-            }
-            return FileStream.fromFile(file, checked).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
-          })
-        ).pipe(
-          Stream.ensuringWith(countExit("Client.stream")),
-          Stream.withSpan("Client.stream", { attributes: { "persistence.path": path }, captureStackTrace: false })
-        ),
+        Stream.unwrapScoped(Effect.map(spanScoped("Client.stream", path), (opened) =>
+          Stream.unwrapScoped(
+            Effect.gen(function*() {
+              const checked = yield* Input.streamOptions("Client.stream", path, options)
+              const p = yield* resolve("Client.stream", path, "file")
+              yield* manager.lock(p, "read")
+              // Opened in the lock's scope: closed before the lock is released.
+              const file = yield* io("Client.stream", p, fs.open(p, { flag: "r" }))
+              if (pins !== undefined) yield* pins.check("Client.stream", path, p, file)
+              if (checked.offset !== undefined && checked.offset > 0) {
+                yield* file.seek(FileSystem.Size(checked.offset), "start")
+              }
+              return FileStream.fromFile(file, checked).pipe(Stream.mapError(fromPlatform("Client.stream", p)))
+            })
+          ).pipe(Stream.provideService(Tracer.ParentSpan, opened)))),
 
       write: (path, data, options) =>
         Effect.flatMap(
@@ -330,19 +300,23 @@ export const make = (
 
       sink: (path, options) =>
         Sink.unwrapScoped(
-          Effect.gen(
-            function*(): Effect.fn.Return<
-              Sink.Sink<void, Uint8Array, never, Api.WriteError>,
-              Api.WriteError,
-              Scope.Scope
-            > {
-              const mode = yield* Input.mode("Client.sink", path, options?.mode)
-              const p = yield* resolve("Client.sink", path, "create")
-              const lock = yield* manager.lock(p, "write")
-              return yield* replaceSink(disk, "Client.sink", p, lock, mode)
-            }
-          ).pipe(Effect.withSpan("Client.sink", { attributes: { "persistence.path": path }, captureStackTrace: false }))
-        ).pipe(Sink.ensuringWith(countExit("Client.sink"))),
+          Effect.flatMap(spanScoped("Client.sink", path), (opened) =>
+            Effect.gen(
+              function*(): Effect.fn.Return<
+                Sink.Sink<void, Uint8Array, never, Api.WriteError>,
+                Api.WriteError,
+                Scope.Scope
+              > {
+                const mode = yield* Input.mode("Client.sink", path, options?.mode)
+                const p = yield* resolve("Client.sink", path, "create")
+                const lock = yield* manager.lock(p, "write")
+                const sink = yield* replaceSink(disk, "Client.sink", p, lock, mode)
+                // The writes of the sink run in its span too, as a stream's pulls do.
+                const context = yield* Effect.context<never>()
+                return Sink.provideContext(sink, Context.add(context, Tracer.ParentSpan, opened))
+              }
+            ).pipe(Effect.provideService(Tracer.ParentSpan, opened)))
+        ),
 
       collect: (path, options) =>
         readLocked("Client.collect", path, "directory", (p) =>

@@ -24,6 +24,7 @@ import * as Holds from "./holds.js"
 import { type CycleStep, LockTable, type Request } from "./lockTable.js"
 import { locksHeld, locksPending, lockWaitSeconds } from "./metrics.js"
 import { normalize, parent, ROOT, topMost, topMostModes } from "./path.js"
+import * as Span from "./span.js"
 
 /** @internal */
 export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/LockManager") as typeof Api.TypeId
@@ -335,13 +336,16 @@ export const unsafeMake = (): LockManagerService => {
     Effect.suspend(() =>
       request.state === "held" ?
         Effect.succeed(granted(request, plan, covering)) :
-        Effect.async<Lock>((resume) => {
-          request.onGrant = (request) => resume(Effect.succeed(granted(request, plan, covering)))
-        }).pipe(
-          Effect.withSpan("LockManager.wait", {
-            attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode },
-            captureStackTrace: false
-          })
+        // Only a request that waits opens a span, ended by the grant itself.
+        Span.wait<Lock>(
+          "LockManager.wait",
+          { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode },
+          (done) => {
+            // The fiber may have yielded since the check above: a grant in
+            // between found no callback.
+            if (request.state === "held") done(granted(request, plan, covering))
+            else request.onGrant = (request) => done(granted(request, plan, covering))
+          }
         )
     )
 
@@ -423,7 +427,13 @@ export const unsafeMake = (): LockManagerService => {
         awaitGrant(request, plan, covering),
         (lock) => Effect.isEffect(effect) ? effect : effect(lock)
       )
-    return Effect.ensuring(restore(body), leaveAndPop(cell, request))
+    // Already uninterruptible: the release needs no region of its own, as
+    // `Effect.ensuring` would make.
+    return Effect.flatMap(Effect.exit(restore(body)), (exit) => {
+      Holds.pop(cell, request)
+      leaveNow(request)
+      return exit
+    })
   }
 
   const bracket = (operation: string, plan: Either.Either<Plan, PlanError>) =>

@@ -52,7 +52,10 @@
  * search visits each request at most once.
  *
  * Nodes are created on demand and pruned as soon as nothing is held or
- * pending in their subtree, so an idle table holds no memory.
+ * pending in their subtree, so an idle table holds no memory. A request that
+ * arrives at an empty table is granted without entering the index, and enters
+ * it only when another request arrives while it is held: locks taken one after
+ * another (one fiber, or fibers that never overlap) touch no node.
  *
  * @internal
  */
@@ -90,6 +93,13 @@ class List<A> {
 const EMPTY = new List<never>() as List<any>
 
 class Node {
+  /**
+   * The first child is kept in a field, the others in a map made for the
+   * second: most nodes of a path have one child, and a node is made and
+   * pruned per request on an uncontended path, where a map per level and its
+   * shrinking on delete were a fifth of the allocation.
+   */
+  only: Node | undefined = undefined
   children: Map<string, Node> | undefined = undefined
   /**
    * Children whose subtree has pending entries, in the order of the latest
@@ -197,7 +207,9 @@ export class Request {
     readonly seq: number,
     /** The strongest mode of its entries. */
     readonly mode: LockMode,
-    readonly paths: ReadonlyArray<string>
+    readonly paths: ReadonlyArray<string>,
+    /** One mode for all paths, or one each. */
+    readonly modes: LockMode | ReadonlyArray<LockMode>
   ) {}
 
   /** Held, and not yet released. */
@@ -211,7 +223,7 @@ export class Request {
 
   /** The mode of each path, in the order of `paths`. */
   modeAt(i: number): LockMode {
-    return this.entries[i].mode
+    return typeof this.modes === "string" ? this.modes : this.modes[i]
   }
 }
 
@@ -256,6 +268,10 @@ const untouch = (node: Node, which: "pendingChildren" | "pendingWriteChildren"):
 const NONE = Number.POSITIVE_INFINITY
 const HELD = Number.NEGATIVE_INFINITY
 
+/** Whether something a leaver conflicts with (any request for a write, writes for a read) arrived below `child` after it. */
+const arrivedAfter = (child: Node, leftSeq: number, leftWrite: boolean): boolean =>
+  (leftWrite ? child.lastArrival : child.lastWriteArrival) > leftSeq
+
 /**
  * Earliest live entry at a node that blocks a descendant request: a held
  * entry always counts as earlier (a conflicting holder arrived first).
@@ -289,6 +305,8 @@ export interface Stats {
 /** @internal */
 export class LockTable {
   private root: Node | undefined = undefined
+  /** A held request that is not in the index yet (see `enqueue`). */
+  private solo: Request | undefined = undefined
   private seq = 0
   private grants = 0
   private heldCount = 0
@@ -298,6 +316,8 @@ export class LockTable {
   private readonly scratch: Array<Node> = []
 
   get stats(): Stats {
+    // Counted as if indexed, as it would be with anything else live.
+    if (this.solo !== undefined) this.index(this.solo)
     return { held: this.heldCount, pending: this.pendingCount, nodes: this.nodeCount }
   }
 
@@ -318,7 +338,20 @@ export class LockTable {
     let mode: LockMode = "read"
     if (typeof modes === "string") mode = modes
     else if (modes.includes("write")) mode = "write"
-    const request = new Request(this, ++this.seq, mode, paths)
+    const request = new Request(this, ++this.seq, mode, paths, modes)
+    if (this.heldCount === 0 && this.pendingCount === 0) {
+      // Nothing is live, so nothing conflicts and the index is empty: the
+      // request is granted without entering it, and enters it only if
+      // another request arrives while it is held. A sequence of requests that
+      // never overlap in time (one fiber locking one path after another)
+      // builds and prunes no node at all.
+      this.solo = request
+      request.state = "held"
+      request.id = ++this.grants
+      this.heldCount++
+      return request
+    }
+    if (this.solo !== undefined) this.index(this.solo)
     let free = true
     for (let i = 0; i < paths.length; i++) {
       const entry = this.entryFor(request, paths[i], typeof modes === "string" ? modes : modes[i])
@@ -344,6 +377,12 @@ export class LockTable {
     if (state === "gone") return
     request.state = "gone"
     request.onGrant = undefined
+    if (request === this.solo) {
+      // Never indexed: nothing waited for it (a request that arrives indexes it first).
+      this.solo = undefined
+      this.heldCount--
+      return
+    }
     const own = request.own
     if (state === "held") {
       this.heldCount--
@@ -389,13 +428,19 @@ export class LockTable {
     const parts = segments(path)
     for (let i = 0; i < parts.length; i++) {
       const segment = parts[i]
-      let children = node.children
-      if (children === undefined) children = node.children = new Map()
-      let child = children.get(segment)
+      let child = node.only
       if (child === undefined) {
-        child = new Node(node, segment)
-        children.set(segment, child)
+        child = node.only = new Node(node, segment)
         this.nodeCount++
+      } else if (child.segment !== segment) {
+        let children = node.children
+        if (children === undefined) children = node.children = new Map()
+        child = children.get(segment)
+        if (child === undefined) {
+          child = new Node(node, segment)
+          children.set(segment, child)
+          this.nodeCount++
+        }
       }
       node = child
     }
@@ -448,10 +493,24 @@ export class LockTable {
     return true
   }
 
+  /** Enters the held request granted while the table was empty (see `enqueue`) into the index. */
+  private index(request: Request): void {
+    this.solo = undefined
+    for (let i = 0; i < request.paths.length; i++) {
+      const entry = this.entryFor(request, request.paths[i], request.modeAt(i))
+      request.entries.push(entry)
+    }
+    this.countHeld(request)
+  }
+
   private hold(request: Request): void {
     request.state = "held"
     request.id = ++this.grants
     this.heldCount++
+    this.countHeld(request)
+  }
+
+  private countHeld(request: Request): void {
     for (const entry of request.entries) {
       const node = entry.node
       const write = entry.mode === "write"
@@ -673,12 +732,11 @@ export class LockTable {
     // leaver conflicts with arrived after it. Collected first (grants unlink
     // children), then granted oldest first, so grant ids follow arrival order.
     const list = leftWrite ? node.pendingChildren : node.pendingWriteChildren
-    const arrivedAfter = (child: Node) => (leftWrite ? child.lastArrival : child.lastWriteArrival) > leftSeq
-    if (list.tail === undefined || !arrivedAfter(list.tail.value)) return
+    if (list.tail === undefined || !arrivedAfter(list.tail.value, leftSeq, leftWrite)) return
     const candidates: Array<Node> = []
     for (
       let link: Link<Node> | undefined = list.tail;
-      link !== undefined && arrivedAfter(link.value);
+      link !== undefined && arrivedAfter(link.value, leftSeq, leftWrite);
       link = link.prev
     ) {
       candidates.push(link.value)
@@ -698,13 +756,25 @@ export class LockTable {
   private prune(node: Node): void {
     for (let n: Node | undefined = node; n !== undefined && !n.detached && n.isIdle; n = n.parent) {
       n.detached = true
-      const parent = n.parent
+      const parent: Node | undefined = n.parent
       if (parent === undefined) {
         this.root = undefined
       } else {
         // An idle node is in neither of its parent's pending lists: it left
         // them when its last pending entry did (`unlinkPending`).
-        parent.children!.delete(n.segment)
+        if (parent.only === n) {
+          // Another child, if any, takes the field.
+          const children = parent.children
+          const next = children?.values().next()
+          if (next === undefined || next.done) {
+            parent.only = undefined
+          } else {
+            parent.only = next.value
+            children!.delete(next.value.segment)
+          }
+        } else {
+          parent.children!.delete(n.segment)
+        }
       }
       this.nodeCount--
     }

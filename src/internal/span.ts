@@ -1,0 +1,154 @@
+/**
+ * The spans of the library's operations, and the one place where an
+ * operation's outcome is recorded (`onEnd`: the Client counts it).
+ *
+ * - `around`: a one-shot operation (an effect), as `Effect.withSpan` runs it,
+ *   in one uninterruptible region.
+ * - `scoped`: a span for the lifetime of a scope (streams and sinks: the
+ *   operation lasts as long as its consumer keeps it open).
+ * - `wait`: a span around a callback wait (`Effect.async`) that the waker ends
+ *   at once, with no frame of its own while the wait is not contended.
+ *
+ * In each, ending the span and `onEnd` happen in one step with the same exit,
+ * so a span is never ended with another outcome than the one recorded, and an
+ * interrupt cannot fall between the two.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import type * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
+
+/** Called once with the exit a span ended with. */
+export type OnEnd = (exit: Exit.Exit<unknown, unknown>) => void
+
+const none: OnEnd = () => {}
+
+/** How a span's end is timed, read from the fiber that opened it (as `Effect.withSpan` does). */
+interface Timing {
+  readonly clock: Clock.Clock
+  readonly timed: boolean
+}
+
+const timingOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Timing => ({
+  clock: Context.get(fiber.currentDefaultServices, Clock.Clock),
+  timed: fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
+})
+
+/** Ends `span` with `exit` unless something ended it already, and reports the exit once. */
+const finish = (span: Tracer.Span, timing: Timing, exit: Exit.Exit<unknown, unknown>, onEnd: OnEnd): void => {
+  if (span.status._tag === "Ended") return
+  span.end(timing.timed ? timing.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+  onEnd(exit)
+}
+
+const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptions => ({
+  attributes,
+  // A stack trace per span costs ~3 us of a 4 KiB read, for a frame that
+  // names the library, not the caller.
+  captureStackTrace: false
+})
+
+/**
+ * Runs `self` in a span named `name`, as `Effect.withSpan` does (parent: the
+ * caller's span; the span is the parent of what runs inside; the caller's
+ * context is restored on every exit before the span ends), in one
+ * uninterruptible region where `withSpan` and an `onExit` take three.
+ *
+ * @internal
+ */
+export const around = (name: string, attributes: Record<string, unknown>, onEnd: OnEnd = none) => {
+  const options = optionsOf(attributes)
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.makeSpan(name, options), (span) =>
+        Effect.withFiberRuntime<A, E, R>((fiber) => {
+          const outer = fiber.currentContext
+          const timing = timingOf(fiber)
+          return FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)).pipe(
+            Effect.zipRight(Effect.exit(restore(self))),
+            Effect.flatMap((exit) =>
+              Effect.zipRight(
+                FiberRef.set(FiberRef.currentContext, outer),
+                Effect.suspend(() => {
+                  finish(span, timing, exit, onEnd)
+                  return exit
+                })
+              )
+            )
+          )
+        }))
+    )
+}
+
+/**
+ * A span that lasts as long as the current scope: opened now, ended with the
+ * scope's exit (`onEnd` with it). The caller makes it the parent of what runs
+ * in the scope (`Tracer.ParentSpan`).
+ *
+ * @internal
+ */
+export const scoped = (
+  name: string,
+  attributes: Record<string, unknown>,
+  onEnd: OnEnd = none
+): Effect.Effect<Tracer.Span, never, Scope.Scope> => {
+  const options = optionsOf(attributes)
+  return Effect.uninterruptible(
+    Effect.flatMap(
+      Effect.makeSpan(name, options),
+      (span) =>
+        Effect.withFiberRuntime<Tracer.Span, never, Scope.Scope>((fiber) => {
+          const timing = timingOf(fiber)
+          return Effect.as(Effect.addFinalizer((exit) => Effect.sync(() => finish(span, timing, exit, onEnd))), span)
+        })
+    )
+  )
+}
+
+/** Effect's built-in tracer: it records spans in memory and exports nothing. */
+const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
+/**
+ * A callback wait in a span: `register` receives `done`, which ends the span
+ * with success and resumes the waiter with the value, in that order, so the
+ * span is ended before the waiter runs again. An interrupted wait ends it with
+ * its interrupt. What registers runs synchronously, as in `Effect.async`.
+ *
+ * Nothing runs inside a wait, so its span is no one's parent: under Effect's
+ * built-in tracer (no tracer installed), which exports nothing, the span has
+ * no reader at all and is not made. Making it (span ids drawn digit by digit
+ * from `Math.random`) was most of the cost of a contended lock.
+ *
+ * @internal
+ */
+export const wait = <A>(
+  name: string,
+  attributes: Record<string, unknown>,
+  register: (done: (value: A) => void) => void
+): Effect.Effect<A> =>
+  Effect.withFiberRuntime<A>((fiber) => {
+    if (
+      Context.get(fiber.currentDefaultServices, Tracer.Tracer) === nativeTracer ||
+      !fiber.getFiberRef(FiberRef.currentTracerEnabled)
+    ) {
+      return Effect.async<A>((resume) => register((value) => resume(Effect.succeed(value))))
+    }
+    const timing = timingOf(fiber)
+    return Effect.flatMap(Effect.makeSpan(name, optionsOf(attributes)), (span) =>
+      Effect.onExit(
+        Effect.async<A>((resume) => {
+          register((value) => {
+            finish(span, timing, Exit.succeed(value), none)
+            resume(Effect.succeed(value))
+          })
+        }),
+        (exit) => Effect.sync(() => finish(span, timing, exit, none))
+      ))
+  })

@@ -1,0 +1,170 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, FiberRef, Option, TestClock, Tracer } from "effect"
+import * as Span from "../src/internal/span.js"
+import * as LockManager from "../src/LockManager.js"
+import { expectIdle, hold, waitUntil } from "./utils/locks.js"
+
+/** A tracer on top of the current one that keeps every span it makes, in order. */
+const recording = Effect.map(Effect.tracer, (native) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (...args) => {
+      const span = native.span(...args)
+      spans.push(span)
+      return span
+    },
+    context: native.context
+  })
+  return { spans, tracer }
+})
+
+const named = (spans: ReadonlyArray<Tracer.Span>, name: string) => spans.filter((s) => s.name === name)
+
+const exitOf = (span: Tracer.Span) => span.status._tag === "Ended" ? span.status.exit : undefined
+
+/** What a user of a tracer sees of an exit: its kind and what it carries. */
+const shapeOf = (exit: Exit.Exit<unknown, unknown> | undefined) =>
+  exit === undefined ?
+    "open" :
+    Exit.match(exit, {
+      onSuccess: (value) => ({ success: value }),
+      onFailure: (cause) =>
+        Cause.isInterruptedOnly(cause) ?
+          "interrupted" :
+          { failures: [...Cause.failures(cause)], defects: [...Cause.defects(cause)] }
+    })
+
+const bodies: ReadonlyArray<readonly [string, Effect.Effect<unknown, string>]> = [
+  ["success", Effect.succeed(1)],
+  ["failure", Effect.fail("boom")],
+  ["defect", Effect.die("bug")],
+  ["interrupt", Effect.interrupt]
+]
+
+describe("the span helper", () => {
+  for (const [kind, body] of bodies) {
+    it.effect(`runs like Effect.withSpan: parent, attributes, timing, children, exit (${kind})`, () =>
+      Effect.gen(function*() {
+        const observe = (wrap: (self: Effect.Effect<unknown, string>) => Effect.Effect<unknown, string>) =>
+          Effect.gen(function*() {
+            const { spans, tracer } = yield* recording
+            const inside: Array<string> = []
+            const run = Effect.gen(function*() {
+              const contextBefore = yield* FiberRef.get(FiberRef.currentContext)
+              yield* Effect.exit(wrap(Effect.gen(function*() {
+                inside.push((yield* Effect.orDie(Effect.currentSpan)).name)
+                yield* Effect.withSpan(Effect.void, "child")
+                yield* TestClock.adjust("1 second")
+                return yield* body
+              })))
+              // The caller's context is back, with its own span current.
+              expect(yield* FiberRef.get(FiberRef.currentContext)).toBe(contextBefore)
+              inside.push((yield* Effect.currentSpan).name)
+            }).pipe(Effect.withSpan("caller"), Effect.withTracer(tracer))
+            yield* TestClock.adjust("5 seconds")
+            yield* run
+            const [op] = named(spans, "op")
+            const [caller] = named(spans, "caller")
+            const [child] = named(spans, "child")
+            return {
+              spans: spans.map((s) => s.name),
+              parent: Option.getOrUndefined(op.parent) === caller,
+              childParent: Option.getOrUndefined(child.parent) === op,
+              attributes: Object.fromEntries(op.attributes),
+              // From the caller's start, and the duration.
+              start: op.status.startTime - caller.status.startTime,
+              duration: op.status._tag === "Ended" ? op.status.endTime - op.status.startTime : undefined,
+              exit: shapeOf(exitOf(op)),
+              inside
+            }
+          })
+        const attributes = { "persistence.path": "/a", n: 1 }
+        const reference = yield* observe(Effect.withSpan("op", { attributes, captureStackTrace: false }))
+        const calls: Array<Exit.Exit<unknown, unknown>> = []
+        const ours = yield* observe(Span.around("op", attributes, (exit) => calls.push(exit)))
+        expect(ours).toEqual(reference)
+        expect(ours.parent && ours.childParent).toBe(true)
+        expect(ours.duration).toBe(BigInt(1_000_000_000))
+        expect(ours.inside).toEqual(["op", "caller"])
+        // Reported once, with the exit the span ended with.
+        expect(calls.map(shapeOf)).toEqual([ours.exit])
+      }))
+  }
+
+  it.effect("a scoped span ends with its scope's exit, as Effect.makeSpanScoped's does, and reports it once", () =>
+    Effect.gen(function*() {
+      for (const [, body] of bodies) {
+        const { spans, tracer } = yield* recording
+        const calls: Array<Exit.Exit<unknown, unknown>> = []
+        const use = (open: Effect.Effect<Tracer.Span, never, any>) =>
+          Effect.exit(Effect.scoped(Effect.zipRight(Effect.zipRight(open, TestClock.adjust("2 seconds")), body)))
+        yield* Effect.withTracer(
+          Effect.withSpan(
+            Effect.zipRight(
+              use(Effect.makeSpanScoped("op", { captureStackTrace: false })),
+              use(Span.scoped("op", {}, (exit) => calls.push(exit)))
+            ),
+            "caller"
+          ),
+          tracer
+        )
+        const [reference, ours] = named(spans, "op")
+        const [caller] = named(spans, "caller")
+        expect(Option.getOrUndefined(ours.parent)).toBe(caller)
+        expect(shapeOf(exitOf(ours))).toEqual(shapeOf(exitOf(reference)))
+        expect(calls.map(shapeOf)).toEqual([shapeOf(exitOf(ours))])
+        const duration = (span: Tracer.Span) =>
+          span.status._tag === "Ended" ? span.status.endTime - span.status.startTime : undefined
+        expect(duration(ours)).toBe(BigInt(2_000_000_000))
+      }
+    }))
+})
+
+describe("the LockManager.wait span", () => {
+  it.effect("a contended wait makes exactly one, child of the caller's span, ended before the waiter goes on", () =>
+    Effect.gen(function*() {
+      const m = yield* LockManager.make
+      const { spans, tracer } = yield* recording
+      const holder = yield* hold(m, "/w/a", "write")
+      // What the waiter sees of the wait span when it runs again after the grant.
+      let seenAtGrant: unknown = "not run"
+      const waiter = yield* Effect.fork(
+        m.withLock("/w/a/b", "read")(Effect.sync(() => {
+          const [wait] = named(spans, "LockManager.wait")
+          seenAtGrant = wait === undefined ? "no span" : shapeOf(exitOf(wait))
+        })).pipe(Effect.withSpan("caller"), Effect.withTracer(tracer))
+      )
+      yield* waitUntil(Effect.map(m.stats, (s) => s.pending === 1), "waiter queued")
+      const [open] = named(spans, "LockManager.wait")
+      expect(shapeOf(exitOf(open))).toBe("open")
+      yield* holder.release
+      yield* Fiber.join(waiter)
+      const waits = named(spans, "LockManager.wait")
+      expect(waits).toHaveLength(1)
+      const [wait] = waits
+      expect(Option.getOrUndefined(wait.parent)).toBe(named(spans, "caller")[0])
+      expect(Object.fromEntries(wait.attributes)).toEqual({ "lock.paths": "/w/a/b", "lock.mode": "read" })
+      expect(seenAtGrant).toEqual({ success: expect.objectContaining({ paths: ["/w/a/b"], mode: "read" }) })
+      yield* expectIdle(m)
+    }))
+
+  it.effect("an interrupted wait ends its span with the interrupt; an uncontended lock makes none", () =>
+    Effect.gen(function*() {
+      const m = yield* LockManager.make
+      const { spans, tracer } = yield* recording
+      const traced = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withTracer(effect, tracer)
+      yield* traced(m.withLock("/u/a", "write")(Effect.void))
+      yield* traced(Effect.scoped(m.lock("/u/b", "read")))
+      yield* traced(m.withLockAll(["/u/c", "/u/d"])(Effect.void))
+      expect(named(spans, "LockManager.wait")).toEqual([])
+      const holder = yield* hold(m, "/u/a", "write")
+      const waiter = yield* Effect.fork(traced(Effect.scoped(m.lock("/u/a", "write"))))
+      yield* waitUntil(Effect.map(m.stats, (s) => s.pending === 1), "waiter queued")
+      yield* Fiber.interrupt(waiter)
+      const waits = named(spans, "LockManager.wait")
+      expect(waits.map((s) => shapeOf(exitOf(s)))).toEqual(["interrupted"])
+      yield* holder.release
+      expect(named(spans, "LockManager.wait")).toHaveLength(1)
+      yield* expectIdle(m)
+    }))
+})
