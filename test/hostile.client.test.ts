@@ -92,6 +92,19 @@ const lookalikes = [
 ]
 
 describe("temp names are unmistakable", () => {
+  it.scoped("a leftover named by an earlier version is still recognised and removed by recover (the check is stable)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // Made by the code of 2026-12-03 05:00 (Math.random and Number#toString(36)).
+      const leftovers = [".report.json.n1hc84k1hpb9g24sw9gd.tmp", ".日本語.txt.onwl4y0tjbmfwnr0zkfb.part"]
+      for (const name of leftovers) nodeFs.writeFileSync(`${dir}/${name}`, "partial")
+      const { client } = yield* makeClient()
+      const { client: parts } = yield* makeClient({ tempSuffix: "part" })
+      expect((yield* client.recover(dir)).map((p) => nodePath.basename(p))).toEqual([leftovers[0]])
+      expect((yield* parts.recover(dir)).map((p) => nodePath.basename(p))).toEqual([leftovers[1]])
+      expect(nodeFs.readdirSync(dir)).toEqual([])
+    }))
+
   for (const suffix of ["tmp", "part", "x.y"]) {
     it.scoped(`names one step off a temp name are user files (tempSuffix ${JSON.stringify(suffix)})`, () =>
       Effect.gen(function*() {

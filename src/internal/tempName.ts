@@ -19,6 +19,8 @@
  * @internal
  */
 
+import * as Crypto from "node:crypto"
+
 /** The longest file name, in bytes, on Linux file systems (ext4, xfs, btrfs, tmpfs). */
 export const NAME_MAX = 255
 
@@ -36,10 +38,29 @@ const CHECK_LENGTH = 8
 export const TOKEN_LENGTH = RANDOM_LENGTH + CHECK_LENGTH
 const CHECK_MODULUS = 36 ** CHECK_LENGTH
 
+const ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+// Random bytes drawn in blocks: one kernel call per few hundred names.
+const pool = new Uint8Array(4096)
+let poolAt = pool.length
+
+/**
+ * 12 characters from [0-9a-z], from the system's cryptographic generator, so
+ * another local user cannot predict the next temp name (and occupy it).
+ * `Math.random().toString(36)` was predictable and cost most of a name.
+ */
 const random = (): string => {
   let out = ""
-  while (out.length < RANDOM_LENGTH) out += Math.random().toString(36).slice(2)
-  return out.slice(0, RANDOM_LENGTH)
+  while (out.length < RANDOM_LENGTH) {
+    if (poolAt === pool.length) {
+      Crypto.randomFillSync(pool)
+      poolAt = 0
+    }
+    const byte = pool[poolAt++]
+    // 252 = 7 x 36: the bytes above would favour the first four characters.
+    if (byte < 252) out += ALPHABET[byte % 36]
+  }
+  return out
 }
 
 /**
@@ -62,8 +83,17 @@ const hash = (text: string): number => {
   return 4294967296 * (2097151 & h2) + (h1 >>> 0)
 }
 
-const check = (namePart: string, randomPart: string, suffix: string): string =>
-  (hash(`${namePart}/${randomPart}/${suffix}`) % CHECK_MODULUS).toString(36).padStart(CHECK_LENGTH, "0")
+const check = (namePart: string, randomPart: string, suffix: string): string => {
+  // The base-36 digits of the hash modulo 36^8, most significant first, by
+  // hand: Number#toString(36) of a double above 2^31 is slow in V8.
+  let value = hash(`${namePart}/${randomPart}/${suffix}`) % CHECK_MODULUS
+  let out = ""
+  for (let i = 0; i < CHECK_LENGTH; i++) {
+    out = ALPHABET[value % 36] + out
+    value = Math.floor(value / 36)
+  }
+  return out
+}
 
 /**
  * The UTF-8 length of a well-formed string.
