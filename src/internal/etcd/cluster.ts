@@ -32,18 +32,14 @@ import {
   GRPCUnauthenticatedError,
   type IOptions
 } from "etcd3"
-import type { RemoteLockErrorReason } from "../../PersistenceError.js"
+import type * as RemoteLink from "../remoteLink.js"
 
 /**
  * A `RemoteLockError` without its operation.
  *
  * @internal
  */
-export interface Failure {
-  readonly reason: RemoteLockErrorReason
-  readonly detail?: string
-  readonly cause?: unknown
-}
+export type Failure = RemoteLink.Failure
 
 /**
  * What the call options of a gRPC call need: when to give up.

@@ -36,14 +36,13 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
 import type { EtcdOptions, Lock, LockManagerService } from "../../LockManager.js"
 import { RemoteLockError } from "../../PersistenceError.js"
 import { leasedLock } from "../leasedLock.js"
 import { type Plan, planAll, type PlanError, planOne, TypeId } from "../lockManager.js"
+import * as RemoteLink from "../remoteLink.js"
 import * as Cluster from "./cluster.js"
 import { entryMode, type KeyRange, normalizePrefix, requestKey, scanRanges } from "./keys.js"
 import * as Session from "./session.js"
@@ -151,66 +150,34 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
     )
     const prefix = config.prefix
     const stats = { held: 0, pending: 0, nodes: 0 }
-    let current: Session.Session | undefined
-    let connecting: Deferred.Deferred<Session.Session, Cluster.Failure> | undefined
     let closed = false
-
-    const toError = (operation: string, failure: Cluster.Failure) =>
-      new RemoteLockError({
-        operation,
-        address,
-        reason: failure.reason,
-        ...(failure.detail !== undefined ? { detail: failure.detail } : {}),
-        ...(failure.cause !== undefined ? { cause: failure.cause } : {})
-      })
+    // Sessions, once there is a cluster client to open them on.
+    const link = Either.map(cluster, (c) => ({
+      cluster: c,
+      sessions: RemoteLink.make(Session.open(c, config.ttl, config.connectTimeout), managerScope)
+    }))
+    const toError = (operation: string, failure: Cluster.Failure) => RemoteLink.toError(operation, address, failure)
 
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         closed = true
-        return current === undefined || Either.isLeft(cluster) ? Effect.void : Session.shutdown(cluster.right, current)
+        if (Either.isLeft(link)) return Effect.void
+        const current = link.right.sessions.current
+        return current === undefined ? Effect.void : Session.shutdown(link.right.cluster, current)
       })
     )
 
-    /**
-     * The live session, or a new one. Concurrent callers share one attempt,
-     * which runs in the manager's scope: a caller that gives up does not
-     * abort it for the others.
-     */
+    /** The live session, or a new one (see `RemoteLink.make`), with the cluster it is on. */
     const session = (operation: string): Effect.Effect<[Cluster.Cluster, Session.Session], RemoteLockError> =>
-      Effect.uninterruptibleMask((restore) => {
+      Effect.suspend(() => {
         if (closed) return Effect.dieMessage(`${operation}: the etcd lock manager was used after its scope closed`)
-        if (Either.isLeft(cluster)) return Effect.fail(toError(operation, cluster.left))
-        const c = cluster.right
-        if (current !== undefined && current.lost === undefined) return Effect.succeed([c, current])
-        let attempt = connecting
-        if (attempt === undefined) {
-          const deferred = Deferred.unsafeMake<Session.Session, Cluster.Failure>(FiberId.none)
-          attempt = connecting = deferred
-          const run = Effect.interruptible(Session.open(c, config.ttl, config.connectTimeout)).pipe(
-            Effect.exit,
-            Effect.flatMap((exit) =>
-              Effect.sync(() => {
-                connecting = undefined
-                if (Exit.isSuccess(exit)) current = exit.value
-                Deferred.unsafeDone(deferred, exit)
-              })
-            ),
-            Effect.forkIn(managerScope)
-          )
-          return Effect.zipRight(run, restore(awaitSession(operation, c, deferred)))
-        }
-        return restore(awaitSession(operation, c, attempt))
+        if (Either.isLeft(link)) return Effect.fail(toError(operation, link.left))
+        const { cluster: c, sessions } = link.right
+        return sessions.get.pipe(
+          Effect.map((s): [Cluster.Cluster, Session.Session] => [c, s]),
+          Effect.mapError((failure) => toError(operation, failure))
+        )
       })
-
-    const awaitSession = (
-      operation: string,
-      c: Cluster.Cluster,
-      attempt: Deferred.Deferred<Session.Session, Cluster.Failure>
-    ) =>
-      Deferred.await(attempt).pipe(
-        Effect.map((s): [Cluster.Cluster, Session.Session] => [c, s]),
-        Effect.mapError((failure) => toError(operation, failure))
-      )
 
     /**
      * Puts the request's keys and scans for what blocks it, in one

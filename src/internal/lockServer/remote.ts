@@ -35,15 +35,11 @@ import * as FiberId from "effect/FiberId"
 import type * as Mailbox from "effect/Mailbox"
 import * as Scope from "effect/Scope"
 import type { Lock, LockError, LockManagerService, RemoteOptions } from "../../LockManager.js"
-import {
-  DeadlockError,
-  InvalidArgumentError,
-  InvalidPathError,
-  RemoteLockError,
-  type RemoteLockErrorReason
-} from "../../PersistenceError.js"
+import { DeadlockError, InvalidArgumentError, InvalidPathError, RemoteLockError } from "../../PersistenceError.js"
 import { leasedLock } from "../leasedLock.js"
 import { type Plan, planAll, type PlanError, planOne, TypeId } from "../lockManager.js"
+import * as RemoteLink from "../remoteLink.js"
+import type { Failure } from "../remoteLink.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer, MAX_FRAME_BYTES } from "./framing.js"
@@ -96,13 +92,6 @@ const fitsInFrame = (paths: ReadonlyArray<string>): boolean => {
   let units = 0
   for (const path of paths) units += path.length + 3
   return units * 6 <= budget || Buffer.byteLength(JSON.stringify(paths)) <= budget
-}
-
-/** A `RemoteLockError` without its operation: shared by every request of a connection. */
-interface Failure {
-  readonly reason: RemoteLockErrorReason
-  readonly detail?: string
-  readonly cause?: unknown
 }
 
 interface Connection {
@@ -267,28 +256,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
     const managerScope = yield* Effect.scope
     const address = formatAddress(config.address)
     const version = config.protocolVersion ?? PROTOCOL_VERSION
-    let current: Connection | undefined
-    let connecting: Deferred.Deferred<Connection, Failure> | undefined
-
-    const toError = (operation: string, failure: Failure) =>
-      new RemoteLockError({
-        operation,
-        address,
-        reason: failure.reason,
-        ...(failure.detail !== undefined ? { detail: failure.detail } : {}),
-        ...(failure.cause !== undefined ? { cause: failure.cause } : {})
-      })
-
-    let closed = false
-    yield* Effect.addFinalizer(() =>
-      Effect.suspend(() => {
-        closed = true
-        const conn = current
-        if (conn === undefined) return Effect.void
-        markLost(conn, { reason: "Disconnected", detail: "the lock manager was shut down" })
-        return Scope.close(conn.scope, Exit.void)
-      })
-    )
+    const toError = (operation: string, failure: Failure) => RemoteLink.toError(operation, address, failure)
 
     /** Why a call on `conn` failed: the connection's fate if it is gone, else what the server said. */
     const failureOf = (conn: Connection, cause: Cause.Cause<unknown>): Failure => {
@@ -427,36 +395,26 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
       return conn
     })
 
-    /**
-     * The live connection, or a new one. Concurrent callers share one attempt,
-     * which runs in the manager's scope: a caller that gives up (interrupted,
-     * timed out) does not abort it for the others.
-     */
-    const connection = (operation: string): Effect.Effect<Connection, RemoteLockError> =>
-      Effect.uninterruptibleMask((restore) => {
-        if (closed) return Effect.dieMessage(`${operation}: the remote lock manager was used after its scope closed`)
-        if (current !== undefined && current.lost === undefined) return Effect.succeed(current)
-        let attempt = connecting
-        if (attempt === undefined) {
-          const deferred = Deferred.unsafeMake<Connection, Failure>(FiberId.none)
-          attempt = connecting = deferred
-          // Forked from an uninterruptible region: the attempt itself must stay
-          // interruptible, or its timeout could not stop it.
-          const run = Effect.interruptible(connect).pipe(
-            Effect.exit,
-            Effect.flatMap((exit) =>
-              Effect.sync(() => {
-                connecting = undefined
-                if (Exit.isSuccess(exit)) current = exit.value
-                Deferred.unsafeDone(deferred, exit)
-              })
-            ),
-            Effect.forkIn(managerScope)
-          )
-          return Effect.zipRight(run, restore(Effect.mapError(Deferred.await(deferred), (f) => toError(operation, f))))
-        }
-        return restore(Effect.mapError(Deferred.await(attempt), (f) => toError(operation, f)))
+    const link = RemoteLink.make(connect, managerScope)
+
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        const conn = link.current
+        if (conn === undefined) return Effect.void
+        markLost(conn, { reason: "Disconnected", detail: "the lock manager was shut down" })
+        return Scope.close(conn.scope, Exit.void)
       })
+    )
+
+    /** The live connection, or a new one (see `RemoteLink.make`). */
+    const connection = (operation: string): Effect.Effect<Connection, RemoteLockError> =>
+      Effect.suspend(() =>
+        closed ?
+          Effect.dieMessage(`${operation}: the remote lock manager was used after its scope closed`) :
+          Effect.mapError(link.get, (failure) => toError(operation, failure))
+      )
 
     /** Sends `Acquire`; never waits (the RPC is sent from a fiber of the request's scope). */
     const start = (operation: string, conn: Connection, plan: Plan): Effect.Effect<Request, RemoteLockError> =>
