@@ -4,20 +4,17 @@
  * etcd-cluster.ts), and workers bundled from test/fixtures/lock-worker.ts,
  * each with its own manager.
  */
-import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Cause, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { Etcd3 } from "etcd3"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
-import * as os from "node:os"
 import * as nodePath from "node:path"
-import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
-import * as PersistenceError from "../src/PersistenceError.js"
 import { type Bundle, bundleFixture } from "./fixtures/bundle.js"
 import { type EtcdCluster, startCluster } from "./fixtures/etcd-cluster.js"
 import { type Child, killAll, startWorker } from "./fixtures/lock-processes.js"
+import { clientOver, expectRemoteError, holdLock, now, TEMP, tempDir, untilStats, within } from "./utils/remoteLocks.js"
 
 let bundle: Bundle | undefined
 let single: EtcdCluster | undefined
@@ -39,65 +36,9 @@ afterAll(async () => {
 
 const worker = (args: ReadonlyArray<string>) => startWorker(bundle!.file, args)
 
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => nodeFs.realpathSync(nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "etcd-locks-")))),
-  (dir) => Effect.sync(() => nodeFs.rmSync(dir, { recursive: true, force: true }))
-)
-
 /** A cluster of its own for a test that kills members; stopped with the scope. */
 const ownCluster = (size: number, name: string) =>
   Effect.acquireRelease(Effect.promise(() => startCluster({ size, name })), (cluster) => Effect.promise(cluster.stop))
-
-const TEMP = /^\..*\.[0-9a-z]{20}\.tmp$/
-
-const now = () => performance.now()
-
-/** Fails the test (instead of hanging it) when `effect` takes longer than `ms`. */
-const within = <A, E, R>(ms: number, what: string, effect: Effect.Effect<A, E, R>) =>
-  Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`${what}: no outcome within ${ms} ms`) })
-
-const untilStats = (
-  manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>,
-  condition: (stats: LockManager.LockStats) => boolean
-) =>
-  within(
-    10_000,
-    "manager stats",
-    Effect.iterate(false, {
-      while: (done) => !done,
-      body: () => Effect.zipRight(Effect.sleep("5 millis"), Effect.map(manager.stats, condition))
-    })
-  )
-
-/**
- * Forks a fiber that takes a write lock on `path` and holds it until
- * `release`; `granted` completes with the grant time and the lock.
- */
-const holdLock = (manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>, path: string) =>
-  Effect.gen(function*() {
-    const granted = yield* Deferred.make<{ readonly at: number; readonly lock: LockManager.Lock }>()
-    const done = yield* Deferred.make<void>()
-    const fiber = yield* Effect.scoped(
-      Effect.flatMap(
-        manager.lock(path, "write"),
-        (lock) => Effect.zipRight(Deferred.succeed(granted, { at: now(), lock }), Deferred.await(done))
-      )
-    ).pipe(Effect.forkDaemon)
-    return { granted, fiber, release: Effect.zipRight(Deferred.succeed(done, void 0), Fiber.join(fiber)) }
-  })
-
-/** A Client over `LockManager.layerEtcd`, living as long as the current scope. */
-const clientOver = (options: LockManager.EtcdOptions) =>
-  Layer.build(Client.layer().pipe(Layer.provide(Layer.merge(LockManager.layerEtcd(options), NodeFileSystem.layer))))
-    .pipe(Effect.map(Context.get(Client.Client)), Effect.orDie)
-
-const expectRemoteError = (exit: Exit.Exit<unknown, unknown>, reasons: ReadonlyArray<string>) => {
-  const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
-  expect(Option.isSome(failure) && failure.value instanceof PersistenceError.RemoteLockError, `${exit}`).toBe(true)
-  const error = Option.getOrThrow(failure) as PersistenceError.RemoteLockError
-  expect(reasons, error.message).toContain(error.reason)
-  return error
-}
 
 /** A loopback port where nothing listens. */
 const closedPort = Effect.async<number>((resume) => {
@@ -213,7 +154,7 @@ describe("several processes through one etcd cluster", () => {
     "four processes x 250 Client.modify increments through a 3-member cluster: exactly 1000, one holder at a time",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("etcd-locks-")
         const file = nodePath.join(dir, "counter")
         const { run, workers } = yield* counterWorkers(
           { endpoints: three!.endpoints },
@@ -236,7 +177,7 @@ describe("several processes through one etcd cluster", () => {
     "negative control: the overlap detector sees four processes with their own in-memory managers",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("etcd-locks-")
         const file = nodePath.join(dir, "counter")
         const workers = Array.from({ length: 4 }, () => track(worker(["counter", "local", file, "50", "1"])))
         yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^ready$/))))
@@ -259,7 +200,7 @@ describe("several processes through one etcd cluster", () => {
     "the same with the Client durable in two of the four processes",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("etcd-locks-")
         const file = nodePath.join(dir, "counter")
         const { run, workers } = yield* counterWorkers(
           { endpoints: three!.endpoints },
@@ -281,7 +222,7 @@ describe("several processes through one etcd cluster", () => {
     "the leader is killed during the load: no lost update, never two holders, every process finishes",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("etcd-locks-")
         const cluster = yield* ownCluster(3, "etcd-leader")
         const file = nodePath.join(dir, "counter")
         const { run, workers } = yield* counterWorkers(
@@ -327,7 +268,7 @@ describe("several processes through one etcd cluster", () => {
     "a holder killed mid-sink (SIGKILL): the next waiter is granted within ttl + 1 s; the target is intact",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("etcd-locks-")
         const options: LockManager.EtcdOptions = { endpoints: single!.endpoints, ttl: "2 seconds", prefix: "/sigkill" }
         const target = nodePath.join(dir, "data", "target")
         nodeFs.mkdirSync(nodePath.dirname(target))
@@ -347,7 +288,7 @@ describe("several processes through one etcd cluster", () => {
         expect(at - killedAt).toBeLessThan(3_000)
         yield* waiter.release
 
-        const client = yield* clientOver(options)
+        const client = yield* clientOver(LockManager.layerEtcd(options))
         expect(yield* client.readString(target)).toBe("old")
         const removed = yield* client.recover(nodePath.dirname(target))
         expect(removed).toEqual([nodePath.join(nodePath.dirname(target), temps[0])])
@@ -360,7 +301,7 @@ describe("several processes through one etcd cluster", () => {
     "a holder paused past its ttl (SIGSTOP, SIGCONT): its lock is reported lost and its pending commit does not happen",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("etcd-locks-")
         const options: LockManager.EtcdOptions = { endpoints: single!.endpoints, ttl: "2 seconds", prefix: "/sigstop" }
         const held = nodePath.join(dir, "held")
         const doc = nodePath.join(dir, "doc")
@@ -371,7 +312,7 @@ describe("several processes through one etcd cluster", () => {
         yield* Effect.promise(() => writer.waitFor(/^holding$/))
 
         const manager = yield* LockManager.makeEtcd(options)
-        const client = yield* clientOver(options)
+        const client = yield* clientOver(LockManager.layerEtcd(options))
         const waiter = yield* holdLock(manager, held)
         const overwrite = yield* Effect.fork(client.modify(doc, () => "waiter"))
         yield* untilStats(manager, (s) => s.pending === 1)
@@ -417,8 +358,8 @@ describe("etcd unreachable", () => {
       expect(error.address).toBe(`etcd:http://127.0.0.1:${port}`)
       expect(error.message).toContain(`etcd cluster http://127.0.0.1:${port} is unreachable`)
       expect(elapsed).toBeLessThan(2_000)
-      const client = yield* clientOver(options)
-      const dir = yield* tempDir
+      const client = yield* clientOver(LockManager.layerEtcd(options))
+      const dir = yield* tempDir("etcd-locks-")
       expectRemoteError(
         yield* Effect.exit(within(5_000, "Client.write", client.write(nodePath.join(dir, "f"), "x"))),
         ["Unreachable"]
@@ -491,8 +432,8 @@ describe("in-process", () => {
 
   it.live("the Client runs unchanged over layerEtcd", () =>
     Effect.scoped(Effect.gen(function*() {
-      const dir = yield* tempDir
-      const client = yield* clientOver(options())
+      const dir = yield* tempDir("etcd-locks-")
+      const client = yield* clientOver(LockManager.layerEtcd(options()))
       const file = nodePath.join(dir, "a", "doc.txt")
       yield* client.write(file, "one")
       yield* client.modify(file, (current) => Option.getOrThrow(current).length === 3 ? "three" : "?")

@@ -3,14 +3,11 @@
  * bundled from test/fixtures/lock-worker.ts, over Unix sockets in temp
  * directories and TCP on loopback.
  */
-import { NodeFileSystem } from "@effect/platform-node"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
-import * as os from "node:os"
 import * as nodePath from "node:path"
-import * as Client from "../src/Client.js"
 import { PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
 import * as Remote from "../src/internal/lockServer/remote.js"
 import * as LockManager from "../src/LockManager.js"
@@ -18,6 +15,7 @@ import * as LockServer from "../src/LockServer.js"
 import * as PersistenceError from "../src/PersistenceError.js"
 import { type Bundle, bundleFixture } from "./fixtures/bundle.js"
 import { killAll, remoteOptions, startLockd, startWorker } from "./fixtures/lock-processes.js"
+import { clientOver, expectRemoteError, holdLock, now, TEMP, tempDir, untilStats, within } from "./utils/remoteLocks.js"
 
 let bundle: Bundle | undefined
 
@@ -31,72 +29,18 @@ afterAll(() => bundle?.remove())
 
 const worker = (args: ReadonlyArray<string>) => startWorker(bundle!.file, args)
 
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => nodeFs.realpathSync(nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "lockserver-")))),
-  (dir) => Effect.sync(() => nodeFs.rmSync(dir, { recursive: true, force: true }))
-)
-
-const TEMP = /^\..*\.[0-9a-z]{20}\.tmp$/
-
-const now = () => performance.now()
-
-/** Fails the test (instead of hanging it) when `effect` takes longer than `ms`. */
-const within = <A, E, R>(ms: number, what: string, effect: Effect.Effect<A, E, R>) =>
-  Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`${what}: no outcome within ${ms} ms`) })
-
-/** Polls the server (through `manager`) until its stats satisfy `condition`. */
-const untilStats = (
-  manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>,
-  condition: (stats: LockManager.LockStats) => boolean
-) =>
-  within(
-    5_000,
-    "server stats",
-    Effect.iterate(false, { while: (done) => !done, body: () => Effect.map(manager.stats, condition) })
-  )
-
-/**
- * Forks a fiber that takes a write lock on `path` and holds it until
- * `release`; `granted` completes with the grant time and the lock.
- */
-const holdLock = (manager: LockManager.LockManagerService<PersistenceError.RemoteLockError>, path: string) =>
-  Effect.gen(function*() {
-    const granted = yield* Deferred.make<{ readonly at: number; readonly lock: LockManager.Lock }>()
-    const done = yield* Deferred.make<void>()
-    const fiber = yield* Effect.scoped(
-      Effect.flatMap(
-        manager.lock(path, "write"),
-        (lock) => Effect.zipRight(Deferred.succeed(granted, { at: now(), lock }), Deferred.await(done))
-      )
-    ).pipe(Effect.forkDaemon)
-    return { granted, fiber, release: Effect.zipRight(Deferred.succeed(done, void 0), Fiber.join(fiber)) }
-  })
-
 const lockd = (args: ReadonlyArray<string>) =>
   Effect.acquireRelease(
     Effect.promise(() => startLockd(args)),
     (server) => Effect.promise(() => (server.signal("SIGTERM"), server.closed))
   )
 
-/** A Client over `LockManager.layerRemote`, living as long as the current scope. */
-const clientOver = (options: LockManager.RemoteOptions) =>
-  Layer.build(Client.layer().pipe(Layer.provide(Layer.merge(LockManager.layerRemote(options), NodeFileSystem.layer))))
-    .pipe(Effect.map(Context.get(Client.Client)), Effect.orDie)
-
-const expectServerError = (exit: Exit.Exit<unknown, unknown>, reason: PersistenceError.RemoteLockErrorReason) => {
-  const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
-  expect(Option.isSome(failure) && failure.value instanceof PersistenceError.RemoteLockError, `${exit}`).toBe(true)
-  const error = Option.getOrThrow(failure) as PersistenceError.RemoteLockError
-  expect(error.reason, error.message).toBe(reason)
-  return error
-}
-
 describe("several processes, one lock server", () => {
   it.live(
     "four processes x 250 Client.modify increments through one server: exactly 1000",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("lockserver-")
         const server = yield* lockd(["--port", "0"])
         const file = nodePath.join(dir, "counter")
         const options = JSON.stringify(remoteOptions(server.address))
@@ -117,7 +61,7 @@ describe("several processes, one lock server", () => {
     "negative control: four processes with their own in-memory managers lose updates",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("lockserver-")
         const file = nodePath.join(dir, "counter")
         const workers = Array.from({ length: 4 }, () => worker(["counter", "local", file, "250", "1"]))
         yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^ready$/))))
@@ -134,7 +78,7 @@ describe("several processes, one lock server", () => {
     "a holder killed mid-sink (SIGKILL): another process acquires within 2 s; recover removes its temp file",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("lockserver-")
         const server = yield* lockd(["--socket", nodePath.join(dir, "lockd.sock")])
         const target = nodePath.join(dir, "data", "target")
         const holder = worker(["sink", JSON.stringify(remoteOptions(server.address)), target])
@@ -153,7 +97,7 @@ describe("several processes, one lock server", () => {
         expect(at - killedAt).toBeLessThan(1_000)
         yield* waiter.release
 
-        const client = yield* clientOver(remoteOptions(server.address))
+        const client = yield* clientOver(LockManager.layerRemote(remoteOptions(server.address)))
         const removed = yield* client.recover(nodePath.dirname(target))
         expect(removed).toEqual([nodePath.join(nodePath.dirname(target), temps[0])])
         expect(nodeFs.readdirSync(nodePath.dirname(target))).toEqual([])
@@ -165,7 +109,7 @@ describe("several processes, one lock server", () => {
     "a holder that goes silent (SIGSTOP) loses its lock after its heartbeat deadline, and learns it",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("lockserver-")
         const server = yield* lockd(["--socket", nodePath.join(dir, "lockd.sock")])
         const deadline = 1_000
         const holderOptions = remoteOptions(server.address, { heartbeatDeadline: deadline, heartbeatInterval: 100 })
@@ -203,11 +147,11 @@ describe("several processes, one lock server", () => {
     "the server dies: clients fail with typed errors, none hangs; after a restart acquisitions work",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir
+        const dir = yield* tempDir("lockserver-")
         const socket = nodePath.join(dir, "lockd.sock")
         const server = yield* Effect.promise(() => startLockd(["--socket", socket]))
         const manager = yield* LockManager.makeRemote({ socket, heartbeatDeadline: "2 seconds" })
-        const client = yield* clientOver({ socket })
+        const client = yield* clientOver(LockManager.layerRemote({ socket }))
 
         const holder = yield* holdLock(manager, "/k")
         const { lock } = yield* Deferred.await(holder.granted)
@@ -218,7 +162,7 @@ describe("several processes, one lock server", () => {
         server.signal("SIGKILL")
         yield* Effect.promise(() => server.closed)
         const killedAt = now()
-        expectServerError(yield* within(2_000, "waiting request", Fiber.await(waiting)), "Disconnected")
+        expectRemoteError(yield* within(2_000, "waiting request", Fiber.await(waiting)), ["Disconnected"])
         yield* within(2_000, "lost of the held lock", lock.lost)
         expect((yield* Effect.flip(lock.ensureHeld("test")))._tag).toBe("LockLostError")
         console.log(`waiter failed and holder lost its lock ${(now() - killedAt).toFixed(1)} ms after the kill`)
@@ -226,12 +170,12 @@ describe("several processes, one lock server", () => {
 
         // Nobody listens: fast, typed failures through the manager and the Client.
         const started = now()
-        expectServerError(
+        expectRemoteError(
           yield* Effect.exit(within(2_000, "lock", Effect.scoped(manager.lock("/z", "read")))),
-          "Unreachable"
+          ["Unreachable"]
         )
         const write = yield* Effect.exit(within(2_000, "Client.write", client.write(nodePath.join(dir, "f"), "x")))
-        expectServerError(write, "Unreachable")
+        expectRemoteError(write, ["Unreachable"])
         expect(now() - started).toBeLessThan(1_000)
 
         // A new server on the same path (its stale socket file is replaced).
@@ -266,7 +210,7 @@ describe("bounded, typed failures", () => {
       const started = now()
       const exit = yield* Effect.exit(within(maxMs + 2_000, "lock", Effect.scoped(manager.lock("/a", "write"))))
       const elapsed = now() - started
-      const error = expectServerError(exit, reason)
+      const error = expectRemoteError(exit, [reason])
       expect(elapsed, error.message).toBeLessThan(maxMs)
       return { error, elapsed }
     }))
@@ -318,7 +262,7 @@ describe("bounded, typed failures", () => {
 
   it.live("a server of another protocol version: ProtocolMismatch", () =>
     Effect.scoped(Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("lockserver-")
       const socket = nodePath.join(dir, "lockd.sock")
       yield* LockServer.make({ socket })
       const { error } = yield* failsWith({ socket }, "ProtocolMismatch", 2_000, { protocolVersion: 99 })
@@ -328,7 +272,7 @@ describe("bounded, typed failures", () => {
 
 describe("in-process server", () => {
   const setup = Effect.gen(function*() {
-    const dir = yield* tempDir
+    const dir = yield* tempDir("lockserver-")
     const socket = nodePath.join(dir, "lockd.sock")
     const server = yield* LockServer.make({ socket })
     return { dir, socket, server }
@@ -353,7 +297,7 @@ describe("in-process server", () => {
 
   it.live("a server shutting down ends waiting and held requests with typed outcomes, and closes", () =>
     Effect.scoped(Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("lockserver-")
       const socket = nodePath.join(dir, "lockd.sock")
       const serverScope = yield* Scope.make()
       yield* LockServer.make({ socket }).pipe(Scope.extend(serverScope))
@@ -363,7 +307,7 @@ describe("in-process server", () => {
       const waiting = yield* Effect.fork(Effect.scoped(manager.lock("/s", "read")))
       yield* untilStats(manager, (s) => s.pending === 1)
       yield* within(5_000, "server shutdown", Scope.close(serverScope, Exit.void))
-      expectServerError(yield* within(2_000, "waiting request", Fiber.await(waiting)), "Disconnected")
+      expectRemoteError(yield* within(2_000, "waiting request", Fiber.await(waiting)), ["Disconnected"])
       yield* within(2_000, "lost", lock.lost)
       yield* holder.release
       expect(nodeFs.existsSync(socket)).toBe(false)
@@ -384,7 +328,7 @@ describe("in-process server", () => {
   it.live("the Client runs unchanged over layerRemote", () =>
     Effect.scoped(Effect.gen(function*() {
       const { dir, server, socket } = yield* setup
-      const client = yield* clientOver({ socket })
+      const client = yield* clientOver(LockManager.layerRemote({ socket }))
       const file = nodePath.join(dir, "a", "doc.txt")
       yield* client.write(file, "one")
       yield* client.modify(file, (current) => Option.getOrThrow(current).length === 3 ? "three" : "?")
