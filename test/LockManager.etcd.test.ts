@@ -150,28 +150,29 @@ const track = <C extends Child>(child: C): C => {
 }
 
 describe("several processes through one etcd cluster", () => {
-  it.live(
-    "four processes x 250 Client.modify increments through a 3-member cluster: exactly 1000, one holder at a time",
-    () =>
+  for (
+    const [title, durable] of [
+      [
+        "four processes x 250 Client.modify increments through a 3-member cluster: exactly 1000, one holder at a time",
+        [false, false, false, false]
+      ],
+      ["the same with the Client durable in two of the four processes", [true, false, true, false]]
+    ] as const
+  ) {
+    it.live(title, () =>
       Effect.scoped(Effect.gen(function*() {
         const dir = yield* tempDir("etcd-locks-")
         const file = nodePath.join(dir, "counter")
-        const { run, workers } = yield* counterWorkers(
-          { endpoints: three!.endpoints },
-          file,
-          250,
-          [false, false, false, false]
-        )
+        const { run, workers } = yield* counterWorkers({ endpoints: three!.endpoints }, file, 250, durable)
         workers.forEach(track)
         const { failed, grants, ms, records } = yield* run
-        console.log(`1000 modify increments by 4 processes through 3 etcd members: ${ms.toFixed(0)} ms`)
+        console.log(`${title}: 1000 increments (durable: ${durable}) in ${ms.toFixed(0)} ms`)
         expect(failed).toBe(0)
         expect(violation(records, grants)).toBeUndefined()
         expect(records).toHaveLength(1000)
         expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
-      })),
-    120_000
-  )
+      })), 120_000)
+  }
 
   it.live(
     "negative control: the overlap detector sees four processes with their own in-memory managers",
@@ -194,28 +195,6 @@ describe("several processes through one etcd cluster", () => {
         expect(found).toBeDefined()
       })),
     60_000
-  )
-
-  it.live(
-    "the same with the Client durable in two of the four processes",
-    () =>
-      Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir("etcd-locks-")
-        const file = nodePath.join(dir, "counter")
-        const { run, workers } = yield* counterWorkers(
-          { endpoints: three!.endpoints },
-          file,
-          250,
-          [true, false, true, false]
-        )
-        workers.forEach(track)
-        const { failed, grants, ms, records } = yield* run
-        console.log(`1000 modify increments (2 durable) through 3 etcd members: ${ms.toFixed(0)} ms`)
-        expect(failed).toBe(0)
-        expect(violation(records, grants)).toBeUndefined()
-        expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
-      })),
-    120_000
   )
 
   it.live(
