@@ -486,7 +486,8 @@ export const unsafeMake = (): LockManagerService => {
         (value) => {
           Holds.pop(cell, request)
           leaveNow(request)
-          return Effect.succeed(value)
+          // A region that returns nothing (most do) allocates no result.
+          return value === undefined ? Effect.void as Effect.Effect<A> : Effect.succeed(value)
         }
       )
     )

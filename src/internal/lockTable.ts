@@ -161,6 +161,9 @@ class Entry {
   ) {}
 }
 
+// Never pushed to: a request gets its own array when it enters the index.
+const NO_ENTRIES: Array<never> = []
+
 /**
  * What only requests of fibers that hold locks need: kept apart so that a
  * plain request stays small.
@@ -197,7 +200,8 @@ export class Request {
   onGrant: ((request: Request) => void) | undefined = undefined
   /** When the request started waiting (set and read by the service, for metrics). */
   waitStart = 0
-  entries: Array<Entry> = []
+  /** Shared and empty until the request enters the index: a request granted at an empty table never does. */
+  entries: Array<Entry> = NO_ENTRIES
   /**
    * The entries before this index are clear of earlier conflicting requests.
    * A clear entry stays clear until the grant (later arrivals that conflict
@@ -366,6 +370,7 @@ export class LockTable {
     }
     if (this.solo !== undefined) this.index(this.solo)
     let free = true
+    request.entries = []
     for (let i = 0; i < paths.length; i++) {
       const entry = this.entryFor(request, paths[i], typeof modes === "string" ? modes : modes[i])
       request.entries.push(entry)
@@ -513,6 +518,7 @@ export class LockTable {
   /** Enters the held request granted while the table was empty (see `enqueue`) into the index. */
   private index(request: Request): void {
     this.solo = undefined
+    request.entries = []
     for (let i = 0; i < request.paths.length; i++) {
       const entry = this.entryFor(request, request.paths[i], request.modeAt(i))
       request.entries.push(entry)
