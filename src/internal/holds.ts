@@ -19,6 +19,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 
 /**
@@ -76,6 +77,24 @@ export const withCell = <A, E, R>(f: (cell: Cell) => Effect.Effect<A, E, R>): Ef
     const own = new Cell(fiber, cell.top)
     return Effect.zipRight(FiberRef.set(currentHolds, own), Effect.suspend(() => f(own)))
   })
+
+/**
+ * The cell `fiber` pushes on, when it needs no FiberRef update to get one
+ * (it has its own, or a forked child claims the one it inherited); otherwise
+ * `undefined`, and `withCell` gives it one. Lets a caller that already has
+ * the fiber skip the step `withCell` costs.
+ *
+ * @internal
+ */
+export const ownCell = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Cell | undefined => {
+  const cell = fiber.getFiberRef(currentHolds)
+  if (cell.owner === fiber) return cell
+  if (cell.owner === undefined) {
+    cell.owner = fiber
+    return cell
+  }
+  return undefined
+}
 
 /**
  * Whether the fiber holds nothing live: the hot path of the lock manager

@@ -10,11 +10,14 @@
  *
  * @internal
  */
+import type * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../LockManager.js"
 import type { Lock, LockManagerService, LockMode, LockRequest } from "../LockManager.js"
@@ -177,6 +180,12 @@ interface Nested {
   /** The fiber's locks that cover the rest: the grant ends no later than they do. */
   readonly covering: ReadonlyArray<Request>
 }
+
+/** The options of `Effect.matchCauseEffect`, from handlers passed as arguments (see `holdRegion`). */
+const handlers = <E, A, B, E2, R2>(
+  onFailure: (cause: Cause.Cause<E>) => Effect.Effect<B, E2, R2>,
+  onSuccess: (value: A) => Effect.Effect<B, E2, R2>
+) => ({ onFailure, onSuccess })
 
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
@@ -406,11 +415,35 @@ export const unsafeMake = (): LockManagerService => {
         )
       )
 
+  /** The body a granted waiter is resumed with (the wait measured as `granted` does). */
+  function grantedBody<A, E, R>(
+    request: Request,
+    plan: Plan,
+    effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>),
+    covering: ReadonlyArray<Request> | undefined
+  ): Effect.Effect<A, E, R> {
+    if (Effect.isEffect(effect)) {
+      // A plain effect does not need the Lock: none is built.
+      lockWaitSeconds.unsafeUpdate((performance.now() - request.waitStart) / 1000, noTags)
+      return effect
+    }
+    const lock = granted(request, plan, covering)
+    return Effect.suspend(() => effect(lock))
+  }
+
   /**
    * `withLock`'s region for a request in the table (a plain effect, or a
    * function of the Lock). Pushed on the fiber's holds for the region.
+   *
+   * Run-loop steps are most of an uncontended lock's cost, so the region has
+   * as few as an interruption-safe bracket can: the caller's mask is the only
+   * uninterruptible region, the release is the one handler frame of
+   * `matchCauseEffect` (no `Effect.exit` + `flatMap` pair), and a waiter that
+   * is not traced parks in one `Effect.async` that the grant resumes with the
+   * body itself (no continuation between the wake-up and the body).
    */
   const holdRegion = <A, E, R>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
     cell: Holds.Cell,
     request: Request,
     plan: Plan,
@@ -419,21 +452,67 @@ export const unsafeMake = (): LockManagerService => {
     restore: Restore
   ): Effect.Effect<A, E, R> => {
     Holds.push(cell, request)
-    const body = request.state === "held" ?
+    let body: Effect.Effect<A, E, R>
+    if (request.state === "held") {
       // A plain effect does not need the Lock: none is built. A callback is
       // suspended: one that throws must still find the release attached.
-      (Effect.isEffect(effect) ? effect : Effect.suspend(() => effect(lockOf(request, plan, covering)))) :
-      Effect.flatMap(
+      body = Effect.isEffect(effect) ? effect : Effect.suspend(() => effect(lockOf(request, plan, covering)))
+    } else if (Span.tracesWait(fiber)) {
+      body = Effect.flatMap(
         awaitGrant(request, plan, covering),
         (lock) => Effect.isEffect(effect) ? effect : effect(lock)
       )
+    } else {
+      body = Effect.async<A, E, R>((resume) => {
+        // The fiber may have yielded since the enqueue: a grant in between
+        // found no callback.
+        if (request.state === "held") resume(grantedBody(request, plan, effect, covering))
+        else request.onGrant = (request) => resume(grantedBody(request, plan, effect, covering))
+      })
+    }
     // Already uninterruptible: the release needs no region of its own, as
-    // `Effect.ensuring` would make.
-    return Effect.flatMap(Effect.exit(restore(body)), (exit) => {
-      Holds.pop(cell, request)
-      leaveNow(request)
-      return exit
-    })
+    // `Effect.ensuring` would make. The handlers are passed as arguments, not
+    // written as properties: a property's arrow function gets a name, which
+    // esbuild's keepNames (tsx, the bench) sets with a defineProperty per
+    // call, a third of the region's cost there.
+    return Effect.matchCauseEffect(
+      restore(body),
+      handlers(
+        (cause) => {
+          Holds.pop(cell, request)
+          leaveNow(request)
+          return Effect.failCause(cause)
+        },
+        (value) => {
+          Holds.pop(cell, request)
+          leaveNow(request)
+          // A region that returns nothing (most do) allocates no result.
+          return value === undefined ? Effect.void as Effect.Effect<A> : Effect.succeed(value)
+        }
+      )
+    )
+  }
+
+  /** The region of a fiber whose cell is `cell`; runs in the caller's mask, in one step with the enqueue. */
+  const region = <A, E, R>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    cell: Holds.Cell,
+    operation: string,
+    p: Plan,
+    effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>),
+    restore: Restore
+  ): Effect.Effect<A, E | DeadlockError, R> => {
+    if (Holds.holdsNothing(cell)) return holdRegion(fiber, cell, enqueue(p), p, effect, undefined, restore)
+    const holds = Holds.liveOf<Request>(cell, table)
+    if (holds.length === 0) return holdRegion(fiber, cell, enqueue(p), p, effect, undefined, restore)
+    const nested = acquireNested(operation, p, holds)
+    if (Either.isLeft(nested)) return Effect.fail(nested.left)
+    const { covering, request } = nested.right
+    if (request !== undefined) return holdRegion(fiber, cell, request, p, effect, covering, restore)
+    // Wholly re-entrant: nothing to release.
+    return restore(
+      Effect.suspend(() => Effect.isEffect(effect) ? effect : effect(nestedLock(p, covering, undefined)))
+    )
   }
 
   const bracket = (operation: string, plan: Either.Either<Plan, PlanError>) =>
@@ -442,22 +521,25 @@ export const unsafeMake = (): LockManagerService => {
   ): Effect.Effect<A, E | PlanError | DeadlockError, R> =>
     Either.isLeft(plan) ?
       Effect.fail(plan.left) :
-      Effect.uninterruptibleMask((restore) =>
-        Holds.withCell((cell): Effect.Effect<A, E | DeadlockError, R> => {
-          const p = plan.right
-          if (Holds.holdsNothing(cell)) return holdRegion(cell, enqueue(p), p, effect, undefined, restore)
-          const holds = Holds.liveOf<Request>(cell, table)
-          if (holds.length === 0) return holdRegion(cell, enqueue(p), p, effect, undefined, restore)
-          const nested = acquireNested(operation, p, holds)
-          if (Either.isLeft(nested)) return Effect.fail(nested.left)
-          const { covering, request } = nested.right
-          if (request !== undefined) return holdRegion(cell, request, p, effect, covering, restore)
-          // Wholly re-entrant: nothing to release.
-          return restore(
-            Effect.suspend(() => Effect.isEffect(effect) ? effect : effect(nestedLock(p, covering, undefined)))
+      Effect.uninterruptibleMask((restore): Effect.Effect<A, E | DeadlockError, R> => {
+        // The mask's callback runs in the fiber's own step, with the fiber
+        // current: reading it here spares the step `withFiberRuntime` costs.
+        const current = Fiber.getCurrentFiber()
+        const cell = Option.isSome(current) ? Holds.ownCell(current.value) : undefined
+        if (cell !== undefined) {
+          return region(
+            (current as Option.Some<Fiber.RuntimeFiber<unknown, unknown>>).value,
+            cell,
+            operation,
+            plan.right,
+            effect,
+            restore
           )
-        })
-      )
+        }
+        return Effect.withFiberRuntime((fiber) =>
+          Holds.withCell((cell) => region(fiber, cell, operation, plan.right, effect, restore))
+        )
+      })
 
   return {
     [TypeId]: TypeId,

@@ -116,6 +116,17 @@ export const scoped = (
 const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
 /**
+ * Whether a wait of `fiber` gets a span (see `wait`): a tracer other than
+ * Effect's built-in one is installed and tracing is enabled. Lets a waiter
+ * that is not traced park in one plain `Effect.async`.
+ *
+ * @internal
+ */
+export const tracesWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+  Context.get(fiber.currentDefaultServices, Tracer.Tracer) !== nativeTracer &&
+  fiber.getFiberRef(FiberRef.currentTracerEnabled)
+
+/**
  * A callback wait in a span: `register` receives `done`, which ends the span
  * with success and resumes the waiter with the value, in that order, so the
  * span is ended before the waiter runs again. An interrupted wait ends it with
