@@ -48,7 +48,8 @@ const finish = (span: Tracer.Span, timing: Timing, exit: Exit.Exit<unknown, unkn
   onEnd(exit)
 }
 
-const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptions => ({
+/** @internal */
+export const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptions => ({
   attributes,
   // A stack trace per span costs ~3 us of a 4 KiB read, for a frame that
   // names the library, not the caller.
@@ -65,27 +66,44 @@ const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptions => (
  */
 export const around = (name: string, attributes: Record<string, unknown>, onEnd: OnEnd = none) => {
   const options = optionsOf(attributes)
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Effect.makeSpan(name, options), (span) =>
-        Effect.withFiberRuntime<A, E, R>((fiber) => {
-          const outer = fiber.currentContext
-          const timing = timingOf(fiber)
-          return FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)).pipe(
-            Effect.zipRight(Effect.exit(restore(self))),
-            Effect.flatMap((exit) =>
-              Effect.zipRight(
-                FiberRef.set(FiberRef.currentContext, outer),
-                Effect.suspend(() => {
-                  finish(span, timing, exit, onEnd)
-                  return exit
-                })
-              )
-            )
-          )
-        }))
-    )
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => run(name, options, onEnd, self)
 }
+
+/**
+ * `around` for one call: the options made by the caller (`optionsOf`), no
+ * closure per call beyond the region's own.
+ *
+ * @internal
+ */
+export const run = <A, E, R>(
+  name: string,
+  options: Tracer.SpanOptions,
+  onEnd: OnEnd,
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Effect.makeSpan(name, options), (span) =>
+      Effect.withFiberRuntime<A, E, R>((fiber) => {
+        const outer = fiber.currentContext
+        // Read at the start, as `Effect.withSpan` does.
+        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        const timed = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
+        return Effect.zipRight(
+          FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)),
+          Effect.flatMap(Effect.exit(restore(self)), (exit) =>
+            Effect.zipRight(
+              FiberRef.set(FiberRef.currentContext, outer),
+              Effect.suspend(() => {
+                if (span.status._tag !== "Ended") {
+                  span.end(timed ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+                  onEnd(exit)
+                }
+                return exit
+              })
+            ))
+        )
+      }))
+  )
 
 /**
  * A span that lasts as long as the current scope: opened now, ended with the
