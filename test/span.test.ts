@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, FiberRef, Option, TestClock, Tracer } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, FiberRef, Option, TestClock, Tracer } from "effect"
 import * as Span from "../src/internal/span.js"
 import * as LockManager from "../src/LockManager.js"
 import { expectIdle, hold, waitUntil } from "./utils/locks.js"
@@ -90,6 +90,54 @@ describe("the span helper", () => {
         expect(calls.map(shapeOf)).toEqual([ours.exit])
       }))
   }
+
+  it.effect("makes the span Effect.withSpan makes: annotations, links, a parent that stops propagation, tracing off", () =>
+    Effect.gen(function*() {
+      const link = yield* Effect.makeSpan("linked")
+      const settings: ReadonlyArray<
+        readonly [string, <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>]
+      > = [
+        ["plain", (self) => self],
+        ["annotated", (self) => Effect.annotateSpans(self, { annotated: "yes", n: 2 })],
+        ["linked", (self) => Effect.linkSpans(self, link, { why: "test" })],
+        [
+          "under a parent that stops propagation",
+          (self) => self.pipe(Effect.withSpan("quiet", { context: Context.make(Tracer.DisablePropagation, true) }))
+        ],
+        ["tracing off", (self) => Effect.withTracerEnabled(self, false)]
+      ]
+      for (const [setting, around] of settings) {
+        const observe = (wrap: (self: Effect.Effect<Tracer.Span>) => Effect.Effect<Tracer.Span>) =>
+          Effect.gen(function*() {
+            const { spans, tracer } = yield* recording
+            const span = yield* wrap(Effect.orDie(Effect.currentSpan)).pipe(
+              around,
+              Effect.withSpan("caller"),
+              Effect.withTracer(tracer)
+            )
+            const parents: Array<string> = []
+            for (let p: Option.Option<Tracer.AnySpan> = span.parent; Option.isSome(p);) {
+              const next: Tracer.AnySpan = p.value
+              parents.push(next._tag === "Span" ? next.name : "external")
+              p = next._tag === "Span" ? next.parent : Option.none()
+            }
+            return {
+              setting,
+              name: span.name,
+              recorded: spans.map((s) => s.name),
+              parents,
+              attributes: Object.fromEntries(span.attributes),
+              links: span.links.map((l) => [l.span, l.attributes]),
+              sampled: span.sampled,
+              kind: span.kind
+            }
+          })
+        const attributes = { "persistence.path": "/a" }
+        const reference = yield* observe(Effect.withSpan("op", { attributes, captureStackTrace: false }))
+        const ours = yield* observe(Span.around("op", attributes))
+        expect(ours).toEqual(reference)
+      }
+    }))
 
   it.effect("a scoped span ends with its scope's exit, as Effect.makeSpanScoped's does, and reports it once", () =>
     Effect.gen(function*() {

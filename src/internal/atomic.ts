@@ -430,6 +430,8 @@ export const replace = (
         })
       )
     ) :
+    disk.pins === undefined ?
+    replaceByPath(disk, operation, target, lock, data, mode) :
     inPlace(
       disk,
       operation,
@@ -446,6 +448,63 @@ export const replace = (
             ))
         )
     )
+
+const WX = { flag: "wx" } as const
+
+/**
+ * `replace` by path, not durable: what `writeTemp` and the commit do, with
+ * the fewest steps of the run loop (this is every plain `Client.write`): one
+ * uninterruptible region, one handler per platform call, no scope, no
+ * objects but the temp name. Same guarantees: the temp file is created
+ * exclusively (a taken name means another name; a missing directory is made,
+ * interruptibly, then the create is tried again), an interruption that
+ * arrived during the write is honoured before the rename, the rename happens
+ * only under a lock still held, and on any failure or interruption before
+ * the rename the temp file is removed.
+ */
+const replaceByPath = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  lock: Lock,
+  data: Uint8Array,
+  mode: number | undefined
+): Effect.Effect<void, FileSystemError | LockLostError> =>
+  Effect.uninterruptibleMask((restore) => {
+    const dir = parent(target)
+    const name = basename(target)
+    const flags = mode === undefined ? WX : { flag: "wx" as const, mode }
+    const attempt = (retries: number): Effect.Effect<void, FileSystemError | LockLostError> => {
+      const temp = join(dir, tempName(name, disk.tempSuffix))
+      return Effect.matchEffect(disk.fs.writeFile(temp, data, flags), {
+        onFailure: (error) => {
+          const code = errnoCode(error)
+          // On ENOENT or EEXIST the create itself failed: nothing of ours is there.
+          if (code === "ENOENT") {
+            return retries > 0 ?
+              Effect.zipRight(restore(ensureDirectory(disk, operation, dir)), attempt(retries - 1)) :
+              Effect.fail(fromPlatform(operation, target)(error))
+          }
+          if (code === "EEXIST") {
+            return retries > 0 ? attempt(retries - 1) : Effect.fail(fromPlatform(operation, target)(error))
+          }
+          // Past the create (a failed write or close): the file is ours to remove.
+          return Effect.zipRight(removeQuietly(disk, temp), Effect.fail(fromPlatform(operation, target)(error)))
+        },
+        // An interruption that arrived during the write is honoured here,
+        // before the commit point; never commit under a lost lock.
+        onSuccess: () =>
+          Effect.catchAllCause(
+            Effect.zipRight(
+              restore(lock.ensureHeld(operation)),
+              Effect.mapError(disk.fs.rename(temp, join(dir, name)), fromPlatform(operation, target))
+            ),
+            (cause) => Effect.zipRight(removeQuietly(disk, temp), Effect.failCause(cause))
+          )
+      })
+    }
+    return attempt(3)
+  })
 
 /**
  * The elements of one stream chunk are written in blocks of up to this size:

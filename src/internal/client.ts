@@ -73,6 +73,8 @@ const span = (name: string, path: unknown) => Span.around(name, { "persistence.p
 /** Counts an operation's outcome: the one mechanism for every operation, streams and sinks included. */
 const counter = (name: string): Span.OnEnd => (exit) => countOperation(name, exit)
 
+const countWrite = counter("Client.write")
+
 /**
  * The span of a stream or sink, for as long as its consumer runs it: opened
  * when it starts, ended and counted once, with the exit of its scope (also
@@ -120,23 +122,30 @@ export const make = (
     })
     const isTemp = (name: string) => isTempName(name, tempSuffix)
 
-    /** Validates, normalises and (with a root) confines a path. No lock, no change on disk. */
-    const resolve = (operation: string, path: string, use: Use): Effect.Effect<string, Api.ReadError> => {
+    /** Validates and normalises a path, lexically: no lock, no I/O. */
+    const lexical = (operation: string, path: string, use: Use): Either.Either<string, InvalidPathError> => {
       const normal = normalize(path)
-      if (Either.isLeft(normal)) return Effect.fail(invalidPath(operation, path, normal.left))
+      if (Either.isLeft(normal)) return Either.left(invalidPath(operation, path, normal.left))
       const p = normal.right
-      if (use !== "directory" && p === ROOT) return Effect.fail(invalidPath(operation, path, "Root"))
+      if (use !== "directory" && p === ROOT) return Either.left(invalidPath(operation, path, "Root"))
       if (use === "create") {
         // What the client creates must never be taken for a leftover temp
         // file: `recover` would delete it, `collect` would hide it.
         const segment = tempSegment(p)
         if (segment !== undefined) {
-          return Effect.fail(
+          return Either.left(
             invalidPath(operation, path, "TempName", `${JSON.stringify(segment)} has the form of a temp file's name`)
           )
         }
       }
-      return confinement === undefined ? Effect.succeed(p) : confinement(operation, path, p, use)
+      return Either.right(p)
+    }
+
+    /** Validates, normalises and (with a root) confines a path. No lock, no change on disk. */
+    const resolve = (operation: string, path: string, use: Use): Effect.Effect<string, Api.ReadError> => {
+      const p = lexical(operation, path, use)
+      if (Either.isLeft(p)) return Effect.fail(p.left)
+      return confinement === undefined ? Effect.succeed(p.right) : confinement(operation, path, p.right, use)
     }
 
     /**
@@ -286,17 +295,29 @@ export const make = (
             })
           ).pipe(Stream.provideService(Tracer.ParentSpan, opened)))),
 
-      write: (path, data, options) =>
-        Effect.flatMap(
-          writeInput("Client.write", path, data, options),
-          ({ bytes, mode }) =>
-            writeLocked(
-              "Client.write",
-              path,
-              "create",
-              (p, lock) => replace(disk, "Client.write", p, lock, bytes, mode)
-            )
-        ),
+      // The most frequent operation, so written out: data and mode checked
+      // before the span (a bad one is neither traced nor counted), the path
+      // inside it, and no effect where a plain check does.
+      write: (path, data, options) => {
+        const operation = "Client.write"
+        const bytes = Input.bytes(operation, path, data)
+        if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
+        const mode = Input.mode(operation, path, options?.mode)
+        if (Either.isLeft(mode)) return Effect.fail(mode.left)
+        const replaceAt = (p: string) =>
+          manager.withLock(p, "write")((lock) => replace(disk, operation, p, lock, bytes.right, mode.right))
+        const p = lexical(operation, path, "create")
+        return Span.run(
+          operation,
+          Span.optionsOf({ "persistence.path": path }),
+          countWrite,
+          Either.isLeft(p) ?
+            Effect.fail(p.left) :
+            confinement === undefined ?
+            replaceAt(p.right) :
+            Effect.flatMap(confinement(operation, path, p.right, "create"), replaceAt)
+        )
+      },
 
       sink: (path, options) =>
         Sink.unwrapScoped(
@@ -585,10 +606,6 @@ const withDetail = (error: FileSystemError, detail: string): FileSystemError =>
     detail,
     cause: error.cause
   })
-
-/** Data and mode of a write, checked before any lock or I/O. */
-const writeInput = (operation: string, path: unknown, data: unknown, options: Api.WriteOptions | undefined) =>
-  Either.all({ bytes: Input.bytes(operation, path, data), mode: Input.mode(operation, path, options?.mode) })
 
 /** @internal */
 export const makeFromConfig = (

@@ -15,6 +15,7 @@
  *
  * @internal
  */
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DefaultServices from "effect/DefaultServices"
@@ -22,6 +23,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 
@@ -48,7 +51,8 @@ const finish = (span: Tracer.Span, timing: Timing, exit: Exit.Exit<unknown, unkn
   onEnd(exit)
 }
 
-const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptions => ({
+/** @internal */
+export const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptions => ({
   attributes,
   // A stack trace per span costs ~3 us of a 4 KiB read, for a frame that
   // names the library, not the caller.
@@ -65,26 +69,89 @@ const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptions => (
  */
 export const around = (name: string, attributes: Record<string, unknown>, onEnd: OnEnd = none) => {
   const options = optionsOf(attributes)
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Effect.makeSpan(name, options), (span) =>
-        Effect.withFiberRuntime<A, E, R>((fiber) => {
-          const outer = fiber.currentContext
-          const timing = timingOf(fiber)
-          return FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)).pipe(
-            Effect.zipRight(Effect.exit(restore(self))),
-            Effect.flatMap((exit) =>
-              Effect.zipRight(
-                FiberRef.set(FiberRef.currentContext, outer),
-                Effect.suspend(() => {
-                  finish(span, timing, exit, onEnd)
-                  return exit
-                })
-              )
-            )
-          )
-        }))
-    )
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => run(name, options, onEnd, self)
+}
+
+/**
+ * `around` for one call: the options made by the caller (`optionsOf`), no
+ * closure per call beyond the region's own.
+ *
+ * The span is made in the region's first step, as `Effect.makeSpan` makes
+ * it (the fiber's tracer, parent, links, annotations, then the attributes),
+ * without the three steps of its own that `makeSpan` takes; when tracing is
+ * disabled or the parent stops propagation, `makeSpan` makes it (rare).
+ *
+ * @internal
+ */
+export const run = <A, E, R>(
+  name: string,
+  options: Tracer.SpanOptions,
+  onEnd: OnEnd,
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.withFiberRuntime<A, E, R>((fiber) => {
+      const span = plainSpan(fiber, name, options)
+      return span === undefined ?
+        Effect.flatMap(Effect.makeSpan(name, options), (span) => inSpan(fiber, span, onEnd, restore(self))) :
+        inSpan(fiber, span, onEnd, restore(self))
+    })
+  )
+
+/**
+ * What `Effect.makeSpan` makes, made at once, when tracing is enabled and
+ * the parent (if any) propagates; `undefined` otherwise.
+ */
+const plainSpan = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  name: string,
+  options: Tracer.SpanOptions
+): Tracer.Span | undefined => {
+  if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return undefined
+  const parent = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
+  if (Option.isSome(parent) && Context.get(parent.value.context, Tracer.DisablePropagation)) return undefined
+  const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+  const span = fiber.currentTracer.span(
+    name,
+    parent,
+    Context.empty(),
+    Chunk.toReadonlyArray(fiber.getFiberRef(FiberRef.currentTracerSpanLinks)),
+    fiber.getFiberRef(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : BigInt(0),
+    "internal",
+    options
+  )
+  HashMap.forEach(fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations), (value, key) => span.attribute(key, value))
+  if (options.attributes !== undefined) {
+    for (const key in options.attributes) span.attribute(key, options.attributes[key])
+  }
+  return span
+}
+
+/**
+ * Runs `self` with `span` as the parent of what runs in it; then restores
+ * the caller's context and ends the span, in that order.
+ */
+const inSpan = <A, E, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  span: Tracer.Span,
+  onEnd: OnEnd,
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  const outer = fiber.currentContext
+  // Read at the start, as `Effect.withSpan` does.
+  const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+  const timed = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
+  return Effect.zipRight(
+    FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)),
+    Effect.flatMap(Effect.exit(self), (exit) =>
+      Effect.flatMap(FiberRef.set(FiberRef.currentContext, outer), () => {
+        if (span.status._tag !== "Ended") {
+          span.end(timed ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+          onEnd(exit)
+        }
+        return exit
+      }))
+  )
 }
 
 /**
