@@ -24,7 +24,10 @@
  *   writers arriving meanwhile share the next one, which starts when it ends.
  *   Until 8 fsyncs are measured, at most one is in flight.
  *
- * Every writer learns the outcome of the fsync that covered it.
+ * Every writer learns the outcome of the fsync that covered it as soon as that
+ * fsync ends, and the next batch starts then too; the directory is closed
+ * after, by the fiber that ran the batch (a close is one more trip through the
+ * thread pool, and nothing durable depends on it).
  *
  * Why adapt (bench/durable.ts measures it, with an emulated device flush after
  * each fsync): with one fsync in flight per directory, writers that arrive
