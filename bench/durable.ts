@@ -22,10 +22,15 @@
  * in one shared directory, one write after another: a durable write returns
  * only once its rename is durable, so a writer's next write waits for it.
  */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Client from "../src/Client.js"
+import * as GroupCommit from "../src/internal/groupCommit.js"
 import { measureInChild } from "./child.js"
 import {
   type Case,
@@ -74,6 +79,7 @@ const opsPerRun = (flushMs: number) => flushMs <= 2 ? 480 : 160
 const GROUP = "Client.write durable"
 const ORIGINAL = "original Client.write durable"
 const NO_GROUP = "Client.write durable, groupCommit: false"
+const FLOOR = "platform calls alone (open, writeAll, sync, close, rename, group-committed directory fsync)"
 
 const caseName = (p: Params) => `durable ${p.writers} writers, ${p.flushMs} ms ${p.mode} flush, ${p.threads} threads`
 
@@ -148,6 +154,7 @@ export const childCase = (raw: unknown): Case => {
       const dirs = {
         group: ws.dir("group"),
         single: ws.dir("single"),
+        floor: ws.dir("floor"),
         ...("original" in loaded ? { original: ws.dir("original") } : {})
       }
       const target = (dir: string, writer: number) => path.join(dir, names[writer])
@@ -175,7 +182,27 @@ export const childCase = (raw: unknown): Case => {
         costs.set(runner.name, wrapped)
         return wrapped.runner
       }
-      const baselines: Array<Runner> = [counted(noGroup.runner)]
+      // The floor: the subject's platform calls in its order, the directory
+      // fsyncs shared by the same group commit, and nothing around them (no
+      // lock, span, counter or checks of the input).
+      const floorDir = dirs.floor
+      const floorSync = GroupCommit.make((dir) =>
+        Effect.map(nodeFileSystem.open(dir, { flag: "r" }), (file: FileSystem.File) => file.sync)
+      )
+      let floorTemps = 0
+      const floorWrite = (writer: number) =>
+        Effect.flatMap(Scope.make(), (scope) => {
+          const temp = path.join(floorDir, `.floor-${floorTemps++}.tmp`)
+          return Effect.flatMap(Scope.extend(nodeFileSystem.open(temp, { flag: "wx" }), scope), (file) =>
+            file.writeAll(data).pipe(
+              Effect.zipRight(file.sync),
+              Effect.zipRight(Scope.close(scope, Exit.void)),
+              Effect.zipRight(nodeFileSystem.rename(temp, target(floorDir, writer))),
+              Effect.zipRight(floorSync(floorDir))
+            ))
+        })
+      const floor = effectRunner(FLOOR, ops, effectWriters(p.writers, perWriter, floorWrite))
+      const baselines: Array<Runner> = [counted(noGroup.runner), counted(floor)]
       if ("original" in loaded && dirs.original !== undefined) {
         const { Client: OriginalClient, LockManager: OriginalLockManager } = loaded.original
         const original = new OriginalClient({ manager: new OriginalLockManager(), durable: true })
@@ -191,6 +218,7 @@ export const childCase = (raw: unknown): Case => {
       return {
         subject: counted(subject.runner),
         baselines,
+        ...("original" in loaded ? { ceilings: [{ of: FLOOR, against: ORIGINAL }] } : {}),
         verify: async () => {
           for (const dir of Object.values(dirs)) expectFiles(dir, names, WRITE_SIZE)
           const last = noGroup.runs[noGroup.runs.length - 1]

@@ -49,6 +49,13 @@ describe("bench", () => {
     const durable = cases.filter((c) => c.suite === "durable")
     if (!/skipped: no C compiler/.test(stdout)) {
       expect(stdout.match(/emulated flushes per write \(fsyncs per write\): /g)?.length).toBe(durable.length)
+      // And their floor: the same platform calls with nothing around them, against the original.
+      if (!noOriginal) {
+        expect(
+          stdout.match(/ceiling: platform calls alone \(.*\) at \d+\.\d+x of original Client\.write durable/g)?.length
+        )
+          .toBe(durable.length)
+      }
     }
   }, 180_000)
 })

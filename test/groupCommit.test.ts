@@ -117,6 +117,45 @@ describe("group commit of directory fsyncs", () => {
       yield* Fiber.join(c)
     }))
 
+  it.effect("the writers of a batch and the next batch do not wait for the directory to be closed", () => {
+    // Each directory's close waits until the test ends it.
+    const closes: Array<Deferred.Deferred<void>> = []
+    return Effect.gen(function*() {
+      const { open: openSynced, syncs } = yield* fakeDirectory({ instantOpen: true })
+      const open = (dir: string) =>
+        Effect.zipLeft(
+          openSynced(dir),
+          Effect.flatMap(Deferred.make<void>(), (closed) =>
+            Effect.zipRight(
+              Effect.sync(() => closes.push(closed)),
+              Effect.addFinalizer(() => Deferred.await(closed))
+            ))
+        )
+      const batched = GroupCommit.make(open)
+      const a = yield* Effect.fork(batched("/d"))
+      yield* waitUntil(Effect.sync(() => syncs.length === 1))
+      const b = yield* Effect.fork(batched("/d"))
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(syncs[0].done, undefined)
+      // b's batch starts at the end of a's fsync, while a's directory is still open.
+      yield* waitUntil(Effect.sync(() => syncs.length === 2), "the next batch's fsync is issued before the close")
+      const c = yield* Effect.fork(batched("/d"))
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(syncs[1].done, undefined)
+      yield* ended(b, "b is acknowledged before its directory is closed")
+      // The writer that ran the batch closes its directory before it returns.
+      expect(yield* isRunning(a)).toBe(true)
+      yield* Deferred.succeed(closes[0], undefined)
+      yield* ended(a, "a returns once its directory is closed")
+      yield* waitUntil(Effect.sync(() => syncs.length === 3))
+      yield* Deferred.succeed(syncs[2].done, undefined)
+      yield* ended(c, "c is acknowledged")
+    }).pipe(
+      // Whatever happened, the closes end (a failed check must not leave the batches hanging).
+      Effect.ensuring(Effect.suspend(() => Effect.forEach(closes, (closed) => Deferred.succeed(closed, undefined))))
+    )
+  })
+
   it.effect("every writer of a batch learns that its fsync failed", () =>
     Effect.gen(function*() {
       const { open, syncs } = yield* fakeDirectory({ instantOpen: true })

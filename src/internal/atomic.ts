@@ -403,6 +403,70 @@ export const begin = (
   })
 
 /**
+ * A durable replacement by path (no handles): the steps of `begin` and
+ * `finish`, in the same order and with the same interruption points (between
+ * the open and the write, and during the creation of missing directories),
+ * as one chain of effects with one scope, that of the temp file's descriptor.
+ * On a busy machine the durable write is bound by CPU, much of it Effect's
+ * own per step (each nested scope, generator and provided service copies the
+ * fiber's refs): with the file system stubbed (each call one macrotask), a
+ * durable write by 16 writers cost 150 to 190 us of CPU this way against 170
+ * to 290 us through `begin` and `finish`.
+ * On failure before the rename the temp file is removed, then its descriptor
+ * closed, as `begin`'s scope does.
+ */
+const replaceDurable = (
+  disk: Disk,
+  operation: string,
+  target: string,
+  lock: Lock,
+  data: Uint8Array,
+  mode: number | undefined
+): Effect.Effect<void, FileSystemError | CommitError | LockLostError> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Scope.make(), (fileScope) => {
+      const place = unpinned(target)
+      let temp: string | undefined
+      let committed = false
+      const open = withTempName(disk, operation, place, (name) =>
+        Effect.map(Scope.extend(disk.fs.open(name, createFlags(mode)), fileScope), (file) => {
+          temp = name
+          return file
+        }), restore)
+      const steps = Effect.flatMap(open, (file) =>
+        (data.length === 0
+          ? restore(Effect.void)
+          : restore(Effect.uninterruptible(io(operation, target, file.writeAll(data))))).pipe(
+            Effect.zipRight(io(operation, target, file.sync)),
+            Effect.zipRight(Scope.close(fileScope, Exit.void)),
+            // Never commit under a lock that no longer excludes others.
+            Effect.zipRight(lock.ensureHeld(operation)),
+            // The directory must be reachable after a power loss before the new
+            // content is committed into it.
+            Effect.zipRight(makeDurable(disk, operation, place.dir)),
+            Effect.zipRight(Effect.suspend(() =>
+              commit(disk, operation, temp!, place).pipe(
+                // A CommitError means the rename happened: the new file must stay.
+                Effect.tapErrorTag("CommitError", () =>
+                  Effect.sync(() =>
+                    committed = true
+                  ))
+              )
+            ))
+          ))
+      return Effect.onExit(steps, (exit) =>
+        Exit.isSuccess(exit) ?
+          Effect.void :
+          Effect.zipRight(
+            Effect.suspend(() =>
+              temp === undefined || committed ? Effect.void : removeQuietly(disk, temp)
+            ),
+            Scope.close(fileScope, exit)
+          ))
+    })
+  )
+
+/**
  * Atomically replaces `target` with `data`. On failure or interruption before
  * the rename, the temp file is removed and the target is as it was.
  *
@@ -421,15 +485,17 @@ export const replace = (
   mode?: number
 ): Effect.Effect<void, FileSystemError | InvalidPathError | InvalidArgumentError | CommitError | LockLostError> =>
   disk.durable ?
-    Effect.uninterruptibleMask((restore) =>
-      Effect.scoped(
-        Effect.gen(function*() {
-          const replacement = yield* restore(begin(disk, operation, target, lock, mode))
-          yield* restore(replacement.write(data))
-          yield* replacement.finish
-        })
-      )
-    ) :
+    (disk.pins === undefined ?
+      replaceDurable(disk, operation, target, lock, data, mode) :
+      Effect.uninterruptibleMask((restore) =>
+        Effect.scoped(
+          Effect.gen(function*() {
+            const replacement = yield* restore(begin(disk, operation, target, lock, mode))
+            yield* restore(replacement.write(data))
+            yield* replacement.finish
+          })
+        )
+      )) :
     disk.pins === undefined ?
     replaceByPath(disk, operation, target, lock, data, mode) :
     inPlace(

@@ -24,7 +24,10 @@
  *   writers arriving meanwhile share the next one, which starts when it ends.
  *   Until 8 fsyncs are measured, at most one is in flight.
  *
- * Every writer learns the outcome of the fsync that covered it.
+ * Every writer learns the outcome of the fsync that covered it as soon as that
+ * fsync ends, and the next batch starts then too; the directory is closed
+ * after, by the fiber that ran the batch (a close is one more trip through the
+ * thread pool, and nothing durable depends on it).
  *
  * Why adapt (bench/durable.ts measures it, with an emulated device flush after
  * each fsync): with one fsync in flight per directory, writers that arrive
@@ -41,7 +44,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 
 /** Latencies kept: the last this many fsyncs. */
 const WINDOW = 32
@@ -107,8 +110,8 @@ export const make = <E>(
   const run = (dir: string, state: Directory, batch: Batch): Effect.Effect<void, E> => {
     state.started++
     state.opening = batch
-    const synced = Effect.scoped(
-      Effect.flatMap(open(dir), (sync) =>
+    return Effect.uninterruptible(Effect.flatMap(Scope.make(), (scope) => {
+      const synced = Effect.flatMap(Scope.extend(open(dir), scope), (sync) =>
         Effect.suspend(() => {
           // The fsync is issued now: writers that arrive from here on wait for another batch.
           if (state.opening === batch) state.opening = undefined
@@ -117,9 +120,7 @@ export const make = <E>(
               Effect.map(Clock.currentTimeNanos, (ended) =>
                 record(latencies, Number(ended - started) / 1e6))))
         }))
-    )
-    return Effect.uninterruptible(
-      Effect.flatMap(Effect.exit(synced), (exit) => {
+      return Effect.flatMap(Effect.exit(synced), (exit) => {
         state.started--
         if (state.opening === batch) state.opening = undefined
         let next: Batch | undefined
@@ -133,10 +134,13 @@ export const make = <E>(
             // The next batch runs on its own fiber: its writers wait on its
             // Deferred, and this caller is done.
             Effect.zipRight(next === undefined ? Effect.void : Effect.forkDaemon(run(dir, state, next))),
+            // The directory is closed once its writers know the outcome and
+            // the next batch has started: the close is not on their path.
+            Effect.zipRight(Scope.close(scope, exit)),
             Effect.zipRight(exit)
           )
       })
-    )
+    }))
   }
 
   const join = (batch: Batch): Effect.Effect<void, E> =>
