@@ -472,7 +472,8 @@ const replaceDurable = (
  *
  * Not durable, it takes two platform calls: `writeFile` of the temp file
  * (exclusive create, write, close inside one call) and `rename`. Durable, it
- * goes through `begin`, which keeps the descriptor open to fsync it.
+ * keeps the descriptor open to fsync it (`replaceDurable` by path; `begin`
+ * when confined, through the pinned directory).
  *
  * @internal
  */
