@@ -9,7 +9,6 @@
  * observability (its span, its operations counter and the lock metrics)
  * costs on a tmpfs write, where the kernel takes the least of the time.
  */
-import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Metric from "effect/Metric"
 import * as nodeFs from "node:fs"
@@ -81,11 +80,6 @@ const bracketOnly = Effect.uninterruptibleMask((restore) =>
   Effect.matchCauseEffect(restore(Effect.void), { onFailure: Effect.failCause, onSuccess: Effect.succeed })
 )
 
-const handlers = <A, B>(
-  onFailure: (cause: Cause.Cause<never>) => Effect.Effect<B>,
-  onSuccess: (value: A) => Effect.Effect<B>
-) => ({ onFailure, onSuccess })
-
 const WAKE_UP_FLOOR = "floor: a FIFO read/write lock per path on Effect.async (no hierarchy, no ownership)"
 
 /**
@@ -134,21 +128,16 @@ const wakeUpFloor = (paths: ReadonlyArray<string>) => {
           slot.queue.push(waiter(write, () => resume(body)))
         })
       }
-      // Handlers passed as arguments: an arrow written as a property gets a
-      // name, which tsx (esbuild's keepNames) sets with a defineProperty per call.
-      return Effect.matchCauseEffect(
-        restore(held),
-        handlers(
-          (cause) => {
-            release(slot, write)
-            return Effect.failCause(cause)
-          },
-          (value: A) => {
-            release(slot, write)
-            return Effect.succeed(value)
-          }
-        )
-      )
+      return Effect.matchCauseEffect(restore(held), {
+        onFailure: (cause) => {
+          release(slot, write)
+          return Effect.failCause(cause)
+        },
+        onSuccess: (value: A) => {
+          release(slot, write)
+          return Effect.succeed(value)
+        }
+      })
     })
 }
 

@@ -10,7 +10,6 @@
  *
  * @internal
  */
-import type * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -180,12 +179,6 @@ interface Nested {
   /** The fiber's locks that cover the rest: the grant ends no later than they do. */
   readonly covering: ReadonlyArray<Request>
 }
-
-/** The options of `Effect.matchCauseEffect`, from handlers passed as arguments (see `holdRegion`). */
-const handlers = <E, A, B, E2, R2>(
-  onFailure: (cause: Cause.Cause<E>) => Effect.Effect<B, E2, R2>,
-  onSuccess: (value: A) => Effect.Effect<B, E2, R2>
-) => ({ onFailure, onSuccess })
 
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
@@ -471,26 +464,20 @@ export const unsafeMake = (): LockManagerService => {
       })
     }
     // Already uninterruptible: the release needs no region of its own, as
-    // `Effect.ensuring` would make. The handlers are passed as arguments, not
-    // written as properties: a property's arrow function gets a name, which
-    // esbuild's keepNames (tsx, the bench) sets with a defineProperty per
-    // call, a third of the region's cost there.
-    return Effect.matchCauseEffect(
-      restore(body),
-      handlers(
-        (cause) => {
-          Holds.pop(cell, request)
-          leaveNow(request)
-          return Effect.failCause(cause)
-        },
-        (value) => {
-          Holds.pop(cell, request)
-          leaveNow(request)
-          // A region that returns nothing (most do) allocates no result.
-          return value === undefined ? Effect.void as Effect.Effect<A> : Effect.succeed(value)
-        }
-      )
-    )
+    // `Effect.ensuring` would make.
+    return Effect.matchCauseEffect(restore(body), {
+      onFailure: (cause) => {
+        Holds.pop(cell, request)
+        leaveNow(request)
+        return Effect.failCause(cause)
+      },
+      onSuccess: (value) => {
+        Holds.pop(cell, request)
+        leaveNow(request)
+        // A region that returns nothing (most do) allocates no result.
+        return value === undefined ? Effect.void as Effect.Effect<A> : Effect.succeed(value)
+      }
+    })
   }
 
   /** The region of a fiber whose cell is `cell`; runs in the caller's mask, in one step with the enqueue. */

@@ -73,8 +73,9 @@ export const around = (name: string, attributes: Record<string, unknown>, onEnd:
 }
 
 /**
- * `around` for one call: the options made by the caller (`optionsOf`), no
- * closure per call beyond the region's own.
+ * `around` for one call: the options made by the caller with `optionsOf`
+ * (attributes only: the span made here reads no parent, root, kind or links
+ * option), no closure per call beyond the region's own.
  *
  * The span is made in the region's first step, as `Effect.makeSpan` makes
  * it (the fiber's tracer, parent, links, annotations, then the attributes),
@@ -138,17 +139,12 @@ const inSpan = <A, E, R>(
   self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => {
   const outer = fiber.currentContext
-  // Read at the start, as `Effect.withSpan` does.
-  const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-  const timed = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
+  const timing = timingOf(fiber)
   return Effect.zipRight(
     FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)),
     Effect.flatMap(Effect.exit(self), (exit) =>
       Effect.flatMap(FiberRef.set(FiberRef.currentContext, outer), () => {
-        if (span.status._tag !== "Ended") {
-          span.end(timed ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
-          onEnd(exit)
-        }
+        finish(span, timing, exit, onEnd)
         return exit
       }))
   )
