@@ -1,7 +1,23 @@
 import { NodeFileSystem } from "@effect/platform-node"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, FiberId, FiberRef, Layer, Metric, Option, Stream, Tracer } from "effect"
+import {
+  Context,
+  Effect,
+  Exit,
+  Fiber,
+  FiberId,
+  FiberRef,
+  Layer,
+  Metric,
+  Option,
+  RuntimeFlags,
+  RuntimeFlagsPatch,
+  Schema,
+  Stream,
+  Supervisor,
+  Tracer
+} from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
@@ -58,6 +74,47 @@ const interruptAtStep = <A, E>(effect: Effect.Effect<A, E>, at: number) =>
   })
 
 class CallerService extends Context.Tag("CallerService")<CallerService, string>() {}
+
+/**
+ * `interruptAtStep` without a tracer: the step hook is a supervisor (the run
+ * loop calls `onEffect` once per step), so the fiber runs under Effect's
+ * built-in tracer, as an application that installs none does.
+ */
+const interruptAtStepUntraced = <A, E>(effect: Effect.Effect<A, E>, at: number) =>
+  Effect.gen(function*() {
+    let target: unknown = undefined
+    let steps = 0
+    class Stepper extends Supervisor.AbstractSupervisor<void> {
+      readonly value = Effect.void
+      override onEffect(fiber: Fiber.RuntimeFiber<any, any>) {
+        if (fiber === target && ++steps === at) fiber.unsafeInterruptAsFork(FiberId.none)
+      }
+    }
+    const fiber = yield* Effect.fork(
+      Effect.supervised(effect, new Stepper()).pipe(
+        Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
+      )
+    )
+    target = fiber
+    const exit = yield* Fiber.await(fiber)
+    return { exit, steps }
+  })
+
+/** A file system that records, at each read and write, the name of the span current in it. */
+const spyingSpans = (seen: Array<string>) => {
+  const current = Effect.map(
+    Effect.option(Effect.currentSpan),
+    (span) => seen.push(Option.match(span, { onNone: () => "none", onSome: (s) => s.name }))
+  )
+  return Layer.effect(
+    FileSystem.FileSystem,
+    Effect.map(FileSystem.FileSystem, (fs): FileSystem.FileSystem => ({
+      ...fs,
+      readFile: (path) => Effect.zipRight(current, fs.readFile(path)),
+      writeFile: (path, data, options) => Effect.zipRight(current, fs.writeFile(path, data, options))
+    }))
+  ).pipe(Layer.provide(NodeFileSystem.layer))
+}
 
 describe("observability", () => {
   it.scoped("Client operations are counted by name and outcome", () =>
@@ -218,6 +275,96 @@ describe("observability", () => {
         expect(counted[0] === "success" ? ["new"] : ["old", "new"]).toContain(content)
         yield* expectIdle(manager)
       }
+    }))
+
+  it.scoped("writeJson makes one span and is counted once, its encoding included", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const before = yield* counts("Client.writeJson")
+      const { spans } = yield* recordSpans(
+        Effect.gen(function*() {
+          yield* client.writeJson(`${dir}/a.json`, Schema.Number, 1)
+          // A value the schema refuses: encoded in the span, counted as a failure.
+          yield* Effect.flip(client.writeJson(`${dir}/b.json`, Schema.Number, "two" as unknown as number))
+        })
+      )
+      expect(spans.filter((s) => s.name === "Client.writeJson").map(outcomeOf)).toEqual(["success", "failure"])
+      const after = yield* counts("Client.writeJson")
+      expect(after.map((n, i) => n - before[i])).toEqual([1, 1, 0])
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("under Effect's built-in tracer, only operations that run the caller's code make a span; all are counted", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const seen: Array<string> = []
+      const { client, manager } = yield* makeClient(undefined, spyingSpans(seen))
+      const inModify: Array<string> = []
+      const before = { write: yield* counts("Client.write"), read: yield* counts("Client.read") }
+      yield* Effect.gen(function*() {
+        yield* client.write(`${dir}/a`, "a")
+        yield* client.read(`${dir}/a`)
+        yield* Effect.flip(client.read(`${dir}/missing`))
+        const holder = yield* hold(manager, `${dir}/b`, "write")
+        const waiting = yield* Effect.fork(client.write(`${dir}/b`, "b"))
+        yield* waitUntil(Effect.map(manager.stats, (s) => s.pending === 1))
+        yield* Fiber.interrupt(waiting)
+        yield* holder.release
+        // The caller's function may ask for the operation's span: it is made.
+        yield* client.modify(`${dir}/a`, () =>
+          Effect.map(Effect.currentSpan, (span) => {
+            inModify.push(span.name)
+            return "m"
+          }))
+      }).pipe(Effect.withSpan("caller"))
+      // Nothing but the library ran in the write and the reads: the file
+      // system saw the caller's span. The modify's read and write ran in its own.
+      expect(seen).toEqual(["caller", "caller", "caller", "Client.modify", "Client.modify"])
+      expect(inModify).toEqual(["Client.modify"])
+      const delta = (now: ReadonlyArray<number>, then: ReadonlyArray<number>) => now.map((n, i) => n - then[i])
+      expect(delta(yield* counts("Client.write"), before.write)).toEqual([1, 0, 1])
+      expect(delta(yield* counts("Client.read"), before.read)).toEqual([1, 1, 0])
+      expect(nodeFs.readFileSync(`${dir}/a`, "utf8")).toBe("m")
+      expect(nodeFs.existsSync(`${dir}/b`)).toBe(false)
+      yield* expectIdle(manager)
+    }))
+
+  it.scoped("an interrupt at any step of an untraced operation: it is counted once, with its outcome", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const target = `${dir}/doc`
+      nodeFs.writeFileSync(target, "old")
+      const write = client.write(target, "new")
+      const { steps } = yield* interruptAtStepUntraced(write, Infinity)
+      expect(steps).toBeGreaterThan(10)
+      const seen = new Set<string>()
+      // Steps before the operation begins count nothing; every later one counts.
+      let began = false
+      for (let at = 1; at <= steps + 1; at++) {
+        nodeFs.writeFileSync(target, "old")
+        const before = yield* counts("Client.write")
+        const { exit } = yield* interruptAtStepUntraced(write, at)
+        const delta = (yield* counts("Client.write")).map((n, i) => n - before[i])
+        const outcome = Exit.isSuccess(exit) ? "success" : Exit.isInterrupted(exit) ? "interrupted" : "failure"
+        const content = nodeFs.readFileSync(target, "utf8")
+        if (delta.every((n) => n === 0)) {
+          // Interrupted before the operation began: nothing counted, nothing written.
+          expect({ at, began, outcome, content }).toEqual({ at, began: false, outcome: "interrupted", content: "old" })
+        } else {
+          began = true
+          // Counted once: a success (the interrupt may land after the
+          // operation, in the fiber that ran it) or an interrupt.
+          const counted = outcomes.filter((_, i) => delta[i] === 1)
+          expect({ at, delta: delta.reduce((a, b) => a + b, 0) }).toEqual({ at, delta: 1 })
+          expect(outcome === "success" ? [["success"]] : [["success"], ["interrupted"]]).toContainEqual(counted)
+          expect(counted[0] === "success" ? ["new"] : ["old", "new"]).toContain(content)
+          seen.add(counted[0])
+        }
+        yield* expectIdle(manager)
+      }
+      expect([...seen].sort()).toEqual(["interrupted", "success"])
     }))
 
   it.scoped("nothing is logged by default", () =>

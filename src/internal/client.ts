@@ -66,9 +66,11 @@ const toBytes = (data: string): Uint8Array => encoder.encode(data)
 
 /**
  * Runs an operation in a span named after it, with the path, and counts its
- * outcome with the exit the span ends with (see ./span.ts).
+ * outcome with the exit the span ends with (see ./span.ts). `inside` says
+ * whether code the caller gave (a function, a schema) runs in the span.
  */
-const span = (name: string, path: unknown) => Span.around(name, { "persistence.path": path }, counter(name))
+const span = (name: string, path: unknown, inside: Span.Inside) =>
+  Span.around(name, { "persistence.path": path }, counter(name), inside)
 
 /** Counts an operation's outcome: the one mechanism for every operation, streams and sinks included. */
 const counter = (name: string): Span.OnEnd => (exit) => countOperation(name, exit)
@@ -171,23 +173,30 @@ export const make = (
       operation: string,
       path: string,
       use: Use,
-      f: (p: string) => Effect.Effect<A, E, R>
+      f: (p: string) => Effect.Effect<A, E, R>,
+      inside: Span.Inside = "library"
     ): Effect.Effect<A, E | Api.ReadError, R> =>
       resolve(operation, path, use).pipe(
         Effect.flatMap((p) => manager.withLock(p, "read")(f(p))),
-        span(operation, path)
+        span(operation, path, inside)
       )
 
-    const writeLocked = <A, E, R>(
+    /** `f` under a write lock on the resolved path (no span: the caller's operation has it). */
+    const underWriteLock = <A, E, R>(
       operation: string,
       path: string,
       use: "mutation" | "create",
       f: (p: string, lock: Lock) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | Api.ReadError, R> =>
-      resolve(operation, path, use).pipe(
-        Effect.flatMap((p) => manager.withLock(p, "write")((lock) => f(p, lock))),
-        span(operation, path)
-      )
+      Effect.flatMap(resolve(operation, path, use), (p) => manager.withLock(p, "write")((lock) => f(p, lock)))
+
+    const writeLocked = <A, E, R>(
+      operation: string,
+      path: string,
+      use: "mutation" | "create",
+      f: (p: string, lock: Lock) => Effect.Effect<A, E, R>,
+      inside: Span.Inside = "library"
+    ): Effect.Effect<A, E | Api.ReadError, R> => span(operation, path, inside)(underWriteLock(operation, path, use, f))
 
     const readCurrent = (operation: string, p: string): Effect.Effect<Option.Option<Uint8Array>, Api.ReadError> =>
       readBytes(operation, p, p).pipe(
@@ -205,11 +214,18 @@ export const make = (
       f: (current: Option.Option<Uint8Array>) => Effect.Effect<readonly [A, Uint8Array], E, R>,
       mode: number | undefined
     ): Effect.Effect<A, Api.WriteError | E, R> =>
-      writeLocked(operation, path, "create", (p, lock) =>
-        readCurrent(operation, p).pipe(
-          Effect.flatMap(f),
-          Effect.flatMap(([result, bytes]) => Effect.as(replace(disk, operation, p, lock, bytes, mode), result))
-        ))
+      writeLocked(
+        operation,
+        path,
+        "create",
+        (p, lock) =>
+          readCurrent(operation, p).pipe(
+            Effect.flatMap(f),
+            Effect.flatMap(([result, bytes]) => Effect.as(replace(disk, operation, p, lock, bytes, mode), result))
+          ),
+        // The caller's function runs in it.
+        "caller"
+      )
 
     /**
      * Whether an entry with a temp name is a leftover temp file: a regular
@@ -315,7 +331,8 @@ export const make = (
             Effect.fail(p.left) :
             confinement === undefined ?
             replaceAt(p.right) :
-            Effect.flatMap(confinement(operation, path, p.right, "create"), replaceAt)
+            Effect.flatMap(confinement(operation, path, p.right, "create"), replaceAt),
+          "library"
         )
       },
 
@@ -430,7 +447,7 @@ export const make = (
             // abandoned rename could land after the release).
             Effect.zipRight(lock.ensureHeld(operation), Effect.uninterruptible(renameLocked(disk, source, target)))
           )
-        }).pipe(span("Client.rename", `${from} -> ${to}`)),
+        }).pipe(span("Client.rename", `${from} -> ${to}`, "library")),
 
       copy: (from, to, options) =>
         Effect.gen(function*() {
@@ -445,7 +462,7 @@ export const make = (
           yield* manager.withLockAll([[source, "read"], [target, "write"]])((lock) =>
             copyLocked(disk, operation, source, target, lock, mode)
           )
-        }).pipe(span("Client.copy", `${from} -> ${to}`)),
+        }).pipe(span("Client.copy", `${from} -> ${to}`, "library")),
 
       exists: (path) =>
         readLocked("Client.exists", path, "directory", (p) =>
@@ -494,12 +511,19 @@ export const make = (
                 [next, bytes] as const)), mode)),
 
       readJson: (path, schema) =>
-        readLocked("Client.readJson", path, "file", (p) =>
-          readText("Client.readJson", path, p).pipe(
-            Effect.flatMap((text) =>
-              jsonCodec(schema).decode("Client.readJson", p, text)
-            )
-          )),
+        readLocked(
+          "Client.readJson",
+          path,
+          "file",
+          (p) =>
+            readText("Client.readJson", path, p).pipe(
+              Effect.flatMap((text) =>
+                jsonCodec(schema).decode("Client.readJson", p, text)
+              )
+            ),
+          // The caller's schema decodes in it.
+          "caller"
+        ),
 
       writeJson: (path, schema, value, options) =>
         Effect.all([
@@ -508,10 +532,11 @@ export const make = (
         ])
           .pipe(
             Effect.flatMap(([mode, text]) =>
-              writeLocked("Client.writeJson", path, "create", (p, lock) =>
+              underWriteLock("Client.writeJson", path, "create", (p, lock) =>
                 replace(disk, "Client.writeJson", p, lock, toBytes(text), mode))
             ),
-            span("Client.writeJson", path)
+            // One span, counted once, around the encoding too: the caller's schema encodes in it.
+            span("Client.writeJson", path, "caller")
           ),
 
       modifyJson: (path, schema, f, options) => {
@@ -589,7 +614,7 @@ export const make = (
               )
             })
           ),
-          span("Client.recover", dir)
+          span("Client.recover", dir, "library")
         )
     }
 

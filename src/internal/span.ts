@@ -3,7 +3,8 @@
  * operation's outcome is recorded (`onEnd`: the Client counts it).
  *
  * - `around`: a one-shot operation (an effect), as `Effect.withSpan` runs it,
- *   in one uninterruptible region.
+ *   in one uninterruptible region (not made where it has no reader: see
+ *   `Inside`).
  * - `scoped`: a span for the lifetime of a scope (streams and sinks: the
  *   operation lasts as long as its consumer keeps it open).
  * - `wait`: a span around a callback wait (`Effect.async`) that the waker ends
@@ -21,7 +22,7 @@ import * as Context from "effect/Context"
 import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
@@ -67,10 +68,29 @@ export const optionsOf = (attributes: Record<string, unknown>): Tracer.SpanOptio
  *
  * @internal
  */
-export const around = (name: string, attributes: Record<string, unknown>, onEnd: OnEnd = none) => {
+export const around = (
+  name: string,
+  attributes: Record<string, unknown>,
+  onEnd: OnEnd = none,
+  inside: Inside = "caller"
+) => {
   const options = optionsOf(attributes)
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => run(name, options, onEnd, self)
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => run(name, options, onEnd, self, inside)
 }
+
+/**
+ * Who may read a one-shot operation's span besides a tracer: `"caller"` when
+ * code the caller gave runs inside it (a function, a schema), which may ask
+ * for the current span; `"library"` when only the library and its services
+ * do. A `"library"` span has no reader under Effect's built-in tracer, which
+ * records nothing and exports nothing, so there it is not made: the region
+ * only reports the exit. Making it (ids drawn digit by digit from
+ * `Math.random`, the context set and restored: two copies of the fiber's
+ * FiberRefs) was most of the JavaScript a stubbed write or read costs.
+ *
+ * @internal
+ */
+export type Inside = "caller" | "library"
 
 /**
  * `around` for one call: the options made by the caller with `optionsOf`
@@ -88,16 +108,47 @@ export const run = <A, E, R>(
   name: string,
   options: Tracer.SpanOptions,
   onEnd: OnEnd,
-  self: Effect.Effect<A, E, R>
+  self: Effect.Effect<A, E, R>,
+  inside: Inside = "caller"
 ): Effect.Effect<A, E, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.withFiberRuntime<A, E, R>((fiber) => {
-      const span = plainSpan(fiber, name, options)
-      return span === undefined ?
-        Effect.flatMap(Effect.makeSpan(name, options), (span) => inSpan(fiber, span, onEnd, restore(self))) :
-        inSpan(fiber, span, onEnd, restore(self))
-    })
-  )
+  Effect.uninterruptibleMask((restore) => {
+    // The mask's callback runs in the fiber's own step, with the fiber
+    // current: reading it here spares the step `withFiberRuntime` costs.
+    const current = Fiber.getCurrentFiber()
+    return Option.isSome(current) ?
+      region(current.value, name, options, onEnd, restore(self), inside) :
+      Effect.withFiberRuntime<A, E, R>((fiber) => region(fiber, name, options, onEnd, restore(self), inside))
+  })
+
+const region = <A, E, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  name: string,
+  options: Tracer.SpanOptions,
+  onEnd: OnEnd,
+  self: Effect.Effect<A, E, R>,
+  inside: Inside
+): Effect.Effect<A, E, R> => {
+  if (inside === "library" && !records(fiber)) return reported(onEnd, self)
+  const span = plainSpan(fiber, name, options)
+  return span === undefined ?
+    Effect.flatMap(Effect.makeSpan(name, options), (span) => inSpan(fiber, span, onEnd, self)) :
+    inSpan(fiber, span, onEnd, self)
+}
+
+/** `self`, with its exit reported to `onEnd` in the step it ends in (already uninterruptible). */
+const reported = <A, E, R>(onEnd: OnEnd, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.matchCauseEffect(self, {
+    onFailure: (cause) => {
+      const exit = Exit.failCause(cause)
+      onEnd(exit)
+      return exit
+    },
+    onSuccess: (value) => {
+      const exit = Exit.succeed(value)
+      onEnd(exit)
+      return exit
+    }
+  })
 
 /**
  * What `Effect.makeSpan` makes, made at once, when tracing is enabled and
@@ -179,13 +230,14 @@ export const scoped = (
 const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
 /**
- * Whether a wait of `fiber` gets a span (see `wait`): a tracer other than
- * Effect's built-in one is installed and tracing is enabled. Lets a waiter
- * that is not traced park in one plain `Effect.async`.
+ * Whether a span of `fiber` has a reader outside the library: a tracer other
+ * than Effect's built-in one is installed and tracing is enabled. A wait (see
+ * `wait`) and a `"library"` operation (see `Inside`) make a span only then;
+ * a waiter that is not traced parks in one plain `Effect.async`.
  *
  * @internal
  */
-export const tracesWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+export const records = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
   Context.get(fiber.currentDefaultServices, Tracer.Tracer) !== nativeTracer &&
   fiber.getFiberRef(FiberRef.currentTracerEnabled)
 
@@ -208,10 +260,7 @@ export const wait = <A>(
   register: (done: (value: A) => void) => void
 ): Effect.Effect<A> =>
   Effect.withFiberRuntime<A>((fiber) => {
-    if (
-      Context.get(fiber.currentDefaultServices, Tracer.Tracer) === nativeTracer ||
-      !fiber.getFiberRef(FiberRef.currentTracerEnabled)
-    ) {
+    if (!records(fiber)) {
       return Effect.async<A>((resume) => register((value) => resume(Effect.succeed(value))))
     }
     const timing = timingOf(fiber)
