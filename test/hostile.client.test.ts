@@ -594,6 +594,14 @@ describe("a confined client racing a symbolic link swap", () => {
               ], { concurrency: "unbounded", discard: true }),
             { concurrency: 4, discard: true }
           )
+          // Under heavy load the swapper may swap faster than any whole
+          // operation completes, so that every one of them was refused: then
+          // more writes, one at a time, until one lands inside (each is
+          // checked as the others are), so that both sides of the race are seen.
+          const succeeded = () => [...seen].some(([key]) => key.startsWith("write: succeeded"))
+          for (let i = 0; i < 2_000 && !succeeded(); i++) {
+            yield* outcome("write")(client.write(`${d}/again-${i}`, "w"))
+          }
 
           const swaps = Number(nodeFs.readFileSync(count, "utf8"))
           const outcomes = Object.fromEntries([...seen].sort())
