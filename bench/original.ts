@@ -9,11 +9,8 @@
  * observability (its span, its operations counter and the lock metrics)
  * costs on a tmpfs write, where the kernel takes the least of the time.
  */
-import * as Context from "effect/Context"
-import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import type * as Metric from "effect/Metric"
-import * as Tracer from "effect/Tracer"
 import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import { makeDisk, replace } from "../src/internal/atomic.js"
@@ -344,9 +341,6 @@ const libraryMetrics: ReadonlyArray<AnyMetric> = [
 
 const noop = () => {}
 
-/** Effect's built-in tracer. */
-const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
-
 /**
  * Runs `runner` with every update of the library's metrics turned into a
  * no-op (the metric objects are shared: the Client and the lock manager call
@@ -365,13 +359,6 @@ const withoutMetrics = (runner: Runner): Runner => ({
     }
   }
 })
-
-/**
- * A tracer other than Effect's built-in one that makes the same spans and
- * exports nothing: what an application that installs a tracer pays for the
- * spans, without the cost of an exporter.
- */
-const installedTracer = Tracer.make({ span: nativeTracer.span, context: nativeTracer.context })
 
 /**
  * Records the milliseconds of each timed run of the runners it wraps, by
@@ -407,17 +394,14 @@ const recordRounds = () => {
   })
 }
 
-const FULL = "Client.write, a tracer installed"
-const SHIPPED = "Client.write, Effect's built-in tracer"
+const FULL = "Client.write"
 const NO_TRACE = "Client.write, tracer disabled, metrics stubbed"
 const BARE = "withLock + replace, metrics stubbed (no span helper)"
 
 const observability: Case = {
   name: "observability share of a tmpfs write",
-  description: `Client.write (not durable) of ${WRITE_SIZE} B by ${WRITERS} fibers on tmpfs under an installed ` +
-    "tracer (Effect's native spans through a tracer of its own, exporting nothing: every operation makes its span), " +
-    "vs the same Client as it ships under Effect's built-in tracer (no span for a write), vs the " +
-    "same Client run under Effect.withTracerEnabled(false) with the updates of the " +
+  description: `Client.write (not durable) of ${WRITE_SIZE} B by ${WRITERS} fibers on tmpfs, as it ships, vs the ` +
+    "same Client run under Effect.withTracerEnabled(false) (its spans become no-op spans) with the updates of the " +
     "operations counter and the lock metrics stubbed out for the run (the same code, nothing copied), and vs the " +
     "steps the Client runs inside its span helper (LockManager.withLock around the internal replace, metrics " +
     "stubbed, no span helper, no path validation); the cost share is 1 - subject/baseline (target: at most 10%)",
@@ -428,12 +412,7 @@ const observability: Case = {
     const ops = WRITERS * perWriter
     const data = new Uint8Array(WRITE_SIZE).fill(0x68)
     const ws = workspace("observability", under)
-    const dirs = {
-      full: ws.dir("full"),
-      shipped: ws.dir("shipped"),
-      noTrace: ws.dir("no-trace"),
-      bare: ws.dir("bare")
-    }
+    const dirs = { full: ws.dir("full"), noTrace: ws.dir("no-trace"), bare: ws.dir("bare") }
     const names = fileNames(WRITERS)
     const target = (dir: string, writer: number) => path.join(dir, names[writer])
     const client = makeClient({})
@@ -442,23 +421,9 @@ const observability: Case = {
     const timed = recordRounds()
     return {
       subject: timed(
-        effectRunner(
-          FULL,
-          ops,
-          Effect.withTracer(
-            effectWriters(WRITERS, perWriter, (w) => client.write(target(dirs.full, w), data)),
-            installedTracer
-          )
-        )
+        effectRunner(FULL, ops, effectWriters(WRITERS, perWriter, (w) => client.write(target(dirs.full, w), data)))
       ),
       baselines: [
-        timed(
-          effectRunner(
-            SHIPPED,
-            ops,
-            effectWriters(WRITERS, perWriter, (w) => client.write(target(dirs.shipped, w), data))
-          )
-        ),
         timed(withoutMetrics(effectRunner(
           NO_TRACE,
           ops,
@@ -482,25 +447,17 @@ const observability: Case = {
         timed.roundEnded()
       },
       extra: (): Extra => {
-        const share = (of: string, baseline: string) => 1 - timed.medianRatio(of, baseline)
+        const share = (baseline: string) => 1 - timed.medianRatio(FULL, baseline)
         const pct = (x: number) => `${(x * 100).toFixed(1)}%`
         return {
           lines: [
-            `cost of the span, counter and lock metrics, as a share of a tmpfs Client.write under an installed tracer: ${
-              pct(share(FULL, NO_TRACE))
+            `cost of the span, counter and lock metrics, as a share of a tmpfs Client.write: ${
+              pct(share(NO_TRACE))
             } (against the tracer disabled and metrics stubbed), ${
-              pct(share(FULL, BARE))
-            } (against withLock + replace: the span helper and path validation too); target at most 10%`,
-            `the same under Effect's built-in tracer (counter and lock metrics; no span): ${
-              pct(share(SHIPPED, NO_TRACE))
-            }, ${pct(share(SHIPPED, BARE))}`
+              pct(share(BARE))
+            } (against withLock + replace: the span helper and path validation too); target at most 10%`
           ],
-          data: {
-            shareTracerOff: share(FULL, NO_TRACE),
-            shareNoHelper: share(FULL, BARE),
-            shippedTracerOff: share(SHIPPED, NO_TRACE),
-            shippedNoHelper: share(SHIPPED, BARE)
-          }
+          data: { shareTracerOff: share(NO_TRACE), shareNoHelper: share(BARE) }
         }
       },
       teardown: ws.teardown
