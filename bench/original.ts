@@ -401,7 +401,7 @@ const BARE = "withLock + replace, metrics stubbed (no span helper)"
 const observability: Case = {
   name: "observability share of a tmpfs write",
   description: `Client.write (not durable) of ${WRITE_SIZE} B by ${WRITERS} fibers on tmpfs, as it ships, vs the ` +
-    "same Client run under Effect.withTracerEnabled(false) (its spans become no-op spans) with the updates of the " +
+    "same Client run under Effect.withTracerEnabled(false) (where a write makes no span) with the updates of the " +
     "operations counter and the lock metrics stubbed out for the run (the same code, nothing copied), and vs the " +
     "steps the Client runs inside its span helper (LockManager.withLock around the internal replace, metrics " +
     "stubbed, no span helper, no path validation); the cost share is 1 - subject/baseline (target: at most 10%)",

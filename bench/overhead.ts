@@ -49,7 +49,12 @@ const held: LockManager.Lock = {
   ensureHeld: () => Effect.void
 }
 
-const layers: ReadonlyArray<readonly [string, () => Effect.Effect<unknown, unknown>]> = [
+type Around = (loop: Effect.Effect<void, unknown>) => Effect.Effect<void, unknown>
+
+/** The whole loop with tracing disabled (per call, the FiberRef change would cost what it saves). */
+const untraced: Around = (loop) => Effect.withTracerEnabled(loop, false)
+
+const layers: ReadonlyArray<readonly [string, () => Effect.Effect<unknown, unknown>, Around?]> = [
   ["platform writeFile + rename", () => Effect.zipRight(fs.writeFile(`${target}.tmp`, written), fs.rename("a", "b"))],
   ["+ replacement logic", () => replace(disk, "Client.write", target, held, written)],
   [
@@ -57,23 +62,28 @@ const layers: ReadonlyArray<readonly [string, () => Effect.Effect<unknown, unkno
     () => manager.withLock(target, "write")((lock) => replace(disk, "Client.write", target, lock, written))
   ],
   ["Client.write (+ span, counter, validation)", () => client.write(target, written)],
+  ["Client.write, tracing disabled (no span)", () => client.write(target, written), untraced],
   ["platform readFile", () => fs.readFile(target)],
   ["+ withLock", () => manager.withLock(target, "read")(fs.readFile(target))],
   ["Client.read (+ span, counter, validation)", () => client.read(target)]
 ]
 
-const run = (call: () => Effect.Effect<unknown, unknown>) =>
-  Effect.runPromise(Effect.gen(function*() {
+const run = (call: () => Effect.Effect<unknown, unknown>, around: Around = (loop) => loop) =>
+  Effect.runPromise(around(Effect.gen(function*() {
     for (let i = 0; i < CALLS; i++) yield* call()
-  }))
+  })))
 
-const allocated = async (session: Session, call: () => Effect.Effect<unknown, unknown>): Promise<number> => {
+const allocated = async (
+  session: Session,
+  call: () => Effect.Effect<unknown, unknown>,
+  around?: Around
+): Promise<number> => {
   await session.post("HeapProfiler.startSampling", {
     samplingInterval: 256,
     includeObjectsCollectedByMajorGC: true,
     includeObjectsCollectedByMinorGC: true
   })
-  await run(call)
+  await run(call, around)
   const { profile } = await session.post("HeapProfiler.stopSampling")
   let total = 0
   const walk = (node: typeof profile.head): void => {
@@ -88,16 +98,16 @@ const main = async () => {
   const session = new Session()
   session.connect()
   console.log(`${CALLS} sequential calls per round, file system stubbed; median of ${ROUNDS} rounds`)
-  for (const [name, call] of layers) {
-    await run(call) // warm-up
+  for (const [name, call, around] of layers) {
+    await run(call, around) // warm-up
     const times: Array<number> = []
     for (let round = 0; round < ROUNDS; round++) {
       const started = performance.now()
-      await run(call)
+      await run(call, around)
       times.push((performance.now() - started) * 1000 / CALLS)
     }
     const us = [...times].sort((a, b) => a - b)[ROUNDS >> 1]
-    const bytes = await allocated(session, call)
+    const bytes = await allocated(session, call, around)
     console.log(
       `${name.padEnd(44)} ${us.toFixed(2).padStart(6)} us  ${Math.round(bytes).toLocaleString("en-US").padStart(7)} B`
     )

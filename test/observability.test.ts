@@ -76,9 +76,9 @@ const interruptAtStep = <A, E>(effect: Effect.Effect<A, E>, at: number) =>
 class CallerService extends Context.Tag("CallerService")<CallerService, string>() {}
 
 /**
- * `interruptAtStep` without a tracer: the step hook is a supervisor (the run
- * loop calls `onEffect` once per step), so the fiber runs under Effect's
- * built-in tracer, as an application that installs none does.
+ * `interruptAtStep` with tracing disabled (`Effect.withTracerEnabled(false)`):
+ * the step hook is a supervisor (the run loop calls `onEffect` once per step)
+ * instead of a tracer.
  */
 const interruptAtStepUntraced = <A, E>(effect: Effect.Effect<A, E>, at: number) =>
   Effect.gen(function*() {
@@ -92,6 +92,7 @@ const interruptAtStepUntraced = <A, E>(effect: Effect.Effect<A, E>, at: number) 
     }
     const fiber = yield* Effect.fork(
       Effect.supervised(effect, new Stepper()).pipe(
+        Effect.withTracerEnabled(false),
         Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
       )
     )
@@ -295,7 +296,7 @@ describe("observability", () => {
       yield* expectIdle(manager)
     }))
 
-  it.scoped("under Effect's built-in tracer, only operations that run the caller's code make a span; all are counted", () =>
+  it.scoped("with tracing disabled, only operations that run the caller's code make a span; all are counted", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const seen: Array<string> = []
@@ -317,9 +318,10 @@ describe("observability", () => {
             inModify.push(span.name)
             return "m"
           }))
-      }).pipe(Effect.withSpan("caller"))
+      }).pipe(Effect.withSpan("caller"), Effect.withTracerEnabled(false))
       // Nothing but the library ran in the write and the reads: the file
-      // system saw the caller's span. The modify's read and write ran in its own.
+      // system saw the caller's (no-op) span. The modify's read and write ran
+      // in its own, a no-op span too, as Effect.withSpan makes with tracing off.
       expect(seen).toEqual(["caller", "caller", "caller", "Client.modify", "Client.modify"])
       expect(inModify).toEqual(["Client.modify"])
       const delta = (now: ReadonlyArray<number>, then: ReadonlyArray<number>) => now.map((n, i) => n - then[i])
@@ -327,10 +329,14 @@ describe("observability", () => {
       expect(delta(yield* counts("Client.read"), before.read)).toEqual([1, 1, 0])
       expect(nodeFs.readFileSync(`${dir}/a`, "utf8")).toBe("m")
       expect(nodeFs.existsSync(`${dir}/b`)).toBe(false)
+      // With tracing on (Effect's built-in tracer, no tracer installed), every operation makes its span.
+      seen.length = 0
+      yield* Effect.zipRight(client.write(`${dir}/a`, "a"), client.read(`${dir}/a`)).pipe(Effect.withSpan("caller"))
+      expect(seen).toEqual(["Client.write", "Client.read"])
       yield* expectIdle(manager)
     }))
 
-  it.scoped("an interrupt at any step of an untraced operation: it is counted once, with its outcome", () =>
+  it.scoped("with tracing disabled, an interrupt at any step of an operation: it is counted once, with its outcome", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const { client, manager } = yield* makeClient()

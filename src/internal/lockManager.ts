@@ -450,7 +450,7 @@ export const unsafeMake = (): LockManagerService => {
       // A plain effect does not need the Lock: none is built. A callback is
       // suspended: one that throws must still find the release attached.
       body = Effect.isEffect(effect) ? effect : Effect.suspend(() => effect(lockOf(request, plan, covering)))
-    } else if (Span.records(fiber)) {
+    } else if (Span.tracesWait(fiber)) {
       body = Effect.flatMap(
         awaitGrant(request, plan, covering),
         (lock) => Effect.isEffect(effect) ? effect : effect(lock)

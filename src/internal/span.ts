@@ -3,8 +3,8 @@
  * operation's outcome is recorded (`onEnd`: the Client counts it).
  *
  * - `around`: a one-shot operation (an effect), as `Effect.withSpan` runs it,
- *   in one uninterruptible region (not made where it has no reader: see
- *   `Inside`).
+ *   in one uninterruptible region (with tracing disabled, not made where
+ *   nothing of the caller's runs in it: see `Inside`).
  * - `scoped`: a span for the lifetime of a scope (streams and sinks: the
  *   operation lasts as long as its consumer keeps it open).
  * - `wait`: a span around a callback wait (`Effect.async`) that the waker ends
@@ -79,14 +79,15 @@ export const around = (
 }
 
 /**
- * Who may read a one-shot operation's span besides a tracer: `"caller"` when
- * code the caller gave runs inside it (a function, a schema), which may ask
- * for the current span; `"library"` when only the library and its services
- * do. A `"library"` span has no reader under Effect's built-in tracer, which
- * records nothing and exports nothing, so there it is not made: the region
- * only reports the exit. Making it (ids drawn digit by digit from
- * `Math.random`, the context set and restored: two copies of the fiber's
- * FiberRefs) was most of the JavaScript a stubbed write or read costs.
+ * What runs in a one-shot operation's span: `"caller"` when code the caller
+ * gave runs inside it (a function, a schema), which may ask for the current
+ * span; `"library"` when only the library and its services do. With tracing
+ * disabled (`Effect.withTracerEnabled(false)`), where `Effect.withSpan` makes
+ * a span that records nothing, a `"library"` operation makes none: the
+ * region only reports the exit. Making it (the span, the context set and
+ * restored: two copies of the fiber's FiberRefs) is most of the JavaScript a
+ * stubbed write or read costs, which a caller that turned tracing off asked
+ * not to pay.
  *
  * @internal
  */
@@ -128,7 +129,7 @@ const region = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   inside: Inside
 ): Effect.Effect<A, E, R> => {
-  if (inside === "library" && !records(fiber)) return reported(onEnd, self)
+  if (inside === "library" && !fiber.getFiberRef(FiberRef.currentTracerEnabled)) return reported(onEnd, self)
   const span = plainSpan(fiber, name, options)
   return span === undefined ?
     Effect.flatMap(Effect.makeSpan(name, options), (span) => inSpan(fiber, span, onEnd, self)) :
@@ -230,14 +231,13 @@ export const scoped = (
 const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
 /**
- * Whether a span of `fiber` has a reader outside the library: a tracer other
- * than Effect's built-in one is installed and tracing is enabled. A wait (see
- * `wait`) and a `"library"` operation (see `Inside`) make a span only then;
- * a waiter that is not traced parks in one plain `Effect.async`.
+ * Whether a wait of `fiber` gets a span (see `wait`): a tracer other than
+ * Effect's built-in one is installed and tracing is enabled. Lets a waiter
+ * that is not traced park in one plain `Effect.async`.
  *
  * @internal
  */
-export const records = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+export const tracesWait = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
   Context.get(fiber.currentDefaultServices, Tracer.Tracer) !== nativeTracer &&
   fiber.getFiberRef(FiberRef.currentTracerEnabled)
 
@@ -260,7 +260,7 @@ export const wait = <A>(
   register: (done: (value: A) => void) => void
 ): Effect.Effect<A> =>
   Effect.withFiberRuntime<A>((fiber) => {
-    if (!records(fiber)) {
+    if (!tracesWait(fiber)) {
       return Effect.async<A>((resume) => register((value) => resume(Effect.succeed(value))))
     }
     const timing = timingOf(fiber)
