@@ -397,6 +397,7 @@ const recordRounds = () => {
 const FULL = "Client.write"
 const NO_TRACE = "Client.write, tracer disabled, metrics stubbed"
 const BARE = "withLock + replace, metrics stubbed (no span helper)"
+const WITH_SPAN = "the same in Effect.withSpan (Effect's own span, for a floor)"
 
 const observability: Case = {
   name: "observability share of a tmpfs write",
@@ -404,7 +405,8 @@ const observability: Case = {
     "same Client run under Effect.withTracerEnabled(false) (where a write makes no span) with the updates of the " +
     "operations counter and the lock metrics stubbed out for the run (the same code, nothing copied), and vs the " +
     "steps the Client runs inside its span helper (LockManager.withLock around the internal replace, metrics " +
-    "stubbed, no span helper, no path validation); the cost share is 1 - subject/baseline (target: at most 10%)",
+    "stubbed, no span helper, no path validation), and those steps in Effect.withSpan: what Effect's own span costs " +
+    "on them (the floor of a span); the cost share is 1 - subject/baseline (target: at most 10%)",
   setup: ({ size }): Prepared | Skipped => {
     const under = tmpfs()
     if (under === undefined) return { skipped: "no tmpfs at /dev/shm" }
@@ -412,7 +414,7 @@ const observability: Case = {
     const ops = WRITERS * perWriter
     const data = new Uint8Array(WRITE_SIZE).fill(0x68)
     const ws = workspace("observability", under)
-    const dirs = { full: ws.dir("full"), noTrace: ws.dir("no-trace"), bare: ws.dir("bare") }
+    const dirs = { full: ws.dir("full"), noTrace: ws.dir("no-trace"), bare: ws.dir("bare"), withSpan: ws.dir("span") }
     const names = fileNames(WRITERS)
     const target = (dir: string, writer: number) => path.join(dir, names[writer])
     const client = makeClient({})
@@ -439,6 +441,16 @@ const observability: Case = {
             const file = target(dirs.bare, w)
             return manager.withLock(file, "write")((lock) => replace(disk, "Client.write", file, lock, data))
           })
+        ))),
+        timed(withoutMetrics(effectRunner(
+          WITH_SPAN,
+          ops,
+          effectWriters(WRITERS, perWriter, (w) => {
+            const file = target(dirs.withSpan, w)
+            return manager.withLock(file, "write")((lock) => replace(disk, "Client.write", file, lock, data)).pipe(
+              Effect.withSpan("Client.write", { attributes: { "persistence.path": file }, captureStackTrace: false })
+            )
+          })
         )))
       ],
       verify: async () => {
@@ -455,9 +467,16 @@ const observability: Case = {
               pct(share(NO_TRACE))
             } (against the tracer disabled and metrics stubbed), ${
               pct(share(BARE))
-            } (against withLock + replace: the span helper and path validation too); target at most 10%`
+            } (against withLock + replace: the span helper and path validation too); target at most 10%`,
+            `floor: Effect.withSpan alone costs ${
+              pct(1 - timed.medianRatio(WITH_SPAN, BARE))
+            } of withLock + replace (the same steps in Effect's own span, metrics stubbed)`
           ],
-          data: { shareTracerOff: share(NO_TRACE), shareNoHelper: share(BARE) }
+          data: {
+            shareTracerOff: share(NO_TRACE),
+            shareNoHelper: share(BARE),
+            withSpanShare: 1 - timed.medianRatio(WITH_SPAN, BARE)
+          }
         }
       },
       teardown: ws.teardown
