@@ -44,44 +44,16 @@ const outcomeOf = (span: Tracer.Span) =>
     "failure"
 
 /**
- * Runs `effect` in a fiber of its own under a tracer that records the spans
- * and interrupts that fiber at its `at`-th step of the run loop (the tracer's
- * `context` hook runs once per step), as an interrupt arriving while the fiber
- * runs would. Also returns how many steps the fiber took.
+ * Runs `effect` in a fiber of its own and interrupts that fiber at its
+ * `at`-th step of the run loop, as an interrupt arriving while the fiber runs
+ * would. The step hook is a supervisor (the run loop calls `onEffect` once per
+ * step). `traced`: under a tracer that records the spans; otherwise with
+ * tracing disabled. Also returns how many steps the fiber took.
  */
-const interruptAtStep = <A, E>(effect: Effect.Effect<A, E>, at: number) =>
+const interruptAtStep = <A, E>(effect: Effect.Effect<A, E>, at: number, traced: boolean) =>
   Effect.gen(function*() {
     const spans: Array<Tracer.Span> = []
     const native = yield* Effect.tracer
-    let target: unknown = undefined
-    let steps = 0
-    const tracer = Tracer.make({
-      span: (...args) => {
-        const span = native.span(...args)
-        spans.push(span)
-        return span
-      },
-      context: (f, fiber) => {
-        if (fiber === target && ++steps === at) fiber.unsafeInterruptAsFork(FiberId.none)
-        return native.context(f, fiber)
-      }
-    })
-    // A forked fiber starts once this one yields: `target` is set by then.
-    const fiber = yield* Effect.fork(Effect.withTracer(effect, tracer))
-    target = fiber
-    const exit = yield* Fiber.await(fiber)
-    return { exit, spans, steps }
-  })
-
-class CallerService extends Context.Tag("CallerService")<CallerService, string>() {}
-
-/**
- * `interruptAtStep` with tracing disabled (`Effect.withTracerEnabled(false)`):
- * the step hook is a supervisor (the run loop calls `onEffect` once per step)
- * instead of a tracer.
- */
-const interruptAtStepUntraced = <A, E>(effect: Effect.Effect<A, E>, at: number) =>
-  Effect.gen(function*() {
     let target: unknown = undefined
     let steps = 0
     class Stepper extends Supervisor.AbstractSupervisor<void> {
@@ -90,16 +62,27 @@ const interruptAtStepUntraced = <A, E>(effect: Effect.Effect<A, E>, at: number) 
         if (fiber === target && ++steps === at) fiber.unsafeInterruptAsFork(FiberId.none)
       }
     }
+    const recording = Tracer.make({
+      span: (...args) => {
+        const span = native.span(...args)
+        spans.push(span)
+        return span
+      },
+      context: native.context
+    })
+    // A forked fiber starts once this one yields: `target` is set by then.
     const fiber = yield* Effect.fork(
       Effect.supervised(effect, new Stepper()).pipe(
-        Effect.withTracerEnabled(false),
+        traced ? Effect.withTracer(recording) : Effect.withTracerEnabled(false),
         Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
       )
     )
     target = fiber
     const exit = yield* Fiber.await(fiber)
-    return { exit, steps }
+    return { exit, spans, steps }
   })
+
+class CallerService extends Context.Tag("CallerService")<CallerService, string>() {}
 
 /** A file system that records, at each read and write, the name of the span current in it. */
 const spyingSpans = (seen: Array<string>) => {
@@ -248,36 +231,6 @@ describe("observability", () => {
       yield* expectIdle(manager)
     }))
 
-  it.scoped("an interrupt at any step of an operation: its span is ended once, with the outcome it is counted with", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const { client, manager } = yield* makeClient()
-      const target = `${dir}/doc`
-      nodeFs.writeFileSync(target, "old")
-      const write = client.write(target, "new")
-      const { steps } = yield* interruptAtStep(write, Infinity)
-      expect(steps).toBeGreaterThan(20)
-      for (let at = 1; at <= steps + 1; at++) {
-        nodeFs.writeFileSync(target, "old")
-        const before = yield* counts("Client.write")
-        const { spans } = yield* interruptAtStep(write, at)
-        const after = yield* counts("Client.write")
-        const counted = outcomes.filter((_, i) => after[i] !== before[i])
-        const mine = spans.filter((span) => span.name === "Client.write")
-        const seen = { at, spans: mine.map(outcomeOf), counted, delta: after.map((n, i) => n - before[i]) }
-        if (mine.length === 0) {
-          // Interrupted before the operation began: nothing to count.
-          expect(seen).toEqual({ at, spans: [], counted: [], delta: [0, 0, 0] })
-        } else {
-          expect(seen.spans).toEqual(counted)
-          expect(seen.delta.reduce((a, b) => a + b, 0)).toBe(1)
-        }
-        const content = nodeFs.readFileSync(target, "utf8")
-        expect(counted[0] === "success" ? ["new"] : ["old", "new"]).toContain(content)
-        yield* expectIdle(manager)
-      }
-    }))
-
   it.scoped("writeJson makes one span and is counted once, its encoding included", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
@@ -336,42 +289,58 @@ describe("observability", () => {
       yield* expectIdle(manager)
     }))
 
-  it.scoped("with tracing disabled, an interrupt at any step of an operation: it is counted once, with its outcome", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const { client, manager } = yield* makeClient()
-      const target = `${dir}/doc`
-      nodeFs.writeFileSync(target, "old")
-      const write = client.write(target, "new")
-      const { steps } = yield* interruptAtStepUntraced(write, Infinity)
-      expect(steps).toBeGreaterThan(10)
-      const seen = new Set<string>()
-      // Steps before the operation begins count nothing; every later one counts.
-      let began = false
-      for (let at = 1; at <= steps + 1; at++) {
-        nodeFs.writeFileSync(target, "old")
-        const before = yield* counts("Client.write")
-        const { exit } = yield* interruptAtStepUntraced(write, at)
-        const delta = (yield* counts("Client.write")).map((n, i) => n - before[i])
-        const outcome = Exit.isSuccess(exit) ? "success" : Exit.isInterrupted(exit) ? "interrupted" : "failure"
-        const content = nodeFs.readFileSync(target, "utf8")
-        if (delta.every((n) => n === 0)) {
-          // Interrupted before the operation began: nothing counted, nothing written.
-          expect({ at, began, outcome, content }).toEqual({ at, began: false, outcome: "interrupted", content: "old" })
-        } else {
-          began = true
-          // Counted once: a success (the interrupt may land after the
-          // operation, in the fiber that ran it) or an interrupt.
-          const counted = outcomes.filter((_, i) => delta[i] === 1)
-          expect({ at, delta: delta.reduce((a, b) => a + b, 0) }).toEqual({ at, delta: 1 })
-          expect(outcome === "success" ? [["success"]] : [["success"], ["interrupted"]]).toContainEqual(counted)
-          expect(counted[0] === "success" ? ["new"] : ["old", "new"]).toContain(content)
-          seen.add(counted[0])
-        }
-        yield* expectIdle(manager)
-      }
-      expect([...seen].sort()).toEqual(["interrupted", "success"])
-    }))
+  for (const traced of [true, false]) {
+    it.scoped(
+      `an interrupt at any step of an operation: it is counted once, with the outcome its span ends with (${
+        traced ? "traced" : "tracing disabled: no span"
+      })`,
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const { client, manager } = yield* makeClient()
+          const target = `${dir}/doc`
+          nodeFs.writeFileSync(target, "old")
+          const write = client.write(target, "new")
+          const { steps } = yield* interruptAtStep(write, Infinity, traced)
+          expect(steps).toBeGreaterThan(10)
+          const seen = new Set<string>()
+          // Steps before the operation begins count nothing; every later one counts.
+          let began = false
+          for (let at = 1; at <= steps + 1; at++) {
+            nodeFs.writeFileSync(target, "old")
+            const before = yield* counts("Client.write")
+            const { exit, spans } = yield* interruptAtStep(write, at, traced)
+            const delta = (yield* counts("Client.write")).map((n, i) => n - before[i])
+            const counted = outcomes.filter((_, i) => delta[i] !== 0)
+            const mine = spans.filter((span) => span.name === "Client.write").map(outcomeOf)
+            const outcome = Exit.isSuccess(exit) ? "success" : Exit.isInterrupted(exit) ? "interrupted" : "failure"
+            const content = nodeFs.readFileSync(target, "utf8")
+            if (counted.length === 0) {
+              // Interrupted before the operation began: no span, nothing counted, nothing written.
+              expect({ at, began, outcome, content, mine }).toEqual({
+                at,
+                began: false,
+                outcome: "interrupted",
+                content: "old",
+                mine: []
+              })
+            } else {
+              began = true
+              // Counted once: a success (the interrupt may land after the
+              // operation, in the fiber that ran it) or an interrupt.
+              expect({ at, delta: delta.reduce((a, b) => a + b, 0) }).toEqual({ at, delta: 1 })
+              expect(outcome === "success" ? [["success"]] : [["success"], ["interrupted"]]).toContainEqual(counted)
+              // Traced, the span ended once, with the outcome counted.
+              expect({ at, mine }).toEqual({ at, mine: traced ? counted : [] })
+              expect(counted[0] === "success" ? ["new"] : ["old", "new"]).toContain(content)
+              seen.add(counted[0])
+            }
+            yield* expectIdle(manager)
+          }
+          expect([...seen].sort()).toEqual(["interrupted", "success"])
+        })
+    )
+  }
 
   it.scoped("nothing is logged by default", () =>
     Effect.gen(function*() {
