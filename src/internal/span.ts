@@ -45,10 +45,15 @@ const timingOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Timing => ({
   timed: fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
 })
 
-/** Ends `span` with `exit` unless something ended it already, and reports the exit once. */
+/**
+ * Ends `span` with `exit` unless something ended it already, and reports the
+ * exit. Reported whatever the span's state: with tracing disabled the span is
+ * a no-op one, born ended, and code that holds the span may end it early;
+ * the operation still ended once, with this exit. Each caller calls it once
+ * per operation (a wait twice, with nothing to report).
+ */
 const finish = (span: Tracer.Span, timing: Timing, exit: Exit.Exit<unknown, unknown>, onEnd: OnEnd): void => {
-  if (span.status._tag === "Ended") return
-  span.end(timing.timed ? timing.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+  if (span.status._tag !== "Ended") span.end(timing.timed ? timing.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
   onEnd(exit)
 }
 
