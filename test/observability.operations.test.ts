@@ -1,30 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Metric, Schema, Stream, Tracer } from "effect"
+import { Effect, Exit, Schema, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import { makeClient, tempDir } from "./utils/client.js"
 import { expectIdle } from "./utils/locks.js"
+import { counts, outcomeOf, outcomes } from "./utils/observability.js"
 import { recordSpans } from "./utils/tracing.js"
-
-const outcomes = ["success", "failure", "interrupted"] as const
-
-const counts = (operation: string) =>
-  Effect.all(
-    outcomes.map((outcome) =>
-      Metric.value(
-        Client.operations.pipe(Metric.tagged("operation", operation), Metric.tagged("outcome", outcome))
-      ).pipe(Effect.map((state) => state.count))
-    )
-  )
-
-const outcomeOf = (span: Tracer.Span) =>
-  span.status._tag !== "Ended" ?
-    "open" :
-    Exit.isSuccess(span.status.exit) ?
-    "success" :
-    Exit.isInterrupted(span.status.exit) ?
-    "interrupted" :
-    "failure"
 
 type Operation = Exclude<keyof Client.ClientService, "durable" | typeof Client.TypeId>
 
@@ -80,55 +61,46 @@ const prepare = (dir: string) => {
 }
 
 describe("every Client operation", () => {
-  it.scoped("makes one span named after it and is counted once, with the outcome its span ends with", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      prepare(dir)
-      const { client, manager } = yield* makeClient()
-      for (const [name, { fails, ok }] of Object.entries(calls(client, dir))) {
-        const operation = `Client.${name}`
-        for (const [expected, call] of [["success", ok], ["failure", fails]] as const) {
-          const before = yield* counts(operation)
-          const { result: exit, spans } = yield* recordSpans(Effect.exit(call))
-          const delta = (yield* counts(operation)).map((n, i) => n - before[i])
-          const mine = spans.filter((span) => span.name === operation).map(outcomeOf)
-          const others = spans.filter((span) => span.name.startsWith("Client.") && span.name !== operation)
-          expect({ operation, expected, exit: Exit.isSuccess(exit) ? "success" : "failure" }).toEqual({
-            operation,
-            expected,
-            exit: expected
-          })
-          expect({ operation, mine, others: others.map((s) => s.name) }).toEqual({
-            operation,
-            mine: [expected],
-            others: []
-          })
-          expect({ operation, delta }).toEqual({ operation, delta: outcomes.map((o) => o === expected ? 1 : 0) })
-        }
-      }
-      yield* expectIdle(manager)
-    }))
-
-  it.scoped("is counted once with tracing disabled too", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      prepare(dir)
-      const { client, manager } = yield* makeClient()
-      for (const [name, { fails, ok }] of Object.entries(calls(client, dir))) {
-        const operation = `Client.${name}`
-        for (const [expected, call] of [["success", ok], ["failure", fails]] as const) {
-          const before = yield* counts(operation)
-          const exit = yield* Effect.exit(Effect.withTracerEnabled(call, false))
-          const delta = (yield* counts(operation)).map((n, i) => n - before[i])
-          expect({ operation, exit: Exit.isSuccess(exit) ? "success" : "failure" }).toEqual({
-            operation,
-            exit: expected
-          })
-          expect({ operation, delta }).toEqual({ operation, delta: outcomes.map((o) => o === expected ? 1 : 0) })
-        }
-      }
-      yield* expectIdle(manager)
-    }))
+  for (const traced of [true, false]) {
+    it.scoped(
+      traced ?
+        "makes one span named after it and is counted once, with the outcome its span ends with" :
+        "is counted once with tracing disabled too",
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          prepare(dir)
+          const { client, manager } = yield* makeClient()
+          for (const [name, { fails, ok }] of Object.entries(calls(client, dir))) {
+            const operation = `Client.${name}`
+            for (const [expected, call] of [["success", ok], ["failure", fails]] as const) {
+              const before = yield* counts(operation)
+              const { result: exit, spans } = yield* recordSpans(
+                Effect.exit(traced ? call : Effect.withTracerEnabled(call, false))
+              )
+              const delta = (yield* counts(operation)).map((n, i) => n - before[i])
+              expect({ operation, expected, exit: Exit.isSuccess(exit) ? "success" : "failure" }).toEqual({
+                operation,
+                expected,
+                exit: expected
+              })
+              if (traced) {
+                // One span of its own, none of another operation.
+                const mine = spans.filter((span) => span.name === operation).map(outcomeOf)
+                const others = spans.filter((span) => span.name.startsWith("Client.") && span.name !== operation)
+                expect({ operation, mine, others: others.map((s) => s.name) }).toEqual({
+                  operation,
+                  mine: [expected],
+                  others: []
+                })
+              }
+              expect({ operation, delta }).toEqual({ operation, delta: outcomes.map((o) => o === expected ? 1 : 0) })
+            }
+          }
+          yield* expectIdle(manager)
+        })
+    )
+  }
 
   it.scoped("is counted once when code of the caller's ends its span early", () =>
     Effect.gen(function*() {

@@ -1,28 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Metric, Stream, Tracer } from "effect"
+import { Chunk, Deferred, Effect, Fiber, Stream } from "effect"
 import * as nodeFs from "node:fs"
-import * as Client from "../src/Client.js"
 import { makeClient, tempDir } from "./utils/client.js"
 import { expectIdle, waitUntil } from "./utils/locks.js"
+import { counts, outcomeOf, outcomes } from "./utils/observability.js"
 import { recordSpans } from "./utils/tracing.js"
-
-const outcomes = ["success", "failure", "interrupted"] as const
-
-const counts = (operation: string) =>
-  Effect.all(outcomes.map((outcome) =>
-    Metric.value(
-      Client.operations.pipe(Metric.tagged("operation", operation), Metric.tagged("outcome", outcome))
-    ).pipe(Effect.map((state) => state.count))
-  ))
-
-const outcomeOf = (span: Tracer.Span) =>
-  span.status._tag !== "Ended" ?
-    "open" :
-    Exit.isSuccess(span.status.exit) ?
-    "success" :
-    Exit.isInterrupted(span.status.exit) ?
-    "interrupted" :
-    "failure"
 
 /**
  * Runs `use` and returns what changed: the outcomes the operation was counted

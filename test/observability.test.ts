@@ -13,35 +13,16 @@ import {
   Option,
   RuntimeFlags,
   RuntimeFlagsPatch,
-  Schema,
   Stream,
   Supervisor,
   Tracer
 } from "effect"
 import * as nodeFs from "node:fs"
-import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
 import { makeClient, tempDir } from "./utils/client.js"
 import { expectIdle, hold, waitUntil } from "./utils/locks.js"
+import { count, counts, outcomeOf, outcomes } from "./utils/observability.js"
 import { recordSpans } from "./utils/tracing.js"
-
-const count = (operation: string, outcome: string) =>
-  Metric.value(Client.operations.pipe(Metric.tagged("operation", operation), Metric.tagged("outcome", outcome))).pipe(
-    Effect.map((state) => state.count)
-  )
-
-const outcomes = ["success", "failure", "interrupted"] as const
-
-const counts = (operation: string) => Effect.all(outcomes.map((outcome) => count(operation, outcome)))
-
-const outcomeOf = (span: Tracer.Span) =>
-  span.status._tag !== "Ended" ?
-    "open" :
-    Exit.isSuccess(span.status.exit) ?
-    "success" :
-    Exit.isInterrupted(span.status.exit) ?
-    "interrupted" :
-    "failure"
 
 /**
  * Runs `effect` in a fiber of its own and interrupts that fiber at its
@@ -228,24 +209,6 @@ describe("observability", () => {
           expect(yield* CallerService).toBe("service")
         }).pipe(Effect.withSpan("caller"), Effect.provideService(CallerService, "service"))
       }
-      yield* expectIdle(manager)
-    }))
-
-  it.scoped("writeJson makes one span and is counted once, its encoding included", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const { client, manager } = yield* makeClient()
-      const before = yield* counts("Client.writeJson")
-      const { spans } = yield* recordSpans(
-        Effect.gen(function*() {
-          yield* client.writeJson(`${dir}/a.json`, Schema.Number, 1)
-          // A value the schema refuses: encoded in the span, counted as a failure.
-          yield* Effect.flip(client.writeJson(`${dir}/b.json`, Schema.Number, "two" as unknown as number))
-        })
-      )
-      expect(spans.filter((s) => s.name === "Client.writeJson").map(outcomeOf)).toEqual(["success", "failure"])
-      const after = yield* counts("Client.writeJson")
-      expect(after.map((n, i) => n - before[i])).toEqual([1, 1, 0])
       yield* expectIdle(manager)
     }))
 
