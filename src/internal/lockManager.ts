@@ -14,14 +14,14 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
+import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../LockManager.js"
 import type { Lock, LockManagerService, LockMode, LockRequest } from "../LockManager.js"
 import { DeadlockError, InvalidArgumentError, type InvalidPathError, LockLostError } from "../PersistenceError.js"
 import { invalidPath } from "./errors.js"
+import { withFiber } from "./fiber.js"
 import * as Holds from "./holds.js"
 import { type CycleStep, LockTable, type Request } from "./lockTable.js"
 import { locksHeld, locksPending, lockWaitSeconds } from "./metrics.js"
@@ -508,25 +508,15 @@ export const unsafeMake = (): LockManagerService => {
   ): Effect.Effect<A, E | PlanError | DeadlockError, R> =>
     Either.isLeft(plan) ?
       Effect.fail(plan.left) :
-      Effect.uninterruptibleMask((restore): Effect.Effect<A, E | DeadlockError, R> => {
-        // The mask's callback runs in the fiber's own step, with the fiber
-        // current: reading it here spares the step `withFiberRuntime` costs.
-        const current = Fiber.getCurrentFiber()
-        const cell = Option.isSome(current) ? Holds.ownCell(current.value) : undefined
-        if (cell !== undefined) {
-          return region(
-            (current as Option.Some<Fiber.RuntimeFiber<unknown, unknown>>).value,
-            cell,
-            operation,
-            plan.right,
-            effect,
-            restore
-          )
-        }
-        return Effect.withFiberRuntime((fiber) =>
-          Holds.withCell((cell) => region(fiber, cell, operation, plan.right, effect, restore))
-        )
-      })
+      Effect.uninterruptibleMask((restore) =>
+        // The mask's callback runs in the fiber's own step: the fiber is read at once.
+        withFiber((fiber): Effect.Effect<A, E | DeadlockError, R> => {
+          const cell = Holds.ownCell(fiber)
+          return cell !== undefined ?
+            region(fiber, cell, operation, plan.right, effect, restore) :
+            Holds.withCell((cell) => region(fiber, cell, operation, plan.right, effect, restore))
+        })
+      )
 
   return {
     [TypeId]: TypeId,

@@ -22,12 +22,13 @@ import * as Context from "effect/Context"
 import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
+import { withFiber } from "./fiber.js"
 
 /** Called once with the exit a span ended with. */
 export type OnEnd = (exit: Exit.Exit<unknown, unknown>) => void
@@ -117,14 +118,10 @@ export const run = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   inside: Inside = "caller"
 ): Effect.Effect<A, E, R> =>
-  Effect.uninterruptibleMask((restore) => {
-    // The mask's callback runs in the fiber's own step, with the fiber
-    // current: reading it here spares the step `withFiberRuntime` costs.
-    const current = Fiber.getCurrentFiber()
-    return Option.isSome(current) ?
-      region(current.value, name, options, onEnd, restore(self), inside) :
-      Effect.withFiberRuntime<A, E, R>((fiber) => region(fiber, name, options, onEnd, restore(self), inside))
-  })
+  Effect.uninterruptibleMask((restore) =>
+    // The mask's callback runs in the fiber's own step: the fiber is read at once.
+    withFiber((fiber) => region(fiber, name, options, onEnd, restore(self), inside))
+  )
 
 const region = <A, E, R>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
