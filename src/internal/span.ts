@@ -28,7 +28,7 @@ import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
-import { withFiber } from "./fiber.js"
+import { setFiberRef, withFiber } from "./fiber.js"
 
 /** Called once with the exit a span ended with. */
 export type OnEnd = (exit: Exit.Exit<unknown, unknown>) => void
@@ -184,7 +184,10 @@ const plainSpan = (
 
 /**
  * Runs `self` with `span` as the parent of what runs in it; then restores
- * the caller's context and ends the span, in that order.
+ * the caller's context and ends the span, in that order. Called in a step
+ * of `fiber` (the region's first, or `makeSpan`'s continuation): the context
+ * is set at once, and restored by the handler frame that sees `self` end, so
+ * the region adds no step of its own to `self`'s.
  */
 const inSpan = <A, E, R>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -194,14 +197,16 @@ const inSpan = <A, E, R>(
 ): Effect.Effect<A, E, R> => {
   const outer = fiber.currentContext
   const timing = timingOf(fiber)
-  return Effect.zipRight(
-    FiberRef.set(FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span)),
-    Effect.flatMap(Effect.exit(self), (exit) =>
-      Effect.flatMap(FiberRef.set(FiberRef.currentContext, outer), () => {
-        finish(span, timing, exit, onEnd)
-        return exit
-      }))
-  )
+  setFiberRef(fiber, FiberRef.currentContext, Context.add(outer, Tracer.ParentSpan, span))
+  const end = <X extends Exit.Exit<A, E>>(exit: X): X => {
+    setFiberRef(fiber, FiberRef.currentContext, outer)
+    finish(span, timing, exit, onEnd)
+    return exit
+  }
+  return Effect.matchCauseEffect(self, {
+    onFailure: (cause) => end(Exit.failCause(cause)),
+    onSuccess: (value) => end(Exit.succeed(value))
+  })
 }
 
 /**
