@@ -1,4 +1,4 @@
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, vi } from "@effect/vitest"
 import { Cause, Context, Effect, Exit, Fiber, FiberRef, Option, TestClock, Tracer } from "effect"
 import * as Span from "../src/internal/span.js"
 import * as LockManager from "../src/LockManager.js"
@@ -136,6 +136,58 @@ describe("the span helper", () => {
         const reference = yield* observe(Effect.withSpan("op", { attributes, captureStackTrace: false }))
         const ours = yield* observe(Span.around("op", attributes))
         expect(ours).toEqual(reference)
+      }
+    }))
+
+  it.effect("under Effect's built-in tracer, makes the span Effect.withSpan makes; its ids are drawn when read", () =>
+    Effect.gen(function*() {
+      const attributes = { "persistence.path": "/a" }
+      const observe = (
+        wrap: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+        parented: boolean
+      ) =>
+        Effect.gen(function*() {
+          const run = Effect.gen(function*() {
+            const caller = yield* Effect.option(Effect.currentSpan)
+            const [span, child] = yield* wrap(
+              Effect.zip(Effect.orDie(Effect.currentSpan), Effect.orDie(Effect.withSpan(Effect.currentSpan, "child")))
+            )
+            return { caller: Option.getOrUndefined(caller), span, child }
+          })
+          // No Effect.withTracer: the built-in tracer.
+          const { caller, child, span } = yield* (parented ? Effect.withSpan(run, "caller") : run)
+          return {
+            name: span.name,
+            tag: span._tag,
+            kind: span.kind,
+            sampled: span.sampled,
+            attributes: Object.fromEntries(span.attributes),
+            links: span.links,
+            status: span.status._tag,
+            parent: Option.getOrUndefined(span.parent) === caller,
+            traceId: caller === undefined ? /^[0-9a-f]{32}$/.test(span.traceId) : span.traceId === caller.traceId,
+            spanId: /^[0-9a-f]{16}$/.test(span.spanId),
+            // Read twice: drawn once.
+            stable: span.spanId === span.spanId && span.traceId === span.traceId,
+            child: Option.getOrUndefined(child.parent) === span && child.traceId === span.traceId &&
+              child.spanId !== span.spanId
+          }
+        })
+      for (const parented of [false, true]) {
+        const reference = yield* observe(Effect.withSpan("op", { attributes, captureStackTrace: false }), parented)
+        const ours = yield* observe(Span.around("op", attributes), parented)
+        expect(ours).toEqual(reference)
+        expect([ours.parent, ours.traceId, ours.spanId, ours.stable, ours.child].every((holds) => holds)).toBe(true)
+      }
+      // Ids no one reads are never drawn (Effect's span draws 48 hex digits, one Math.random each).
+      const draws = vi.spyOn(Math, "random")
+      try {
+        const span = yield* Span.around("op", attributes)(Effect.orDie(Effect.currentSpan))
+        expect(draws).toHaveBeenCalledTimes(0)
+        expect(span.spanId).toMatch(/^[0-9a-f]{16}$/)
+        expect(draws).toHaveBeenCalledTimes(16)
+      } finally {
+        draws.mockRestore()
       }
     }))
 

@@ -153,9 +153,70 @@ const reported = <A, E, R>(onEnd: OnEnd, self: Effect.Effect<A, E, R>): Effect.E
     }
   })
 
+/** `length` random lowercase hex digits, as Effect's built-in tracer draws span ids. */
+const randomHex = (length: number): string => {
+  let result = ""
+  for (let i = 0; i < length; i++) result += "abcdef0123456789".charAt(Math.floor(Math.random() * 16))
+  return result
+}
+
+/**
+ * The span Effect's built-in tracer makes (its `NativeSpan`: the same fields,
+ * status, attributes, events and links), except that its ids are drawn when
+ * first read: a trace id is the parent's, or 32 random hex digits; a span id,
+ * 16. They stay the same once read. Under the built-in tracer, which exports
+ * nothing, most operations' ids are never read; drawing them, digit by digit,
+ * was a tenth of a traced `Client.write`'s JavaScript with the file system
+ * stubbed. (They are accessors, so a spread or `Object.keys` of the span does
+ * not list them.)
+ */
+class BuiltInSpan implements Tracer.Span {
+  readonly _tag = "Span"
+  readonly sampled = true
+  status: Tracer.SpanStatus
+  readonly attributes = new Map<string, unknown>()
+  readonly events: Array<[name: string, startTime: bigint, attributes: Record<string, unknown>]> = []
+  readonly links: Array<Tracer.SpanLink>
+  private drawnSpanId: string | undefined = undefined
+  private drawnTraceId: string | undefined = undefined
+  constructor(
+    readonly name: string,
+    readonly parent: Option.Option<Tracer.AnySpan>,
+    readonly context: Context.Context<never>,
+    links: Iterable<Tracer.SpanLink>,
+    startTime: bigint,
+    readonly kind: Tracer.SpanKind
+  ) {
+    this.status = { _tag: "Started", startTime }
+    this.links = Array.from(links)
+  }
+  get spanId(): string {
+    return this.drawnSpanId ??= randomHex(16)
+  }
+  get traceId(): string {
+    return this.drawnTraceId ??= Option.isSome(this.parent) ? this.parent.value.traceId : randomHex(32)
+  }
+  end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
+    this.status = { _tag: "Ended", endTime, exit, startTime: this.status.startTime }
+  }
+  attribute(key: string, value: unknown): void {
+    this.attributes.set(key, value)
+  }
+  event(name: string, startTime: bigint, attributes?: Record<string, unknown>): void {
+    this.events.push([name, startTime, attributes ?? {}])
+  }
+  addLinks(links: ReadonlyArray<Tracer.SpanLink>): void {
+    this.links.push(...links)
+  }
+}
+
+/** Effect's built-in tracer: it records spans in memory and exports nothing. */
+const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
 /**
  * What `Effect.makeSpan` makes, made at once, when tracing is enabled and
- * the parent (if any) propagates; `undefined` otherwise.
+ * the parent (if any) propagates (under the built-in tracer, a
+ * `BuiltInSpan`); `undefined` otherwise.
  */
 const plainSpan = (
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -166,15 +227,12 @@ const plainSpan = (
   const parent = Context.getOption(fiber.currentContext, Tracer.ParentSpan)
   if (Option.isSome(parent) && Context.get(parent.value.context, Tracer.DisablePropagation)) return undefined
   const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-  const span = fiber.currentTracer.span(
-    name,
-    parent,
-    Context.empty(),
-    Chunk.toReadonlyArray(fiber.getFiberRef(FiberRef.currentTracerSpanLinks)),
-    fiber.getFiberRef(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : BigInt(0),
-    "internal",
-    options
-  )
+  const links = Chunk.toReadonlyArray(fiber.getFiberRef(FiberRef.currentTracerSpanLinks))
+  const startTime = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : BigInt(0)
+  const tracer = fiber.currentTracer
+  const span = tracer === nativeTracer ?
+    new BuiltInSpan(name, parent, Context.empty(), links, startTime, "internal") :
+    tracer.span(name, parent, Context.empty(), links, startTime, "internal", options)
   HashMap.forEach(fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations), (value, key) => span.attribute(key, value))
   if (options.attributes !== undefined) {
     for (const key in options.attributes) span.attribute(key, options.attributes[key])
@@ -233,9 +291,6 @@ export const scoped = (
     )
   )
 }
-
-/** Effect's built-in tracer: it records spans in memory and exports nothing. */
-const nativeTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
 /**
  * Whether a wait of `fiber` gets a span (see `wait`): a tracer other than
