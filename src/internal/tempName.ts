@@ -39,60 +39,106 @@ export const TOKEN_LENGTH = RANDOM_LENGTH + CHECK_LENGTH
 const CHECK_MODULUS = 36 ** CHECK_LENGTH
 
 const ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+const DIGITS = Array.from(ALPHABET, (c) => c.charCodeAt(0))
+const SLASH = 47
 
 // Random bytes drawn in blocks: one kernel call per few hundred names.
 const pool = new Uint8Array(4096)
 let poolAt = pool.length
 
+// The character codes of one token (random part, then check), filled in
+// place: a name costs one string for its token, not one per character.
+const token: Array<number> = new Array(TOKEN_LENGTH).fill(0)
+
 /**
- * 12 characters from [0-9a-z], from the system's cryptographic generator, so
- * another local user cannot predict the next temp name (and occupy it).
- * `Math.random().toString(36)` was predictable and cost most of a name.
+ * Fills the random part of `token`: 12 characters from [0-9a-z], from the
+ * system's cryptographic generator, so another local user cannot predict the
+ * next temp name (and occupy it). `Math.random().toString(36)` was
+ * predictable and cost most of a name.
  */
-const random = (): string => {
-  let out = ""
-  while (out.length < RANDOM_LENGTH) {
-    if (poolAt === pool.length) {
+const drawRandom = (): void => {
+  let at = poolAt
+  for (let n = 0; n < RANDOM_LENGTH;) {
+    if (at === pool.length) {
       Crypto.randomFillSync(pool)
-      poolAt = 0
+      at = 0
     }
-    const byte = pool[poolAt++]
+    const byte = pool[at++]
     // 252 = 7 x 36: the bytes above would favour the first four characters.
-    if (byte < 252) out += ALPHABET[byte % 36]
+    if (byte < 252) token[n++] = DIGITS[byte % 36]
   }
-  return out
+  poolAt = at
 }
 
 /**
  * cyrb53 (a public-domain 53-bit string hash): stable across processes and
  * versions, which the check must be (a leftover is recognised by the next
- * process, maybe of a later version). Names are compared in NFC, so a file
- * system that stores them decomposed (macOS) gives back a recognisable name.
+ * process, maybe of a later version). Its state lives here between the calls
+ * that feed one text (each hash runs in one synchronous call).
  */
-const hash = (text: string): number => {
-  const s = text.normalize("NFC")
-  let h1 = 0xdeadbeef
-  let h2 = 0x41c6ce57
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    h1 = Math.imul(h1 ^ c, 2654435761)
-    h2 = Math.imul(h2 ^ c, 1597334677)
+let h1 = 0
+let h2 = 0
+
+const hashUnit = (c: number): void => {
+  h1 = Math.imul(h1 ^ c, 2654435761)
+  h2 = Math.imul(h2 ^ c, 1597334677)
+}
+
+const hashString = (s: string): void => {
+  for (let i = 0; i < s.length; i++) hashUnit(s.charCodeAt(i))
+}
+
+const isAscii = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false
+  return true
+}
+
+/**
+ * The check of a temp name, as a number below 36^8: cyrb53 of
+ * `<name part>/<random part>/<suffix>` in NFC, so that a file system that
+ * stores names decomposed (macOS) gives back a recognisable name. The random
+ * part is the first 12 codes of `random` (token characters: ASCII).
+ */
+const checkOf = (namePart: string, random: ArrayLike<number>, suffix: string): number => {
+  h1 = 0xdeadbeef
+  h2 = 0x41c6ce57
+  if (isAscii(namePart) && isAscii(suffix)) {
+    // ASCII is its own NFC: the parts are hashed where they are, not joined.
+    hashString(namePart)
+    hashUnit(SLASH)
+    for (let i = 0; i < RANDOM_LENGTH; i++) hashUnit(random[i])
+    hashUnit(SLASH)
+    hashString(suffix)
+  } else {
+    let randomPart = ""
+    for (let i = 0; i < RANDOM_LENGTH; i++) randomPart += String.fromCharCode(random[i])
+    hashString(`${namePart}/${randomPart}/${suffix}`.normalize("NFC"))
   }
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0)
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)) % CHECK_MODULUS
 }
 
-const check = (namePart: string, randomPart: string, suffix: string): string => {
-  // The base-36 digits of the hash modulo 36^8, most significant first, by
-  // hand: Number#toString(36) of a double above 2^31 is slow in V8.
-  let value = hash(`${namePart}/${randomPart}/${suffix}`) % CHECK_MODULUS
-  let out = ""
-  for (let i = 0; i < CHECK_LENGTH; i++) {
-    out = ALPHABET[value % 36] + out
-    value = Math.floor(value / 36)
+// A check is below 36^8: each half of its digits is below 36^4 (2^21).
+const HALF = 36 ** (CHECK_LENGTH / 2)
+
+/**
+ * Writes the 8 base-36 digits of a check, most significant first, into
+ * `codes` from `at`. By hand: Number#toString(36) of a double above 2^31 is
+ * slow in V8, and so is `%` on one; each half of the check is a small integer.
+ */
+const checkDigits = (check: number, codes: Array<number>, at: number): void => {
+  const high = Math.floor(check / HALF)
+  let low = check - high * HALF
+  let rest = high
+  for (let i = CHECK_LENGTH - 1; i >= CHECK_LENGTH / 2; i--) {
+    codes[at + i] = DIGITS[low % 36]
+    low = (low / 36) | 0
   }
-  return out
+  for (let i = CHECK_LENGTH / 2 - 1; i >= 0; i--) {
+    codes[at + i] = DIGITS[rest % 36]
+    rest = (rest / 36) | 0
+  }
 }
 
 /**
@@ -157,8 +203,9 @@ export const cutToBytes = (s: string, max: number): string => {
 export const tempName = (name: string, suffix: string): string => {
   const budget = NAME_MAX - utf8Length(suffix) - TOKEN_LENGTH - 3
   const namePart = cutToBytes(wellFormed(name), budget)
-  const randomPart = random()
-  return `.${namePart}.${randomPart}${check(namePart, randomPart, suffix)}.${suffix}`
+  drawRandom()
+  checkDigits(checkOf(namePart, token, suffix), token, RANDOM_LENGTH)
+  return `.${namePart}.${String.fromCharCode.apply(null, token)}.${suffix}`
 }
 
 const isTokenChar = (c: number) => (c >= 48 && c <= 57) || (c >= 97 && c <= 122)
@@ -177,8 +224,12 @@ export const isTempName = (name: string, suffix: string): boolean => {
   if (tokenStart < 3 || name.charCodeAt(0) !== 46 || name.charCodeAt(tokenStart - 1) !== 46) return false
   if (name.charCodeAt(tokenEnd) !== 46 || !name.endsWith(suffix)) return false
   for (let i = tokenStart; i < tokenEnd; i++) if (!isTokenChar(name.charCodeAt(i))) return false
-  const randomPart = name.slice(tokenStart, tokenStart + RANDOM_LENGTH)
-  return name.slice(tokenStart + RANDOM_LENGTH, tokenEnd) === check(name.slice(1, tokenStart - 1), randomPart, suffix)
+  // The token as `tempName` fills it: the random part read, the check computed.
+  const codes: Array<number> = []
+  for (let i = 0; i < RANDOM_LENGTH; i++) codes.push(name.charCodeAt(tokenStart + i))
+  checkDigits(checkOf(name.slice(1, tokenStart - 1), codes, suffix), codes, RANDOM_LENGTH)
+  for (let i = RANDOM_LENGTH; i < TOKEN_LENGTH; i++) if (name.charCodeAt(tokenStart + i) !== codes[i]) return false
+  return true
 }
 
 /**
