@@ -10,7 +10,7 @@ import * as LockManager from "../src/LockManager.js"
 import { LockLostError } from "../src/PersistenceError.js"
 import { leftoverName, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { expectIdle, waitUntil } from "./utils/locks.js"
-import { mulberry32, pseudoRandom } from "./utils/random.js"
+import { pseudoRandom } from "./utils/random.js"
 import { recordSpans } from "./utils/tracing.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
@@ -534,61 +534,6 @@ describe("Client.recover", () => {
       yield* expectIdle(manager)
       yield* expectIdle(custom.manager)
     }))
-
-  it.scoped("recognises leftovers named by earlier versions, in NFC or NFD, and keeps names whose check fails", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const { client, manager } = yield* makeClient()
-      // Named by an earlier version of the library (0.x, before the temp
-      // names were made without joining strings).
-      const earlier = [
-        ".doc.bin.b0pfpymcawxeck2vfkpa.tmp",
-        ".caf\u00e9.txt.3npytowg883di9geb4ts.tmp",
-        // The same name stored decomposed, as macOS does.
-        ".cafe\u0301.txt.3npytowg883di9geb4ts.tmp",
-        ".\u65e5\u672c\u8a9e\u306e\u30d5\u30a1\u30a4\u30eb\u540d.json.4g9a4uzrf90md4aimqvf.tmp",
-        ".\u{1f4be} disk.rbl13w610zpt9p9ipesf.tmp"
-      ]
-      const forged = [".doc.bin.b0pfpymcawxeck2vfkpb.tmp", ".doc.bin.b0pfpymcawxeck2vfkpa.tmp.tmp", ".doc.bin.tmp"]
-      for (const name of [...earlier, ...forged]) nodeFs.writeFileSync(`${dir}/${name}`, "partial")
-      const recovered = yield* client.recover(dir)
-      expect(recovered.map((p) => nodePath.basename(p).normalize("NFC")).sort()).toEqual(
-        earlier.map((n) => n.normalize("NFC")).sort()
-      )
-      expect(nodeFs.readdirSync(dir).sort()).toEqual([...forged].sort())
-      yield* expectIdle(manager)
-    }))
-
-  it("names temp files as the rule says: the check is cyrb53 of name/random/suffix in NFC, in base 36", () => {
-    // A reference model of the check, written from the rule.
-    const cyrb53 = (text: string) => {
-      let h1 = 0xdeadbeef
-      let h2 = 0x41c6ce57
-      for (let i = 0; i < text.length; i++) {
-        const c = text.charCodeAt(i)
-        h1 = Math.imul(h1 ^ c, 2654435761)
-        h2 = Math.imul(h2 ^ c, 1597334677)
-      }
-      h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
-      h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
-      return 4294967296 * (2097151 & h2) + (h1 >>> 0)
-    }
-    const expectedCheck = (namePart: string, random: string, suffix: string) =>
-      (cyrb53(`${namePart}/${random}/${suffix}`.normalize("NFC")) % 36 ** 8).toString(36).padStart(8, "0")
-    const next = mulberry32(0x7e)
-    const names = ["doc.bin", "caf\u00e9", "cafe\u0301", "\u{1f4be} disk", "x".repeat(40), "a.b.c"]
-    const suffixes = ["tmp", "partial", "p\u00e4rt", "a.b"]
-    for (let i = 0; i < 400; i++) {
-      const name = names[Math.floor(next() * names.length)]
-      const suffix = suffixes[Math.floor(next() * suffixes.length)]
-      const temp = leftoverName(name, suffix)
-      const match = /^\.(.+)\.([0-9a-z]{12})([0-9a-z]{8})\.(.+)$/su.exec(temp)
-      expect(match, temp).not.toBeNull()
-      const [, namePart, random, check, suffixPart] = match!
-      expect([namePart, suffixPart]).toEqual([name, suffix])
-      expect(check, temp).toBe(expectedCheck(namePart, random, suffix))
-    }
-  })
 })
 
 describe("Client root confinement", () => {

@@ -15,6 +15,7 @@ import * as nodePath from "node:path"
 import type * as Client from "../src/Client.js"
 import { leftoverName, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { expectIdle, waitUntil } from "./utils/locks.js"
+import { mulberry32 } from "./utils/random.js"
 import * as Recording from "./utils/recordingFileSystem.js"
 
 const bytesOf = (s: string) => new TextEncoder().encode(s)
@@ -95,15 +96,58 @@ describe("temp names are unmistakable", () => {
   it.scoped("a leftover named by an earlier version is still recognised and removed by recover (the check is stable)", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      // Made by the code of 2026-12-03 05:00 (Math.random and Number#toString(36)).
-      const leftovers = [".report.json.n1hc84k1hpb9g24sw9gd.tmp", ".日本語.txt.onwl4y0tjbmfwnr0zkfb.part"]
-      for (const name of leftovers) nodeFs.writeFileSync(`${dir}/${name}`, "partial")
+      const leftovers = [
+        // Made by the code of 2026-12-03 05:00 (Math.random and Number#toString(36)).
+        ".report.json.n1hc84k1hpb9g24sw9gd.tmp",
+        // Made by the code of 2026-12-03 15:35 (names joined, then normalised, before hashing).
+        ".doc.bin.b0pfpymcawxeck2vfkpa.tmp",
+        ".caf\u00e9.txt.3npytowg883di9geb4ts.tmp",
+        // The same name stored decomposed, as macOS does: the check is computed in NFC.
+        ".cafe\u0301.txt.3npytowg883di9geb4ts.tmp",
+        ".\u65e5\u672c\u8a9e\u306e\u30d5\u30a1\u30a4\u30eb\u540d.json.4g9a4uzrf90md4aimqvf.tmp",
+        ".\u{1f4be} disk.rbl13w610zpt9p9ipesf.tmp"
+      ]
+      const parted = ".\u65e5\u672c\u8a9e.txt.onwl4y0tjbmfwnr0zkfb.part"
+      // One check character off: a user's file.
+      const forged = ".doc.bin.b0pfpymcawxeck2vfkpb.tmp"
+      for (const name of [...leftovers, parted, forged]) nodeFs.writeFileSync(`${dir}/${name}`, "partial")
       const { client } = yield* makeClient()
       const { client: parts } = yield* makeClient({ tempSuffix: "part" })
-      expect((yield* client.recover(dir)).map((p) => nodePath.basename(p))).toEqual([leftovers[0]])
-      expect((yield* parts.recover(dir)).map((p) => nodePath.basename(p))).toEqual([leftovers[1]])
-      expect(nodeFs.readdirSync(dir)).toEqual([])
+      expect((yield* client.recover(dir)).map((p) => nodePath.basename(p)).sort()).toEqual([...leftovers].sort())
+      expect((yield* parts.recover(dir)).map((p) => nodePath.basename(p))).toEqual([parted])
+      expect(nodeFs.readdirSync(dir)).toEqual([forged])
     }))
+
+  it("temp names follow the rule: the check is cyrb53 of name/random/suffix in NFC, as 8 base-36 digits", () => {
+    // A reference model of the check, written from the rule.
+    const cyrb53 = (text: string) => {
+      let h1 = 0xdeadbeef
+      let h2 = 0x41c6ce57
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i)
+        h1 = Math.imul(h1 ^ c, 2654435761)
+        h2 = Math.imul(h2 ^ c, 1597334677)
+      }
+      h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+      h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+      return 4294967296 * (2097151 & h2) + (h1 >>> 0)
+    }
+    const expectedCheck = (namePart: string, random: string, suffix: string) =>
+      (cyrb53(`${namePart}/${random}/${suffix}`.normalize("NFC")) % 36 ** 8).toString(36).padStart(8, "0")
+    const next = mulberry32(0x7e)
+    const names = ["doc.bin", "caf\u00e9", "cafe\u0301", "\u{1f4be} disk", "x".repeat(40), "a.b.c"]
+    const suffixes = ["tmp", "partial", "p\u00e4rt", "a.b"]
+    for (let i = 0; i < 400; i++) {
+      const name = names[Math.floor(next() * names.length)]
+      const suffix = suffixes[Math.floor(next() * suffixes.length)]
+      const temp = leftoverName(name, suffix)
+      const match = /^\.(.+)\.([0-9a-z]{12})([0-9a-z]{8})\.(.+)$/su.exec(temp)
+      expect(match, temp).not.toBeNull()
+      const [, namePart, random, check, suffixPart] = match!
+      expect([namePart, suffixPart]).toEqual([name, suffix])
+      expect(check, temp).toBe(expectedCheck(namePart, random, suffix))
+    }
+  })
 
   for (const suffix of ["tmp", "part", "x.y"]) {
     it.scoped(`names one step off a temp name are user files (tempSuffix ${JSON.stringify(suffix)})`, () =>
@@ -168,6 +212,22 @@ describe("temp names are unmistakable", () => {
       yield* client.delete(`${dir}/${theirs}`)
       yield* expectIdle(manager)
     }))
+
+  it.scoped(
+    "a huge segment of dots and token-like runs is checked in linear time, then refused by the system",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const { client, manager } = yield* makeClient()
+        // Every dot could start a suffix: checking each against the whole name
+        // took 39 s of blocked event loop for 168 KB (quadratic).
+        const segment = "." + "abcdefghijklmnopqrst.".repeat(16_000) + "x"
+        expect(yield* failureOf(client.write(`${dir}/${segment}`, "x"))).toBe("FileSystemError NameTooLong")
+        expect(nodeFs.readdirSync(dir)).toEqual([])
+        yield* expectIdle(manager)
+      }),
+    30_000
+  )
 
   it.scoped("recover removes only regular files: not a directory or a link named like a temp file", () =>
     Effect.gen(function*() {

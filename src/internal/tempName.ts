@@ -240,10 +240,14 @@ export const isTempName = (name: string, suffix: string): boolean => {
  * @internal
  */
 export const isAnyTempName = (name: string): boolean => {
-  if (name.charCodeAt(0) !== 46) return false
+  // A temp name fits in NAME_MAX bytes of UTF-8, and a UTF-16 unit takes at
+  // least one: a longer name is none (and a hostile one costs one check).
+  if (name.length > NAME_MAX || name.charCodeAt(0) !== 46) return false
   // The suffix is what follows a dot that follows a token; a suffix may
-  // itself hold dots, so every dot is a candidate.
-  for (let dot = name.indexOf(".", TOKEN_LENGTH + 3); dot !== -1; dot = name.indexOf(".", dot + 1)) {
+  // itself hold dots, so every dot close enough to the end (a suffix takes
+  // at most SUFFIX_MAX bytes) is a candidate.
+  const first = Math.max(TOKEN_LENGTH + 3, name.length - SUFFIX_MAX - 1)
+  for (let dot = name.indexOf(".", first); dot !== -1; dot = name.indexOf(".", dot + 1)) {
     const suffix = name.slice(dot + 1)
     if (suffix.length > 0 && isTempName(name, suffix)) return true
   }
