@@ -759,7 +759,7 @@ describe("special files are never opened", () => {
   // the operation would hang with its locks held.
   for (const confined of [false, true]) {
     it.live(
-      `copy from a FIFO, and ${
+      `copy and stream from a FIFO, and ${
         confined ? "a confined client's" : "no"
       } read of it or write below it, fail typed at once and hold nothing`,
       () =>
@@ -773,6 +773,8 @@ describe("special files are never opened", () => {
             failureOf(Effect.timeoutFail(effect, { duration: "5 seconds", onTimeout: () => "hung" }))
           expect(yield* bounded(client.copy(fifo, `${dir}/copy`))).toBe("FileSystemError InvalidData")
           expect(nodeFs.existsSync(`${dir}/copy`)).toBe(false)
+          // A stream opens its file in a scope: an open that blocked could not be interrupted.
+          expect(yield* bounded(Stream.runDrain(client.stream(fifo)))).toBe("FileSystemError InvalidData")
           if (confined) {
             expect(yield* bounded(client.read(fifo))).toBe("FileSystemError InvalidData")
             expect(yield* bounded(client.write(`${fifo}/x`, "x"))).toBe("FileSystemError InvalidData")

@@ -301,6 +301,10 @@ export const make = (
               const checked = yield* Input.streamOptions("Client.stream", path, options)
               const p = yield* resolve("Client.stream", path, "file")
               yield* manager.lock(p, "read")
+              // Never a FIFO or a device (see openable): the platform opens in
+              // an acquire, which an interruption cannot end, so a blocked
+              // open would hold the lock for good.
+              yield* openable(fs, "Client.stream", p, p)
               // Opened in the lock's scope: closed before the lock is released.
               const file = yield* io("Client.stream", p, fs.open(p, { flag: "r" }))
               if (pins !== undefined) yield* pins.check("Client.stream", path, p, file)
