@@ -351,6 +351,40 @@ const recordingReads = Effect.gen(function*() {
   return { fs, sizes }
 }).pipe(Effect.provide(NodeFileSystem.layer))
 
+describe("files too large to read whole", () => {
+  for (const confined of [false, true]) {
+    it.scoped(
+      `read, readJson and modify of a file over 2 GiB fail typed, before allocating (${
+        confined ? "confined" : "by path"
+      })`,
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
+          // Sparse: no space taken. Just past the 2 GiB Node reads whole, and past what a typed array can hold.
+          for (const size of [2 ** 31, 5 * 2 ** 30]) {
+            const big = `${dir}/big-${size}`
+            nodeFs.writeFileSync(big, "")
+            nodeFs.truncateSync(big, size)
+            for (
+              const operation of [
+                client.read(big),
+                client.readJson(big, Schema.Unknown),
+                client.modify(big, () => "x")
+              ]
+            ) {
+              const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
+              expect(error).toMatchObject({ _tag: "FileSystemError", path: big, code: "ERR_FS_FILE_TOO_LARGE" })
+              expect(error.message).toContain("stream it instead")
+            }
+            expect(nodeFs.statSync(big).size).toBe(size)
+          }
+          yield* expectIdle(manager)
+        })
+    )
+  }
+})
+
 describe("stream: chunk sizes", () => {
   it.scoped("a chunk size past 1 GiB is a typed error before anything is read", () =>
     Effect.gen(function*() {

@@ -60,6 +60,25 @@ export const errnoCode = (error: PlatformError): string | undefined => {
 export const reasonOf = (code: string | undefined): FileSystemReason =>
   (code !== undefined ? byCode[code] : undefined) ?? "Unknown"
 
+/** Node's code for a file too large to read whole (over 2 GiB). */
+const TOO_LARGE = "ERR_FS_FILE_TOO_LARGE"
+const TOO_LARGE_DETAIL = "a file is read whole only up to 2 GiB: stream it instead"
+
+/**
+ * A file too large to read whole, as Node's `readFile` reports it, for a read
+ * that does not go through `readFile`.
+ *
+ * @internal
+ */
+export const tooLarge = (operation: string, path: string, size: number): FileSystemError =>
+  new FileSystemError({
+    operation,
+    path,
+    reason: "Unknown",
+    code: TOO_LARGE,
+    detail: `${size} bytes; ${TOO_LARGE_DETAIL}`
+  })
+
 /** @internal */
 export const fromPlatform = (operation: string, path: string) => (error: PlatformError): FileSystemError => {
   const code = errnoCode(error)
@@ -67,7 +86,14 @@ export const fromPlatform = (operation: string, path: string) => (error: Platfor
     (error._tag === "SystemError" ? byReason[error.reason] : undefined) ?? "Unknown"
   // Node's `rm` names a directory ERR_FS_EISDIR; `code` holds errno names (the cause keeps Node's).
   const shown = code === "ERR_FS_EISDIR" ? "EISDIR" : code
-  return new FileSystemError({ operation, path, reason, ...(shown !== undefined ? { code: shown } : {}), cause: error })
+  return new FileSystemError({
+    operation,
+    path,
+    reason,
+    ...(shown !== undefined ? { code: shown } : {}),
+    ...(code === TOO_LARGE ? { detail: TOO_LARGE_DETAIL } : {}),
+    cause: error
+  })
 }
 
 /**

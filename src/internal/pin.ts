@@ -25,7 +25,7 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { FileSystemError, InvalidPathError } from "../PersistenceError.js"
-import { invalidPath, io, openable } from "./errors.js"
+import { invalidPath, io, openable, tooLarge } from "./errors.js"
 import { basename, isAncestor, join, normalize, parent, ROOT } from "./path.js"
 import * as Removal from "./unlink.js"
 
@@ -83,37 +83,54 @@ const procPath = (file: FileSystem.File) => `/proc/self/fd/${file.fd}`
 const READ_CHUNK = 64 * 1024
 
 /**
+ * The largest file Node's `readFile` reads whole (its `kIoMaxLength`): past
+ * it, it fails with `ERR_FS_FILE_TOO_LARGE` before allocating.
+ */
+const READ_MAX = 2 ** 31 - 1
+
+/**
  * The rest of an open file, as Node's `readFile` reads it: as many bytes as
  * its size says (fewer if it ends first), or, when the size says nothing (0:
- * empty, or a file of `/proc`), until the end.
+ * empty, or a file of `/proc`), until the end. A file larger than `READ_MAX`
+ * fails as there, before anything is allocated.
  */
-const readAll = (file: FileSystem.File): Effect.Effect<Uint8Array, PlatformError> =>
-  Effect.flatMap(file.stat, (info) => {
+const readAll = (
+  operation: string,
+  p: string,
+  file: FileSystem.File
+): Effect.Effect<Uint8Array, FileSystemError> =>
+  Effect.flatMap(io(operation, p, file.stat), (info) => {
     const size = Number(info.size)
-    if (size > 0) {
-      const buffer = new Uint8Array(size)
-      const fill = (at: number): Effect.Effect<Uint8Array, PlatformError> =>
-        at >= size ?
-          Effect.succeed(buffer) :
-          Effect.flatMap(file.read(buffer.subarray(at)), (n) =>
-            Number(n) === 0 ? Effect.succeed(buffer.slice(0, at)) : fill(at + Number(n)))
-      return fill(0)
-    }
-    const chunks: Array<Uint8Array> = []
-    const more: Effect.Effect<Uint8Array, PlatformError> = Effect.flatMap(
-      file.readAlloc(READ_CHUNK),
-      (chunk) => {
-        if (chunk._tag === "Some") {
-          chunks.push(chunk.value)
-          return more
-        }
-        const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-        chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0)
-        return Effect.succeed(out)
-      }
-    )
-    return Effect.suspend(() => more)
+    if (size > READ_MAX) return Effect.fail(tooLarge(operation, p, size))
+    return io(operation, p, readSized(file, size))
   })
+
+/** `readAll` once the size is known. */
+const readSized = (file: FileSystem.File, size: number): Effect.Effect<Uint8Array, PlatformError> => {
+  if (size > 0) {
+    const buffer = new Uint8Array(size)
+    const fill = (at: number): Effect.Effect<Uint8Array, PlatformError> =>
+      at >= size ?
+        Effect.succeed(buffer) :
+        Effect.flatMap(file.read(buffer.subarray(at)), (n) =>
+          Number(n) === 0 ? Effect.succeed(buffer.slice(0, at)) : fill(at + Number(n)))
+    return fill(0)
+  }
+  const chunks: Array<Uint8Array> = []
+  const more: Effect.Effect<Uint8Array, PlatformError> = Effect.flatMap(
+    file.readAlloc(READ_CHUNK),
+    (chunk) => {
+      if (chunk._tag === "Some") {
+        chunks.push(chunk.value)
+        return more
+      }
+      const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
+      chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0)
+      return Effect.succeed(out)
+    }
+  )
+  return Effect.suspend(() => more)
+}
 
 const inside = (base: string, p: string) => p === base || isAncestor(base, p)
 
@@ -187,7 +204,7 @@ export const make = (fs: FileSystem.FileSystem, root: string): Effect.Effect<Pin
     const read = (operation: string, path: unknown, p: string) =>
       Effect.scoped(
         Effect.flatMap(open(operation, p, p), (opened) =>
-          Effect.zipRight(check(operation, path, p, opened), io(operation, p, readAll(opened))))
+          Effect.zipRight(check(operation, path, p, opened), readAll(operation, p, opened)))
       )
 
     return { ...removal, realRoot, directory, exactDirectory, read, check }
