@@ -59,7 +59,7 @@ const indexOfOnly = (events: ReadonlyArray<string>, event: string): number => {
  */
 const syncedAfter = (events: ReadonlyArray<string>, after: number, dir: string): number => {
   for (let i = after + 1; i < events.length; i++) {
-    if (events[i] === `sync ${dir}` && events.lastIndexOf(`open ${dir} r`, i) > after) return i
+    if (events[i] === `sync ${dir}/.` && events.lastIndexOf(`open ${dir}/. r`, i) > after) return i
   }
   return assert.fail(`no fsync of ${dir} started after "${events[after]}" in:${show(events)}`)
 }
@@ -94,7 +94,7 @@ const expectDurableReplacement = (
   expect(mentions(target).filter((event) => !event.startsWith("readFile "))).toEqual([rename])
   const renamed = indexOfOnly(events, rename)
   syncedAfter(events, renamed, dir)
-  expect(syncsAfter(events, renamed), `fsyncs after the rename in:${show(events)}`).toEqual([`sync ${dir}`])
+  expect(syncsAfter(events, renamed), `fsyncs after the rename in:${show(events)}`).toEqual([`sync ${dir}/.`])
 }
 
 /**
@@ -200,14 +200,14 @@ describe("Client durability (durable: true)", () => {
       let events = yield* eventsIn(dir)
       let removed = indexOfOnly(events, "remove ~/sub/f")
       syncedAfter(events, removed, "~/sub")
-      expect(syncsAfter(events, removed)).toEqual(["sync ~/sub"])
+      expect(syncsAfter(events, removed)).toEqual(["sync ~/sub/."])
 
       yield* clearLog
       yield* client.delete(`${dir}/sub`, { recursive: true })
       events = yield* eventsIn(dir)
       removed = indexOfOnly(events, "remove ~/sub")
       syncedAfter(events, removed, "~")
-      expect(syncsAfter(events, removed)).toEqual(["sync ~"])
+      expect(syncsAfter(events, removed)).toEqual(["sync ~/."])
       expect(nodeFs.readdirSync(dir)).toEqual([])
       yield* expectIdle
     }).pipe(Effect.provide(recordingLayer({ durable: true }))))
@@ -239,7 +239,7 @@ describe("Client durability (durable: true)", () => {
       const events = yield* eventsIn(dir)
       const renamed = indexOfOnly(events, "rename ~/a ~/b")
       syncedAfter(events, renamed, "~")
-      expect(syncsAfter(events, renamed)).toEqual(["sync ~"])
+      expect(syncsAfter(events, renamed)).toEqual(["sync ~/."])
       expect(nodeFs.readFileSync(`${dir}/b`, "utf8")).toBe("a")
       yield* expectIdle
     }).pipe(Effect.provide(recordingLayer({ durable: true }))))
@@ -256,7 +256,7 @@ describe("Client durability (durable: true)", () => {
       const events = yield* eventsIn(dir)
       const renamed = indexOfOnly(events, "rename ~/from/f ~/to/g")
       expect(syncedAfter(events, renamed, "~/to")).toBeLessThan(syncedAfter(events, renamed, "~/from"))
-      expect(syncsAfter(events, renamed)).toEqual(["sync ~/to", "sync ~/from"])
+      expect(syncsAfter(events, renamed)).toEqual(["sync ~/to/.", "sync ~/from/."])
       expect(nodeFs.readFileSync(`${dir}/to/g`, "utf8")).toBe("f")
       expect(nodeFs.existsSync(`${dir}/from/f`)).toBe(false)
       yield* expectIdle
@@ -286,7 +286,7 @@ describe("Client durability (durable: true)", () => {
       expectCreatedAndSynced(yield* eventsIn(dir), ["~/w", "~/w/x"])
       let renamed = indexOfOnly(events, "rename ~/w/x/.file.<tmp> ~/w/x/file")
       expect(events.indexOf("sync ~/w/x/.file.<tmp>")).toBeLessThan(renamed)
-      expect(syncsAfter(events, renamed)).toEqual(["sync ~/w/x"])
+      expect(syncsAfter(events, renamed)).toEqual(["sync ~/w/x/."])
 
       // sink
       yield* clearLog
@@ -295,7 +295,7 @@ describe("Client durability (durable: true)", () => {
       expectCreatedAndSynced(yield* eventsIn(dir), ["~/s", "~/s/t"])
       renamed = indexOfOnly(events, "rename ~/s/t/.file.<tmp> ~/s/t/file")
       expect(events.indexOf("sync ~/s/t/.file.<tmp>")).toBeLessThan(renamed)
-      expect(syncsAfter(events, renamed)).toEqual(["sync ~/s/t"])
+      expect(syncsAfter(events, renamed)).toEqual(["sync ~/s/t/."])
 
       // rename: the target's directory, then the source's after the move
       nodeFs.writeFileSync(`${dir}/src`, "r")
@@ -304,7 +304,7 @@ describe("Client durability (durable: true)", () => {
       expectCreatedAndSynced(yield* eventsIn(dir), ["~/r", "~/r/q"])
       events = yield* durabilityEvents(dir)
       renamed = indexOfOnly(events, "rename ~/src ~/r/q/moved")
-      expect(syncsAfter(events, renamed)).toEqual(["sync ~/r/q", "sync ~"])
+      expect(syncsAfter(events, renamed)).toEqual(["sync ~/r/q/.", "sync ~/."])
 
       // only the missing directory is created
       yield* clearLog
@@ -367,7 +367,7 @@ describe("Client durability (durable: true)", () => {
       )
       syncedAfter(events, lastRemoval, "~")
       syncedAfter(events, lastRemoval, "~/sub")
-      expect(syncsAfter(events, lastRemoval).sort()).toEqual(["sync ~", "sync ~/sub"])
+      expect(syncsAfter(events, lastRemoval).sort()).toEqual(["sync ~/.", "sync ~/sub/."])
       yield* expectIdle
     }).pipe(Effect.provide(recordingLayer({ durable: true }))))
 })
@@ -428,7 +428,7 @@ describe("Client durability with concurrent writers", () => {
       const permits = yield* Queue.unbounded<void>()
       const { fs, log } = yield* Recording.makeNode({
         sync: (path) =>
-          path === dir ? Effect.zipRight(Queue.offer(started, undefined), Queue.take(permits)) : Effect.void
+          path === `${dir}/.` ? Effect.zipRight(Queue.offer(started, undefined), Queue.take(permits)) : Effect.void
       })
       const { client, manager } = yield* makeClient({ durable: true }, Layer.succeed(FileSystem.FileSystem, fs))
       const isRunning = (fiber: Fiber.Fiber<unknown, unknown>) => Effect.map(Fiber.poll(fiber), Option.isNone)
@@ -455,12 +455,12 @@ describe("Client durability with concurrent writers", () => {
       yield* Fiber.join(second)
       yield* Fiber.join(third)
       const events = (yield* log.events).map((event) => event.replaceAll(dir, "~").replace(TEMP, ".$1.<tmp>"))
-      const syncs = events.flatMap((event, i) => event === "sync ~" ? [i] : [])
+      const syncs = events.flatMap((event, i) => event === "sync ~/." ? [i] : [])
       expect(syncs.length).toBe(2)
       const lastRename = Math.max(events.indexOf("rename ~/.b.<tmp> ~/b"), events.indexOf("rename ~/.c.<tmp> ~/c"))
       // The second fsync's directory was opened after the last rename.
-      expect(events.lastIndexOf("open ~ r")).toBeGreaterThan(lastRename)
-      expect(events.lastIndexOf("open ~ r")).toBeLessThan(syncs[1])
+      expect(events.lastIndexOf("open ~/. r")).toBeGreaterThan(lastRename)
+      expect(events.lastIndexOf("open ~/. r")).toBeLessThan(syncs[1])
       expect(yield* Queue.size(started)).toBe(0)
       expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
     })))

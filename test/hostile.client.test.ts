@@ -819,4 +819,37 @@ describe("special files are never opened", () => {
       30_000
     )
   }
+
+  it.live(
+    "a durable confined sink whose directory is swapped for a link to a FIFO ends committed, unsynced, holding nothing",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const root = `${dir}/root`
+        nodeFs.mkdirSync(`${root}/d`, { recursive: true })
+        childProcess.execFileSync("mkfifo", [`${dir}/fifo`])
+        const { client, manager } = yield* makeClient({ root, durable: true })
+        // The directories are known durable: the commit's directory fsync is the only open by path left.
+        yield* client.write(`${root}/d/warm`, "w")
+        const gate = yield* Effect.makeLatch(false)
+        const input = Stream.concat(
+          Stream.make(bytesOf("hello")),
+          Stream.fromEffect(Effect.as(gate.await, bytesOf("")))
+        )
+        const sink = yield* Effect.fork(Stream.run(input, client.sink(`${root}/d/file`)))
+        // The sink has opened its temp file (it does so through the scheduler's I/O, polled here).
+        yield* Effect.sync(() => tempFiles(`${root}/d`).length === 1).pipe(
+          Effect.repeat({ until: (created) => created, schedule: Schedule.spaced("5 millis") })
+        )
+        // Another process swaps the directory: the rename goes through the handle, the fsync by path.
+        nodeFs.renameSync(`${root}/d`, `${root}/moved`)
+        nodeFs.symlinkSync(`${dir}/fifo`, `${root}/d`)
+        yield* gate.open
+        const error = yield* Effect.flip(Fiber.join(sink))
+        expect(error).toMatchObject({ _tag: "CommitError", path: `${root}/d/file` })
+        expect(nodeFs.readFileSync(`${root}/moved/file`, "utf8")).toBe("hello")
+        yield* expectIdle(manager)
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })

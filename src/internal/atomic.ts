@@ -61,9 +61,15 @@ export interface Disk {
 const fsyncDirectory = (fs: FileSystem.FileSystem) => (dir: string): Effect.Effect<void, PlatformError> =>
   Effect.scoped(Effect.flatten(openDirectory(fs)(dir)))
 
-/** Opens a directory (closed with the scope) and returns its fsync, for group commit to issue. */
+/**
+ * Opens a directory (closed with the scope) and returns its fsync, for group
+ * commit to issue. Opened as `<dir>/.`, which the kernel resolves only if
+ * `dir` is a directory: anything else swapped in by path (a FIFO, whose open
+ * would block for good with the caller's locks held, a file, a link to one)
+ * fails at once with `ENOTDIR`, with no window between a check and the open.
+ */
 const openDirectory = (fs: FileSystem.FileSystem) => (dir: string) =>
-  Effect.map(fs.open(dir, { flag: "r" }), (file) => file.sync)
+  Effect.map(fs.open(join(dir, "."), { flag: "r" }), (file) => file.sync)
 
 /** @internal */
 export const makeDisk = (
