@@ -425,7 +425,7 @@ describe("hostile connections", () => {
     90_000
   )
 
-  it.live("a request above the frame bound fails RequestTooLarge without sending; the connection and its locks stay", () =>
+  it.live("a request above the frame bound (paths, or paths and modes) fails RequestTooLarge without sending; the connection and its locks stay", () =>
     Effect.scoped(Effect.gen(function*() {
       const dir = yield* tempDir()
       const socket = nodePath.join(dir, "lockd.sock")
@@ -435,7 +435,13 @@ describe("hostile connections", () => {
       const huge = Array.from({ length: 5 }, (_, i) => `/${String(i).repeat(MAX_FRAME_BYTES / 4)}`)
       const exit = yield* Effect.exit(manager.withLockAll(huge)(Effect.void))
       expectReason(exit, "RequestTooLarge")
-      yield* lock.ensureHeld("after the refused request")
+      // Paths that fit alone, with a read mode each that the frame carries too.
+      const count = 350_000
+      const paths = Array.from({ length: count }, (_, i) => `/d${String(i).padStart(6, "0")}`)
+      expect(Buffer.byteLength(JSON.stringify(paths))).toBeLessThan(MAX_FRAME_BYTES)
+      const reads = paths.map((path) => [path, "read"] as const)
+      expectReason(yield* Effect.exit(manager.withLockAll(reads)(Effect.void)), "RequestTooLarge")
+      yield* lock.ensureHeld("after the refused requests")
       expect(yield* server.manager.stats).toMatchObject({ held: 1, pending: 0 })
     })))
 

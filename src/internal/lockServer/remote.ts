@@ -82,16 +82,20 @@ export const configOf = (options: RemoteOptions): RemoteConfig => {
 const FRAME_OVERHEAD = 4096
 
 /**
- * Whether the paths fit in one frame: the server drops a connection whose
- * frame exceeds the bound, which would lose every lock held over it, so such a
- * request is refused here instead. Exact only when it could matter: a JSON
- * string takes at most 6 bytes per UTF-16 unit.
+ * Whether a request's paths, and the mode of each when it has them, fit in one
+ * frame: the server drops a connection whose frame exceeds the bound, which
+ * would lose every lock held over it, so such a request is refused here
+ * instead. Exact only when it could matter: a JSON string takes at most 6
+ * bytes per UTF-16 unit, a mode at most 8 (`"write",`).
  */
-const fitsInFrame = (paths: ReadonlyArray<string>): boolean => {
+const fitsInFrame = (paths: ReadonlyArray<string>, modes: ReadonlyArray<string> | undefined): boolean => {
   const budget = MAX_FRAME_BYTES - FRAME_OVERHEAD
   let units = 0
   for (const path of paths) units += path.length + 3
-  return units * 6 <= budget || Buffer.byteLength(JSON.stringify(paths)) <= budget
+  const bound = units * 6 + (modes === undefined ? 0 : modes.length * 8 + 2)
+  return bound <= budget ||
+    Buffer.byteLength(JSON.stringify(paths)) + (modes === undefined ? 0 : Buffer.byteLength(JSON.stringify(modes))) <=
+      budget
 }
 
 interface Connection {
@@ -420,10 +424,10 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
     const start = (operation: string, conn: Connection, plan: Plan): Effect.Effect<Request, RemoteLockError> =>
       Effect.suspend(() => {
         if (conn.lost !== undefined) return Effect.fail(toError(operation, conn.lost))
-        if (!fitsInFrame(plan.paths)) {
+        if (!fitsInFrame(plan.paths, plan.pathModes)) {
           return Effect.fail(toError(operation, {
             reason: "RequestTooLarge",
-            detail: `the paths take more than the protocol's ${MAX_FRAME_BYTES} bytes per message`
+            detail: `the paths and modes take more than the protocol's ${MAX_FRAME_BYTES} bytes per message`
           }))
         }
         const ticket = ++conn.nextTicket
