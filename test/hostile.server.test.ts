@@ -209,6 +209,25 @@ describe("the socket path: only a stale socket is ever replaced", () => {
       expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
     })))
 
+  it.live("a path too long for a socket, or for the private directory it is bound in first, is refused; nothing is left", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      // A Unix socket path holds at most 107 bytes (108 with the NUL).
+      const nested = nodePath.join(dir, "d".repeat(100 - dir.length - 3))
+      nodeFs.mkdirSync(nested)
+      for (const socket of [nodePath.join(nested, "s"), nodePath.join(nested, "s".repeat(40))]) {
+        const exit = yield* Effect.exit(Effect.scoped(LockServer.make({ socket })))
+        expect(expectReason(exit, "ListenFailed").detail).toMatch(/too long for a Unix socket/)
+        expect(nodeFs.readdirSync(nested)).toEqual([])
+      }
+      expect(nodeFs.readdirSync(dir)).toEqual([nodePath.basename(nested)])
+      // A path that fits with its private directory listens.
+      const fits = nodePath.join(dir, "s")
+      const server = yield* LockServer.make({ socket: fits })
+      yield* (yield* LockManager.makeRemote({ socket: fits })).withLock("/x", "write")(Effect.void)
+      expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+
   it.live("a stale socket is replaced; the socket is owner-only; it is removed on shutdown", () =>
     Effect.scoped(Effect.gen(function*() {
       const dir = yield* tempDir()

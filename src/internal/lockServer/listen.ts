@@ -224,6 +224,9 @@ const transactional = <A, E>(
         Scope.extend(effect, inner).pipe(Effect.onError((cause) => Scope.close(inner, Exit.failCause(cause)))))
   )
 
+/** The longest Unix socket path on Linux: `sun_path` holds 108 bytes with the terminating NUL. */
+const SOCKET_PATH_MAX = 107
+
 const listenUnix = (
   address: Extract<Address, { readonly _tag: "Unix" }>,
   mode: number
@@ -236,6 +239,17 @@ const listenUnix = (
       )
     }
     const dir = nodePath.dirname(path)
+    // The socket is bound in a private directory beside `path`, then moved:
+    // both names must fit in a socket address, which libuv cuts short
+    // silently (binding a socket under another name) when they do not.
+    const longest = Math.max(Buffer.byteLength(path), Buffer.byteLength(nodePath.join(dir, ".lockd-XXXXXX", "s")))
+    if (longest > SOCKET_PATH_MAX) {
+      return yield* Effect.fail(listenFailed(
+        address,
+        `the path is too long for a Unix socket: it is bound first in a private directory beside it, at ${longest} ` +
+          `bytes, and a socket path holds at most ${SOCKET_PATH_MAX}; use a shorter directory`
+      ))
+    }
     const privateDir = yield* attempt(
       address,
       `cannot create a private directory in ${dir}`,
