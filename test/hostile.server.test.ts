@@ -444,6 +444,48 @@ describe("hostile connections", () => {
     90_000
   )
 
+  it.live(
+    "a peer that sends and never reads its answers is dropped once they pile up; other clients keep their locks",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        const socket = nodePath.join(dir, "lockd.sock")
+        const server = yield* LockServer.make({ socket })
+        const manager = yield* LockManager.makeRemote({ socket })
+        const lock = yield* manager.lock("/kept", "write")
+        const peer = yield* Effect.acquireRelease(
+          Effect.sync(() => Net.createConnection({ path: socket })),
+          (peer) => Effect.sync(() => peer.destroy())
+        )
+        peer.on("error", () => {})
+        const closed = Effect.async<void>((resume) => {
+          peer.once("close", () => resume(Effect.void))
+        })
+        // The handshake is answered, then the peer stops reading and sends pings
+        // as fast as the server takes them: each is answered with a pong.
+        yield* Effect.async<void>((resume) => {
+          peer.once("connect", () => peer.write(JSON.stringify(hello()) + "\n"))
+          peer.once("data", () => resume(Effect.void))
+        })
+        peer.pause()
+        const pings = Buffer.from((JSON.stringify({ _tag: "Ping" }) + "\n").repeat(4_000))
+        let sent = 0
+        const pump = () => {
+          while (!peer.destroyed && sent < 100 * MAX_FRAME_BYTES) {
+            sent += pings.length
+            if (!peer.write(pings)) return void peer.once("drain", pump)
+          }
+        }
+        pump()
+        yield* within(60_000, "the server drops the peer", closed)
+        // Pongs of about 16 bytes: the server kept a bounded backlog, far below what was sent.
+        expect(sent).toBeLessThan(100 * MAX_FRAME_BYTES)
+        yield* lock.ensureHeld("after the peer was dropped")
+        expect(yield* server.manager.stats).toMatchObject({ held: 1, pending: 0 })
+      })),
+    90_000
+  )
+
   it.live("a request above the frame bound (paths, or paths and modes) fails RequestTooLarge without sending; the connection and its locks stay", () =>
     Effect.scoped(Effect.gen(function*() {
       const dir = yield* tempDir()

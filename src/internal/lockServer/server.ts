@@ -72,6 +72,18 @@ const MIN_DEADLINE = 10
 export const PRE_HANDSHAKE_BYTES = 16 * 1024
 
 /**
+ * What the server holds for one connection, each way, before it drops it:
+ * bytes received whose messages are not yet handled (a handler waits until
+ * its answer is taken by the system), and bytes of answers written and not
+ * yet taken (the peer does not read them). Answers are small (a grant, a
+ * pong), so a client that reads its answers stays far below; one that only
+ * sends would otherwise grow the server's memory until it dies.
+ *
+ * @internal
+ */
+export const BACKLOG_BYTES = 4 * 1024 * 1024
+
+/**
  * Where a connection is in its handshake. `hello` and `authenticating`: a
  * request is with its handler, and nothing else may arrive meanwhile.
  */
@@ -88,6 +100,10 @@ interface Peer {
   serverNonce: string
   /** The deadline asked for in `Hello`, applied once the handshake completes. */
   askedDeadline: number
+  /** Bytes received whose messages are being handled (see `BACKLOG_BYTES`). */
+  unhandled: number
+  /** Bytes of answers written and not yet taken by the system (see `BACKLOG_BYTES`). */
+  unread: number
   /** Completes when the handshake does. */
   readonly ready: Deferred.Deferred<void>
   /** The fibers of live `Acquire` requests by ticket: interrupting one ends the request. */
@@ -169,15 +185,24 @@ const makeProtocol = (
           clientNonce: "",
           serverNonce: "",
           askedDeadline: 0,
+          unhandled: 0,
+          unread: 0,
           ready: Deferred.unsafeMake<void>(FiberId.none),
           tickets: new Map(),
           released: new Set(),
           write: (response) =>
             Effect.suspend(() => {
+              if (peer.stage === "dropped") return Effect.void
               const encoded = framer.encode(response)
+              if (encoded !== undefined && (peer.unread += encoded.length) > BACKLOG_BYTES) {
+                return Effect.ignore(drop(peer, "not reading its answers"))
+              }
               // A failed write means the connection is going away: its end is
-              // handled where the socket closes.
-              const write = encoded === undefined ? Effect.void : Effect.ignore(writeRaw(encoded))
+              // handled where the socket closes. A write completes once the
+              // system has taken its bytes.
+              const write = encoded === undefined ?
+                Effect.void :
+                Effect.ensuring(Effect.ignore(writeRaw(encoded)), Effect.sync(() => peer.unread -= encoded.length))
               // A rejected peer is dropped once it has its answer.
               return peer.stage === "rejected" && response._tag === "Exit" ?
                 Effect.zipRight(write, Effect.ignore(drop(peer, "unauthorized"))) :
@@ -210,12 +235,13 @@ const makeProtocol = (
           for (const message of decoded) {
             if (!admit(peer, message)) return drop(peer, "unexpected message")
           }
+          if ((peer.unhandled += data.length) > BACKLOG_BYTES) return drop(peer, "not reading its answers")
           let i = 0
           return Effect.whileLoop({
             while: () => i < decoded.length,
             body: () => writeRequest(id, decoded[i++] as FromClientEncoded),
             step: () => {}
-          })
+          }).pipe(Effect.ensuring(Effect.sync(() => peer.unhandled -= data.length)))
         }).pipe(
           Effect.raceFirst(watchdog(peer, options.handshakeDeadline)),
           Effect.ignore
