@@ -501,6 +501,36 @@ describe("long multibyte names", () => {
     }))
 })
 
+describe("a removal the system refuses", () => {
+  // An immutable file: its unlink is refused (EPERM) even for root, as
+  // another user's file in a sticky directory is for its non-owners.
+  const immutable = (path: string) =>
+    Effect.acquireRelease(
+      Effect.sync(() => childProcess.spawnSync("chattr", ["+i", path]).status === 0),
+      () => Effect.sync(() => childProcess.spawnSync("chattr", ["-i", path]))
+    )
+
+  for (const confined of [false, true]) {
+    it.scoped(`delete and recover report PermissionDenied, not NotADirectory (${confined ? "confined" : "by path"})`, () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = `${dir}/kept`
+        const leftover = `${dir}/${leftoverName("doc")}`
+        nodeFs.writeFileSync(file, "kept")
+        nodeFs.writeFileSync(leftover, "partial")
+        if (!(yield* immutable(file)) || !(yield* immutable(leftover))) {
+          return console.log("skipped: chattr +i is not supported here")
+        }
+        const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
+        expect(yield* failureOf(client.delete(file))).toBe("FileSystemError PermissionDenied")
+        expect(yield* failureOf(client.recover(dir))).toBe("FileSystemError PermissionDenied")
+        expect(nodeFs.readFileSync(file, "utf8")).toBe("kept")
+        expect(nodeFs.existsSync(leftover)).toBe(true)
+        yield* expectIdle(manager)
+      }))
+  }
+})
+
 describe("delete in a confined client", () => {
   it.scoped("a recursive delete removes links in the tree, never what they lead to; force and missing paths", () =>
     Effect.gen(function*() {

@@ -61,6 +61,31 @@ const tempSegment = (p: string): string | undefined => {
   return undefined
 }
 
+/**
+ * The platform's `remove` (Node's `rm`) of `at`, reported for `path`, with a
+ * refused unlink reported as such: `rm` answers an unlink refused with EPERM
+ * (another user's file in a sticky directory, an immutable file) with the
+ * ENOTDIR of the `rmdir` it tries next. An entry still there after an ENOTDIR,
+ * and not a directory, has no file among its path's components: the removal
+ * was refused.
+ */
+const removeEntry = (
+  fs: FileSystem.FileSystem,
+  operation: string,
+  path: string,
+  at: string,
+  options: FileSystem.RemoveOptions
+): Effect.Effect<void, FileSystemError> =>
+  io(operation, path, fs.remove(at, options)).pipe(
+    Effect.catchIf((error) => error.reason === "NotADirectory", (error) =>
+      Effect.flatMap(Effect.option(fs.stat(at)), (info) =>
+        Effect.fail(
+          Option.isSome(info) && info.value.type !== "Directory" ?
+            new FileSystemError({ operation, path, reason: "PermissionDenied", code: "EPERM", cause: error.cause }) :
+            error
+        )))
+  )
+
 const encoder = new TextEncoder()
 const toBytes = (data: string): Uint8Array => encoder.encode(data)
 
@@ -382,7 +407,7 @@ export const make = (
           const force = options?.force ?? false
           const recursive = options?.recursive ?? false
           const removeAt = (at: string) =>
-            io("Client.delete", p, fs.remove(at, { recursive, force })).pipe(
+            removeEntry(fs, "Client.delete", p, at, { recursive, force }).pipe(
               // Even a failed recursive delete may have removed directories.
               Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
             )
@@ -596,7 +621,7 @@ export const make = (
                     yield* Effect.uninterruptible(Effect.forEach(leftovers, ([at, logical]) =>
                       // Confined: unlink through the handle (see unlink.ts).
                       (pins === undefined ?
-                        io(operation, logical, fs.remove(at, { force: true })) :
+                        removeEntry(fs, operation, logical, at, { force: true }) :
                         pins.unlink(operation, logical, at).pipe(
                           Effect.catchIf((e) =>
                             e.reason === "NotFound", () =>
