@@ -328,8 +328,11 @@ export const make = (
               yield* manager.lock(p, "read")
               // Never a FIFO or a device (see openable): the platform opens in
               // an acquire, which an interruption cannot end, so a blocked
-              // open would hold the lock for good.
-              yield* openable(fs, "Client.stream", p, p)
+              // open would hold the lock for good. A path the stat cannot
+              // reach fails in the open, as Node's read streams report it.
+              yield* openable(fs, "Client.stream", p, p).pipe(
+                Effect.catchIf((error) => error.reason !== "InvalidData", () => Effect.void)
+              )
               // Opened in the lock's scope: closed before the lock is released.
               const file = yield* io("Client.stream", p, fs.open(p, { flag: "r" }))
               if (pins !== undefined) yield* pins.check("Client.stream", path, p, file)
