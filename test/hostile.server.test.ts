@@ -156,6 +156,15 @@ const request = (id: number, tag: string, payload: unknown) => ({
 const hello = (id = 1) =>
   request(id, "Hello", { version: PROTOCOL_VERSION, heartbeatDeadline: 60_000, nonce: "ab".repeat(32) })
 
+/** A server on a fresh socket, a remote manager, and a write lock on `/kept` it holds. */
+const serverWithKeptLock = Effect.gen(function*() {
+  const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+  const server = yield* LockServer.make({ socket })
+  const manager = yield* LockManager.makeRemote({ socket })
+  const lock = yield* manager.lock("/kept", "write")
+  return { lock, manager, server, socket }
+})
+
 describe("the socket path: only a stale socket is ever replaced", () => {
   it.live(
     "lockd --socket on a regular file exits 1 with one line and leaves the file alone",
@@ -448,11 +457,7 @@ describe("hostile connections", () => {
     "a peer that sends and never reads its answers is dropped once they pile up; other clients keep their locks",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const dir = yield* tempDir()
-        const socket = nodePath.join(dir, "lockd.sock")
-        const server = yield* LockServer.make({ socket })
-        const manager = yield* LockManager.makeRemote({ socket })
-        const lock = yield* manager.lock("/kept", "write")
+        const { lock, server, socket } = yield* serverWithKeptLock
         const peer = yield* Effect.acquireRelease(
           Effect.sync(() => Net.createConnection({ path: socket })),
           (peer) => Effect.sync(() => peer.destroy())
@@ -488,11 +493,7 @@ describe("hostile connections", () => {
 
   it.live("a request above the frame bound (paths, or paths and modes) fails RequestTooLarge without sending; the connection and its locks stay", () =>
     Effect.scoped(Effect.gen(function*() {
-      const dir = yield* tempDir()
-      const socket = nodePath.join(dir, "lockd.sock")
-      const server = yield* LockServer.make({ socket })
-      const manager = yield* LockManager.makeRemote({ socket })
-      const lock = yield* manager.lock("/kept", "write")
+      const { lock, manager, server } = yield* serverWithKeptLock
       const huge = Array.from({ length: 5 }, (_, i) => `/${String(i).repeat(MAX_FRAME_BYTES / 4)}`)
       const exit = yield* Effect.exit(manager.withLockAll(huge)(Effect.void))
       expectReason(exit, "RequestTooLarge")
@@ -508,11 +509,7 @@ describe("hostile connections", () => {
 
   it.live("garbage after the handshake, or a request before it, drops that connection only", () =>
     Effect.scoped(Effect.gen(function*() {
-      const dir = yield* tempDir()
-      const socket = nodePath.join(dir, "lockd.sock")
-      const server = yield* LockServer.make({ socket })
-      const manager = yield* LockManager.makeRemote({ socket })
-      const lock = yield* manager.lock("/kept", "write")
+      const { lock, server, socket } = yield* serverWithKeptLock
 
       const early = yield* rawConnection({ path: socket })
       yield* early.send(request(1, "Acquire", { ticket: 1, mode: "write", paths: ["/x"], all: false }))
