@@ -45,7 +45,7 @@ interface Server {
 /** Starts lockd (in its own process group: tsx runs the program in a child). */
 const startLockd = (args: ReadonlyArray<string>): Promise<Server> =>
   new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(tsx, ["src/bin/lockd.ts", ...args], {
+    const child: ChildProcess = spawn(tsx, ["src/bin/lockd.ts", "--grace-period", "0", ...args], {
       cwd: root,
       stdio: ["ignore", "pipe", "inherit"],
       detached: true

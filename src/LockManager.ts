@@ -260,7 +260,9 @@ export type RemoteOptions =
      * connection and releases its locks (a host that froze or lost the
      * network without closing the socket). The client holds itself to the
      * same deadline: a lock whose heartbeat went unanswered that long is lost
-     * (`ensureHeld` fails, `lost` completes). Default 5 seconds.
+     * (`ensureHeld` fails, `lost` completes). Default 5 seconds. A server
+     * grants at most its `maxHeartbeatDeadline` (default 10 seconds): the
+     * client then holds itself to that and pings as often in proportion.
      */
     readonly heartbeatDeadline?: Duration.DurationInput
     /** How often the client pings. Default a fifth of the deadline, at most half of it. */

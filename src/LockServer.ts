@@ -6,7 +6,9 @@
  *
  * A client process that dies or whose connection drops has its locks
  * released at once; one whose host goes silent without closing the connection
- * loses them after its heartbeat deadline.
+ * loses them after its heartbeat deadline (at most `maxHeartbeatDeadline`).
+ * A server grants nothing for `gracePeriod` after it starts, so that holders
+ * of a server that died before it cannot still be counting on their leases.
  *
  * Who may take locks: on a Unix socket, the users the socket's permissions
  * let connect (`mode`, default owner-only); on TCP, anyone who can reach the
@@ -33,6 +35,11 @@ const loadServer = Effect.promise(() => import("./internal/lockServer/server.js"
 
 /** Owner only: the permission a client needs to connect is write. */
 const DEFAULT_SOCKET_MODE = 0o600
+
+/** Twice a client's default deadline: room for a slower client, and a short grace period. */
+const DEFAULT_MAX_HEARTBEAT_DEADLINE = 10_000
+
+const millis = (input: Duration.DurationInput): number => Duration.toMillis(Duration.decode(input))
 
 /**
  * @since 0.1.0
@@ -81,6 +88,24 @@ export type ListenOptions =
      * one fails with `RemoteLockError` reason `Unauthorized` and is dropped.
      */
     readonly secret?: string | Redacted.Redacted<string>
+    /**
+     * The longest heartbeat deadline a client is given: one that asks for
+     * more (`LockManager.RemoteOptions.heartbeatDeadline`) gets this, and is
+     * told so when it connects. It bounds how long a holder may go on
+     * counting on its lock after the server died. Default 10 seconds.
+     */
+    readonly maxHeartbeatDeadline?: Duration.DurationInput
+    /**
+     * How long after it starts the server grants nothing (requests wait, in
+     * order; bad ones still fail at once). A client counts its lease from its
+     * last answered heartbeat, and a busy process may not notice at once that
+     * its connection closed: if a server died and this one took its place, a
+     * holder of the old one may still trust its lock for up to the old
+     * server's `maxHeartbeatDeadline`. Default `maxHeartbeatDeadline`; 0 is
+     * safe only when no server can have served this address with holders
+     * still alive (a first start on the host; tests).
+     */
+    readonly gracePeriod?: Duration.DurationInput
   }
 
 /**
@@ -114,16 +139,19 @@ export class LockServer extends Context.Tag("effect-persistence/LockServer")<Loc
  */
 export const make = (options: ListenOptions): Effect.Effect<LockServerService, RemoteLockError, Scope.Scope> =>
   loadServer.pipe(
-    Effect.flatMap((internal) =>
-      internal.make({
+    Effect.flatMap((internal) => {
+      const maxHeartbeatDeadline = options.maxHeartbeatDeadline === undefined ?
+        DEFAULT_MAX_HEARTBEAT_DEADLINE :
+        Math.max(internal.MIN_DEADLINE, millis(options.maxHeartbeatDeadline))
+      return internal.make({
         address: addressOf(options),
-        handshakeDeadline: options.handshakeTimeout === undefined ?
-          10_000 :
-          Duration.toMillis(Duration.decode(options.handshakeTimeout)),
+        handshakeDeadline: options.handshakeTimeout === undefined ? 10_000 : millis(options.handshakeTimeout),
         secret: options.secret,
+        maxHeartbeatDeadline,
+        gracePeriod: options.gracePeriod === undefined ? maxHeartbeatDeadline : millis(options.gracePeriod),
         mode: "socket" in options && options.mode !== undefined ? options.mode : DEFAULT_SOCKET_MODE
       })
-    ),
+    }),
     Effect.map((server): LockServerService => ({
       [TypeId]: TypeId,
       address: formatAddress(server.address),

@@ -14,7 +14,7 @@ import { waitUntil } from "./utils/locks.js"
 const setup = Effect.gen(function*() {
   const dir = yield* tempDir
   const socket = nodePath.join(dir, "lockd.sock")
-  const server = yield* LockServer.make({ socket })
+  const server = yield* LockServer.make({ socket, gracePeriod: 0 })
   return { socket, server }
 })
 

@@ -264,7 +264,7 @@ describe("bounded, typed failures", () => {
     Effect.scoped(Effect.gen(function*() {
       const dir = yield* tempDir("lockserver-")
       const socket = nodePath.join(dir, "lockd.sock")
-      yield* LockServer.make({ socket })
+      yield* LockServer.make({ socket, gracePeriod: 0 })
       const { error } = yield* failsWith({ socket }, "ProtocolMismatch", 2_000, { protocolVersion: 99 })
       expect(error.message).toContain(`version ${PROTOCOL_VERSION}`)
     })))
@@ -274,7 +274,7 @@ describe("in-process server", () => {
   const setup = Effect.gen(function*() {
     const dir = yield* tempDir("lockserver-")
     const socket = nodePath.join(dir, "lockd.sock")
-    const server = yield* LockServer.make({ socket })
+    const server = yield* LockServer.make({ socket, gracePeriod: 0 })
     return { dir, socket, server }
   })
 
@@ -300,7 +300,7 @@ describe("in-process server", () => {
       const dir = yield* tempDir("lockserver-")
       const socket = nodePath.join(dir, "lockd.sock")
       const serverScope = yield* Scope.make()
-      yield* LockServer.make({ socket }).pipe(Scope.extend(serverScope))
+      yield* LockServer.make({ socket, gracePeriod: 0 }).pipe(Scope.extend(serverScope))
       const manager = yield* LockManager.makeRemote({ socket })
       const holder = yield* holdLock(manager, "/s")
       const { lock } = yield* Deferred.await(holder.granted)

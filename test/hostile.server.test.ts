@@ -7,7 +7,7 @@
  * elsewhere they are skipped with a printed reason.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Queue, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Queue, Schedule, Scope } from "effect"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
 import * as os from "node:os"
@@ -159,7 +159,7 @@ const hello = (id = 1) =>
 /** A server on a fresh socket, a remote manager, and a write lock on `/kept` it holds. */
 const serverWithKeptLock = Effect.gen(function*() {
   const socket = nodePath.join(yield* tempDir(), "lockd.sock")
-  const server = yield* LockServer.make({ socket })
+  const server = yield* LockServer.make({ socket, gracePeriod: 0 })
   const manager = yield* LockManager.makeRemote({ socket })
   const lock = yield* manager.lock("/kept", "write")
   return { lock, manager, server, socket }
@@ -194,7 +194,7 @@ describe("the socket path: only a stale socket is ever replaced", () => {
       nodeFs.symlinkSync(file, nodePath.join(dir, "link-to-file"))
       nodeFs.symlinkSync(nodePath.join(dir, "nowhere"), nodePath.join(dir, "dangling"))
       const live = nodePath.join(dir, "live.sock")
-      const server = yield* LockServer.make({ socket: live })
+      const server = yield* LockServer.make({ socket: live, gracePeriod: 0 })
       nodeFs.symlinkSync(live, nodePath.join(dir, "link-to-socket"))
       const before = nodeFs.readdirSync(dir).sort()
 
@@ -225,14 +225,14 @@ describe("the socket path: only a stale socket is ever replaced", () => {
       const nested = nodePath.join(dir, "d".repeat(100 - dir.length - 3))
       nodeFs.mkdirSync(nested)
       for (const socket of [nodePath.join(nested, "s"), nodePath.join(nested, "s".repeat(40))]) {
-        const exit = yield* Effect.exit(Effect.scoped(LockServer.make({ socket })))
+        const exit = yield* Effect.exit(Effect.scoped(LockServer.make({ socket, gracePeriod: 0 })))
         expect(expectReason(exit, "ListenFailed").detail).toMatch(/too long for a Unix socket/)
         expect(nodeFs.readdirSync(nested)).toEqual([])
       }
       expect(nodeFs.readdirSync(dir)).toEqual([nodePath.basename(nested)])
       // A path that fits with its private directory listens.
       const fits = nodePath.join(dir, "s")
-      const server = yield* LockServer.make({ socket: fits })
+      const server = yield* LockServer.make({ socket: fits, gracePeriod: 0 })
       yield* (yield* LockManager.makeRemote({ socket: fits })).withLock("/x", "write")(Effect.void)
       expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
     })))
@@ -243,7 +243,7 @@ describe("the socket path: only a stale socket is ever replaced", () => {
       const path = nodePath.join(dir, "lockd.sock")
       yield* staleSocket(path)
       const scope = yield* Scope.make()
-      const server = yield* LockServer.make({ socket: path }).pipe(Scope.extend(scope))
+      const server = yield* LockServer.make({ socket: path, gracePeriod: 0 }).pipe(Scope.extend(scope))
       expect(server.address).toBe(`unix:${path}`)
       const stats = nodeFs.lstatSync(path)
       expect(stats.isSocket()).toBe(true)
@@ -261,10 +261,10 @@ describe("the socket path: only a stale socket is ever replaced", () => {
       const dir = yield* tempDir()
       const path = nodePath.join(dir, "lockd.sock")
       const first = yield* Scope.make()
-      yield* LockServer.make({ socket: path }).pipe(Scope.extend(first))
+      yield* LockServer.make({ socket: path, gracePeriod: 0 }).pipe(Scope.extend(first))
       // Someone moves the first server's socket away and a second server starts.
       nodeFs.renameSync(path, `${path}.old`)
-      yield* LockServer.make({ socket: path })
+      yield* LockServer.make({ socket: path, gracePeriod: 0 })
       yield* Scope.close(first, Exit.void)
       const manager = yield* LockManager.makeRemote({ socket: path })
       yield* manager.withLock("/x", "write")(Effect.void)
@@ -283,7 +283,9 @@ describe("exactly one server listens on a path", () => {
           if (round % 4 !== 3) yield* staleSocket(path)
           const scopes = [yield* Scope.make(), yield* Scope.make()]
           const exits = yield* Effect.all(
-            scopes.map((scope) => Effect.exit(LockServer.make({ socket: path }).pipe(Scope.extend(scope)))),
+            scopes.map((scope) =>
+              Effect.exit(LockServer.make({ socket: path, gracePeriod: 0 }).pipe(Scope.extend(scope)))
+            ),
             { concurrency: "unbounded" }
           )
           const listening = exits.filter(Exit.isSuccess)
@@ -315,7 +317,8 @@ describe("exactly one server listens on a path", () => {
           const path = nodePath.join(dir, `r${round}.sock`)
           yield* staleSocket(path)
           const answers = racers.map((r) => r.waitFor(new RegExp(`^(listening|refused) ${round}\\b(.*)$`)))
-          for (const r of racers) r.send(`listen ${round} ${JSON.stringify({ socket: path })}`)
+          // The stale socket's server had no holders: no grace period.
+          for (const r of racers) r.send(`listen ${round} ${JSON.stringify({ socket: path, gracePeriod: 0 })}`)
           const outcomes = yield* Effect.promise(() => Promise.all(answers))
           const listening = outcomes.filter((m) => m[1] === "listening")
           expect(listening.length, `round ${round}: ${outcomes.map((m) => m[0]).join(" | ")}`).toBe(1)
@@ -345,7 +348,8 @@ describe("lock ids never repeat across restarts", () => {
       const before: Array<number> = []
       for (let run = 0; run < 3; run++) {
         const scope = yield* Scope.make()
-        const server = yield* LockServer.make({ socket }).pipe(Scope.extend(scope))
+        // No grace period: every holder noticed the last shutdown (the sentinel below).
+        const server = yield* LockServer.make({ socket, gracePeriod: 0 }).pipe(Scope.extend(scope))
         const ids = [
           yield* manager.withLock("/a", "write")((lock) => Effect.succeed(lock.id)),
           yield* server.manager.withLock("/a", "write")((lock) => Effect.succeed(lock.id)),
@@ -372,14 +376,15 @@ describe("lock ids never repeat across restarts", () => {
       const facade = PromiseLockManager.fromService(remote as unknown as LockManager.LockManagerService)
 
       const first = yield* Scope.make()
-      yield* LockServer.make({ socket }).pipe(Scope.extend(first))
+      yield* LockServer.make({ socket, gracePeriod: 0 }).pipe(Scope.extend(first))
       const a = yield* Effect.promise(() => facade.acquire("/a", "write"))
       // A lock held across the shutdown tells when the client has noticed it.
       const sentinel = yield* remote.lock("/sentinel", "read").pipe(Scope.extend(first))
       yield* Scope.close(first, Exit.void)
       yield* within(5_000, "the client notices the shutdown", sentinel.lost)
 
-      const server = yield* LockServer.make({ socket })
+      // No grace period: the one holder noticed the shutdown.
+      const server = yield* LockServer.make({ socket, gracePeriod: 0 })
       const b = yield* Effect.promise(() => facade.acquire("/b", "write"))
       expect(b).not.toBe(a)
       // The holder of /a, not knowing its lock went with the old server, releases it.
@@ -395,6 +400,130 @@ describe("lock ids never repeat across restarts", () => {
       facade.release(b)
       yield* within(5_000, "/b after its release", other.withLock("/b", "write")(Effect.void))
       expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+})
+
+describe("a restarted server: holders of the one that died may still trust their leases", () => {
+  const wallClock = () => performance.timeOrigin + performance.now()
+  const untilPending = (server: LockServer.LockServerService, pending: number) =>
+    within(
+      5_000,
+      `${pending} pending`,
+      Effect.repeat(server.manager.stats, { until: (stats) => stats.pending >= pending, schedule: Schedule.spaced(5) })
+    )
+
+  it.live(
+    "kill -9 and restart while a holder is busy: it checks its lock and commits before anyone else is granted",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+        // The holder asks for 60 s and gets the server's 6 s: it pings every
+        // 1.2 s, so 4 s of work stays within its lease.
+        const limits = ["--max-heartbeat-deadline", "6s"]
+        const first = yield* Effect.promise(() => startLockd(["--socket", socket, ...limits, "--grace-period", "0"]))
+        const holder = startWorker(worker!.file, [
+          "hold",
+          JSON.stringify({ socket, heartbeatDeadline: 60_000 }),
+          "/doc"
+        ])
+        yield* Effect.promise(() => holder.waitFor(/^holding \d+$/))
+        holder.send("busy 4000")
+        yield* Effect.promise(() => holder.waitFor(/^busy$/))
+        first.signal("SIGKILL")
+        yield* Effect.promise(() => first.closed)
+        // Its default grace period: the maximum deadline.
+        yield* Effect.promise(() => startLockd(["--socket", socket, ...limits], { defaultGracePeriod: true }))
+        const restartedAt = wallClock()
+        const manager = yield* LockManager.makeRemote({ socket })
+        const grantedAt = yield* within(
+          15_000,
+          "the lock from the new server",
+          manager.withLock("/doc", "write")(Effect.sync(wallClock))
+        )
+        const [, verdict, at] = yield* Effect.promise(() => holder.waitFor(/^(held|refused \w+) ([\d.]+)$/))
+        // The case that matters: the holder still within its lease when it
+        // checks, after the new server was up (else it proves nothing).
+        expect(verdict).toBe("held")
+        expect(Number(at), "the restart took longer than the holder's work").toBeGreaterThan(restartedAt)
+        // Its commit comes first. (`grantedAt` is when the grant arrived here,
+        // a few milliseconds after the server made it; without the grace
+        // period the grant came seconds before the check.)
+        expect(Number(at)).toBeLessThan(grantedAt)
+      })),
+    60_000
+  )
+
+  it.live("during the grace period: requests wait and are granted in order after it, bad ones fail at once", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      const started = performance.now()
+      const server = yield* LockServer.make({ socket, gracePeriod: "1 second" })
+      const remote = yield* LockManager.makeRemote({ socket })
+      const granted: Array<string> = []
+      const take = (who: string, manager: LockManager.LockManagerService<unknown>) =>
+        manager.withLock("/a", "write")((lock) =>
+          Effect.sync(() => {
+            granted.push(who)
+            return { at: performance.now(), id: lock.id }
+          })
+        )
+      const first = yield* Effect.fork(take("remote", remote))
+      yield* untilPending(server, 1)
+      const second = yield* Effect.fork(take("local", server.manager))
+      yield* untilPending(server, 2)
+      const third = yield* Effect.fork(take("remote again", remote))
+      yield* untilPending(server, 3)
+      // While they wait: a bad request fails, stats answer, a timeout ends a wait.
+      const bad = yield* Effect.flip(Effect.scoped(server.manager.lock("relative/path", "write")))
+      expect(bad._tag).toBe("InvalidPathError")
+      const badAll = yield* Effect.flip(Effect.scoped(server.manager.lockAll(["/ok", ""])))
+      expect(badAll._tag).toBe("InvalidPathError")
+      const gaveUp = yield* Effect.exit(Effect.timeout(Effect.scoped(server.manager.lock("/b", "read")), "50 millis"))
+      expect(Exit.isFailure(gaveUp)).toBe(true)
+      expect(granted).toEqual([])
+      expect(yield* server.manager.stats).toEqual({ held: 0, pending: 3, nodes: 0 })
+
+      const results = [yield* Fiber.join(first), yield* Fiber.join(second), yield* Fiber.join(third)]
+      expect(granted).toEqual(["remote", "local", "remote again"])
+      expect(results[0].id < results[1].id && results[1].id < results[2].id).toBe(true)
+      expect(results[0].at - started).toBeGreaterThanOrEqual(1_000)
+      // Open for good: a lock now is granted without waiting for anything.
+      expect(yield* within(5_000, "a lock after the grace period", take("later", remote))).toBeDefined()
+    })))
+
+  it.live("the server bounds the heartbeat deadline: told in Hello, applied to a silent peer", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      yield* LockServer.make({ socket, gracePeriod: 0, maxHeartbeatDeadline: "300 millis" })
+      const peer = yield* rawConnection({ path: socket })
+      yield* peer.send(hello())
+      expect(yield* peer.next).toMatchObject({
+        _tag: "Exit",
+        exit: { _tag: "Success", value: { version: PROTOCOL_VERSION, heartbeatDeadline: 300 } }
+      })
+      // It asked for 60 s; it is dropped after 300 ms of silence (`closed` waits at most 5 s).
+      yield* peer.closed
+    })))
+
+  it.live("a client given a shorter deadline than it asked for pings often enough to keep its lock", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      const server = yield* LockServer.make({ socket, gracePeriod: 0, maxHeartbeatDeadline: "1 second" })
+      // Alone it would ping every 12 s.
+      const manager = yield* LockManager.makeRemote({ socket, heartbeatDeadline: "60 seconds" })
+      const lock = yield* manager.lock("/kept", "write")
+      // Pinging at its share of 1 s (200 ms), its lease survives the event
+      // loop stalling for 400 ms at any moment; pinging only when the lease
+      // is about to run out, it would not.
+      for (let round = 0; round < 6; round++) {
+        yield* Effect.sleep(round * 37)
+        const until = Date.now() + 400
+        while (Date.now() < until) {
+          // a stall
+        }
+        yield* lock.ensureHeld(`round ${round}`)
+      }
+      expect(yield* server.manager.stats).toMatchObject({ held: 1 })
     })))
 })
 
@@ -529,7 +658,7 @@ describe("hostile connections", () => {
 
 describe("authentication with a shared secret", () => {
   const serverWith = (secret: string | undefined) =>
-    LockServer.make(secret === undefined ? { port: 0 } : { port: 0, secret }).pipe(
+    LockServer.make(secret === undefined ? { port: 0, gracePeriod: 0 } : { port: 0, gracePeriod: 0, secret }).pipe(
       Effect.map((server) => ({ server, port: server.port! }))
     )
 
@@ -671,9 +800,9 @@ describe.runIf(asAnotherUser)("another local user", () => {
   )
 })
 
-describe("lockd's secret and mode arguments", () => {
+describe("lockd's arguments", () => {
   it.live(
-    "refuses --secret on the command line, a secret file others can read, and a bad --mode",
+    "refuses --secret on the command line, a secret file others can read, a bad --mode or duration",
     () =>
       Effect.scoped(Effect.gen(function*() {
         const dir = yield* tempDir()
@@ -692,6 +821,13 @@ describe("lockd's secret and mode arguments", () => {
 
         const badMode = yield* Effect.promise(() => runLockd(["--socket", nodePath.join(dir, "s"), "--mode", "999"]))
         expect(badMode.code).toBe(2)
+
+        for (const [flag, value] of [["--grace-period", "soon"], ["--max-heartbeat-deadline", "-1"]]) {
+          const bad = yield* Effect.promise(() => runLockd(["--socket", nodePath.join(dir, "s"), flag, value]))
+          expect(bad.code).toBe(2)
+          expect(bad.stderr).toMatch(new RegExp(`^${flag} must be a duration`))
+        }
+        expect(nodeFs.readdirSync(dir)).toEqual(["readable.secret"])
       })),
     60_000
   )

@@ -6,6 +6,11 @@
  *   lockd --port 7420 [--host 127.0.0.1] [--secret-file /etc/app/lockd.secret]
  *
  * `--mode` sets the socket's permissions in octal (default 600: owner only).
+ * `--max-heartbeat-deadline` bounds the heartbeat deadline clients get
+ * (default 10s), `--grace-period` how long after starting nothing is granted
+ * (default the maximum deadline: holders of a server that ran before may still
+ * trust their leases; 0 on a first start). Durations are milliseconds, or
+ * seconds with an `s` suffix (`500`, `2.5s`).
  * The shared secret comes from `--secret-file` (a file only its owner may
  * read or write) or the `LOCKD_SECRET` environment variable, never from the
  * command line, where `ps` would show it to every user; whitespace around it
@@ -26,9 +31,18 @@ import * as Redacted from "effect/Redacted"
 import * as LockServer from "../LockServer.js"
 
 const USAGE = "usage: lockd (--socket PATH [--mode OCTAL] | --port N [--host HOST]) [--secret-file PATH]\n" +
-  "       (or the secret in the LOCKD_SECRET environment variable)"
+  "             [--max-heartbeat-deadline DURATION] [--grace-period DURATION]\n" +
+  "       (the secret may be in the LOCKD_SECRET environment variable; DURATION: 500, 2.5s)"
 
-const FLAGS = new Set(["--socket", "--mode", "--port", "--host", "--secret-file"])
+const FLAGS = new Set([
+  "--socket",
+  "--mode",
+  "--port",
+  "--host",
+  "--secret-file",
+  "--max-heartbeat-deadline",
+  "--grace-period"
+])
 
 interface Parsed {
   readonly listen: { readonly socket: string; readonly mode?: number } | {
@@ -36,6 +50,13 @@ interface Parsed {
     readonly host?: string
   }
   readonly secretFile: string | undefined
+  readonly timing: { readonly maxHeartbeatDeadline?: number; readonly gracePeriod?: number }
+}
+
+/** Milliseconds from `500` or `2.5s`; undefined if it is neither. */
+const parseDuration = (text: string): number | undefined => {
+  const match = /^(\d{1,9}(?:\.\d{1,3})?)(s?)$/.exec(text)
+  return match === null ? undefined : Number(match[1]) * (match[2] === "s" ? 1000 : 1)
 }
 
 const parse = (args: ReadonlyArray<string>): Parsed | string => {
@@ -54,19 +75,32 @@ const parse = (args: ReadonlyArray<string>): Parsed | string => {
   const host = values.get("--host")
   const mode = values.get("--mode")
   const secretFile = values.get("--secret-file")
+  const timing: { maxHeartbeatDeadline?: number; gracePeriod?: number } = {}
+  for (
+    const [flag, key] of [["--max-heartbeat-deadline", "maxHeartbeatDeadline"], [
+      "--grace-period",
+      "gracePeriod"
+    ]] as const
+  ) {
+    const value = values.get(flag)
+    if (value === undefined) continue
+    const millis = parseDuration(value)
+    if (millis === undefined) return `${flag} must be a duration such as 500 (milliseconds) or 2.5s\n${USAGE}`
+    timing[key] = millis
+  }
   if ((socket === undefined) === (port === undefined)) return `give one of --socket and --port\n${USAGE}`
   if (socket !== undefined) {
     if (host !== undefined) return `--host goes with --port\n${USAGE}`
-    if (mode === undefined) return { listen: { socket }, secretFile }
+    if (mode === undefined) return { listen: { socket }, secretFile, timing }
     if (!/^[0-7]{1,4}$/.test(mode) || Number.parseInt(mode, 8) > 0o777) {
       return `--mode must be octal permissions such as 600 or 660\n${USAGE}`
     }
-    return { listen: { socket, mode: Number.parseInt(mode, 8) }, secretFile }
+    return { listen: { socket, mode: Number.parseInt(mode, 8) }, secretFile, timing }
   }
   if (mode !== undefined) return `--mode goes with --socket\n${USAGE}`
   const n = Number(port)
   if (!Number.isInteger(n) || n < 0 || n > 65535) return `--port must be an integer in 0..65535\n${USAGE}`
-  return { listen: host === undefined ? { port: n } : { port: n, host }, secretFile }
+  return { listen: host === undefined ? { port: n } : { port: n, host }, secretFile, timing }
 }
 
 /** A one-line failure: lockd prints it and exits with 1. */
@@ -120,7 +154,11 @@ const main = Effect.gen(function*() {
     )
   }
   yield* Effect.scoped(Effect.gen(function*() {
-    const server = yield* LockServer.make(secret === undefined ? parsed.listen : { ...parsed.listen, secret })
+    const server = yield* LockServer.make({
+      ...parsed.listen,
+      ...(secret === undefined ? {} : { secret }),
+      ...parsed.timing
+    })
     yield* Console.log(`lockd listening on ${server.address}`)
     return yield* Effect.never
   }))

@@ -4,8 +4,11 @@
  *
  * - `Hello` opens every connection: it carries the protocol version (a
  *   mismatch is refused), the heartbeat deadline the client wants and a nonce.
- *   A server configured with a secret answers with a challenge (its own nonce)
- *   and the client must then `Authenticate` (see ./auth.ts).
+ *   The server answers with the deadline it will apply (no longer than its
+ *   own maximum, which bounds how long a client may count on a lease after
+ *   the server died: see `ServerOptions.gracePeriod`). A server configured
+ *   with a secret also answers with a challenge (its own nonce) and the
+ *   client must then `Authenticate` (see ./auth.ts).
  * - `Authenticate` carries the client's proof that it knows the secret and
  *   returns the server's proof, which the client checks in turn.
  * - Until the handshake completes the server accepts nothing else: any other
@@ -38,7 +41,7 @@ import { DeadlockError, InvalidArgumentError, InvalidPathError } from "../../Per
  *
  * @internal
  */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 
 /**
  * The server's answer to a `Hello` of another protocol version.
@@ -77,6 +80,11 @@ export const Hello = Rpc.make("Hello", {
   },
   success: Schema.Struct({
     version: Schema.Number,
+    /**
+     * The heartbeat deadline the server applies, in milliseconds: the one
+     * asked for, or less. The client must count its lease with it.
+     */
+    heartbeatDeadline: Schema.Number,
     /** Present when the server has a secret: its nonce; the client must `Authenticate`. */
     challenge: Schema.optional(Schema.String)
   }),

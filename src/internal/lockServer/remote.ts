@@ -8,10 +8,12 @@
  * with a `RemoteLockError` and completes `lost` of every lock taken over it:
  * the server released those locks when it dropped the connection.
  *
- * Lease. The server drops a connection after `heartbeatDeadline` of silence,
- * measured from the last message it received. The client measures the same
- * deadline from the *send* time of its last answered ping, which is never
- * later, so `ensureHeld` refuses before the server could have released.
+ * Lease. The server drops a connection after the heartbeat deadline agreed in
+ * `Hello` (the one asked for, or the server's maximum if that is less) of
+ * silence, measured from the last message it received. The client measures
+ * the same deadline from the *send* time of its last answered ping, which is
+ * never later, so `ensureHeld` refuses before the server could have released.
+ * It pings at the configured share of that deadline.
  *
  * Release is confirmed: `leave` sends `Release` and waits for the server to
  * end the request's stream, which it does only after the lock left its table.
@@ -105,8 +107,11 @@ interface Connection {
   /** Why the connection is gone; set once, before its scope closes. */
   lost: Failure | undefined
   readonly lostSignal: Deferred.Deferred<void>
-  /** `performance.performance.now()` until which the server cannot have dropped this connection. */
+  /** `performance.now()` until which the server cannot have dropped this connection. */
   leaseUntil: number
+  /** Milliseconds: the heartbeat deadline agreed with the server, and the ping interval for it. */
+  deadline: number
+  interval: number
   nextTicket: number
 }
 
@@ -137,7 +142,7 @@ const errorDetail = (cause: unknown): string | undefined => {
  * `RpcClient.makeProtocolSocket`, without its reconnection (a connection is a
  * session: locks do not survive it) and with a configurable heartbeat.
  */
-const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteConfig) =>
+const makeProtocol = (socket: Socket.Socket, conn: Connection) =>
   Effect.gen(function*() {
     const write = yield* socket.writer
     // Bounded and linear: a peer that is not a well-behaved server must not
@@ -200,7 +205,7 @@ const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteCon
           const response = responses[i++]
           if (response._tag === "Pong") {
             const sent = pings.shift()
-            if (sent !== undefined) conn.leaseUntil = Math.max(conn.leaseUntil, sent + config.heartbeatDeadline)
+            if (sent !== undefined) conn.leaseUntil = Math.max(conn.leaseUntil, sent + conn.deadline)
           }
           return writeResponse(response)
         },
@@ -226,7 +231,7 @@ const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteCon
       if (conn.lost !== undefined) return Effect.void
       const t = performance.now()
       if (t >= conn.leaseUntil) {
-        return fail({ reason: "Disconnected", detail: `no heartbeat answer within ${config.heartbeatDeadline} ms` })
+        return fail({ reason: "Disconnected", detail: `no heartbeat answer within ${conn.deadline} ms` })
       }
       pings.push(t)
       // Not awaited: a peer that stopped reading must not stall the deadline check.
@@ -234,7 +239,7 @@ const makeProtocol = (socket: Socket.Socket, conn: Connection, config: RemoteCon
         Effect.catchAll((cause) => fail({ reason: "Disconnected", detail: "cannot send a heartbeat", cause })),
         Effect.forkIn(conn.scope)
       )
-      const next = Math.max(1, Math.min(config.heartbeatInterval, conn.leaseUntil - t))
+      const next = Math.max(1, Math.min(conn.interval, conn.leaseUntil - t))
       return send.pipe(Effect.zipRight(Effect.sleep(next)), Effect.zipRight(heartbeat))
     })
 
@@ -338,6 +343,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         lost: undefined,
         lostSignal: Deferred.unsafeMake<void>(FiberId.none),
         leaseUntil: 0,
+        deadline: config.heartbeatDeadline,
+        interval: config.heartbeatInterval,
         nextTicket: 0
       }
       const open = Effect.gen(function*() {
@@ -350,7 +357,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
             { path: config.address.path } :
             { host: config.address.host, port: config.address.port, noDelay: true }
         ).pipe(Effect.mapError((cause): Failure => ({ reason: "Unreachable", cause })))
-        const { heartbeat, protocol } = yield* makeProtocol(socket, conn, config)
+        const { heartbeat, protocol } = yield* makeProtocol(socket, conn)
         const rpc = yield* RpcClient.make(LockRpcs, { disableTracing: true }).pipe(
           Effect.provideService(RpcClient.Protocol, protocol)
         )
@@ -381,8 +388,20 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
             detail: `the server answered with protocol version ${hello.version}, this client speaks ${version}`
           })
         }
+        const agreed = hello.heartbeatDeadline
+        if (!(agreed > 0 && agreed <= config.heartbeatDeadline)) {
+          return yield* Effect.fail<Failure>({
+            reason: "ProtocolMismatch",
+            detail:
+              `the server answered with a heartbeat deadline of ${agreed} ms, this client asked for ${config.heartbeatDeadline}`
+          })
+        }
         yield* authenticate(conn, rpc, secret, clientNonce, hello.challenge)
-        conn.leaseUntil = sentAt + config.heartbeatDeadline
+        // A shorter deadline than asked for (the server's maximum): ping as
+        // often in proportion, or the lease would run out between pings.
+        conn.interval = Math.max(1, config.heartbeatInterval * agreed / config.heartbeatDeadline)
+        conn.deadline = agreed
+        conn.leaseUntil = sentAt + agreed
         conn.rpc = rpc
         yield* Effect.forkScoped(heartbeat)
       }).pipe(Scope.extend(scope))

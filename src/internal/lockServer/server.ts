@@ -19,6 +19,14 @@
  * start time in microseconds, so that ids never repeat across restarts (see
  * `idBase`).
  *
+ * Grace period. A client counts its lease from its last answered ping, and
+ * its process may be too busy to notice at once that its connection closed.
+ * When a server dies and another starts on its address, a holder of the old
+ * one may therefore go on trusting its lock for up to its heartbeat deadline.
+ * So the server bounds the deadlines it grants (`maxHeartbeatDeadline`) and
+ * grants nothing for `gracePeriod` after it starts (as an NFS server after a
+ * reboot, or a new Chubby master): requests wait in order meanwhile.
+ *
  * @internal
  */
 import * as Socket from "@effect/platform/Socket"
@@ -27,14 +35,16 @@ import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessag
 import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
-import type { Lock, LockError, LockManagerService, LockMode, LockRequest } from "../../LockManager.js"
+import type { Lock, LockError, LockManagerService, LockRequest } from "../../LockManager.js"
 import { RemoteLockError } from "../../PersistenceError.js"
 import * as InMemory from "../lockManager.js"
+import { planAll, type PlanError, planOne } from "../lockManager.js"
 import { type Address, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer } from "./framing.js"
@@ -50,6 +60,14 @@ export interface ServerOptions {
   readonly secret: Auth.SecretInput | undefined
   /** Permissions of a Unix socket. */
   readonly mode: number
+  /** Milliseconds: the longest heartbeat deadline a client is given (one asking for more gets this). */
+  readonly maxHeartbeatDeadline: number
+  /**
+   * Milliseconds after the start during which nothing is granted: at least
+   * the `maxHeartbeatDeadline` of any server that served this address before
+   * (its holders may still count on their leases), 0 when none can have.
+   */
+  readonly gracePeriod: number
 }
 
 /** @internal */
@@ -60,8 +78,12 @@ export interface Server {
   readonly manager: LockManagerService
 }
 
-/** A deadline below this would drop healthy connections on a busy event loop. */
-const MIN_DEADLINE = 10
+/**
+ * A deadline below this would drop healthy connections on a busy event loop.
+ *
+ * @internal
+ */
+export const MIN_DEADLINE = 10
 
 /**
  * What a connection may send before its handshake completes: a `Hello` and an
@@ -98,8 +120,8 @@ interface Peer {
   received: number
   clientNonce: string
   serverNonce: string
-  /** The deadline asked for in `Hello`, applied once the handshake completes. */
-  askedDeadline: number
+  /** The deadline agreed in `Hello` (asked for, within bounds), applied once the handshake completes. */
+  agreedDeadline: number
   /** Bytes received whose messages are being handled (see `BACKLOG_BYTES`). */
   unhandled: number
   /** Bytes of answers written and not yet taken by the system (see `BACKLOG_BYTES`). */
@@ -153,7 +175,7 @@ const admit = (peer: Peer, message: unknown): boolean => {
 /** The handshake completed: the peer's own heartbeat deadline applies from now. */
 const open = (peer: Peer): void => {
   peer.stage = "ready"
-  peer.deadline = Math.max(MIN_DEADLINE, peer.askedDeadline)
+  peer.deadline = peer.agreedDeadline
   peer.lastSeen = performance.now()
   Deferred.unsafeDone(peer.ready, Exit.void)
 }
@@ -184,7 +206,7 @@ const makeProtocol = (
           received: 0,
           clientNonce: "",
           serverNonce: "",
-          askedDeadline: 0,
+          agreedDeadline: 0,
           unhandled: 0,
           unread: 0,
           ready: Deferred.unsafeMake<void>(FiberId.none),
@@ -267,26 +289,41 @@ const makeProtocol = (
     return protocol
   })
 
-const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>, secret: Uint8Array | undefined) =>
+/**
+ * The heartbeat deadline a client gets: what it asked for, at least
+ * `MIN_DEADLINE` and at most `max` (a client asking for nonsense gets `max`).
+ *
+ * @internal
+ */
+export const agreedDeadline = (asked: number, max: number): number =>
+  Number.isFinite(asked) ? Math.min(max, Math.max(MIN_DEADLINE, asked)) : max
+
+const makeHandlers = (
+  manager: LockManagerService,
+  peers: Map<number, Peer>,
+  secret: Uint8Array | undefined,
+  maxDeadline: number
+) =>
   LockRpcs.of({
-    Hello: ({ heartbeatDeadline, nonce, version }, { clientId }) =>
+    Hello: ({ heartbeatDeadline: asked, nonce, version }, { clientId }) =>
       Effect.suspend(() => {
         if (version !== PROTOCOL_VERSION) {
           return Effect.fail(new VersionMismatch({ server: PROTOCOL_VERSION, client: version }))
         }
+        const heartbeatDeadline = agreedDeadline(asked, maxDeadline)
         const peer = peers.get(clientId)
-        if (peer === undefined) return Effect.succeed({ version: PROTOCOL_VERSION })
-        peer.askedDeadline = heartbeatDeadline
+        if (peer === undefined) return Effect.succeed({ version: PROTOCOL_VERSION, heartbeatDeadline })
+        peer.agreedDeadline = heartbeatDeadline
         if (secret === undefined) {
           open(peer)
-          return Effect.succeed({ version: PROTOCOL_VERSION })
+          return Effect.succeed({ version: PROTOCOL_VERSION, heartbeatDeadline })
         }
         // A nonce that is not one would weaken the proofs: such a peer gets a
         // challenge it cannot answer (any proof is refused).
         peer.clientNonce = Auth.isNonce(nonce) ? nonce : ""
         peer.serverNonce = Auth.nonce()
         peer.stage = "challenged"
-        return Effect.succeed({ version: PROTOCOL_VERSION, challenge: peer.serverNonce })
+        return Effect.succeed({ version: PROTOCOL_VERSION, heartbeatDeadline, challenge: peer.serverNonce })
       }),
 
     Authenticate: ({ proof }, { clientId }) =>
@@ -359,25 +396,98 @@ const makeHandlers = (manager: LockManagerService, peers: Map<number, Peer>, sec
 export const idBase = (): number => Math.floor((performance.timeOrigin + performance.now()) * 1000)
 
 /**
- * The manager with every lock id shifted by `base`; the order of ids, and so
- * their use as fencing tokens, is unchanged.
+ * Closed until the grace period is over; then open for good.
  *
  * @internal
  */
-export const shiftIds = (manager: LockManagerService, base: number): LockManagerService => {
+export interface Gate {
+  readonly isOpen: () => boolean
+  /** Completes once the gate is open. */
+  readonly opened: Effect.Effect<void>
+}
+
+/**
+ * A gate that opens after `millis` (at once for 0), run in the caller's scope.
+ *
+ * @internal
+ */
+export const openAfter = (millis: number): Effect.Effect<Gate, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    let open = millis <= 0
+    const opened = Deferred.unsafeMake<void>(FiberId.none)
+    const gate: Gate = { isOpen: () => open, opened: Deferred.await(opened) }
+    if (open) return Effect.succeed(gate)
+    return Effect.sleep(millis).pipe(
+      Effect.zipRight(Effect.sync(() => {
+        open = true
+        Deferred.unsafeDone(opened, Exit.void)
+      })),
+      Effect.forkScoped,
+      Effect.as(gate)
+    )
+  })
+
+/**
+ * The manager as served: every lock id shifted by `base` (their order, and so
+ * their use as fencing tokens, is unchanged), and nothing granted before
+ * `gate` opens. A request made meanwhile is checked at once (a bad path fails
+ * without waiting out the grace period), then waits; waiters enter the table
+ * in the order they came.
+ *
+ * @internal
+ */
+export const serve = (manager: LockManagerService, base: number, gate: Gate): LockManagerService => {
   const shift = (lock: Lock): Lock => ({ ...lock, id: lock.id + base })
-  const bracket = (
-    run: <A, E, R>(effect: (lock: Lock) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | LockError, R>
-  ) =>
-  <A, E, R>(
+  const shifted = <A, E, R>(
     effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
-  ): Effect.Effect<A, E | LockError, R> => run(Effect.isEffect(effect) ? () => effect : (lock) => effect(shift(lock)))
+  ): (lock: Lock) => Effect.Effect<A, E, R> => Effect.isEffect(effect) ? () => effect : (lock) => effect(shift(lock))
+  /** Requests waiting for the gate: pending, as far as `stats` tells. */
+  let waiting = 0
+  const untilOpen = Effect.acquireUseRelease(
+    Effect.sync(() => waiting++),
+    () => gate.opened,
+    () => Effect.sync(() => waiting--)
+  )
+  /** `request` once the gate opens, if `plan` says it is valid. */
+  const gated = <A, E, R>(
+    plan: Either.Either<unknown, PlanError>,
+    request: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | PlanError, R> =>
+    Either.isLeft(plan) ? Effect.fail(plan.left) : Effect.zipRight(untilOpen, request)
+  /** The paths read once (an iterable may allow only that), for the check and the request. */
+  const once = (paths: Iterable<string | LockRequest>): Iterable<string | LockRequest> => {
+    if (typeof paths !== "object" || paths === null) return paths
+    try {
+      return Array.from(paths)
+    } catch {
+      return paths // not iterable, or it throws: the check reports it
+    }
+  }
   return {
     ...manager,
-    lock: (path: string, mode: LockMode) => Effect.map(manager.lock(path, mode), shift),
-    lockAll: (paths: Iterable<string | LockRequest>) => Effect.map(manager.lockAll(paths), shift),
-    withLock: (path: string, mode: LockMode) => bracket(manager.withLock(path, mode)),
-    withLockAll: (paths: Iterable<string | LockRequest>) => bracket(manager.withLockAll(paths))
+    stats: Effect.map(manager.stats, (stats) => waiting === 0 ? stats : { ...stats, pending: stats.pending + waiting }),
+    lock: (path, mode) =>
+      Effect.suspend(() => {
+        const request = Effect.map(manager.lock(path, mode), shift)
+        return gate.isOpen() ? request : gated(planOne("LockManager.lock", path, mode), request)
+      }),
+    lockAll: (paths) =>
+      Effect.suspend(() => {
+        if (gate.isOpen()) return Effect.map(manager.lockAll(paths), shift)
+        const copy = once(paths)
+        return gated(planAll("LockManager.lockAll", copy), Effect.map(manager.lockAll(copy), shift))
+      }),
+    withLock: (path, mode) => (effect) =>
+      Effect.suspend(() => {
+        const request = manager.withLock(path, mode)(shifted(effect))
+        return gate.isOpen() ? request : gated(planOne("LockManager.withLock", path, mode), request)
+      }),
+    withLockAll: (paths) => (effect) =>
+      Effect.suspend(() => {
+        if (gate.isOpen()) return manager.withLockAll(paths)(shifted(effect))
+        const copy = once(paths)
+        return gated(planAll("LockManager.withLockAll", copy), manager.withLockAll(copy)(shifted(effect)))
+      })
   }
 }
 
@@ -395,13 +505,16 @@ export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockEr
         })
       )
     }
-    const manager = shiftIds(yield* InMemory.make, idBase())
+    // Counted from before the server listens: any server that ran here
+    // before has died by then.
+    const gate = yield* openAfter(options.gracePeriod)
+    const manager = serve(yield* InMemory.make, idBase(), gate)
     const peers = new Map<number, Peer>()
     const socketServer = yield* listen(options.address, options.mode)
     const protocol = yield* makeProtocol(socketServer, peers, options)
     yield* RpcServer.make(LockRpcs, { spanPrefix: "LockServer", concurrency: "unbounded" }).pipe(
       Effect.provideService(RpcServer.Protocol, protocol),
-      Effect.provide(LockRpcs.toLayer(makeHandlers(manager, peers, secret))),
+      Effect.provide(LockRpcs.toLayer(makeHandlers(manager, peers, secret, options.maxHeartbeatDeadline))),
       Effect.interruptible,
       Effect.forkScoped
     )
