@@ -13,6 +13,7 @@ import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import type * as Client from "../src/Client.js"
+import { readAll } from "../src/internal/pin.js"
 import { leftoverName, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { expectIdle, waitUntil } from "./utils/locks.js"
 import { mulberry32 } from "./utils/random.js"
@@ -383,6 +384,37 @@ describe("files too large to read whole", () => {
         })
     )
   }
+})
+
+describe("files whose size says nothing (0: /proc, or still being written)", () => {
+  /** A file that says its size is 0 and reads `chunks` chunks of 1 KiB (chunk i filled with i), then its end. */
+  const sizeless = (chunks: number) => {
+    let next = 0
+    return {
+      stat: Effect.succeed({ size: FileSystem.Size(0) }),
+      readAlloc: () =>
+        Effect.sync(() => next < chunks ? Option.some(new Uint8Array(1024).fill(next++ % 256)) : Option.none())
+    } as unknown as FileSystem.File
+  }
+
+  it.effect("are read to their end; one that goes on past the bound fails typed instead of growing memory", () =>
+    Effect.gen(function*() {
+      const whole = yield* readAll("Client.read", "/log", sizeless(3), 4096)
+      expect([whole.length, whole[0], whole[1024], whole[2047], whole[2048], whole[3071]]).toEqual([
+        3072,
+        0,
+        1,
+        1,
+        2,
+        2
+      ])
+      // Exactly at the bound is fine, one chunk past it is not (and an endless one ends).
+      expect((yield* readAll("Client.read", "/log", sizeless(4), 4096)).length).toBe(4096)
+      for (const chunks of [5, Infinity]) {
+        const error = yield* Effect.flip(readAll("Client.read", "/log", sizeless(chunks), 4096))
+        expect(error).toMatchObject({ _tag: "FileSystemError", path: "/log", code: "ERR_FS_FILE_TOO_LARGE" })
+      }
+    }))
 })
 
 describe("stream: chunk sizes", () => {

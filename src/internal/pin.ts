@@ -91,46 +91,62 @@ const READ_MAX = 2 ** 31 - 1
 /**
  * The rest of an open file, as Node's `readFile` reads it: as many bytes as
  * its size says (fewer if it ends first), or, when the size says nothing (0:
- * empty, or a file of `/proc`), until the end. A file larger than `READ_MAX`
- * fails as there, before anything is allocated.
+ * empty, or a file of `/proc`), until the end. A file larger than `max`
+ * (`READ_MAX`) fails as there, before anything is allocated; one that said 0
+ * and goes on past `max` (another process appending as fast as it is read)
+ * fails once it has.
+ *
+ * @internal
  */
-const readAll = (
+export const readAll = (
   operation: string,
   p: string,
-  file: FileSystem.File
+  file: FileSystem.File,
+  max = READ_MAX
 ): Effect.Effect<Uint8Array, FileSystemError> =>
   Effect.flatMap(io(operation, p, file.stat), (info) => {
     const size = Number(info.size)
-    if (size > READ_MAX) return Effect.fail(tooLarge(operation, p, size))
-    return io(operation, p, readSized(file, size))
+    if (size > max) return Effect.fail(tooLarge(operation, p, size))
+    return size > 0 ? io(operation, p, readSized(file, size)) : readToEnd(operation, p, file, max)
   })
 
-/** `readAll` once the size is known. */
+/** `readAll` of a file whose size is known. */
 const readSized = (file: FileSystem.File, size: number): Effect.Effect<Uint8Array, PlatformError> => {
-  if (size > 0) {
-    const buffer = new Uint8Array(size)
-    const fill = (at: number): Effect.Effect<Uint8Array, PlatformError> =>
-      at >= size ?
-        Effect.succeed(buffer) :
-        Effect.flatMap(file.read(buffer.subarray(at)), (n) =>
-          Number(n) === 0 ? Effect.succeed(buffer.slice(0, at)) : fill(at + Number(n)))
-    return fill(0)
-  }
-  const chunks: Array<Uint8Array> = []
-  const more: Effect.Effect<Uint8Array, PlatformError> = Effect.flatMap(
-    file.readAlloc(READ_CHUNK),
-    (chunk) => {
-      if (chunk._tag === "Some") {
-        chunks.push(chunk.value)
-        return more
-      }
-      const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-      chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0)
-      return Effect.succeed(out)
-    }
-  )
-  return Effect.suspend(() => more)
+  const buffer = new Uint8Array(size)
+  const fill = (at: number): Effect.Effect<Uint8Array, PlatformError> =>
+    at >= size ?
+      Effect.succeed(buffer) :
+      Effect.flatMap(file.read(buffer.subarray(at)), (n) =>
+        Number(n) === 0 ? Effect.succeed(buffer.slice(0, at)) : fill(at + Number(n)))
+  return fill(0)
 }
+
+/** `readAll` of a file whose size says nothing: chunks until the end, at most `max` bytes. */
+const readToEnd = (
+  operation: string,
+  p: string,
+  file: FileSystem.File,
+  max: number
+): Effect.Effect<Uint8Array, FileSystemError> =>
+  Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    const more: Effect.Effect<Uint8Array, FileSystemError> = Effect.flatMap(
+      io(operation, p, file.readAlloc(READ_CHUNK)),
+      (chunk) => {
+        if (chunk._tag === "Some") {
+          total += chunk.value.length
+          if (total > max) return Effect.fail(tooLarge(operation, p, total))
+          chunks.push(chunk.value)
+          return more
+        }
+        const out = new Uint8Array(total)
+        chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0)
+        return Effect.succeed(out)
+      }
+    )
+    return more
+  })
 
 const inside = (base: string, p: string) => p === base || isAncestor(base, p)
 
