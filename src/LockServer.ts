@@ -142,7 +142,7 @@ export const make = (options: ListenOptions): Effect.Effect<LockServerService, R
     Effect.flatMap((internal) => {
       const maxHeartbeatDeadline = options.maxHeartbeatDeadline === undefined ?
         DEFAULT_MAX_HEARTBEAT_DEADLINE :
-        Math.max(internal.MIN_DEADLINE, millis(options.maxHeartbeatDeadline))
+        millis(options.maxHeartbeatDeadline)
       return internal.make({
         address: addressOf(options),
         handshakeDeadline: options.handshakeTimeout === undefined ? 10_000 : millis(options.handshakeTimeout),

@@ -260,6 +260,30 @@ describe("bounded, typed failures", () => {
       yield* failsWith({ port }, "ProtocolMismatch", 2_000)
     })))
 
+  it.live("a server that answers Hello with a heartbeat deadline it cannot mean: ProtocolMismatch", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // Below the protocol's 10 ms, above what the client asked for (5 s), not a number, absent.
+      for (const deadline of [0, 5, -1, 6_000, null, "5000", undefined]) {
+        const port = yield* fakeServer((socket) => {
+          let pending = ""
+          socket.on("data", (data) => {
+            pending += data.toString("utf8")
+            const lines = pending.split("\n")
+            pending = lines.pop()!
+            for (const line of lines) {
+              const message = JSON.parse(line)
+              if (message._tag !== "Request" || message.tag !== "Hello") continue
+              const value = { version: PROTOCOL_VERSION, heartbeatDeadline: deadline }
+              socket.write(
+                JSON.stringify({ _tag: "Exit", requestId: message.id, exit: { _tag: "Success", value } }) + "\n"
+              )
+            }
+          })
+        })
+        yield* failsWith({ port }, "ProtocolMismatch", 2_000)
+      }
+    })))
+
   it.live("a server of another protocol version: ProtocolMismatch", () =>
     Effect.scoped(Effect.gen(function*() {
       const dir = yield* tempDir("lockserver-")

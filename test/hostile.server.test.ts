@@ -7,7 +7,7 @@
  * elsewhere they are skipped with a printed reason.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Queue, Schedule, Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Queue, Schedule, Scope } from "effect"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
 import * as os from "node:os"
@@ -456,6 +456,7 @@ describe("a restarted server: holders of the one that died may still trust their
   it.live("during the grace period: requests wait and are granted in order after it, bad ones fail at once", () =>
     Effect.scoped(Effect.gen(function*() {
       const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      const pendingBefore = (yield* Metric.value(LockManager.locksPending)).value
       const started = performance.now()
       const server = yield* LockServer.make({ socket, gracePeriod: "1 second" })
       const remote = yield* LockManager.makeRemote({ socket })
@@ -482,6 +483,8 @@ describe("a restarted server: holders of the one that died may still trust their
       expect(Exit.isFailure(gaveUp)).toBe(true)
       expect(granted).toEqual([])
       expect(yield* server.manager.stats).toEqual({ held: 0, pending: 3, nodes: 0 })
+      // The gauge counts them too.
+      expect((yield* Metric.value(LockManager.locksPending)).value - pendingBefore).toBe(3)
 
       const results = [yield* Fiber.join(first), yield* Fiber.join(second), yield* Fiber.join(third)]
       expect(granted).toEqual(["remote", "local", "remote again"])
@@ -489,6 +492,50 @@ describe("a restarted server: holders of the one that died may still trust their
       expect(results[0].at - started).toBeGreaterThanOrEqual(1_000)
       // Open for good: a lock now is granted without waiting for anything.
       expect(yield* within(5_000, "a lock after the grace period", take("later", remote))).toBeDefined()
+    })))
+
+  it.live("shut down during its grace period: in-process waiters are granted, nothing waits for good", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      const scope = yield* Scope.make()
+      const server = yield* LockServer.make({ socket, gracePeriod: "1 hour" }).pipe(Scope.extend(scope))
+      const waiter = yield* Effect.fork(server.manager.withLock("/a", "write")(Effect.succeed("granted")))
+      yield* untilPending(server, 1)
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* within(5_000, "the waiter after the shutdown", Fiber.join(waiter))).toBe("granted")
+      expect(yield* within(5_000, "a lock after the shutdown", server.manager.withLock("/a", "read")(Effect.void)))
+        .toBeUndefined()
+      expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+    })))
+
+  it.live("deadline limits a server cannot mean are refused: ListenFailed; lockd exits 1", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      for (
+        const limits of [
+          { maxHeartbeatDeadline: "50 millis" },
+          { maxHeartbeatDeadline: Duration.infinity },
+          { gracePeriod: "30 days" }
+        ] satisfies ReadonlyArray<Partial<LockServer.ListenOptions>>
+      ) {
+        const exit = yield* Effect.exit(Effect.scoped(LockServer.make({ socket: nodePath.join(dir, "s"), ...limits })))
+        expect(expectReason(exit, "ListenFailed").detail).toMatch(/^(maxHeartbeatDeadline|gracePeriod) must be between/)
+      }
+      const lockd = yield* Effect.promise(() =>
+        runLockd(["--socket", nodePath.join(dir, "s"), "--max-heartbeat-deadline", "50"])
+      )
+      expect(lockd.code).toBe(1)
+      expect(lockd.stderr).toMatch(/^lockd: .*maxHeartbeatDeadline must be between 100 ms/)
+      expect(nodeFs.readdirSync(dir)).toEqual([])
+    })))
+
+  it.live("a client asking for an infinite deadline gets the server's maximum", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      yield* LockServer.make({ socket, gracePeriod: 0 })
+      const manager = yield* LockManager.makeRemote({ socket, heartbeatDeadline: Duration.infinity })
+      const lock = yield* within(5_000, "a lock", manager.lock("/a", "write"))
+      yield* lock.ensureHeld("test")
     })))
 
   it.live("the server bounds the heartbeat deadline: told in Hello, applied to a silent peer", () =>

@@ -24,7 +24,7 @@ import { invalidPath } from "./errors.js"
 import { withFiber } from "./fiber.js"
 import * as Holds from "./holds.js"
 import { type CycleStep, LockTable, type Request } from "./lockTable.js"
-import { locksHeld, locksPending, lockWaitSeconds } from "./metrics.js"
+import { locksHeld, locksPending, lockWaitSeconds, noTags } from "./metrics.js"
 import { normalize, parent, ROOT, topMost, topMostModes } from "./path.js"
 import * as Span from "./span.js"
 
@@ -160,8 +160,6 @@ export const planAll = (
     all: true
   })
 }
-
-const noTags: ReadonlyArray<never> = []
 
 /** No locks: shared, never written. */
 const NONE: ReadonlyArray<never> = []

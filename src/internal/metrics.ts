@@ -9,6 +9,13 @@ import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricLabel from "effect/MetricLabel"
 
+/**
+ * The tags of an untagged synchronous update.
+ *
+ * @internal
+ */
+export const noTags: ReadonlyArray<never> = []
+
 /** @internal */
 export const lockWaitSeconds = Metric.histogram(
   "persistence_lock_wait_seconds",

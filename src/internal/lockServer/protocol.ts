@@ -44,6 +44,17 @@ import { DeadlockError, InvalidArgumentError, InvalidPathError } from "../../Per
 export const PROTOCOL_VERSION = 3
 
 /**
+ * Heartbeat deadlines, in milliseconds: below the minimum a busy event loop
+ * would drop healthy connections; above the maximum a timer cannot wait.
+ *
+ * @internal
+ */
+export const MIN_DEADLINE = 10
+
+/** @internal */
+export const MAX_DEADLINE = 2 ** 31 - 1
+
+/**
  * The server's answer to a `Hello` of another protocol version.
  *
  * @internal

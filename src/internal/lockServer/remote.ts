@@ -45,7 +45,7 @@ import type { Failure } from "../remoteLink.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer, MAX_FRAME_BYTES } from "./framing.js"
-import { type Grant, LockRpcs, PROTOCOL_VERSION } from "./protocol.js"
+import { type Grant, LockRpcs, MAX_DEADLINE, MIN_DEADLINE, PROTOCOL_VERSION } from "./protocol.js"
 
 /** @internal */
 export interface RemoteConfig {
@@ -65,7 +65,9 @@ const millis = (input: Duration.DurationInput | undefined, fallback: number): nu
 
 /** @internal */
 export const configOf = (options: RemoteOptions): RemoteConfig => {
-  const deadline = Math.max(10, millis(options.heartbeatDeadline, 5_000))
+  // Infinite (never drop me) is the longest deadline a timer can wait; the
+  // server grants at most its own maximum anyway.
+  const deadline = Math.min(MAX_DEADLINE, Math.max(MIN_DEADLINE, millis(options.heartbeatDeadline, 5_000)))
   // A ping must have a chance to be answered before the deadline passes.
   const interval = Math.min(millis(options.heartbeatInterval, deadline / 5), deadline / 2)
   return {
@@ -389,7 +391,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
           })
         }
         const agreed = hello.heartbeatDeadline
-        if (!(agreed > 0 && agreed <= config.heartbeatDeadline)) {
+        if (!(agreed >= MIN_DEADLINE && agreed <= config.heartbeatDeadline)) {
           return yield* Effect.fail<Failure>({
             reason: "ProtocolMismatch",
             detail:

@@ -45,11 +45,20 @@ import type { Lock, LockError, LockManagerService, LockRequest } from "../../Loc
 import { RemoteLockError } from "../../PersistenceError.js"
 import * as InMemory from "../lockManager.js"
 import { planAll, type PlanError, planOne } from "../lockManager.js"
+import { locksPending, noTags } from "../metrics.js"
 import { type Address, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer } from "./framing.js"
 import { listen } from "./listen.js"
-import { type Grant, LockRpcs, PROTOCOL_VERSION, Unauthorized, VersionMismatch } from "./protocol.js"
+import {
+  type Grant,
+  LockRpcs,
+  MAX_DEADLINE,
+  MIN_DEADLINE,
+  PROTOCOL_VERSION,
+  Unauthorized,
+  VersionMismatch
+} from "./protocol.js"
 
 /** @internal */
 export interface ServerOptions {
@@ -79,11 +88,12 @@ export interface Server {
 }
 
 /**
- * A deadline below this would drop healthy connections on a busy event loop.
+ * The least `maxHeartbeatDeadline` a server accepts: below it, clients on an
+ * ordinary event loop would lose their locks between heartbeats.
  *
  * @internal
  */
-export const MIN_DEADLINE = 10
+export const MIN_MAX_DEADLINE = 100
 
 /**
  * What a connection may send before its handshake completes: a `Hello` and an
@@ -417,12 +427,15 @@ export const openAfter = (millis: number): Effect.Effect<Gate, never, Scope.Scop
     const opened = Deferred.unsafeMake<void>(FiberId.none)
     const gate: Gate = { isOpen: () => open, opened: Deferred.await(opened) }
     if (open) return Effect.succeed(gate)
-    return Effect.sleep(millis).pipe(
-      Effect.zipRight(Effect.sync(() => {
-        open = true
-        Deferred.unsafeDone(opened, Exit.void)
-      })),
-      Effect.forkScoped,
+    const openNow = Effect.sync(() => {
+      open = true
+      Deferred.unsafeDone(opened, Exit.void)
+    })
+    // A server shut down during its grace period serves no one remotely any
+    // more: its in-process callers must not wait for an opening that never
+    // comes.
+    return Effect.addFinalizer(() => openNow).pipe(
+      Effect.zipRight(Effect.forkScoped(Effect.zipRight(Effect.sleep(millis), openNow))),
       Effect.as(gate)
     )
   })
@@ -441,12 +454,19 @@ export const serve = (manager: LockManagerService, base: number, gate: Gate): Lo
   const shifted = <A, E, R>(
     effect: Effect.Effect<A, E, R> | ((lock: Lock) => Effect.Effect<A, E, R>)
   ): (lock: Lock) => Effect.Effect<A, E, R> => Effect.isEffect(effect) ? () => effect : (lock) => effect(shift(lock))
-  /** Requests waiting for the gate: pending, as far as `stats` tells. */
+  /** Requests waiting for the gate: pending, as far as `stats` and the gauge tell. */
   let waiting = 0
   const untilOpen = Effect.acquireUseRelease(
-    Effect.sync(() => waiting++),
+    Effect.sync(() => {
+      waiting++
+      locksPending.unsafeModify(1, noTags)
+    }),
     () => gate.opened,
-    () => Effect.sync(() => waiting--)
+    () =>
+      Effect.sync(() => {
+        waiting--
+        locksPending.unsafeModify(-1, noTags)
+      })
   )
   /** `request` once the gate opens, if `plan` says it is valid. */
   const gated = <A, E, R>(
@@ -491,6 +511,18 @@ export const serve = (manager: LockManagerService, base: number, gate: Gate): Lo
   }
 }
 
+/** Why the deadline options are refused, if they are. */
+const limitsRefused = (options: ServerOptions): string | undefined => {
+  const max = options.maxHeartbeatDeadline
+  if (!(max >= MIN_MAX_DEADLINE && max <= MAX_DEADLINE)) {
+    return `maxHeartbeatDeadline must be between ${MIN_MAX_DEADLINE} ms and ${MAX_DEADLINE} ms (${max} ms)`
+  }
+  if (!(options.gracePeriod >= 0 && options.gracePeriod <= MAX_DEADLINE)) {
+    return `gracePeriod must be between 0 and ${MAX_DEADLINE} ms (${options.gracePeriod} ms)`
+  }
+  return undefined
+}
+
 /** @internal */
 export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -505,12 +537,23 @@ export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockEr
         })
       )
     }
-    // Counted from before the server listens: any server that ran here
+    const refused = limitsRefused(options)
+    if (refused !== undefined) {
+      return yield* Effect.fail(
+        new RemoteLockError({
+          operation: "LockServer.make",
+          address: formatAddress(options.address),
+          reason: "ListenFailed",
+          detail: refused
+        })
+      )
+    }
+    const socketServer = yield* listen(options.address, options.mode)
+    // Counted once the server listens: any server that served this address
     // before has died by then.
     const gate = yield* openAfter(options.gracePeriod)
     const manager = serve(yield* InMemory.make, idBase(), gate)
     const peers = new Map<number, Peer>()
-    const socketServer = yield* listen(options.address, options.mode)
     const protocol = yield* makeProtocol(socketServer, peers, options)
     yield* RpcServer.make(LockRpcs, { spanPrefix: "LockServer", concurrency: "unbounded" }).pipe(
       Effect.provideService(RpcServer.Protocol, protocol),
