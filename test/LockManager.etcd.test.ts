@@ -564,6 +564,32 @@ describe("in-process", () => {
       expect(id).toBeGreaterThan(0)
     })))
 
+  it.live("a scan answer over gRPC's default 4 MiB (three 1.4 MB foreign keys) is read: granted, no key left", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const prefix = "/big-scan"
+      const foreign = ["a", "b", "c"].map((c) => `${prefix}/#w/${c.repeat(1_400_000)}`)
+      const etcd = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          new Etcd3({
+            hosts: Array.from(single!.endpoints),
+            grpcOptions: { "grpc.max_receive_message_length": -1 }
+          })
+        ),
+        (etcd) => Effect.promise(() => etcd.delete().prefix(prefix).then(() => etcd.close()))
+      )
+      yield* Effect.promise(() => Promise.all(foreign.map((key) => etcd.put(key).value("x"))))
+      const manager = yield* LockManager.makeEtcd({ endpoints: single!.endpoints, prefix })
+      // Every request scans its ancestors' write keys, the root's among them.
+      const id = yield* within(
+        5_000,
+        "write lock",
+        manager.withLock("/doc", "write")((lock) => Effect.succeed(lock.id))
+      )
+      expect(id).toBeGreaterThan(0)
+      const left = yield* Effect.promise(() => etcd.getAll().prefix(prefix).keys())
+      expect(left.length === foreign.length && left.every((key) => foreign.includes(key))).toBe(true)
+    })))
+
   it.live("closing a manager revokes its lease: its locks go at once, not a ttl later", () =>
     Effect.scoped(Effect.gen(function*() {
       const other = yield* LockManager.makeEtcd(options())

@@ -160,7 +160,11 @@ export const make = (config: ClusterConfig): Effect.Effect<Cluster, Failure, Sco
               grpcOptions: {
                 "grpc.initial_reconnect_backoff_ms": 100,
                 "grpc.max_reconnect_backoff_ms": 1_000,
-                "grpc.use_local_subchannel_pool": 1
+                "grpc.use_local_subchannel_pool": 1,
+                // A scan answers every key in its range: past gRPC's default
+                // 4 MiB the client refused an answer whose transaction etcd
+                // had applied, leaving the request's key in the queue.
+                "grpc.max_receive_message_length": -1
               }
             })
           ),
