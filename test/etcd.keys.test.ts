@@ -43,6 +43,25 @@ describe("etcd key layout", () => {
     expect(requestKey(PREFIX, "/", "read", "7.2")).toBe(`${PREFIX}/#r/7.2`)
   })
 
+  it("keys are distinct as bytes: lone surrogates (UTF-8 would make each U+FFFD) are escaped", () => {
+    expect(encodeSegment("s\uD800")).toBe("s%uD800")
+    expect(encodeSegment("\uDC00s")).toBe("%uDC00s")
+    expect(encodeSegment("\uD83D\uDE00")).toBe("\uD83D\uDE00")
+    // Strings over an alphabet of markers and surrogates: equal keys (as etcd sees them) only for equal segments.
+    const alphabet = ["a", "%", "#", "u", "D800", "\uD800", "\uDC00", "\uFFFD", "\uD83D\uDE00", "%uD800"]
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.array(FastCheck.constantFrom(...alphabet), { maxLength: 6 }),
+        FastCheck.array(FastCheck.constantFrom(...alphabet), { maxLength: 6 }),
+        (a, b) => {
+          const [s, t] = [a.join(""), b.join("")]
+          return (s === t) === Buffer.from(encodeSegment(s)).equals(Buffer.from(encodeSegment(t)))
+        }
+      ),
+      { numRuns: 5_000 }
+    )
+  })
+
   it("scans each ancestor's own entries (writes only for a read) and the path's subtree", () => {
     const keys = (mode: "read" | "write", paths: ReadonlyArray<string>) =>
       scanRanges(PREFIX, mode, paths).map((r) => [r.key.toString(), r.end.toString()])

@@ -16,14 +16,22 @@
 import type { LockMode } from "../../LockManager.js"
 import { segments } from "../path.js"
 
+/** `%`, `#`, and a UTF-16 surrogate without its pair. */
+const ESCAPED = /[%#]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
+const escape = (c: string): string =>
+  c === "%" ? "%25" : c === "#" ? "%23" : `%u${c.charCodeAt(0).toString(16).toUpperCase()}`
+
 /**
- * Escapes `%` and `#`: the escape is injective (two segments never share an
- * encoding) and an encoded segment never starts with `#`, the marker of a
- * request entry. Segments never contain `/` (they come from normal paths).
+ * Escapes `%` and `#`, and lone surrogates (which UTF-8 would turn into one
+ * U+FFFD: two paths would share a key). The escape is injective on the bytes
+ * of the key (two segments never share an encoding) and an encoded segment
+ * never starts with `#`, the marker of a request entry. Segments never
+ * contain `/` (they come from normal paths).
  *
  * @internal
  */
-export const encodeSegment = (segment: string): string => segment.replace(/[%#]/g, (c) => c === "%" ? "%25" : "%23")
+export const encodeSegment = (segment: string): string => segment.replace(ESCAPED, escape)
 
 /**
  * The key of a normal path under `prefix`: the prefix itself for the root.
