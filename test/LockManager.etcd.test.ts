@@ -406,6 +406,36 @@ describe("etcd unreachable", () => {
   )
 })
 
+describe("a frozen member", () => {
+  it.live(
+    "a follower frozen (SIGSTOP) under a manager's keepalive: the lease moves to another member, the lock stays",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const cluster = yield* ownCluster(3, "etcd-frozen")
+        const frozen = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
+        const endpoints = [cluster.endpoints[frozen], ...cluster.endpoints.filter((_, i) => i !== frozen)]
+        // A manager starts on a random member: this one on the follower about to freeze.
+        const random = Math.random
+        Math.random = () => 0
+        const manager = yield* Effect.ensuring(
+          LockManager.makeEtcd({ endpoints, prefix: "/frozen", ttl: "2 seconds" }),
+          Effect.sync(() => Math.random = random)
+        )
+        const lock = yield* within(5_000, "the lock", manager.lock("/x", "write"))
+        yield* Effect.acquireRelease(
+          Effect.promise(() => cluster.kill(frozen, "SIGSTOP")),
+          () => Effect.sync(() => cluster.members[frozen].child?.signal("SIGCONT"))
+        )
+        // Two time-to-lives: without a new stream the lease would have run out.
+        for (let i = 0; i < 8; i++) {
+          yield* Effect.sleep("500 millis")
+          yield* lock.ensureHeld(`check ${i}`)
+        }
+      })),
+    60_000
+  )
+})
+
 describe("in-process", () => {
   const options = () => ({ endpoints: single!.endpoints, prefix: "/in-process" })
 

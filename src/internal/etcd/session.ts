@@ -173,8 +173,12 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
           detail: `etcd did not renew the session's lease within its ${session.ttl} ms time to live`
         })
       }
-      // A stream that stopped answering (a frozen member): try another.
-      if (stream !== undefined && sent.length > 0 && now - sent[0] > cluster.attemptTimeout) drop(stream)
+      // A stream that stopped answering (a frozen member): try another. Half
+      // an interval without an answer is one (an answer takes milliseconds);
+      // waiting longer, as long as a call may take, outlived short leases.
+      if (stream !== undefined && sent.length > 0 && now - sent[0] > Math.min(cluster.attemptTimeout, interval / 2)) {
+        drop(stream)
+      }
       if (stream !== undefined) {
         sent.push(now)
         try {
