@@ -620,6 +620,23 @@ describe("in-process", () => {
       expect(left.length === foreign.length && left.every((key) => foreign.includes(key))).toBe(true)
     })))
 
+  it.live("a ttl of 100 days: its keepalives wait as long as a timer can, not 1 ms (no busy loop)", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const overflows: Array<string> = []
+      const onWarning = (warning: Error) => {
+        if (warning.name === "TimeoutOverflowWarning") overflows.push(warning.message)
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.on("warning", onWarning)),
+        () => Effect.sync(() => process.off("warning", onWarning))
+      )
+      const manager = yield* LockManager.makeEtcd({ ...options(), ttl: "100 days" })
+      const lock = yield* within(5_000, "the lock", manager.lock("/long-ttl", "write"))
+      yield* Effect.sleep("300 millis")
+      yield* lock.ensureHeld("test")
+      expect(overflows).toEqual([])
+    })))
+
   it.live("closing a manager revokes its lease: its locks go at once, not a ttl later", () =>
     Effect.scoped(Effect.gen(function*() {
       const other = yield* LockManager.makeEtcd(options())

@@ -100,6 +100,9 @@ export const shutdown = (cluster: Cluster, session: Session): Effect.Effect<void
  * ends. Callback-driven (a gRPC stream and a timer), so it runs inside one
  * `Effect.async` whose canceller stops both.
  */
+/** The longest a Node timer waits: a longer delay fires after 1 ms (a busy loop). */
+const MAX_TIMER = 2 ** 31 - 1
+
 const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Failure> =>
   Effect.async<never, Failure>((resume) => {
     const interval = session.ttl / 3
@@ -191,7 +194,7 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
       }
       // Sooner while the stream is down, and never past the lease's end.
       const next = stream === undefined ? Math.min(interval, 100) : interval
-      timer = setTimeout(tick, Math.max(1, Math.min(next, session.leaseUntil - now)))
+      timer = setTimeout(tick, Math.max(1, Math.min(next, session.leaseUntil - now, MAX_TIMER)))
     }
     tick()
     return Effect.sync(stop)
