@@ -5,7 +5,7 @@
  * each with its own manager.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Cause, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Etcd3 } from "etcd3"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
@@ -407,6 +407,50 @@ describe("etcd unreachable", () => {
 })
 
 describe("a frozen member", () => {
+  /** A manager on the given endpoints that starts on the first (a manager starts on a random one). */
+  const startingOnFirst = (options: LockManager.EtcdOptions) =>
+    Effect.suspend(() => {
+      const random = Math.random
+      Math.random = () => 0
+      return Effect.ensuring(LockManager.makeEtcd(options), Effect.sync(() => Math.random = random))
+    })
+
+  it.live(
+    "a follower frozen under a waiter's watch stream: hand-overs move to another member, not a ttl each",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const cluster = yield* ownCluster(3, "etcd-frozen-watch")
+        const frozen = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
+        const others = cluster.endpoints.filter((_, i) => i !== frozen)
+        const prefix = "/frozen-watch"
+        const holder = yield* LockManager.makeEtcd({ endpoints: others, prefix })
+        const waiter = yield* startingOnFirst({
+          endpoints: [cluster.endpoints[frozen], ...others],
+          prefix,
+          ttl: "10 seconds",
+          connectTimeout: "1500 millis"
+        })
+        /** The holder takes /w, the waiter asks for it, the holder lets go: the waiter's grant comes within 4 s. */
+        const handOver = (round: string) =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            yield* holder.lock("/w", "write").pipe(Scope.extend(scope))
+            const waiting = yield* Effect.fork(waiter.withLock("/w", "write")(Effect.void))
+            yield* untilStats(waiter, (s) => s.pending === 1)
+            yield* Scope.close(scope, Exit.void)
+            yield* within(4_000, `hand-over ${round}`, Fiber.join(waiting))
+          })
+        // Opens the waiter's watch stream on the member about to freeze.
+        yield* handOver("before the freeze")
+        yield* Effect.acquireRelease(
+          Effect.promise(() => cluster.kill(frozen, "SIGSTOP")),
+          () => Effect.sync(() => cluster.members[frozen].child?.signal("SIGCONT"))
+        )
+        for (let i = 0; i < 3; i++) yield* handOver(`${i} after the freeze`)
+      })),
+    60_000
+  )
+
   it.live(
     "a follower frozen (SIGSTOP) under a manager's keepalive: the lease moves to another member, the lock stays",
     () =>
@@ -414,13 +458,8 @@ describe("a frozen member", () => {
         const cluster = yield* ownCluster(3, "etcd-frozen")
         const frozen = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
         const endpoints = [cluster.endpoints[frozen], ...cluster.endpoints.filter((_, i) => i !== frozen)]
-        // A manager starts on a random member: this one on the follower about to freeze.
-        const random = Math.random
-        Math.random = () => 0
-        const manager = yield* Effect.ensuring(
-          LockManager.makeEtcd({ endpoints, prefix: "/frozen", ttl: "2 seconds" }),
-          Effect.sync(() => Math.random = random)
-        )
+        // On the follower about to freeze.
+        const manager = yield* startingOnFirst({ endpoints, prefix: "/frozen", ttl: "2 seconds" })
         const lock = yield* within(5_000, "the lock", manager.lock("/x", "write"))
         yield* Effect.acquireRelease(
           Effect.promise(() => cluster.kill(frozen, "SIGSTOP")),

@@ -36,6 +36,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
 import type { EtcdOptions, Lock, LockManagerService } from "../../LockManager.js"
@@ -295,7 +296,9 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
     /**
      * Until `key` is deleted: watch it from now on, then check that it was
      * not deleted before the watch began. After a time to live without news,
-     * give up (the caller scans again): the watch's stream may be stuck.
+     * give up (the caller scans again): the watch's stream may be stuck. A
+     * watch not even created within a call's time is on a stuck stream (a
+     * frozen member): the stream is dropped, and the caller scans again.
      */
     const deletion = (
       c: Cluster.Cluster,
@@ -304,7 +307,7 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
     ): Effect.Effect<void, Cluster.Failure> =>
       Effect.scoped(Effect.gen(function*() {
         const watch = yield* session.watches.watch(key)
-        yield* watch.created
+        if (Option.isNone(yield* Effect.timeoutOption(watch.created, c.attemptTimeout))) return yield* watch.abandon
         if (yield* exists(c, key)) yield* watch.deleted
       })).pipe(
         Effect.timeout(session.ttl),

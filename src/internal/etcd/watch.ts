@@ -11,7 +11,9 @@
  * A wake-up only says "look again": the waiter re-scans. So every doubt wakes
  * it too: the watch was cancelled, the stream failed or ended, the session
  * closed. A watch that never answers (a member that froze with the stream
- * open) is the waiter's to bound: it re-scans after a while anyway.
+ * open) is the waiter's to bound: it re-scans after a while anyway, and a
+ * watch that etcd does not even create in time is `abandon`ed, which drops
+ * the stream so that the next watch opens one on another member.
  *
  * Watch ids are chosen here (etcd 3.4 accepts them in the create request), so
  * a create and its answers pair up without relying on the order in which
@@ -37,6 +39,8 @@ export interface Watch {
   readonly created: Effect.Effect<void>
   /** Completes once the key was deleted after `created`, or once that can no longer be told. */
   readonly deleted: Effect.Effect<void>
+  /** The stream this watch was sent on does not answer: drop it (if it is still the current one). */
+  readonly abandon: Effect.Effect<void>
 }
 
 /**
@@ -53,6 +57,8 @@ interface Waiter {
   readonly request: IWatchCreateRequest
   readonly created: Deferred.Deferred<void>
   readonly deleted: Deferred.Deferred<void>
+  /** The stream its create request went on last. */
+  sentOn: IDuplexStream<IWatchRequest, IWatchResponse> | undefined
 }
 
 /** etcd's `FilterType.NOPUT`: deletions only. */
@@ -97,6 +103,11 @@ export const make = (cluster: Cluster): Watches => {
     wakeAll()
   }
 
+  const create = (s: IDuplexStream<IWatchRequest, IWatchResponse>, waiter: Waiter) => {
+    waiter.sentOn = s
+    send(s, { create_request: waiter.request })
+  }
+
   const onResponse = (s: IDuplexStream<IWatchRequest, IWatchResponse>, response: IWatchResponse) => {
     const id = Number(response.watch_id)
     const waiter = waiters.get(id)
@@ -120,7 +131,7 @@ export const make = (cluster: Cluster): Watches => {
         s.on("data", (response) => onResponse(s, response))
         s.on("error", () => drop(s))
         s.on("end", () => drop(s))
-        for (const [, waiter] of waiters) send(s, { create_request: waiter.request })
+        for (const [, waiter] of waiters) create(s, waiter)
       },
       () => {
         opening = false
@@ -136,13 +147,14 @@ export const make = (cluster: Cluster): Watches => {
         const waiter: Waiter = {
           request: { key, filters: [NOPUT], watch_id: nextId++ },
           created: Deferred.unsafeMake<void>(FiberId.none),
-          deleted: Deferred.unsafeMake<void>(FiberId.none)
+          deleted: Deferred.unsafeMake<void>(FiberId.none),
+          sentOn: undefined
         }
         if (closed) {
           wake(waiter)
         } else {
           waiters.set(Number(waiter.request.watch_id), waiter)
-          if (stream !== undefined) send(stream, { create_request: waiter.request })
+          if (stream !== undefined) create(stream, waiter)
           else connect()
         }
         return waiter
@@ -153,7 +165,13 @@ export const make = (cluster: Cluster): Watches => {
           if (waiters.delete(id) && stream !== undefined) send(stream, { cancel_request: { watch_id: id } })
         })
     ).pipe(
-      Effect.map((waiter) => ({ created: Deferred.await(waiter.created), deleted: Deferred.await(waiter.deleted) }))
+      Effect.map((waiter) => ({
+        created: Deferred.await(waiter.created),
+        deleted: Deferred.await(waiter.deleted),
+        abandon: Effect.sync(() => {
+          if (waiter.sentOn !== undefined) drop(waiter.sentOn)
+        })
+      }))
     )
 
   const close = () => {
