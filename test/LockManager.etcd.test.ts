@@ -583,6 +583,24 @@ describe("in-process", () => {
       expect(yield* manager.withLock("/many/after", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(0)
     })))
 
+  it.live("a lockAll of long paths is scanned in transactions etcd accepts; puts past its limit are refused alone", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const manager = yield* LockManager.makeEtcd(options())
+      const held = yield* manager.lock("/unrelated", "write")
+      // 60 paths: few enough operations for one transaction, too many bytes (each scan about twice a key).
+      // 100: scanned in several transactions, which must fit etcd's 1.5 MiB per request as well.
+      for (const count of [60, 100]) {
+        const paths = Array.from({ length: count }, (_, i) => `/long/${i}-${"x".repeat(12_000)}`)
+        const id = yield* within(10_000, `lockAll of ${count}`, manager.withLockAll(paths)((l) => Effect.succeed(l.id)))
+        expect(id).toBeGreaterThan(held.id)
+      }
+      // Puts alone past the limit: refused, and the manager's other lock is kept.
+      const huge = Array.from({ length: 100 }, (_, i) => `/long/${i}-${"y".repeat(20_000)}`)
+      expectRemoteError(yield* Effect.exit(manager.withLockAll(huge)(Effect.void)), ["Rejected"])
+      yield* held.ensureHeld("test")
+      expect(yield* manager.stats).toEqual({ held: 1, pending: 0, nodes: 1 })
+    })))
+
   it.live("a waiter whose lease is gone when it wakes fails instead of being granted", () =>
     Effect.scoped(Effect.gen(function*() {
       const a = yield* LockManager.makeEtcd(options())

@@ -80,6 +80,16 @@ export const configOf = (options: EtcdOptions): EtcdConfig => ({
  */
 const MAX_TXN_OPS = 128
 
+/**
+ * What one transaction may carry in keys, well within etcd's default request
+ * limit (`--max-request-bytes`, 1.5 MiB) with room for the rest of the
+ * request. The puts of one request must fit; its reads are split.
+ */
+const MAX_TXN_BYTES = 1024 * 1024
+
+const rangeBytes = (range: KeyRange) => range.key.length + range.end.length
+const keyBytes = (key: Buffer) => key.length
+
 const EMPTY = Buffer.alloc(0)
 
 interface Request {
@@ -132,11 +142,26 @@ interface Enqueued {
   readonly blocker: Buffer | undefined
 }
 
-const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+/** `items` in runs of at most `MAX_TXN_OPS` and `MAX_TXN_BYTES` (an item larger than that alone). */
+const chunks = <A>(items: ReadonlyArray<A>, bytesOf: (item: A) => number): Array<ReadonlyArray<A>> => {
   const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  let start = 0
+  let bytes = 0
+  for (let i = 0; i < items.length; i++) {
+    const size = bytesOf(items[i])
+    if (i > start && (i - start === MAX_TXN_OPS || bytes + size > MAX_TXN_BYTES)) {
+      out.push(items.slice(start, i))
+      start = i
+      bytes = 0
+    }
+    bytes += size
+  }
+  if (start < items.length) out.push(items.slice(start))
   return out
 }
+
+const totalBytes = <A>(items: ReadonlyArray<A>, bytesOf: (item: A) => number): number =>
+  items.reduce((n, item) => n + bytesOf(item), 0)
 
 /**
  * @internal
@@ -197,7 +222,8 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
         const id = `${session.lease}.${++session.nextRequest}`
         const keys = plan.locked.map((path) => Buffer.from(requestKey(prefix, path, plan.mode, id), "utf8"))
         const ranges = scanRanges(prefix, plan.mode, plan.locked)
-        const inline = keys.length + ranges.length <= MAX_TXN_OPS
+        const inline = keys.length + ranges.length <= MAX_TXN_OPS &&
+          totalBytes(keys, keyBytes) + totalBytes(ranges, rangeBytes) <= MAX_TXN_BYTES
         const scans = inline ? ranges.map((range) => rangeOp(range, undefined)) : []
         const txn: ITxnRequest = {
           compare: [{ key: keys[0], target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
@@ -254,7 +280,7 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
         // Chunks may be read at different revisions: an older conflicting
         // request that is gone stays gone, so "none in any chunk" holds at the last.
         return Effect.reduce(
-          chunks(request.ranges, MAX_TXN_OPS),
+          chunks(request.ranges, rangeBytes),
           undefined as Buffer | undefined,
           (found, ranges) =>
             found !== undefined ? Effect.succeed(found) : c.call("scan", (client, options) =>
@@ -365,7 +391,7 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
         const session = request.session
         if (session.lost !== undefined) return Effect.void
         return Effect.forEach(
-          chunks(request.keys, MAX_TXN_OPS),
+          chunks(request.keys, keyBytes),
           (keys) =>
             c.call("release", (client, options) =>
               client.kv.txn(
