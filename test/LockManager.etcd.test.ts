@@ -630,6 +630,36 @@ describe("in-process", () => {
       expect(yield* b.withLock("/jepsen", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
     })))
 
+  it.live("another client deletes a waiting request's key: that request fails, the manager's other locks stay", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const a = yield* LockManager.makeEtcd(options())
+      const b = yield* LockManager.makeEtcd(options())
+      const unrelated = yield* b.lock("/kept-by-b", "write")
+      const holder = yield* holdLock(a, "/deleted")
+      const { lock } = yield* Deferred.await(holder.granted)
+      const waiting = yield* Effect.fork(b.withLock("/deleted", "write")((l) => Effect.succeed(l.id)))
+      yield* untilStats(b, (s) => s.pending === 1)
+      yield* Effect.promise(async () => {
+        const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
+        try {
+          const keys = await etcd.kv.range({
+            key: Buffer.from("/in-process/deleted/#w/"),
+            range_end: Buffer.from("/in-process/deleted/#w0")
+          })
+          const waiter = keys.kvs.filter((kv) => Number(kv.create_revision) > lock.id)
+          expect(waiter).toHaveLength(1)
+          await etcd.kv.deleteRange({ key: waiter[0].key })
+        } finally {
+          etcd.close()
+        }
+      })
+      yield* holder.release
+      const error = expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
+      expect(error.message).toContain("another client of etcd deleted its key")
+      yield* unrelated.ensureHeld("test")
+      expect(yield* b.withLock("/deleted", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
+    })))
+
   it.live("keys under the prefix that are not lock requests (no lease, another layout) block nothing", () =>
     Effect.scoped(Effect.gen(function*() {
       yield* Effect.promise(async () => {

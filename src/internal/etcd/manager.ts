@@ -92,6 +92,16 @@ const keyBytes = (key: Buffer) => key.length
 
 const EMPTY = Buffer.alloc(0)
 
+const LEASE_EXPIRED: Cluster.Failure = {
+  reason: "Disconnected",
+  detail: "the request left etcd's queue while waiting: the session's lease expired"
+}
+
+const KEY_DELETED: Cluster.Failure = {
+  reason: "Disconnected",
+  detail: "the request left etcd's queue while waiting: another client of etcd deleted its key"
+}
+
 interface Request {
   readonly session: Session.Session
   readonly plan: Plan
@@ -264,8 +274,9 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
 
     /**
      * Scans again for the newest blocker (undefined: granted). Fails if the
-     * request's own key is gone: its lease expired, and with it the place in
-     * the queue.
+     * request's own key is gone: its lease expired (the session ends), or
+     * another client deleted it (only this request fails); either way its
+     * place in the queue is lost.
      */
     const rescan = (c: Cluster.Cluster, request: Request): Effect.Effect<Buffer | undefined, Cluster.Failure> =>
       Effect.suspend(() => {
@@ -294,13 +305,22 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
                     Effect.succeed(
                       newestBlocker(response.responses.map((r) => r.response_range), request.revision, request.plan)
                     ) :
-                    Effect.fail<Cluster.Failure>({
-                      reason: "Disconnected",
-                      detail: "the request left etcd's queue while waiting: the session's lease expired"
-                    })
+                    // Its key is gone: with the lease, or deleted by someone else.
+                    Effect.flatMap(
+                      c.call("lease check", (client, options) =>
+                        client.leaseClient.leaseTimeToLive({ ID: session.lease }, options)),
+                      (answer) =>
+                        Effect.fail(Number(answer.TTL) > 0 ? KEY_DELETED : LEASE_EXPIRED)
+                    )
                 )
               )
-        ).pipe(Effect.tapError((failure) => Session.end(c, session, failure)))
+        ).pipe(
+          // Only the request's own key gone: the session and its other locks stay.
+          // (Told by its detail: a failure raised inside a span arrives as a proxy of the object.)
+          Effect.tapError((failure) =>
+            failure.detail === KEY_DELETED.detail ? Effect.void : Session.end(c, session, failure)
+          )
+        )
       })
 
     const toLock = (request: Request): Lock =>
