@@ -366,6 +366,35 @@ describe("Client.layerKeyValueStore: keys and files", () => {
       expect(nodeFs.statSync(`${kv}/empty`).isDirectory()).toBe(true)
     }))
 
+  it.scoped("a confined store with a key's name planted as a link to outside the root: clear removes the link", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      nodeFs.mkdirSync(`${dir}/root/kv`, { recursive: true })
+      nodeFs.writeFileSync(`${dir}/secret`, "outside")
+      nodeFs.symlinkSync(`${dir}/secret`, `${dir}/root/kv/evil`)
+      const store = yield* KeyValueStore.KeyValueStore.pipe(
+        Effect.provide(
+          Client.layerKeyValueStore({ directory: `${dir}/root/kv` }).pipe(
+            Layer.provide(Client.layer({ root: `${dir}/root` })),
+            Layer.provide(Layer.merge(LockManager.layer, NodeFileSystem.layer))
+          )
+        )
+      )
+      yield* store.set("a", "1")
+      // Reading through it stays refused.
+      expect((yield* Effect.flip(store.get("evil")))._tag).toBe("BadArgument")
+      yield* store.clear
+      expect(yield* store.size).toBe(0)
+      expect(nodeFs.readdirSync(`${dir}/root/kv`)).toEqual([])
+      expect(nodeFs.readFileSync(`${dir}/secret`, "utf8")).toBe("outside")
+      // Removing it alone works too; then the key can be set.
+      nodeFs.symlinkSync(`${dir}/secret`, `${dir}/root/kv/evil`)
+      yield* store.remove("evil")
+      yield* store.set("evil", "mine")
+      expect(yield* store.get("evil")).toEqual(Option.some("mine"))
+      expect(nodeFs.readFileSync(`${dir}/secret`, "utf8")).toBe("outside")
+    }))
+
   it.scoped("the directory is created by the first set; a store on a missing directory is empty", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

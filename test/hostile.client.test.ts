@@ -586,12 +586,16 @@ describe("delete in a confined client", () => {
       yield* client.delete(`${root}/t`, { recursive: true, force: true })
       yield* client.delete(`${root}/t/x`, { force: true })
       expect(yield* failureOf(client.delete(`${root}/t`))).toBe("FileSystemError NotFound")
-      // A link to a directory outside, in the root: confinement refuses it (its
-      // real path is outside), and nothing is removed.
-      expect(yield* failureOf(client.delete(`${root}/dirlink`, { recursive: true }))).toBe(
-        "InvalidPathError OutsideRoot"
-      )
+      // A link to a directory outside, in the root: the link is removed (as
+      // `rm` does), never followed: nothing outside is.
+      yield* client.delete(`${root}/dirlink`, { recursive: true })
+      expect(nodeFs.readdirSync(root)).toEqual([])
       expect(nodeFs.readdirSync(outside)).toEqual(["keep"])
+      // So is one to a file outside, without recursive.
+      nodeFs.symlinkSync(`${outside}/keep`, `${root}/file-link`)
+      yield* client.delete(`${root}/file-link`)
+      expect(nodeFs.readdirSync(root)).toEqual([])
+      expect(nodeFs.readFileSync(`${outside}/keep`, "utf8")).toBe("outside")
       yield* expectIdle(manager)
     }))
 })

@@ -46,7 +46,12 @@ export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/Client")
  * read and a `mutation` may not; a `create` is a mutation that may make the
  * path (and its missing parents), none of whose segments may be a temp name.
  */
-type Use = "file" | "directory" | "mutation" | "create"
+/**
+ * What an operation does with its path: read a file, list a directory,
+ * change an entry (`mutation`), make one (`create`), or remove one
+ * (`removal`: a symbolic link there is removed itself, never followed).
+ */
+type Use = "file" | "directory" | "mutation" | "create" | "removal"
 
 /**
  * The first segment of a normal path that has the form of a temp name (for
@@ -210,7 +215,7 @@ export const make = (
     const underWriteLock = <A, E, R>(
       operation: string,
       path: string,
-      use: "mutation" | "create",
+      use: "mutation" | "create" | "removal",
       f: (p: string, lock: Lock) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | Api.ReadError, R> =>
       Effect.flatMap(resolve(operation, path, use), (p) => manager.withLock(p, "write")((lock) => f(p, lock)))
@@ -218,7 +223,7 @@ export const make = (
     const writeLocked = <A, E, R>(
       operation: string,
       path: string,
-      use: "mutation" | "create",
+      use: "mutation" | "create" | "removal",
       f: (p: string, lock: Lock) => Effect.Effect<A, E, R>,
       inside: Span.Inside = "library"
     ): Effect.Effect<A, E | Api.ReadError, R> => span(operation, path, inside)(underWriteLock(operation, path, use, f))
@@ -406,7 +411,7 @@ export const make = (
         ),
 
       delete: (path, options) =>
-        writeLocked("Client.delete", path, "mutation", (p, lock) => {
+        writeLocked("Client.delete", path, "removal", (p, lock) => {
           const force = options?.force ?? false
           const recursive = options?.recursive ?? false
           const removeAt = (at: string) =>
@@ -924,8 +929,12 @@ const confine = (fs: FileSystem.FileSystem, rootOption: string) =>
       }
       // Both where the path leads and the real directory that holds it: a
       // mutation acts in that directory (temp file, rename, unlink) even when
-      // the path itself resolves inside the root.
+      // the path itself resolves inside the root. A removal acts on the entry
+      // itself (a link is unlinked, not followed), so only its directory
+      // counts: a link inside the root to outside it can be deleted.
       const holder = p === root ? Effect.void : checkReal(operation, path, parent(p), 40)
-      return holder.pipe(Effect.zipRight(checkReal(operation, path, p, 40)), Effect.as(p))
+      return use === "removal" ?
+        Effect.as(holder, p) :
+        holder.pipe(Effect.zipRight(checkReal(operation, path, p, 40)), Effect.as(p))
     }
   })
