@@ -113,7 +113,8 @@ export type WriteError =
   | RemoteLockError
 
 /**
- * A directory entry with its type (the target's type for a symbolic link).
+ * A directory entry with its type (the target's type for a symbolic link,
+ * unless `followLinks: false`).
  *
  * @since 0.1.0
  * @category models
@@ -132,6 +133,12 @@ export interface CollectOptions {
   readonly recursive?: boolean
   /** Also list leftover temp files of crashed writers. Default `false`. */
   readonly includeTemp?: boolean
+  /**
+   * `collectEntries`: the type of a symbolic link's target (default `true`;
+   * a dangling link is a `SymbolicLink`), or with `false` `SymbolicLink` for
+   * every link, as Node's `readdir` with `withFileTypes` says.
+   */
+  readonly followLinks?: boolean
 }
 
 /**

@@ -238,6 +238,21 @@ const conformance = (title: string, impl: Implementation | undefined) =>
         expect(await client.collect("/")).toContain(currentDir().split("/")[1])
       })
 
+      it("collect with file types: a symbolic link is a link (a walker on isDirectory() does not loop)", async () => {
+        const { client } = setup()
+        fs.mkdirSync(at("sub"))
+        fs.writeFileSync(at("f"), "f")
+        fs.symlinkSync(currentDir(), at("sub", "loop"))
+        fs.symlinkSync(at("f"), at("file-link"))
+        fs.symlinkSync(at("missing"), at("dangling"))
+        const dirents = await client.collect(currentDir(), { withFileTypes: true, recursive: true }) as Array<fs.Dirent>
+        const types = dirents.map((d) => {
+          const kind = d.isSymbolicLink() ? "link" : d.isDirectory() ? "dir" : d.isFile() ? "file" : "other"
+          return `${nodePath.relative(currentDir(), nodePath.join(d.parentPath, d.name))} ${kind}`
+        })
+        expect(types.sort()).toEqual(["dangling link", "f file", "file-link link", "sub dir", "sub/loop link"])
+      })
+
       it("delete: a file; a directory with recursive (not without); force is quiet; missing is ENOENT", async () => {
         const { client, manager } = setup({ durable: true })
         fs.mkdirSync(at("d", "e"), { recursive: true })

@@ -285,7 +285,7 @@ export const make = (
         operation,
         path,
         p,
-        { recursive: options?.recursive ?? false, types },
+        { recursive: options?.recursive ?? false, types, followLinks: options?.followLinks ?? true },
         ({ at, names, prefix, types }) => {
           // An entry removed since it was listed is not reported.
           const all = names.flatMap((name, i) =>

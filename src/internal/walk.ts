@@ -112,7 +112,12 @@ export const walk = <A, E>(
   operation: string,
   path: unknown,
   dir: string,
-  options: { readonly recursive: boolean; readonly types: boolean },
+  options: {
+    readonly recursive: boolean
+    readonly types: boolean
+    /** `false`: a link's type is `SymbolicLink`, as `readdir` with file types says (default `true`). */
+    readonly followLinks?: boolean
+  },
   f: (listing: Listing) => Effect.Effect<A, E>
 ): Effect.Effect<Array<A>, E | FileSystemError | InvalidPathError> =>
   Effect.suspend(() => {
@@ -130,17 +135,26 @@ export const walk = <A, E>(
     ): Effect.Effect<Array<readonly [string, string, string]>, E | FileSystemError> =>
       Effect.gen(function*() {
         const names = yield* io(operation, logical, fs.readDirectory(at))
+        const follow = options.followLinks ?? true
         const types = options.types || options.recursive ?
-          yield* Effect.forEach(names, (name) => typeOf(fs, operation, join(at, name), join(logical, name)), {
-            concurrency: STAT_CONCURRENCY
-          }) :
+          yield* Effect.forEach(names, (name) => {
+            const type = typeOf(fs, operation, join(at, name), join(logical, name))
+            return follow ? type : Effect.flatMap(type, (type) =>
+              type === undefined || type === "SymbolicLink" ?
+                Effect.succeed(type) :
+                Effect.map(isLink(fs, operation, join(at, name), join(logical, name)), (link) =>
+                  link ? "SymbolicLink" as const : type))
+          }, { concurrency: STAT_CONCURRENCY }) :
           undefined
         const below: Array<readonly [string, string, string]> = []
         if (types !== undefined && options.recursive) {
           for (let i = 0; i < names.length; i++) {
-            if (types[i] !== "Directory") continue
+            if (types[i] !== "Directory") {
+              continue
+            }
             const name = names[i]
-            if (!(yield* isLink(fs, operation, join(at, name), join(logical, name)))) {
+            // Not followed: a directory's type is already its own.
+            if (!follow || !(yield* isLink(fs, operation, join(at, name), join(logical, name)))) {
               below.push([join(logical, name), join(real, name), `${prefix}${name}/`])
             }
           }
@@ -169,7 +183,11 @@ export const walk = <A, E>(
       )
 
     if (pins === undefined) {
-      return Effect.as(level([[dir, dir, ""]], (logical) => Effect.succeed({ at: logical, real: logical })), out)
+      return Effect.as(
+        level([[dir, dir, ""]], (logical) =>
+          Effect.succeed({ at: logical, real: logical })),
+        out
+      )
     }
     // The start is opened by its path (a link there may lead anywhere inside
     // the root); below it, only where the walk expects a directory to be.

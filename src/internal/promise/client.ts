@@ -174,8 +174,8 @@ const nameIn = (name: string, encoding: Encoding): string | Buffer => {
 }
 
 /**
- * A directory entry shaped like `fs.Dirent`. The Effect Client reports the
- * type of what an entry points to, so a symbolic link shows as its target.
+ * A directory entry shaped like `fs.Dirent`: a symbolic link is a link (the
+ * Client is asked with `followLinks: false`), whatever it points to.
  *
  * @internal
  */
@@ -227,13 +227,18 @@ export const collect = (core: Core, path: string, options: unknown): Promise<Arr
       )
     }
     return run(
-      Effect.map(core.service.collectEntries(directory, { recursive }), (entries) =>
-        entries.map(({ name, type }) => {
-          // Nested names come as "a/b": Node gives name "b" in parentPath "<path>/a".
-          const slash = name.lastIndexOf("/")
-          const parentPath = slash < 0 ? directory : nodePath.join(directory, name.slice(0, slash))
-          return new DirectoryEntry(nameIn(name.slice(slash + 1), encoding), parentPath, type)
-        })),
+      // A link is a link, as in Node's Dirent: a walker recursing on
+      // isDirectory() must not follow it.
+      Effect.map(
+        core.service.collectEntries(directory, { recursive, followLinks: false }),
+        (entries) =>
+          entries.map(({ name, type }) => {
+            // Nested names come as "a/b": Node gives name "b" in parentPath "<path>/a".
+            const slash = name.lastIndexOf("/")
+            const parentPath = slash < 0 ? directory : nodePath.join(directory, name.slice(0, slash))
+            return new DirectoryEntry(nameIn(name.slice(slash + 1), encoding), parentPath, type)
+          })
+      ),
       signal
     )
   })
