@@ -3,7 +3,7 @@
  * one directory, so every operation gets the Client's locks, atomic
  * replacement and (when the Client is durable) fsyncs.
  *
- * Keys are encoded into file names that are the same on every file system:
+ * Keys are encoded into file names that are the same on Linux and macOS:
  * - `a`-`z`, `0`-`9` and `_` stay as they are, and so do `-` and `.` except
  *   as the first character (no hidden file, no `.`/`..`, no name a shell
  *   reads as an option);
@@ -14,7 +14,8 @@
  * - the empty key is `%`.
  * The names use only lower-case ASCII, so keys that differ in case or in
  * Unicode normalisation stay distinct on a case-insensitive or normalising
- * file system (macOS, Windows), and no name can contain `/` or NUL.
+ * file system (macOS), and no name can contain `/` or NUL. (Windows would
+ * also need a trailing `.` and device names such as `con` escaped.)
  *
  * An encoding longer than `SEGMENT` characters is cut into pieces of
  * `SEGMENT`, one path segment each: every piece but the last is a directory
@@ -42,8 +43,10 @@ import { join, normalize, ROOT } from "./path.js"
 
 /**
  * Characters of an encoding per path segment: with its markers a name stays
- * far below the 255 bytes most file systems allow (143 for eCryptfs), and
- * the Client's temp name beside it too.
+ * below the 255 bytes most file systems allow, and the Client's temp name
+ * beside it (about 26 bytes longer) too. Not below eCryptfs's 143: there a
+ * set of a key whose last piece is longer than about 115 characters fails
+ * with `ENAMETOOLONG`.
  *
  * @internal
  */
