@@ -120,6 +120,8 @@ export interface LockServerService {
   readonly port: number | undefined
   /** The served manager: code in the server's process may lock through it directly. */
   readonly manager: LockManagerService
+  /** How long after it started listening the server grants nothing (see `ListenOptions.gracePeriod`). */
+  readonly gracePeriod: Duration.Duration
 }
 
 /**
@@ -143,21 +145,24 @@ export const make = (options: ListenOptions): Effect.Effect<LockServerService, R
       const maxHeartbeatDeadline = options.maxHeartbeatDeadline === undefined ?
         DEFAULT_MAX_HEARTBEAT_DEADLINE :
         millis(options.maxHeartbeatDeadline)
+      const gracePeriod = options.gracePeriod === undefined ? maxHeartbeatDeadline : millis(options.gracePeriod)
       return internal.make({
         address: addressOf(options),
         handshakeDeadline: options.handshakeTimeout === undefined ? 10_000 : millis(options.handshakeTimeout),
         secret: options.secret,
         maxHeartbeatDeadline,
-        gracePeriod: options.gracePeriod === undefined ? maxHeartbeatDeadline : millis(options.gracePeriod),
+        gracePeriod,
         mode: "socket" in options && options.mode !== undefined ? options.mode : DEFAULT_SOCKET_MODE
-      })
-    }),
-    Effect.map((server): LockServerService => ({
-      [TypeId]: TypeId,
-      address: formatAddress(server.address),
-      port: server.address._tag === "Tcp" ? server.address.port : undefined,
-      manager: server.manager
-    }))
+      }).pipe(
+        Effect.map((server): LockServerService => ({
+          [TypeId]: TypeId,
+          address: formatAddress(server.address),
+          port: server.address._tag === "Tcp" ? server.address.port : undefined,
+          manager: server.manager,
+          gracePeriod: Duration.millis(gracePeriod)
+        }))
+      )
+    })
   )
 
 /**

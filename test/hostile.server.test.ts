@@ -431,8 +431,10 @@ describe("a restarted server: holders of the one that died may still trust their
         yield* Effect.promise(() => holder.waitFor(/^busy$/))
         first.signal("SIGKILL")
         yield* Effect.promise(() => first.closed)
-        // Its default grace period: the maximum deadline.
-        yield* Effect.promise(() => startLockd(["--socket", socket, ...limits], { defaultGracePeriod: true }))
+        // Its default grace period: the maximum deadline, which it says.
+        const restarted = yield* Effect.promise(() =>
+          startLockd(["--socket", socket, ...limits], { defaultGracePeriod: true })
+        )
         const restartedAt = wallClock()
         const manager = yield* LockManager.makeRemote({ socket })
         const grantedAt = yield* within(
@@ -449,6 +451,7 @@ describe("a restarted server: holders of the one that died may still trust their
         // a few milliseconds after the server made it; without the grace
         // period the grant came seconds before the check.)
         expect(Number(at)).toBeLessThan(grantedAt)
+        expect(restarted.output()).toContain("lockd: grace period: granting locks in 6000 ms")
       })),
     60_000
   )

@@ -17,8 +17,9 @@
  * (a trailing newline) is ignored.
  *
  * Prints one line, `lockd listening on <address>`, once it accepts
- * connections (with the actual port for `--port 0`). Exits with 2 on bad
- * arguments and 1, after one line on stderr, if it cannot start.
+ * connections (with the actual port for `--port 0`), and on stderr one line
+ * saying how long it grants nothing, unless the grace period is 0. Exits
+ * with 2 on bad arguments and 1, after one line on stderr, if it cannot start.
  *
  * @since 0.1.0
  */
@@ -26,6 +27,7 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as LockServer from "../LockServer.js"
@@ -160,6 +162,16 @@ const main = Effect.gen(function*() {
       ...parsed.timing
     })
     yield* Console.log(`lockd listening on ${server.address}`)
+    const grace = Duration.toMillis(server.gracePeriod)
+    if (grace > 0) {
+      // Requests wait meanwhile: say why, where the operator looks.
+      yield* Effect.sync(() =>
+        process.stderr.write(
+          `lockd: grace period: granting locks in ${grace} ms (holders of a server that ran here before may still ` +
+            "count on their leases; --grace-period 0 when none can have)\n"
+        )
+      )
+    }
     return yield* Effect.never
   }))
 }).pipe(
