@@ -69,6 +69,27 @@ export const isLink = (
   )
 
 /**
+ * The type of the entry itself whose target is of `target`: `SymbolicLink`
+ * for a link, `undefined` if it is gone (removed since it was listed).
+ */
+const ownType = (
+  fs: FileSystem.FileSystem,
+  operation: string,
+  at: string,
+  logical: string,
+  target: FileSystem.File.Type
+): Effect.Effect<FileSystem.File.Type | undefined, FileSystemError> =>
+  fs.readLink(at).pipe(
+    Effect.as("SymbolicLink" as const),
+    Effect.catchAll((error) => {
+      const code = errnoCode(error)
+      if (code === undefined || code === "EINVAL") return Effect.succeed(target)
+      if (code === "ENOENT") return Effect.succeed(undefined)
+      return Effect.fail(fromPlatform(operation, logical)(error))
+    })
+  )
+
+/**
  * The type of an entry, following links. When `stat` finds nothing,
  * `readLink` tells a dangling link (a `SymbolicLink`) from an entry that is
  * gone (`undefined`: removed since it was listed); if the entry is there and
@@ -142,8 +163,7 @@ export const walk = <A, E>(
             return follow ? type : Effect.flatMap(type, (type) =>
               type === undefined || type === "SymbolicLink" ?
                 Effect.succeed(type) :
-                Effect.map(isLink(fs, operation, join(at, name), join(logical, name)), (link) =>
-                  link ? "SymbolicLink" as const : type))
+                ownType(fs, operation, join(at, name), join(logical, name), type))
           }, { concurrency: STAT_CONCURRENCY }) :
           undefined
         const below: Array<readonly [string, string, string]> = []
@@ -184,8 +204,7 @@ export const walk = <A, E>(
 
     if (pins === undefined) {
       return Effect.as(
-        level([[dir, dir, ""]], (logical) =>
-          Effect.succeed({ at: logical, real: logical })),
+        level([[dir, dir, ""]], (logical) => Effect.succeed({ at: logical, real: logical })),
         out
       )
     }

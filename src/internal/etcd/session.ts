@@ -112,19 +112,29 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
     let timer: ReturnType<typeof setTimeout> | undefined
     /** Send times of unanswered keepalives on `stream`, oldest first (answers come in order). */
     let sent: Array<number> = []
+    /**
+     * Streams left for being slow, with keepalives unanswered: an answer that
+     * comes late still renews the lease (etcd did renew it), so a slow but
+     * healthy member costs nothing. Each is ended once answered, or with the
+     * session, or when newer ones are left.
+     */
+    const retired = new Set<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>()
+    const end = (s: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>) => {
+      retired.delete(s)
+      try {
+        s.end()
+      } catch {
+        // Already ended.
+      }
+    }
 
     const stop = () => {
       done = true
       if (timer !== undefined) clearTimeout(timer)
       const s = stream
       stream = undefined
-      if (s !== undefined) {
-        try {
-          s.end()
-        } catch {
-          // Already ended.
-        }
-      }
+      if (s !== undefined) end(s)
+      for (const old of retired) end(old)
     }
     const fail = (failure: Failure) => {
       if (done) return
@@ -133,9 +143,14 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
     }
     let client = cluster.current()
     // A stream that failed or stopped answering: the next one goes to another member.
-    const drop = (s: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>) => {
+    const drop = (s: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>, slow = false) => {
       if (stream !== s) return
       stream = undefined
+      if (slow && sent.length > 0) {
+        retired.add(s)
+        // Members that are all slow: keep the newest few.
+        if (retired.size > 2) end(retired.values().next().value!)
+      }
       sent = []
       cluster.failed(client)
     }
@@ -147,17 +162,17 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
           opening = false
           if (done) return s.end()
           stream = s
-          sent = []
+          const own: Array<number> = sent = []
           s.on("data", (response) => {
-            if (stream !== s) return
-            const at = sent.shift()
+            const at = own.shift()
             if (at === undefined) return
+            if (stream !== s && own.length === 0) end(s)
             const ttl = Number(response.TTL)
             if (!(ttl > 0)) return fail({ reason: "Disconnected", detail: "the session's lease expired in etcd" })
             session.leaseUntil = Math.max(session.leaseUntil, at + ttl * 1000)
           })
-          s.on("error", () => drop(s))
-          s.on("end", () => drop(s))
+          s.on("error", () => (retired.delete(s), drop(s)))
+          s.on("end", () => (retired.delete(s), drop(s)))
           tick()
         },
         () => {
@@ -180,7 +195,7 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
       // an interval without an answer is one (an answer takes milliseconds);
       // waiting longer, as long as a call may take, outlived short leases.
       if (stream !== undefined && sent.length > 0 && now - sent[0] > Math.min(cluster.attemptTimeout, interval / 2)) {
-        drop(stream)
+        drop(stream, true)
       }
       if (stream !== undefined) {
         sent.push(now)
