@@ -13,7 +13,8 @@
  * closed. A watch that never answers (a member that froze with the stream
  * open) is the waiter's to bound: it re-scans after a while anyway, and a
  * watch that etcd does not even create in time is `abandon`ed, which drops
- * the stream so that the next watch opens one on another member.
+ * the stream (if it answered nothing since) so that the next watch opens one
+ * on another member.
  *
  * Watch ids are chosen here (etcd 3.4 accepts them in the create request), so
  * a create and its answers pair up without relying on the order in which
@@ -39,7 +40,10 @@ export interface Watch {
   readonly created: Effect.Effect<void>
   /** Completes once the key was deleted after `created`, or once that can no longer be told. */
   readonly deleted: Effect.Effect<void>
-  /** The stream this watch was sent on does not answer: drop it (if it is still the current one). */
+  /**
+   * The watch was not created in time: drop the stream it was sent on if that
+   * answered nothing since (and is still the current one).
+   */
   readonly abandon: Effect.Effect<void>
 }
 
@@ -57,8 +61,9 @@ interface Waiter {
   readonly request: IWatchCreateRequest
   readonly created: Deferred.Deferred<void>
   readonly deleted: Deferred.Deferred<void>
-  /** The stream its create request went on last. */
+  /** The stream its create request went on last, and when. */
   sentOn: IDuplexStream<IWatchRequest, IWatchResponse> | undefined
+  sentAt: number
 }
 
 /** etcd's `FilterType.NOPUT`: deletions only. */
@@ -105,10 +110,15 @@ export const make = (cluster: Cluster): Watches => {
 
   const create = (s: IDuplexStream<IWatchRequest, IWatchResponse>, waiter: Waiter) => {
     waiter.sentOn = s
+    waiter.sentAt = performance.now()
     send(s, { create_request: waiter.request })
   }
 
+  /** When each stream last answered anything: one that did since a create was sent is alive, only slow. */
+  const answeredAt = new WeakMap<IDuplexStream<IWatchRequest, IWatchResponse>, number>()
+
   const onResponse = (s: IDuplexStream<IWatchRequest, IWatchResponse>, response: IWatchResponse) => {
+    answeredAt.set(s, performance.now())
     const id = Number(response.watch_id)
     const waiter = waiters.get(id)
     if (waiter === undefined) return
@@ -148,7 +158,8 @@ export const make = (cluster: Cluster): Watches => {
           request: { key, filters: [NOPUT], watch_id: nextId++ },
           created: Deferred.unsafeMake<void>(FiberId.none),
           deleted: Deferred.unsafeMake<void>(FiberId.none),
-          sentOn: undefined
+          sentOn: undefined,
+          sentAt: 0
         }
         if (closed) {
           wake(waiter)
@@ -169,7 +180,8 @@ export const make = (cluster: Cluster): Watches => {
         created: Deferred.await(waiter.created),
         deleted: Deferred.await(waiter.deleted),
         abandon: Effect.sync(() => {
-          if (waiter.sentOn !== undefined) drop(waiter.sentOn)
+          const s = waiter.sentOn
+          if (s !== undefined && (answeredAt.get(s) ?? 0) < waiter.sentAt) drop(s)
         })
       }))
     )
