@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
-import { Etcd3 } from "etcd3"
+import { Etcd3, type IKeyValue } from "etcd3"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
 import * as nodePath from "node:path"
@@ -478,6 +478,21 @@ describe("a frozen member", () => {
 describe("in-process", () => {
   const options = () => ({ endpoints: single!.endpoints, prefix: "/in-process" })
 
+  /** As another client of the cluster: `f` with the write requests on `path` newer than lock `id`. */
+  const behindTheBack = (path: string, id: number, f: (etcd: Etcd3, newer: Array<IKeyValue>) => Promise<void>) =>
+    Effect.promise(async () => {
+      const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
+      try {
+        const keys = await etcd.kv.range({
+          key: Buffer.from(`/in-process${path}/#w/`),
+          range_end: Buffer.from(`/in-process${path}/#w0`)
+        })
+        await f(etcd, keys.kvs.filter((kv) => Number(kv.create_revision) > id))
+      } finally {
+        etcd.close()
+      }
+    })
+
   it.live("the Client runs unchanged over layerEtcd", () =>
     Effect.scoped(Effect.gen(function*() {
       const dir = yield* tempDir("etcd-locks-")
@@ -610,19 +625,10 @@ describe("in-process", () => {
       const waiting = yield* Effect.fork(b.withLock("/jepsen", "write")((l) => Effect.succeed(l.id)))
       yield* untilStats(b, (s) => s.pending === 1)
       // Revoke b's lease behind its back (as if it had expired) and release the holder.
-      yield* Effect.promise(async () => {
-        const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
-        try {
-          const keys = await etcd.kv.range({
-            key: Buffer.from("/in-process/jepsen/#w/"),
-            range_end: Buffer.from("/in-process/jepsen/#w0")
-          })
-          const leases = new Set(keys.kvs.filter((kv) => Number(kv.create_revision) > lock.id).map((kv) => kv.lease))
-          expect(leases.size).toBe(1)
-          for (const lease of leases) await etcd.leaseClient.leaseRevoke({ ID: lease })
-        } finally {
-          etcd.close()
-        }
+      yield* behindTheBack("/jepsen", lock.id, async (etcd, newer) => {
+        const leases = new Set(newer.map((kv) => kv.lease))
+        expect(leases.size).toBe(1)
+        for (const lease of leases) await etcd.leaseClient.leaseRevoke({ ID: lease })
       })
       yield* holder.release
       expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
@@ -639,19 +645,9 @@ describe("in-process", () => {
       const { lock } = yield* Deferred.await(holder.granted)
       const waiting = yield* Effect.fork(b.withLock("/deleted", "write")((l) => Effect.succeed(l.id)))
       yield* untilStats(b, (s) => s.pending === 1)
-      yield* Effect.promise(async () => {
-        const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
-        try {
-          const keys = await etcd.kv.range({
-            key: Buffer.from("/in-process/deleted/#w/"),
-            range_end: Buffer.from("/in-process/deleted/#w0")
-          })
-          const waiter = keys.kvs.filter((kv) => Number(kv.create_revision) > lock.id)
-          expect(waiter).toHaveLength(1)
-          await etcd.kv.deleteRange({ key: waiter[0].key })
-        } finally {
-          etcd.close()
-        }
+      yield* behindTheBack("/deleted", lock.id, async (etcd, newer) => {
+        expect(newer).toHaveLength(1)
+        await etcd.kv.deleteRange({ key: newer[0].key })
       })
       yield* holder.release
       const error = expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
