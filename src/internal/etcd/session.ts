@@ -95,14 +95,14 @@ export const shutdown = (cluster: Cluster, session: Session): Effect.Effect<void
     return Effect.zipRight(Scope.close(session.scope, Exit.void), ended ? revoke(cluster, session) : Effect.void)
   })
 
+/** The longest a Node timer waits: a longer delay fires after 1 ms (a busy loop). */
+const MAX_TIMER = 2 ** 31 - 1
+
 /**
  * Keeps the lease alive until it cannot: fails with the reason the session
  * ends. Callback-driven (a gRPC stream and a timer), so it runs inside one
  * `Effect.async` whose canceller stops both.
  */
-/** The longest a Node timer waits: a longer delay fires after 1 ms (a busy loop). */
-const MAX_TIMER = 2 ** 31 - 1
-
 const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Failure> =>
   Effect.async<never, Failure>((resume) => {
     const interval = session.ttl / 3
@@ -191,9 +191,10 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
           detail: `etcd did not renew the session's lease within its ${session.ttl} ms time to live`
         })
       }
-      // A stream that stopped answering (a frozen member): try another. Half
-      // an interval without an answer is one (an answer takes milliseconds);
-      // waiting longer, as long as a call may take, outlived short leases.
+      // A stream that stopped answering (a frozen member): try another. An
+      // answer still missing at the next tick (half an interval is the bound;
+      // an answer takes milliseconds) means one; waiting as long as a call may
+      // take outlived short leases. Its late answers still count (`retired`).
       if (stream !== undefined && sent.length > 0 && now - sent[0] > Math.min(cluster.attemptTimeout, interval / 2)) {
         drop(stream, true)
       }
