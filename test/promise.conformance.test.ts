@@ -238,6 +238,19 @@ const conformance = (title: string, impl: Implementation | undefined) =>
         expect(await client.collect("/")).toContain(currentDir().split("/")[1])
       })
 
+      it("write and the streams take a number or a boolean as options as no options (the original reads fields)", async () => {
+        const { client } = setup()
+        await client.write(at("f"), "written", 5 as never)
+        expect(fs.readFileSync(at("f"), "utf8")).toBe("written")
+        const chunks = await drain(await client.createReadStream(at("f"), 5 as never))
+        expect(Buffer.concat(chunks.map((c) => Buffer.from(c))).toString()).toBe("written")
+        const stream = await client.createWriteStream(at("g"), true as never)
+        expect(await written(stream, "streamed")).toBe(null)
+        stream.end()
+        expect(await closed(stream)).toBeUndefined()
+        expect(fs.readFileSync(at("g"), "utf8")).toBe("streamed")
+      })
+
       it("collect with file types: a symbolic link is a link (a walker on isDirectory() does not loop)", async () => {
         const { client } = setup()
         fs.mkdirSync(at("sub"))

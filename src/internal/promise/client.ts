@@ -26,6 +26,7 @@ import {
   booleanOf,
   type Encoding,
   encodingOf,
+  fieldsOf,
   flagOf,
   highWaterMarkOf,
   integerOf,
@@ -149,7 +150,7 @@ const chunks = (data: Iterable<unknown> | AsyncIterable<unknown>, encoding: Buff
 export const write = (core: Core, path: string, data: Data, options: unknown): Promise<void> =>
   attempt(() => {
     const target = entryPath(path)
-    const bag = bagOf("options", options)
+    const bag = fieldsOf(options)
     const encoding = encodingOf(bag, "utf8")
     const textEncoding: BufferEncoding = encoding === null || encoding === "buffer" ? "utf8" : encoding
     flagOf(bag, "flag", "w")
@@ -296,7 +297,7 @@ export const rename = (core: Core, oldPath: string, newPath: string, options: un
 export const createReadStream = (core: Core, path: string, options: unknown): Promise<LockedReadStream> =>
   attempt(() => {
     const target = entryPath(path)
-    const bag = bagOf("options", options)
+    const bag = fieldsOf(options)
     flagOf(bag, "flags", "r")
     const encoding = encodingOf(bag, null)
     const start = integerOf(bag, "start", "start")
@@ -328,7 +329,7 @@ export const createWriteStream = (core: Core, path: string, options: unknown): P
       if (signal?.aborted) throw signal.reason
     }
     const target = withoutNul(notRoot(resolved))
-    const bag = bagOf("options", options)
+    const bag = fieldsOf(options)
     flagOf(bag, "flags", "w")
     const start = integerOf(bag, "start", "start")
     if (start !== undefined && start !== 0) {

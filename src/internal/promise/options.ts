@@ -21,6 +21,18 @@ export const bagOf = (name: string, options: unknown): Bag => {
   throw invalidArgType(name, "of type string or an instance of Object", options)
 }
 
+/**
+ * As `bagOf`, for the calls whose options the original read field by field
+ * (`options?.encoding`, ...) rather than passing them to Node: a number or a
+ * boolean there has no fields, so it was ignored, and is here.
+ *
+ * @internal
+ */
+export const fieldsOf = (options: unknown): Bag =>
+  typeof options === "string" || (typeof options === "object" && options !== null) ?
+    bagOf("options", options) :
+    {}
+
 /** @internal */
 export const encodingOf = (bag: Bag, fallback: Encoding): Encoding => {
   const encoding = bag.encoding
