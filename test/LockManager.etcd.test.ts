@@ -415,17 +415,33 @@ describe("a frozen member", () => {
       return Effect.ensuring(LockManager.makeEtcd(options), Effect.sync(() => Math.random = random))
     })
 
+  /**
+   * A 3-member cluster of its own and one of its followers: its endpoint, the
+   * others', and `freeze` (SIGSTOP, with SIGCONT when the scope closes).
+   */
+  const withFollower = (name: string) =>
+    Effect.gen(function*() {
+      const cluster = yield* ownCluster(3, name)
+      const index = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
+      return {
+        follower: cluster.endpoints[index],
+        others: cluster.endpoints.filter((_, i) => i !== index),
+        freeze: Effect.acquireRelease(
+          Effect.promise(() => cluster.kill(index, "SIGSTOP")),
+          () => Effect.sync(() => cluster.members[index].child?.signal("SIGCONT"))
+        )
+      }
+    })
+
   it.live(
     "a follower frozen under a waiter's watch stream: hand-overs move to another member, not a ttl each",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const cluster = yield* ownCluster(3, "etcd-frozen-watch")
-        const frozen = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
-        const others = cluster.endpoints.filter((_, i) => i !== frozen)
+        const { follower, freeze, others } = yield* withFollower("etcd-frozen-watch")
         const prefix = "/frozen-watch"
         const holder = yield* LockManager.makeEtcd({ endpoints: others, prefix })
         const waiter = yield* startingOnFirst({
-          endpoints: [cluster.endpoints[frozen], ...others],
+          endpoints: [follower, ...others],
           prefix,
           ttl: "10 seconds",
           connectTimeout: "1500 millis"
@@ -442,10 +458,7 @@ describe("a frozen member", () => {
           })
         // Opens the waiter's watch stream on the member about to freeze.
         yield* handOver("before the freeze")
-        yield* Effect.acquireRelease(
-          Effect.promise(() => cluster.kill(frozen, "SIGSTOP")),
-          () => Effect.sync(() => cluster.members[frozen].child?.signal("SIGCONT"))
-        )
+        yield* freeze
         for (let i = 0; i < 3; i++) yield* handOver(`${i} after the freeze`)
       })),
     60_000
@@ -455,16 +468,15 @@ describe("a frozen member", () => {
     "a follower frozen (SIGSTOP) under a manager's keepalive: the lease moves to another member, the lock stays",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const cluster = yield* ownCluster(3, "etcd-frozen")
-        const frozen = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
-        const endpoints = [cluster.endpoints[frozen], ...cluster.endpoints.filter((_, i) => i !== frozen)]
+        const { follower, freeze, others } = yield* withFollower("etcd-frozen")
         // On the follower about to freeze.
-        const manager = yield* startingOnFirst({ endpoints, prefix: "/frozen", ttl: "2 seconds" })
+        const manager = yield* startingOnFirst({
+          endpoints: [follower, ...others],
+          prefix: "/frozen",
+          ttl: "2 seconds"
+        })
         const lock = yield* within(5_000, "the lock", manager.lock("/x", "write"))
-        yield* Effect.acquireRelease(
-          Effect.promise(() => cluster.kill(frozen, "SIGSTOP")),
-          () => Effect.sync(() => cluster.members[frozen].child?.signal("SIGCONT"))
-        )
+        yield* freeze
         // Two time-to-lives: without a new stream the lease would have run out.
         for (let i = 0; i < 8; i++) {
           yield* Effect.sleep("500 millis")
