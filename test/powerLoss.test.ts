@@ -207,6 +207,32 @@ describe("power loss: the simulated disk", () => {
     expect(() => disk.crashStates({ limit: 1000 })).toThrow(/more than 1000 crash states/)
   })
 
+  it("enumeration stops at its limit before the subsets of many directories exist", () => {
+    // One unsynced create in each of 24 directories: 2^24 orders of landing.
+    // Built all at once they took gigabytes before the limit was checked.
+    const sharded = () => {
+      const initial: Record<string, string> = {}
+      for (let i = 0; i < 24; i++) initial[`/s${i}/`] = ""
+      const disk = new PowerLoss.SimulatedDisk(initial)
+      for (let i = 0; i < 24; i++) {
+        const fd = disk.open(`/s${i}/f`, "wx")
+        disk.write(fd, bytesOf("x"))
+        disk.sync(fd)
+        disk.close(fd)
+      }
+      return disk
+    }
+    const before = process.memoryUsage().heapUsed
+    // Independent directories: refused before any state is examined.
+    expect(() => sharded().crashStates()).toThrow(/more than 200000 crash states/)
+    // Renames tie every directory to the next: no bound is known up front,
+    // so the enumeration itself stops at the limit.
+    const chained = sharded()
+    for (let i = 0; i < 23; i++) chained.rename(`/s${i}/f`, `/s${i + 1}/from${i}`)
+    expect(() => chained.crashStates({ limit: 1000 })).toThrow(/more than 1000 crash states/)
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 2 ** 20)
+  })
+
   it("errors are SystemErrors whose cause carries the errno code", () =>
     Effect.gen(function*() {
       const fs = PowerLoss.fileSystem(new PowerLoss.SimulatedDisk({ "/d/f": "f" }))
