@@ -2,6 +2,7 @@
  * The public Testing module, used the way its documentation says.
  */
 import { NodeFileSystem } from "@effect/platform-node"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Option } from "effect"
 import * as nodeFs from "node:fs"
@@ -59,4 +60,52 @@ describe("Testing", () => {
       }
       expect(points).toBeGreaterThan(3)
     }).pipe(Effect.provide(Testing.FaultFileSystem.layer().pipe(Layer.provide(NodeFileSystem.layer)))))
+
+  it.scoped("FaultFileSystem over PowerLoss: a failed fsync loses its data, and retrying the fsync does not save it", () =>
+    Effect.gen(function*() {
+      const disk = new Testing.PowerLoss.SimulatedDisk({ "/d/f": "old" })
+      const faults = Testing.FaultFileSystem.wrap(Testing.PowerLoss.fileSystem(disk))
+      const file = yield* faults.fileSystem.open("/d/f", { flag: "w" })
+      yield* file.writeAll(new TextEncoder().encode("new"))
+      yield* faults.reset({ failAt: 1, fault: "EIO" })
+      expect(Exit.isFailure(yield* Effect.exit(file.sync))).toBe(true)
+      // What a program that retries fsync on EIO sees: success, and the new
+      // content read back from the cache.
+      yield* file.sync
+      expect(new TextDecoder().decode(yield* faults.fileSystem.readFile("/d/f"))).toBe("new")
+      // The disk never got it: after a power cut the file is as before the write.
+      expect(disk.crashStates().map((state) => state["/d/f"])).toEqual(["old"])
+      // Writing it again, then an fsync that succeeds, is what makes it durable.
+      yield* file.seek(0, "start")
+      yield* file.writeAll(new TextEncoder().encode("new"))
+      yield* file.sync
+      expect(disk.crashStates().map((state) => state["/d/f"])).toEqual(["new"])
+    }))
+
+  it.effect("a durable Client.write whose file fsync fails reports it and leaves the old content in every crash state", () =>
+    Effect.gen(function*() {
+      const disk = new Testing.PowerLoss.SimulatedDisk({ "/data/": "", "/data/doc": "old" })
+      const faults = Testing.FaultFileSystem.wrap(Testing.PowerLoss.fileSystem(disk))
+      const client = yield* Client.make({ durable: true }).pipe(
+        Effect.provide(LockManager.layer),
+        Effect.provideService(FileSystem.FileSystem, faults.fileSystem)
+      )
+      let syncs = 0
+      for (let n = 1;; n++) {
+        yield* faults.reset({ failAt: n, fault: "EIO" })
+        const exit = yield* Effect.exit(client.write("/data/doc", "new"))
+        const hit = yield* faults.hit
+        if (Option.isNone(hit)) break
+        if (hit.value.method !== "File.sync") continue
+        syncs++
+        const committed = Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "CommitError"
+        expect(Exit.isSuccess(exit)).toBe(false)
+        for (const state of disk.crashStates({ omit: (path) => path.endsWith(".tmp") })) {
+          // Only a failure after the rename (of the directory's fsync) may have replaced it.
+          expect(committed ? ["old", "new"] : ["old"]).toContain(state["/data/doc"])
+        }
+        yield* Effect.orDie(client.write("/data/doc", "old"))
+      }
+      expect(syncs).toBeGreaterThan(0)
+    }))
 })

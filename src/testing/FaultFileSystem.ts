@@ -8,6 +8,12 @@
  * interrupts the calling fiber there. Running an operation once for every N
  * until it completes without reaching the fault checks every failure point.
  *
+ * A faulted call is not made, with one exception: an `EIO` or `ENOSPC`
+ * injected into `File.sync` over a simulated disk (`PowerLoss`) is an fsync
+ * whose write-back failed, as Linux reports it: the disk drops the data being
+ * written from what survives a crash (`SimulatedDisk.failSync`), and a retried
+ * fsync that succeeds does not bring it back.
+ *
  * Exported as `Testing.FaultFileSystem`.
  *
  * @example

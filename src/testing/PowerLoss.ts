@@ -13,6 +13,9 @@
  *   followed by a prefix of its pending operations, each of which landed whole
  *   or as zeros of the right size (the size grew, the blocks were not written,
  *   as with delayed allocation or `data=writeback`).
+ * - A failed fsync of a file (`failSync`, or an `EIO` that `FaultFileSystem`
+ *   injects into it) drops the data it was writing from what survives, as
+ *   Linux does: a later fsync that succeeds does not write it.
  * - Directory entries: every create, mkdir, unlink, rmdir and rename is one
  *   metadata operation, atomic (it lands whole or not at all). A rename across
  *   two directories is still one operation touching both: POSIX makes rename
@@ -134,6 +137,17 @@ export interface SimulatedDisk {
   truncateFd(fd: number, length: number): void
   /** `fsync(2)`: a file's data and size, or a directory's entry changes. */
   sync(fd: number): void
+  /**
+   * What an `fsync(2)` of a file that fails with an I/O error leaves, as
+   * Linux handles it since 4.13: the pages it was writing are marked clean,
+   * so reads still see their data but no later fsync writes it, and a crash
+   * finds the file as of its last successful fsync (plus later writes).
+   * Retrying the fsync does not bring the data back: only writing it again
+   * does. A directory's pending entry changes are left as they are. The
+   * caller reports the error (`FaultFileSystem` calls this for an `EIO` or
+   * `ENOSPC` it injects into `File.sync` over a simulated disk).
+   */
+  failSync(fd: number): void
   fstat(fd: number): FileSystem.File.Info
   stat(path: string): FileSystem.File.Info
   access(path: string): void

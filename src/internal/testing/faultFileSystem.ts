@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Api from "../../testing/FaultFileSystem.js"
+import { failableSync, SyncFailed } from "./syncFailure.js"
 
 /** @internal */
 export const TypeId: typeof Api.TypeId = Symbol.for("effect-persistence/FaultFileSystem") as typeof Api.TypeId
@@ -46,7 +47,8 @@ export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.Fault
   const call = <A, E, R>(
     method: string,
     target: string | number,
-    run: () => Effect.Effect<A, E, R>
+    run: () => Effect.Effect<A, E, R>,
+    failed?: (fault: Errno) => void
   ): Effect.Effect<A, E | SystemError, R> =>
     Effect.suspend((): Effect.Effect<A, E | SystemError, R> => {
       const n = ++count
@@ -54,6 +56,7 @@ export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.Fault
       const fault = current.fault
       if (fault !== "interrupt") {
         hit = Option.some({ fault, call: n, method, target, deferred: false })
+        failed?.(fault)
         return Effect.fail(systemError(fault, method, target))
       }
       return Effect.checkInterruptible((interruptible) =>
@@ -75,7 +78,11 @@ export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.Fault
       fd,
       stat: call("File.stat", fd, () => file.stat),
       seek: (offset, from) => file.seek(offset, from),
-      sync: call("File.sync", fd, () => file.sync),
+      // An I/O error or a full device reported by fsync means the write-back
+      // failed: a file system that models it drops the data being written.
+      sync: call("File.sync", fd, () => file.sync, (fault) => {
+        if (fault === "EIO" || fault === "ENOSPC") failableSync(file)?.[SyncFailed]()
+      }),
       read: (buffer) => call("File.read", fd, () => file.read(buffer)),
       readAlloc: (size) => call("File.readAlloc", fd, () => file.readAlloc(size)),
       truncate: (length) => call("File.truncate", fd, () => file.truncate(length)),

@@ -165,6 +165,12 @@ export class SimulatedDisk implements Api.SimulatedDisk {
     this.notify("fsync")
   }
 
+  failSync(fd: number): void {
+    const inode = this.state.inode(this.handle("fsync", fd).ino)
+    if (inode.kind === "file") this.state.failSync(inode)
+    this.notify("fsync (failed)")
+  }
+
   fstat(fd: number): FileSystem.File.Info {
     return this.info(this.handle("fstat", fd).ino)
   }

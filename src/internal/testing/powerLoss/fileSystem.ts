@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Api from "../../../testing/PowerLoss.js"
+import { SyncFailed } from "../syncFailure.js"
 import { ErrnoError } from "./disk.js"
 
 const reasonOf = (code: string): PlatformError.SystemErrorReason => {
@@ -82,6 +83,10 @@ class SimulatedFile implements FileSystem.File {
 
   get sync() {
     return call("sync", this.fd, () => this.disk.sync(this.fd))
+  }
+
+  [SyncFailed]() {
+    this.disk.failSync(this.fd)
   }
 
   seek(offset: FileSystem.SizeInput, from: FileSystem.SeekMode) {

@@ -193,9 +193,26 @@ export class DiskState {
     this.pending.push({ changes, dirs: Array.from(new Set(changes.map((change) => change.dir))) })
   }
 
-  /** fsync of a regular file: its data and size, not its name. */
+  /**
+   * fsync of a regular file: its data and size, not its name. What becomes
+   * durable is the pending operations applied to the durable data, which is
+   * what reads see unless an earlier fsync failed (`failSync`).
+   */
   syncFile(inode: FileInode): void {
-    inode.durable = inode.data
+    let durable = inode.durable
+    for (const op of inode.pending) durable = applyData(durable, op, false)
+    inode.durable = durable
+    inode.pending = []
+  }
+
+  /**
+   * An fsync of a regular file that failed (an I/O error), as Linux handles
+   * it since 4.13: the pages it was writing are marked clean. Reads still see
+   * their data, no later fsync writes it, and the device is taken to hold
+   * none of it: a crash finds the file as of its last successful fsync, with
+   * only later writes pending.
+   */
+  failSync(inode: FileInode): void {
     inode.pending = []
   }
 
