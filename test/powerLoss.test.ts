@@ -178,6 +178,61 @@ describe("power loss: the simulated disk", () => {
     expect(disk.volatile()).toEqual({ "/d/": "", "/d/f": "ab" })
   })
 
+  // The contents of `path` over every crash state, as short names: a run of
+  // one character per 4 KiB block ("A" for 4096 "A"s, "0" for 4096 zeros).
+  const blocksOf = (disk: PowerLoss.SimulatedDisk, path: string, options?: PowerLoss.CrashStatesOptions) =>
+    Array.from(new Set(disk.crashStates(options).map((s) => s[path]))).map((content) => {
+      if (content === undefined || content.length % 4096 !== 0) return content
+      let out = ""
+      for (let i = 0; i < content.length; i += 4096) {
+        const block = content.slice(i, i + 4096)
+        if (block !== block[0].repeat(4096)) return content
+        out += block[0] === "\0" ? "0" : block[0]
+      }
+      return out
+    }).sort()
+  const block = (c: string) => c.repeat(4096)
+
+  it("a write reaches the device block by block: an append may land in part, or cut short at a block", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/f": "" })
+    const fd = disk.open("/d/f", "a")
+    disk.write(fd, bytesOf(block("A") + block("B")))
+    // Nothing, the first block only (size cut there), or both blocks each landed or zeros.
+    expect(blocksOf(disk, "/d/f")).toEqual(["", "0", "00", "0B", "A", "A0", "AB"].sort())
+    // With a block as large as the write, it lands whole or not at all.
+    expect(blocksOf(disk, "/d/f", { blockSize: Infinity })).toEqual(["", "00", "AB"].sort())
+    disk.sync(fd)
+    expect(blocksOf(disk, "/d/f")).toEqual(["AB"])
+  })
+
+  it("an overwrite in place leaves each block old or new, never zeros, and in no particular order", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/f": block("A") + block("B") })
+    const fd = disk.open("/d/f", "r+")
+    disk.write(fd, bytesOf(block("X")))
+    disk.write(fd, bytesOf(block("Y")))
+    // The second block's new data may land while the first's does not.
+    expect(blocksOf(disk, "/d/f")).toEqual(["AB", "AY", "XB", "XY"].sort())
+    // A commit byte written after the data in one write may land without the data.
+    const slot = new PowerLoss.SimulatedDisk({ "/d/slot": "O".repeat(8191) + "0" })
+    slot.write(slot.open("/d/slot", "r+"), bytesOf("N".repeat(8191) + "1"))
+    expect(slot.crashStates().map((s) => s["/d/slot"]).sort()).toEqual(
+      [
+        "O".repeat(8191) + "0",
+        "N".repeat(4096) + "O".repeat(4095) + "0",
+        "O".repeat(4096) + "N".repeat(4095) + "1",
+        "N".repeat(8191) + "1"
+      ].sort()
+    )
+  })
+
+  it("a truncation after an overwrite may land without it", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/f": block("A") + block("A") })
+    const fd = disk.open("/d/f", "r+")
+    disk.write(fd, bytesOf(block("B")))
+    disk.truncateFd(fd, 4096)
+    expect(blocksOf(disk, "/d/f")).toEqual(["A", "AA", "B", "BA"].sort())
+  })
+
   it("entry changes of one directory land in order; a rename lands whole", () => {
     const disk = new PowerLoss.SimulatedDisk({ "/a/x": "x", "/b/": "" })
     disk.makeDirectory("/a/n", false)
@@ -231,6 +286,14 @@ describe("power loss: the simulated disk", () => {
     for (let i = 0; i < 23; i++) chained.rename(`/s${i}/f`, `/s${i + 1}/from${i}`)
     expect(() => chained.crashStates({ limit: 1000 })).toThrow(/more than 1000 crash states/)
     expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 2 ** 20)
+  })
+
+  it("a write of more blocks than the limit allows says so and names the way out", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    disk.writeFile("/d/big", new Uint8Array(1024 * 1024).fill(0x61))
+    expect(() => disk.crashStates()).toThrow(/a write of 256 blocks to \/d\/big may land in 2\^256 ways.*blockSize/)
+    expect(disk.crashStates({ blockSize: 256 * 1024 }).length).toBeGreaterThan(1)
+    expect(() => disk.crashStates({ blockSize: 0 })).toThrow(/blockSize must be a positive integer or Infinity/)
   })
 
   it("errors are SystemErrors whose cause carries the errno code", () =>
@@ -332,6 +395,19 @@ describe("power loss: non-durable Client", () => {
         "/data/keep": "keep",
         "/data/src/": ""
       })
+    }))
+
+  it.effect("a replaced file of more than one block may come back partly written", () =>
+    Effect.gen(function*() {
+      const disk = new PowerLoss.SimulatedDisk({ "/data/target": "old" })
+      const { client } = yield* simulatedClient(disk, { durable: false })
+      yield* client.write("/data/target", "A".repeat(4096) + "B".repeat(4096))
+      const contents = new Set(disk.crashStates({ omit: omitTemp }).map((s) => s["/data/target"]))
+      // The rename landed; of the data, the first block only, the second only, or the size cut at the first.
+      expect(contents).toContain("A".repeat(4096) + "\0".repeat(4096))
+      expect(contents).toContain("\0".repeat(4096) + "B".repeat(4096))
+      expect(contents).toContain("A".repeat(4096))
+      expect(contents).toContain("old")
     }))
 })
 

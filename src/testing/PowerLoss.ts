@@ -10,9 +10,16 @@
  * - File data: every write or truncate of a file is a pending data operation
  *   of its inode. `File.sync` on a regular file makes the data and the size
  *   durable (not the file's name). After a crash a file holds its durable data
- *   followed by a prefix of its pending operations, each of which landed whole
- *   or as zeros of the right size (the size grew, the blocks were not written,
- *   as with delayed allocation or `data=writeback`).
+ *   followed by a prefix of its pending operations. A write reaches the
+ *   device in blocks (4 KiB pages, `blockSize`), each on its own: every block
+ *   it touches holds the new bytes or what it held before, which is the old
+ *   data where the file already reached (an overwrite in place never leaves
+ *   zeros) and zeros where the write extended it (the size grew, the blocks
+ *   were not written, as with delayed allocation or `data=writeback`). The
+ *   size after a write that extended the file may stop at any block boundary
+ *   short of its end, or at the old size. So one write can land in part, a
+ *   commit byte at its end without the data before it, and a later write or
+ *   truncation without an earlier overwrite. A truncation lands whole.
  * - A failed fsync of a file (`failSync`, or an `EIO` that `FaultFileSystem`
  *   injects into it) drops the data it was writing from what survives, as
  *   Linux does: a later fsync that succeeds does not write it.
@@ -94,6 +101,13 @@ export interface CrashStatesOptions {
   readonly omit?: (path: string) => boolean
   /** Maximum number of candidate states examined. Default 200 000. */
   readonly limit?: number
+  /**
+   * The unit in which a write reaches the device: each block a pending write
+   * touches lands or not on its own. Default 4096 (a page). A larger one
+   * shows fewer torn states (a big write of a test fits the limit);
+   * `Infinity` makes every write land whole or not at all.
+   */
+  readonly blockSize?: number
 }
 
 /**

@@ -6,11 +6,22 @@
  * @internal
  */
 import type { CrashStatesOptions, Snapshot } from "../../../testing/PowerLoss.js"
-import { applyData, type DirInode, type DiskState, type FileInode, type Ino, type MetaOp, ROOT_INO } from "./state.js"
+import {
+  applyData,
+  type DataOp,
+  type DirInode,
+  type DiskState,
+  type FileInode,
+  type Ino,
+  type MetaOp,
+  ROOT_INO
+} from "./state.js"
 
 const DEFAULT_LIMIT = 200_000
-// A file's candidate contents may double with each unsynced write (landed whole or as zeros).
+// A file's candidate contents may double (or more) with each unsynced write.
 const MAX_DATA_OPS = 12
+/** The unit in which a write reaches the device: a page of the page cache. */
+const DEFAULT_BLOCK_SIZE = 4096
 
 const latin1 = (bytes: Uint8Array): string => {
   let out = ""
@@ -61,6 +72,10 @@ export const durable = (state: DiskState, options?: Pick<CrashStatesOptions, "om
 /** @internal */
 export const crashStates = (state: DiskState, options?: CrashStatesOptions): Array<Snapshot> => {
   const limit = options?.limit ?? DEFAULT_LIMIT
+  const blockSize = options?.blockSize ?? DEFAULT_BLOCK_SIZE
+  if (!(Number.isInteger(blockSize) && blockSize > 0) && blockSize !== Infinity) {
+    throw new Error(`power-loss simulation: blockSize must be a positive integer or Infinity, got ${blockSize}`)
+  }
   const omit = options?.omit
   const out = new Map<string, Snapshot>()
   // Each subset is at least one state: a scenario that has more subsets than
@@ -77,7 +92,7 @@ export const crashStates = (state: DiskState, options?: CrashStatesOptions): Arr
       if (node === "dir") {
         dirs.push(path)
       } else {
-        const candidates = dataCandidates(state.fileInode(node))
+        const candidates = dataCandidates(state.fileInode(node), path, blockSize, limit)
         files.push([path, candidates])
         product *= candidates.length
       }
@@ -203,12 +218,67 @@ const reachable = (
 }
 
 /**
- * The contents a file may have after a crash: its durable data followed by
- * a prefix of its pending operations, each landed whole or as zeros.
+ * How one pending write may have reached the device, block by block: each
+ * block it touches either landed (the new bytes) or did not (what the block
+ * held before the write: its earlier bytes where the file already reached,
+ * zeros where the write extended it). A write that extended the file may also
+ * have left the size at a block boundary short of its end (the size is
+ * advanced as blocks are written back). A truncation lands whole.
  */
-const dataCandidates = (inode: FileInode): Array<string> => {
+const outcomes = (
+  data: Uint8Array,
+  op: DataOp,
+  blockSize: number,
+  limit: number,
+  path: string
+): { readonly next: Array<Uint8Array>; readonly cut: Array<Uint8Array> } => {
+  if (op._tag === "Truncate") return { next: [applyData(data, op, false)], cut: [] }
+  const end = op.offset + op.bytes.length
+  if (op.bytes.length === 0) return { next: [applyData(data, op, false)], cut: [] }
+  const first = Math.floor(op.offset / blockSize)
+  const last = Math.floor((end - 1) / blockSize)
+  const blocks = last - first + 1
+  if (blocks > 30 || 2 ** blocks > limit) {
+    throw new Error(
+      `power-loss simulation: more than ${limit} crash states: a write of ${blocks} blocks to ${path} may land ` +
+        `in 2^${blocks} ways; make the scenario smaller, omit the file, or pass a larger blockSize`
+    )
+  }
+  const before = applyData(data, op, true)
+  // Zeros where the write extended the file, its earlier bytes elsewhere.
+  before.set(data.subarray(0, Math.min(data.length, end)))
+  const next: Array<Uint8Array> = []
+  for (let landed = 0; landed < 2 ** blocks; landed++) {
+    const out = before.slice()
+    for (let b = 0; b < blocks; b++) {
+      if ((landed & (2 ** b)) === 0) continue
+      const from = Math.max(op.offset, (first + b) * blockSize)
+      const to = Math.min(end, (first + b + 1) * blockSize)
+      out.set(op.bytes.subarray(from - op.offset, to - op.offset), from)
+    }
+    next.push(out)
+  }
+  // The size where the write extended the file: still the old one (with
+  // blocks inside it landed), or any block boundary short of the end.
+  const cut: Array<Uint8Array> = []
+  if (end > data.length && blockSize !== Infinity) {
+    const sizes = [data.length]
+    for (let at = (Math.floor(data.length / blockSize) + 1) * blockSize; at < end; at += blockSize) sizes.push(at)
+    for (const size of sizes) {
+      for (const state of next) cut.push(state.slice(0, size))
+    }
+  }
+  return { next, cut }
+}
+
+/**
+ * The contents a file may have after a crash: its durable data followed by
+ * a prefix of its pending operations, each write landed block by block
+ * (`outcomes`).
+ */
+const dataCandidates = (inode: FileInode, path: string, blockSize: number, limit: number): Array<string> => {
   if (inode.pending.length > MAX_DATA_OPS) {
-    throw new Error(`power-loss simulation: more than ${MAX_DATA_OPS} unsynced writes to one file`)
+    throw new Error(`power-loss simulation: more than ${MAX_DATA_OPS} unsynced writes to one file (${path})`)
   }
   const out = new Set<string>([latin1(inode.durable)])
   let states: Array<Uint8Array> = [inode.durable]
@@ -216,14 +286,16 @@ const dataCandidates = (inode: FileInode): Array<string> => {
     const next: Array<Uint8Array> = []
     const seen = new Set<string>()
     for (const state of states) {
-      for (const zeros of [false, true]) {
-        const after = applyData(state, op, zeros)
+      const possible = outcomes(state, op, blockSize, limit, path)
+      for (const after of possible.next) {
         const key = latin1(after)
         if (seen.has(key)) continue
         seen.add(key)
         next.push(after)
         out.add(key)
       }
+      for (const after of possible.cut) out.add(latin1(after))
+      if (out.size > limit) throw tooMany(limit)
     }
     states = next
   }
