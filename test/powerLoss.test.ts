@@ -225,6 +225,27 @@ describe("power loss: the simulated disk", () => {
     )
   })
 
+  it("a size a write left short carries on: a later overwrite in place may land on it", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/f": "H".repeat(100) })
+    const fd = disk.open("/d/f", "a")
+    disk.write(fd, bytesOf("A".repeat(8092)))
+    const header = disk.open("/d/f", "r+")
+    disk.write(header, bytesOf("N".repeat(10)))
+    const contents = disk.crashStates().map((s) => s["/d/f"])
+    // The header landed; the append's size did not, or only up to its first block.
+    expect(contents).toContain("N".repeat(10) + "H".repeat(90))
+    expect(contents).toContain("N".repeat(10) + "H".repeat(90) + "A".repeat(3996))
+  })
+
+  it("a write of nothing changes nothing, not even the size", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/f": "abc" })
+    const fd = disk.open("/d/f", "r+")
+    disk.seek(fd, 100, "start")
+    disk.write(fd, new Uint8Array(0))
+    expect(disk.volatile()["/d/f"]).toBe("abc")
+    expect(disk.crashStates().map((s) => s["/d/f"])).toEqual(["abc"])
+  })
+
   it("a truncation after an overwrite may land without it", () => {
     const disk = new PowerLoss.SimulatedDisk({ "/d/f": block("A") + block("A") })
     const fd = disk.open("/d/f", "r+")
@@ -291,9 +312,22 @@ describe("power loss: the simulated disk", () => {
   it("a write of more blocks than the limit allows says so and names the way out", () => {
     const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
     disk.writeFile("/d/big", new Uint8Array(1024 * 1024).fill(0x61))
-    expect(() => disk.crashStates()).toThrow(/a write of 256 blocks to \/d\/big may land in 2\^256 ways.*blockSize/)
+    expect(() => disk.crashStates()).toThrow(/too many crash states for \/d\/big.*blockSize/)
     expect(disk.crashStates({ blockSize: 256 * 1024 }).length).toBeGreaterThan(1)
     expect(() => disk.crashStates({ blockSize: 0 })).toThrow(/blockSize must be a positive integer or Infinity/)
+    // Counted before anything is made: 17 blocks fit the limit, but not with
+    // every size the append may stop at (they took all the machine's memory).
+    const appended = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    appended.writeFile("/d/f", new Uint8Array(17 * 4096).fill(0x61))
+    expect(() => appended.crashStates()).toThrow(/too many crash states for \/d\/f/)
+    // And by bytes: whole writes of a large file, or many appends of a few blocks.
+    const large = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    large.writeFile("/d/f", new Uint8Array(200 * 1024 * 1024))
+    expect(() => large.crashStates({ blockSize: Infinity })).toThrow(/would take more than 256 MiB/)
+    const appends = new PowerLoss.SimulatedDisk({ "/d/f": "" })
+    const fd = appends.open("/d/f", "a")
+    for (let i = 0; i < 12; i++) appends.write(fd, new Uint8Array(4 * 4096).fill(0x62))
+    expect(() => appends.crashStates()).toThrow(/too many crash states for \/d\/f/)
   })
 
   it("errors are SystemErrors whose cause carries the errno code", () =>

@@ -217,33 +217,39 @@ const reachable = (
   return out
 }
 
+/** The bytes of candidate contents one file may take while enumerating, whatever the limit. */
+const MAX_CANDIDATE_BYTES = 256 * 1024 * 1024
+
+const tooLarge = (path: string, detail: string) =>
+  new Error(
+    `power-loss simulation: too many crash states for ${path}: ${detail}; make the scenario smaller, omit the ` +
+      "file, or pass a larger blockSize"
+  )
+
+/** The block boundaries where a write that extends `length` to `end` may leave the size: the old size, or short of the end. */
+const cutSizes = (length: number, offset: number, end: number, blockSize: number): Array<number> => {
+  if (end <= length || blockSize === Infinity) return []
+  // A write wholly past the end leaves a hole that no write-back stops inside.
+  const sizes = [length]
+  const from = Math.max(length, offset)
+  for (let at = (Math.floor(from / blockSize) + 1) * blockSize; at < end; at += blockSize) sizes.push(at)
+  return sizes
+}
+
 /**
  * How one pending write may have reached the device, block by block: each
  * block it touches either landed (the new bytes) or did not (what the block
  * held before the write: its earlier bytes where the file already reached,
  * zeros where the write extended it). A write that extended the file may also
- * have left the size at a block boundary short of its end (the size is
- * advanced as blocks are written back). A truncation lands whole.
+ * have left the size at the old size or at a block boundary short of its end
+ * (the size is advanced as blocks are written back). A truncation lands
+ * whole; a write of nothing changes nothing.
  */
-const outcomes = (
-  data: Uint8Array,
-  op: DataOp,
-  blockSize: number,
-  limit: number,
-  path: string
-): { readonly next: Array<Uint8Array>; readonly cut: Array<Uint8Array> } => {
-  if (op._tag === "Truncate") return { next: [applyData(data, op, false)], cut: [] }
+const outcomes = (data: Uint8Array, op: DataOp, blockSize: number): Array<Uint8Array> => {
+  if (op._tag === "Truncate" || op.bytes.length === 0) return [applyData(data, op, false)]
   const end = op.offset + op.bytes.length
-  if (op.bytes.length === 0) return { next: [applyData(data, op, false)], cut: [] }
   const first = Math.floor(op.offset / blockSize)
-  const last = Math.floor((end - 1) / blockSize)
-  const blocks = last - first + 1
-  if (blocks > 30 || 2 ** blocks > limit) {
-    throw new Error(
-      `power-loss simulation: more than ${limit} crash states: a write of ${blocks} blocks to ${path} may land ` +
-        `in 2^${blocks} ways; make the scenario smaller, omit the file, or pass a larger blockSize`
-    )
-  }
+  const blocks = Math.floor((end - 1) / blockSize) - first + 1
   const before = applyData(data, op, true)
   // Zeros where the write extended the file, its earlier bytes elsewhere.
   before.set(data.subarray(0, Math.min(data.length, end)))
@@ -258,23 +264,29 @@ const outcomes = (
     }
     next.push(out)
   }
-  // The size where the write extended the file: still the old one (with
-  // blocks inside it landed), or any block boundary short of the end.
-  const cut: Array<Uint8Array> = []
-  if (end > data.length && blockSize !== Infinity) {
-    const sizes = [data.length]
-    for (let at = (Math.floor(data.length / blockSize) + 1) * blockSize; at < end; at += blockSize) sizes.push(at)
-    for (const size of sizes) {
-      for (const state of next) cut.push(state.slice(0, size))
-    }
+  const all = [...next]
+  for (const size of cutSizes(data.length, op.offset, end, blockSize)) {
+    for (const state of next) all.push(state.slice(0, size))
   }
-  return { next, cut }
+  return all
+}
+
+/** How many contents `outcomes` makes for `op` on contents of `length` bytes, and their bytes, before making them. */
+const outcomeCost = (length: number, op: DataOp, blockSize: number): { count: number; bytes: number } => {
+  if (op._tag === "Truncate") return { count: 1, bytes: op.length }
+  const end = op.offset + op.bytes.length
+  if (op.bytes.length === 0) return { count: 1, bytes: length }
+  const blocks = Math.floor((end - 1) / blockSize) - Math.floor(op.offset / blockSize) + 1
+  const count = 2 ** Math.min(blocks, 1024) * (1 + cutSizes(length, op.offset, end, blockSize).length)
+  return { count, bytes: count * Math.max(length, end) }
 }
 
 /**
  * The contents a file may have after a crash: its durable data followed by
  * a prefix of its pending operations, each write landed block by block
- * (`outcomes`).
+ * (`outcomes`). A content whose size a write left short goes on to the later
+ * operations too (a later overwrite in place may land on it). Bounded before
+ * anything is made: by `limit` contents, and by the bytes they take.
  */
 const dataCandidates = (inode: FileInode, path: string, blockSize: number, limit: number): Array<string> => {
   if (inode.pending.length > MAX_DATA_OPS) {
@@ -282,20 +294,32 @@ const dataCandidates = (inode: FileInode, path: string, blockSize: number, limit
   }
   const out = new Set<string>([latin1(inode.durable)])
   let states: Array<Uint8Array> = [inode.durable]
+  let held = inode.durable.length
   for (const op of inode.pending) {
+    let count = 0
+    let bytes = 0
+    for (const state of states) {
+      const cost = outcomeCost(state.length, op, blockSize)
+      count += cost.count
+      bytes += cost.bytes
+    }
+    if (out.size + count > limit) throw tooLarge(path, `more than ${limit} contents (the limit)`)
+    if (held + 2 * bytes > MAX_CANDIDATE_BYTES) {
+      throw tooLarge(path, `its candidate contents would take more than ${MAX_CANDIDATE_BYTES / 2 ** 20} MiB`)
+    }
     const next: Array<Uint8Array> = []
     const seen = new Set<string>()
     for (const state of states) {
-      const possible = outcomes(state, op, blockSize, limit, path)
-      for (const after of possible.next) {
+      for (const after of outcomes(state, op, blockSize)) {
         const key = latin1(after)
         if (seen.has(key)) continue
         seen.add(key)
         next.push(after)
-        out.add(key)
+        if (!out.has(key)) {
+          out.add(key)
+          held += after.length
+        }
       }
-      for (const after of possible.cut) out.add(latin1(after))
-      if (out.size > limit) throw tooMany(limit)
     }
     states = next
   }

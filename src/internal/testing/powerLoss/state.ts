@@ -73,6 +73,8 @@ const encoder = new TextEncoder()
  * @internal
  */
 export const applyData = (data: Uint8Array, op: DataOp, zeros: boolean): Uint8Array => {
+  // A write of nothing changes nothing, not even the size (POSIX).
+  if (op._tag === "Write" && op.bytes.length === 0) return data
   if (op._tag === "Truncate") {
     const out = new Uint8Array(op.length)
     out.set(data.subarray(0, Math.min(data.length, op.length)))
@@ -210,10 +212,11 @@ export class DiskState {
    * it since 4.13: the pages it was writing are marked clean. Reads still see
    * their data, no later fsync writes it, and the device is taken to hold
    * none of it: a crash finds the file as of its last successful fsync, with
-   * only later writes pending.
+   * its truncations (the inode's size, not pages) and later writes pending.
    */
   failSync(inode: FileInode): void {
-    inode.pending = []
+    // A truncation is the inode's size, not a page: the next fsync still makes it durable.
+    inode.pending = inode.pending.filter((op) => op._tag === "Truncate")
   }
 
   /**
