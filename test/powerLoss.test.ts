@@ -203,6 +203,11 @@ describe("power loss: the simulated disk", () => {
     expect(blocksOf(disk, "/d/f", { blockSize: Infinity })).toEqual(["", "00", "AB"].sort())
     disk.sync(fd)
     expect(blocksOf(disk, "/d/f")).toEqual(["AB"])
+    // Whole writes land where they were written, not at the start of the file.
+    const inPlace = disk.open("/d/f", "r+")
+    disk.seek(inPlace, 4096, "start")
+    disk.write(inPlace, bytesOf(block("C")))
+    expect(blocksOf(disk, "/d/f", { blockSize: Infinity })).toEqual(["AB", "AC"])
   })
 
   it("an overwrite in place leaves each block old or new, never zeros, and in no particular order", () => {

@@ -258,8 +258,10 @@ const outcomes = (data: Uint8Array, op: DataOp, blockSize: number): Array<Uint8A
     const out = before.slice()
     for (let b = 0; b < blocks; b++) {
       if ((landed & (2 ** b)) === 0) continue
-      const from = Math.max(op.offset, (first + b) * blockSize)
-      const to = Math.min(end, (first + b + 1) * blockSize)
+      // The write's own ends at its first and last block (a block of
+      // `Infinity` has no finite bounds to clamp to).
+      const from = b === 0 ? op.offset : (first + b) * blockSize
+      const to = b === blocks - 1 ? end : (first + b + 1) * blockSize
       out.set(op.bytes.subarray(from - op.offset, to - op.offset), from)
     }
     next.push(out)
@@ -304,6 +306,7 @@ const dataCandidates = (inode: FileInode, path: string, blockSize: number, limit
       bytes += cost.bytes
     }
     if (out.size + count > limit) throw tooLarge(path, `more than ${limit} contents (the limit)`)
+    // Each new content is held twice: its bytes, and its string key.
     if (held + 2 * bytes > MAX_CANDIDATE_BYTES) {
       throw tooLarge(path, `its candidate contents would take more than ${MAX_CANDIDATE_BYTES / 2 ** 20} MiB`)
     }
