@@ -335,6 +335,87 @@ describe("power loss: the simulated disk", () => {
     expect(() => appends.crashStates()).toThrow(/too many crash states for \/d\/f/)
   })
 
+  it("a tree deeper than 64 directories is enumerated, not taken for a cycle", () => {
+    const disk = new PowerLoss.SimulatedDisk({})
+    let dir = ""
+    for (let i = 0; i < 100; i++) {
+      const parent = dir === "" ? "/" : dir
+      dir += `/d${i}`
+      disk.makeDirectory(dir, false)
+      disk.sync(disk.open(parent, "r"))
+    }
+    const fd = disk.open(`${dir}/f`, "wx")
+    disk.write(fd, bytesOf("x"))
+    disk.sync(fd)
+    disk.close(fd)
+    const states = disk.crashStates()
+    expect(states.map((s) => s[`${dir}/f`]).sort()).toEqual([undefined, "x"].sort())
+    for (const s of states) expect(Object.keys(s).filter((path) => path.endsWith("/")).length).toBe(100)
+  })
+
+  it("thousands of pending operations are enumerated without running out of stack", () => {
+    // One directory: the states are the prefixes of its 6,000 creations (the
+    // search went one call deeper per operation and overflowed here).
+    const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    for (let i = 0; i < 6000; i++) disk.makeDirectory(`/d/x${i}`, false)
+    const withFile = (s: PowerLoss.Snapshot) => s["/d/f"]
+    const fd = disk.open("/d/f", "wx")
+    disk.close(fd)
+    // Without the 6,000 names in the snapshots, they are the states with and without `f`.
+    const states = disk.crashStates({ omit: (path) => path.startsWith("/d/x") })
+    expect(states.map(withFile).sort()).toEqual([undefined, ""].sort())
+  })
+
+  it("a tree of 20,000 files with nothing pending is its one state", () => {
+    const initial: Record<string, string> = {}
+    for (let i = 0; i < 20_000; i++) initial[`/d/f${i}`] = `${i}`
+    const states = new PowerLoss.SimulatedDisk(initial).crashStates()
+    expect(states.length).toBe(1)
+    expect(Object.keys(states[0]).length).toBe(20_001)
+    expect(states[0]["/d/f19999"]).toBe("19999")
+  })
+
+  it("renames chained through many directories: each state has the file in one place", () => {
+    const n = 400
+    const initial: Record<string, string> = { "/s0/f": "f" }
+    for (let i = 1; i <= n; i++) initial[`/s${i}/`] = ""
+    const disk = new PowerLoss.SimulatedDisk(initial)
+    for (let i = 0; i < n; i++) disk.rename(`/s${i}/f`, `/s${i + 1}/f`)
+    // Each rename shares a directory with the next: the states are the n + 1 prefixes.
+    const places = disk.crashStates().map((s) => Object.keys(s).filter((path) => s[path] === "f"))
+    expect(places.length).toBe(n + 1)
+    expect(places.every((found) => found.length === 1)).toBe(true)
+    expect(new Set(places.map((found) => found[0])).size).toBe(n + 1)
+  })
+
+  it("states too large to hold together are refused before they are made, naming the way out", () => {
+    // 40,000 durable files, and 100 new empty ones whose names are not
+    // durable: 101 states of 40,000 paths or more each.
+    const initial: Record<string, string> = {}
+    for (let i = 0; i < 40_000; i++) initial[`/d/f${i}`] = ""
+    const disk = new PowerLoss.SimulatedDisk(initial)
+    for (let i = 0; i < 100; i++) disk.close(disk.open(`/d/new${i}`, "wx"))
+    expect(() => disk.crashStates()).toThrow(/more than 4000000 paths in all.*omit/)
+    // Omitting what does not matter is the way out.
+    expect(disk.crashStates({ omit: (path) => /^\/d\/f\d/.test(path) }).length).toBe(101)
+  })
+
+  it("a failed fsync is reported once by the next fsync of each descriptor open at the time", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/f": "old" })
+    const writer = disk.open("/d/f", "r+")
+    const other = disk.open("/d/f", "r")
+    disk.write(writer, bytesOf("new"))
+    disk.failSync(writer)
+    // As Linux reports it: EIO to the other descriptor, once, and then success.
+    expect(() => disk.sync(other)).toThrow(expect.objectContaining({ code: "EIO", syscall: "fsync" }))
+    disk.sync(other)
+    // A descriptor opened after the failure, and the one that reported it, see success.
+    disk.sync(disk.open("/d/f", "r"))
+    disk.sync(writer)
+    // The data is still lost, whichever descriptor syncs.
+    expect(disk.crashStates().map((s) => s["/d/f"])).toEqual(["old"])
+  })
+
   it("errors are SystemErrors whose cause carries the errno code", () =>
     Effect.gen(function*() {
       const fs = PowerLoss.fileSystem(new PowerLoss.SimulatedDisk({ "/d/f": "f" }))
@@ -343,14 +424,19 @@ describe("power loss: the simulated disk", () => {
         Effect.flip(fs.makeDirectory("/d")),
         Effect.flip(fs.readDirectory("/d/f")),
         Effect.flip(fs.remove("/d")),
-        Effect.flip(fs.makeDirectory("/d/f/x", { recursive: true }))
+        Effect.flip(fs.makeDirectory("/d/f/x", { recursive: true })),
+        // Linux's limits: 255 bytes a name, 4096 a path with its NUL.
+        Effect.flip(fs.readFile("/d/" + "n".repeat(256))),
+        Effect.flip(fs.writeFileString("/d" + "/n".repeat(2047), "x"))
       ])
       expect(codes.map((e) => e._tag === "SystemError" && (e.cause as PowerLoss.ErrnoError).code)).toEqual([
         "ENOENT",
         "EEXIST",
         "ENOTDIR",
         "ERR_FS_EISDIR",
-        "ENOTDIR"
+        "ENOTDIR",
+        "ENAMETOOLONG",
+        "ENAMETOOLONG"
       ])
       expect(codes[0]).toMatchObject({ _tag: "SystemError", reason: "NotFound" })
     }).pipe(Effect.runPromise))

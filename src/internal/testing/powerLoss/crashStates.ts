@@ -6,16 +6,7 @@
  * @internal
  */
 import type { CrashStatesOptions, Snapshot } from "../../../testing/PowerLoss.js"
-import {
-  applyData,
-  type DataOp,
-  type DirInode,
-  type DiskState,
-  type FileInode,
-  type Ino,
-  type MetaOp,
-  ROOT_INO
-} from "./state.js"
+import { applyData, type DataOp, type DiskState, type FileInode, type Ino, type MetaOp, ROOT_INO } from "./state.js"
 
 const DEFAULT_LIMIT = 200_000
 // A file's candidate contents may double (or more) with each unsynced write.
@@ -40,34 +31,27 @@ const sortKeys = (record: Record<string, string>): Snapshot => {
 /** @internal */
 export const keyOf = (snapshot: Snapshot): string => JSON.stringify(Object.entries(snapshot).sort())
 
-/** @internal */
-export const volatile = (state: DiskState, options?: Pick<CrashStatesOptions, "omit">): Snapshot => {
+/** The tree reachable through `entries`, each file with its `data`. */
+const snapshotOf = (
+  state: DiskState,
+  entries: (ino: Ino) => ReadonlyMap<string, Ino>,
+  data: (file: FileInode) => Uint8Array,
+  omit: ((path: string) => boolean) | undefined
+): Snapshot => {
   const out: Record<string, string> = {}
-  const walk = (dir: DirInode, prefix: string) => {
-    for (const [name, ino] of dir.entries) {
-      const path = prefix + "/" + name
-      if (options?.omit?.(path)) continue
-      const inode = state.inode(ino)
-      if (inode.kind === "dir") {
-        out[path + "/"] = ""
-        walk(inode, path)
-      } else {
-        out[path] = latin1(inode.data)
-      }
-    }
+  for (const [path, node] of reachable(state, entries, omit)) {
+    out[path] = node === "dir" ? "" : latin1(data(state.fileInode(node)))
   }
-  walk(state.dir(ROOT_INO), "")
   return sortKeys(out)
 }
 
 /** @internal */
-export const durable = (state: DiskState, options?: Pick<CrashStatesOptions, "omit">): Snapshot => {
-  const out: Record<string, string> = {}
-  for (const [path, node] of reachable(state, (ino) => state.dir(ino).durable, options?.omit)) {
-    out[path] = node === "dir" ? "" : latin1(state.fileInode(node).durable)
-  }
-  return sortKeys(out)
-}
+export const volatile = (state: DiskState, options?: Pick<CrashStatesOptions, "omit">): Snapshot =>
+  snapshotOf(state, (ino) => state.dir(ino).entries, (file) => file.data, options?.omit)
+
+/** @internal */
+export const durable = (state: DiskState, options?: Pick<CrashStatesOptions, "omit">): Snapshot =>
+  snapshotOf(state, (ino) => state.dir(ino).durable, (file) => file.durable, options?.omit)
 
 /** @internal */
 export const crashStates = (state: DiskState, options?: CrashStatesOptions): Array<Snapshot> => {
@@ -80,11 +64,14 @@ export const crashStates = (state: DiskState, options?: CrashStatesOptions): Arr
   const out = new Map<string, Snapshot>()
   // Each subset is at least one state: a scenario that has more subsets than
   // the limit fails now, not after examining `limit` of them.
-  if (subsetsAtLeast(state.pending) > limit) throw tooMany(limit)
+  const subsets = subsetsAtLeast(state.pending)
+  if (subsets > limit) throw tooMany(limit)
+  if (subsets * pathsInEveryState(state, omit) > MAX_SNAPSHOT_ENTRIES) throw tooLargeStates()
   let examined = 0
+  let entries = 0
   forEachMetadataSubset(state.pending, (subset) => {
-    const entries = entriesAfter(state, subset)
-    const tree = reachable(state, (ino) => entries.get(ino) ?? state.dir(ino).durable, omit)
+    const landed = entriesAfter(state, subset)
+    const tree = reachable(state, (ino) => landed.get(ino) ?? state.dir(ino).durable, omit)
     const dirs: Array<string> = []
     const files: Array<readonly [string, Array<string>]> = []
     let product = 1
@@ -99,24 +86,51 @@ export const crashStates = (state: DiskState, options?: CrashStatesOptions): Arr
     }
     examined += product
     if (examined > limit) throw tooMany(limit)
-    const choose = (i: number, acc: Record<string, string>) => {
-      if (i === files.length) {
+    // Every state of this subset is a snapshot of the whole tree.
+    entries += product * tree.length
+    if (entries > MAX_SNAPSHOT_ENTRIES) throw tooLargeStates()
+    const acc: Record<string, string> = {}
+    for (const path of dirs) acc[path] = ""
+    // A file with one candidate is set once; only the others branch (fewer
+    // than 20 of them: their product is within the limit).
+    const branching: typeof files = []
+    for (const file of files) {
+      if (file[1].length === 1) acc[file[0]] = file[1][0]
+      else branching.push(file)
+    }
+    // One file at a time, each candidate in turn, overwriting the one before.
+    const choose = (i: number) => {
+      if (i === branching.length) {
         const snapshot = sortKeys(acc)
         out.set(keyOf(snapshot), snapshot)
         return
       }
-      const [path, candidates] = files[i]
-      for (const content of candidates) choose(i + 1, { ...acc, [path]: content })
+      const [path, candidates] = branching[i]
+      for (const content of candidates) {
+        acc[path] = content
+        choose(i + 1)
+      }
     }
-    const base: Record<string, string> = {}
-    for (const path of dirs) base[path] = ""
-    choose(0, base)
+    choose(0)
   })
   return Array.from(out.values())
 }
 
 const tooMany = (limit: number) =>
   new Error(`power-loss simulation: more than ${limit} crash states; make the scenario smaller`)
+
+/**
+ * The paths and files all the states of one enumeration may hold together
+ * (about 100 bytes each): past it, the states of a large tree would take
+ * gigabytes before the count limit is reached.
+ */
+const MAX_SNAPSHOT_ENTRIES = 4_000_000
+
+const tooLargeStates = () =>
+  new Error(
+    `power-loss simulation: the crash states would hold more than ${MAX_SNAPSHOT_ENTRIES} paths in all; make ` +
+      "the scenario smaller, fsync its directories, or omit the paths that do not matter"
+  )
 
 /**
  * A lower bound of the number of order-respecting subsets of `ops`, without
@@ -148,31 +162,92 @@ const subsetsAtLeast = (ops: ReadonlyArray<MetaOp>): number => {
 }
 
 /**
+ * How many paths every state holds, a lower bound of each state's size: those
+ * reached through durable entries that no pending operation changes.
+ */
+const pathsInEveryState = (state: DiskState, omit: ((path: string) => boolean) | undefined): number => {
+  const changed = new Map<Ino, Set<string>>()
+  for (const op of state.pending) {
+    for (const { dir, name } of op.changes) {
+      let names = changed.get(dir)
+      if (names === undefined) changed.set(dir, names = new Set())
+      names.add(name)
+    }
+  }
+  return reachable(state, (ino) => {
+    const durable = state.dir(ino).durable
+    const names = changed.get(ino)
+    if (names === undefined) return durable
+    const kept = new Map(durable)
+    for (const name of names) kept.delete(name)
+    return kept
+  }, omit).length
+}
+
+/**
  * Visits the subsets of the pending metadata operations that respect each
  * directory's order: once an operation is left out, no later operation on one
  * of its directories lands. One at a time, never all at once: their number
  * doubles with each independent directory (24 directories make 16 million),
  * so the visitor's limit must stop the enumeration before they exist (it
  * throws).
+ *
+ * A depth-first search over the operations, each first landed then left out,
+ * kept on an explicit stack (thousands of pending operations are a normal
+ * scenario, and too deep for the call stack) with the blocked directories
+ * counted, not copied, at each step.
  */
 const forEachMetadataSubset = (ops: ReadonlyArray<MetaOp>, visit: (subset: ReadonlyArray<MetaOp>) => void): void => {
   const chosen: Array<MetaOp> = []
-  const go = (i: number, blocked: ReadonlySet<Ino>) => {
+  // How many left-out operations block each directory.
+  const blocked = new Map<Ino, number>()
+  const isBlocked = (op: MetaOp) => op.dirs.some((dir) => blocked.has(dir))
+  const block = (op: MetaOp) => {
+    for (const dir of op.dirs) blocked.set(dir, (blocked.get(dir) ?? 0) + 1)
+  }
+  const unblock = (op: MetaOp) => {
+    for (const dir of op.dirs) {
+      const count = blocked.get(dir)! - 1
+      if (count === 0) blocked.delete(dir)
+      else blocked.set(dir, count)
+    }
+  }
+  // Per operation on the current branch: 0 not yet tried, 1 landed (or could
+  // not), 2 left out.
+  const step = new Uint8Array(ops.length)
+  const landed = new Uint8Array(ops.length)
+  let i = 0
+  while (i >= 0) {
     if (i === ops.length) {
       visit(chosen)
-      return
+      i--
+      continue
     }
     const op = ops[i]
-    if (!op.dirs.some((dir) => blocked.has(dir))) {
-      chosen.push(op)
-      go(i + 1, blocked)
-      chosen.pop()
+    if (step[i] === 0) {
+      step[i] = 1
+      if (!isBlocked(op)) {
+        landed[i] = 1
+        chosen.push(op)
+        i++
+        continue
+      }
     }
-    const without = new Set(blocked)
-    for (const dir of op.dirs) without.add(dir)
-    go(i + 1, without)
+    if (step[i] === 1) {
+      if (landed[i] === 1) {
+        landed[i] = 0
+        chosen.pop()
+      }
+      step[i] = 2
+      block(op)
+      i++
+      continue
+    }
+    // Both branches done: back to the operation before.
+    unblock(op)
+    step[i] = 0
+    i--
   }
-  go(0, new Set())
 }
 
 /** Durable entries with `ops` applied, for the directories they touch. */
@@ -192,28 +267,43 @@ const entriesAfter = (state: DiskState, ops: ReadonlyArray<MetaOp>): Map<Ino, Ma
   return out
 }
 
-/** Paths reachable from the root through `entries`, with `"dir"` or the file's inode. */
+/**
+ * Paths reachable from the root through `entries`, with `"dir"` or the file's
+ * inode, depth first in the order of the entries. Iterative: a tree may be
+ * deeper than the call stack. Every directory has one name in any state the
+ * disk can be in (a rename lands whole, and the renames of one directory in
+ * order); reaching one twice is a fault of the simulation, not a deep tree.
+ */
 const reachable = (
   state: DiskState,
   entries: (ino: Ino) => ReadonlyMap<string, Ino>,
   omit: ((path: string) => boolean) | undefined
 ): Array<readonly [string, Ino | "dir"]> => {
   const out: Array<readonly [string, Ino | "dir"]> = []
-  const walk = (ino: Ino, prefix: string, depth: number) => {
-    if (depth > 64) throw new Error("power-loss simulation: directory cycle")
-    for (const [name, child] of entries(ino)) {
-      const path = prefix + "/" + name
-      if (omit?.(path)) continue
-      const inode = state.inode(child)
-      if (inode.kind === "dir") {
-        out.push([path + "/", "dir"])
-        walk(child, path, depth + 1)
-      } else {
-        out.push([path, child])
-      }
+  const seen = new Set<Ino>([ROOT_INO])
+  // The directories being listed, innermost last, each with where it is in its entries.
+  const stack: Array<{ readonly prefix: string; readonly rest: Iterator<[string, Ino]> }> = [
+    { prefix: "", rest: entries(ROOT_INO).entries() }
+  ]
+  while (stack.length > 0) {
+    const { prefix, rest } = stack[stack.length - 1]
+    const next = rest.next()
+    if (next.done === true) {
+      stack.pop()
+      continue
     }
+    const [name, child] = next.value
+    const path = prefix + "/" + name
+    if (omit?.(path)) continue
+    if (state.inode(child).kind !== "dir") {
+      out.push([path, child])
+      continue
+    }
+    if (seen.has(child)) throw new Error(`power-loss simulation: directory ${child} reached twice (at ${path})`)
+    seen.add(child)
+    out.push([path + "/", "dir"])
+    stack.push({ prefix: path, rest: entries(child).entries() })
   }
-  walk(ROOT_INO, "", 0)
   return out
 }
 

@@ -26,7 +26,13 @@ interface Handle {
   readonly append: boolean
   position: number
   closed: boolean
+  /** The file's failed fsyncs this descriptor has reported (see `sync`). */
+  seenErrors: number
 }
+
+const PATH_MAX = 4096
+const NAME_MAX = 255
+const encoder = new TextEncoder()
 
 /** Parsed open flags, as `fs.open` reads them. */
 const parseFlag = (flag: FileSystem.OpenFlag) => ({
@@ -78,7 +84,7 @@ export class SimulatedDisk implements Api.SimulatedDisk {
 
   open(path: string, flag: FileSystem.OpenFlag = "r", mode = 0o666): number {
     const flags = parseFlag(flag)
-    const segments = segmentsOf(path)
+    const segments = this.resolve("open", path)
     let ino: Ino
     let created = false
     if (segments.length === 0) {
@@ -110,7 +116,8 @@ export class SimulatedDisk implements Api.SimulatedDisk {
       writable: flags.writable,
       append: flags.append,
       position: 0,
-      closed: false
+      closed: false,
+      seenErrors: inode.kind === "file" ? inode.syncErrors : 0
     })
     if (changed) this.notify("open")
     return fd
@@ -159,15 +166,32 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   sync(fd: number): void {
-    const inode = this.state.inode(this.handle("fsync", fd).ino)
-    if (inode.kind === "file") this.state.syncFile(inode)
-    else this.state.syncDirectory(inode.ino)
+    const handle = this.handle("fsync", fd)
+    const inode = this.state.inode(handle.ino)
+    if (inode.kind === "dir") {
+      this.state.syncDirectory(inode.ino)
+      this.notify("fsync")
+      return
+    }
+    this.state.syncFile(inode)
     this.notify("fsync")
+    // As Linux reports a failed write-back (errseq, since 4.13): once to each
+    // descriptor that was open when it happened and has not reported it yet,
+    // after writing what is dirty now. A descriptor opened later does not see it.
+    if (handle.seenErrors !== inode.syncErrors) {
+      handle.seenErrors = inode.syncErrors
+      throw new ErrnoError("EIO", "fsync", String(fd))
+    }
   }
 
   failSync(fd: number): void {
-    const inode = this.state.inode(this.handle("fsync", fd).ino)
-    if (inode.kind === "file") this.state.failSync(inode)
+    const handle = this.handle("fsync", fd)
+    const inode = this.state.inode(handle.ino)
+    if (inode.kind === "file") {
+      this.state.failSync(inode)
+      // The failing call is this descriptor's report of it.
+      handle.seenErrors = inode.syncErrors
+    }
     this.notify("fsync (failed)")
   }
 
@@ -185,7 +209,7 @@ export class SimulatedDisk implements Api.SimulatedDisk {
 
   realPath(path: string): string {
     this.lookup("realpath", path)
-    return pathOf(segmentsOf(path))
+    return pathOf(this.resolve("realpath", path))
   }
 
   readFile(path: string): Uint8Array {
@@ -219,7 +243,7 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   makeDirectory(path: string, recursive: boolean, mode = 0o777): void {
-    const segments = segmentsOf(path)
+    const segments = this.resolve("mkdir", path)
     if (segments.length === 0) {
       if (recursive) return
       throw new ErrnoError("EEXIST", "mkdir", path)
@@ -247,8 +271,8 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   rename(from: string, to: string): void {
-    const fromSegments = segmentsOf(from)
-    const toSegments = segmentsOf(to)
+    const fromSegments = this.resolve("rename", from)
+    const toSegments = this.resolve("rename", to)
     if (fromSegments.length === 0 || toSegments.length === 0) throw new ErrnoError("EBUSY", "rename", from)
     const source = this.parentOf("rename", from, fromSegments)
     const sourceName = fromSegments[fromSegments.length - 1]
@@ -281,7 +305,7 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   remove(path: string, recursive: boolean, force: boolean): void {
-    const segments = segmentsOf(path)
+    const segments = this.resolve("rm", path)
     let parent: DirInode
     try {
       parent = this.parentOf("rm", path, segments)
@@ -323,8 +347,22 @@ export class SimulatedDisk implements Api.SimulatedDisk {
     return handle
   }
 
-  private lookup(syscall: string, path: string): Ino {
+  /**
+   * The segments of a path argument, refused as Linux refuses it: a path of
+   * `PATH_MAX` bytes or more (with its terminating NUL, 4096), or a name of
+   * more than `NAME_MAX` (255).
+   */
+  private resolve(syscall: string, path: string): Array<string> {
+    if (encoder.encode(path).length >= PATH_MAX) throw new ErrnoError("ENAMETOOLONG", syscall, path)
     const segments = segmentsOf(path)
+    if (segments.some((name) => encoder.encode(name).length > NAME_MAX)) {
+      throw new ErrnoError("ENAMETOOLONG", syscall, path)
+    }
+    return segments
+  }
+
+  private lookup(syscall: string, path: string): Ino {
+    const segments = this.resolve(syscall, path)
     if (segments.length === 0) return ROOT_INO
     const ino = this.parentOf(syscall, path, segments).entries.get(segments[segments.length - 1])
     if (ino === undefined) throw new ErrnoError("ENOENT", syscall, path)

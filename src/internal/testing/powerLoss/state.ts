@@ -25,6 +25,8 @@ export interface FileInode {
   durable: Uint8Array
   /** Writes and truncations since the last fsync, in order. */
   pending: Array<DataOp>
+  /** How many fsyncs of the file failed: a descriptor that has not seen the latest one reports it (`errseq`). */
+  syncErrors: number
 }
 
 /** @internal */
@@ -133,7 +135,7 @@ export class DiskState {
         const ino = this.nextIno++
         if (last && !isDir) {
           const data = typeof content === "string" ? encoder.encode(content) : content.slice()
-          this.inodes.set(ino, { kind: "file", ino, mode: 0o644, data, durable: data, pending: [] })
+          this.inodes.set(ino, { kind: "file", ino, mode: 0o644, data, durable: data, pending: [], syncErrors: 0 })
         } else {
           this.inodes.set(ino, { kind: "dir", ino, mode: 0o755, entries: new Map(), durable: new Map() })
         }
@@ -166,7 +168,15 @@ export class DiskState {
   newFile(mode: number): FileInode {
     const ino = this.nextIno++
     const empty = new Uint8Array(0)
-    const file: FileInode = { kind: "file", ino, mode: mode & 0o7777, data: empty, durable: empty, pending: [] }
+    const file: FileInode = {
+      kind: "file",
+      ino,
+      mode: mode & 0o7777,
+      data: empty,
+      durable: empty,
+      pending: [],
+      syncErrors: 0
+    }
     this.inodes.set(ino, file)
     return file
   }
@@ -217,6 +227,7 @@ export class DiskState {
   failSync(inode: FileInode): void {
     // A truncation is the inode's size, not a page: the next fsync still makes it durable.
     inode.pending = inode.pending.filter((op) => op._tag === "Truncate")
+    inode.syncErrors++
   }
 
   /**
