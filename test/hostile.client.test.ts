@@ -13,6 +13,7 @@ import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import type * as Client from "../src/Client.js"
+import { make as makeKeyValueStore } from "../src/internal/keyValueStore.js"
 import { readAll } from "../src/internal/pin.js"
 import { leftoverName, makeClient, snapshot, tempDir, tempFiles } from "./utils/client.js"
 import { expectIdle, waitUntil } from "./utils/locks.js"
@@ -380,6 +381,47 @@ describe("files too large to read whole", () => {
             }
             expect(nodeFs.statSync(big).size).toBe(size)
           }
+          yield* expectIdle(manager)
+        })
+    )
+  }
+})
+
+describe("text longer than a string can hold", () => {
+  for (const confined of [false, true]) {
+    it.scoped(
+      `readString, readJson, modifyJson and the key-value store's get and modify fail typed (${
+        confined ? "confined" : "by path"
+      })`,
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
+          // Sparse: 2^29 zero bytes are 2^29 characters, past V8's longest string (2^29 - 24).
+          const size = 2 ** 29
+          const big = `${dir}/kv/big`
+          nodeFs.mkdirSync(`${dir}/kv`)
+          nodeFs.writeFileSync(big, "")
+          nodeFs.truncateSync(big, size)
+          for (
+            const operation of [
+              client.readString(big),
+              client.readJson(big, Schema.Unknown),
+              client.modifyJson(big, Schema.Unknown, () => Effect.succeed("x"))
+            ]
+          ) {
+            const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
+            expect(error).toMatchObject({ _tag: "FileSystemError", path: big, code: "ERR_STRING_TOO_LONG" })
+            expect(error.message).toContain("read the bytes or stream them")
+          }
+          // The store's file for key "big" is `big` itself.
+          const store = yield* makeKeyValueStore(client, { directory: `${dir}/kv` })
+          for (const operation of [store.get("big"), store.modify("big", () => "x")]) {
+            const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
+            expect(error).toMatchObject({ _tag: "SystemError", module: "KeyValueStore" })
+            expect(error.cause).toMatchObject({ _tag: "FileSystemError", code: "ERR_STRING_TOO_LONG" })
+          }
+          expect(nodeFs.statSync(big).size).toBe(size)
           yield* expectIdle(manager)
         })
     )

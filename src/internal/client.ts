@@ -27,7 +27,7 @@ import {
   replaceSink,
   syncDirectory
 } from "./atomic.js"
-import { errnoCode, fromPlatform, invalidPath, io, openable, withPath } from "./errors.js"
+import { errnoCode, fromPlatform, invalidPath, io, openable, textOf, withPath } from "./errors.js"
 import * as FileStream from "./fileStream.js"
 import * as Input from "./input.js"
 import { jsonCodec } from "./jsonCodec.js"
@@ -195,9 +195,7 @@ export const make = (
       p: string,
       encoding?: string
     ): Effect.Effect<string, Api.ReadError> =>
-      pins === undefined ?
-        io(operation, p, fs.readFileString(p, encoding)) :
-        Effect.map(pins.read(operation, path, p), (bytes) => new TextDecoder(encoding).decode(bytes))
+      Effect.flatMap(readBytes(operation, path, p), (bytes) => textOf(operation, p, bytes, encoding))
 
     const readLocked = <A, E, R = never>(
       operation: string,
@@ -300,8 +298,6 @@ export const make = (
           })
         }
       ).pipe(Effect.map((listings) => listings.flat()))
-
-    const decoder = new TextDecoder()
 
     const service: Api.ClientService = {
       [TypeId]: TypeId,
@@ -584,7 +580,7 @@ export const make = (
             Effect.gen(function*() {
               const decoded = Option.isNone(current) ?
                 Option.none() :
-                Option.some(yield* codec.decode(operation, path, decoder.decode(current.value)))
+                Option.some(yield* codec.decode(operation, path, yield* textOf(operation, path, current.value)))
               const next = yield* lift(f(decoded))
               const text = yield* codec.encode(operation, path, next)
               return [next, toBytes(text)] as const

@@ -79,6 +79,41 @@ export const tooLarge = (operation: string, path: string, size: number): FileSys
     detail: `${size} bytes; ${TOO_LARGE_DETAIL}`
   })
 
+/** Node's code for text longer than V8's longest string. */
+const STRING_TOO_LONG = "ERR_STRING_TOO_LONG"
+
+/**
+ * `bytes` decoded as text (`encoding` already validated): a file whose text is
+ * longer than the longest string V8 makes (2^29 - 24 characters, about 512
+ * MiB) fails with a `FileSystemError` saying so, where decoding would throw.
+ *
+ * @internal
+ */
+export const textOf = (
+  operation: string,
+  path: string,
+  bytes: Uint8Array,
+  encoding?: string
+): Effect.Effect<string, FileSystemError> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(new TextDecoder(encoding).decode(bytes))
+    } catch (cause) {
+      if (!Predicate.hasProperty(cause, "code") || cause.code !== STRING_TOO_LONG) throw cause
+      return Effect.fail(
+        new FileSystemError({
+          operation,
+          path,
+          reason: "Unknown",
+          code: STRING_TOO_LONG,
+          detail: `${bytes.length} bytes decode to more characters than a string can hold (about 512 MiB): ` +
+            "read the bytes or stream them instead",
+          cause
+        })
+      )
+    }
+  })
+
 /** @internal */
 export const fromPlatform = (operation: string, path: string) => (error: PlatformError): FileSystemError => {
   const code = errnoCode(error)

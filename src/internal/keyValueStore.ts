@@ -39,6 +39,7 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Api from "../Client.js"
 import { isPersistenceError, type PersistenceError } from "../PersistenceError.js"
+import { textOf } from "./errors.js"
 import { join, normalize, ROOT } from "./path.js"
 
 /**
@@ -199,8 +200,6 @@ class Absent {
 }
 const absent = new Absent()
 
-const decoder = new TextDecoder()
-
 /**
  * A Node `Buffer` (what the file system reads) as a plain `Uint8Array` view
  * of the same bytes, as the in-memory store gives: equality checks, `toString`
@@ -264,12 +263,12 @@ export const make = (
     const modifyWith = <A extends string | Uint8Array, E, R>(
       method: string,
       key: string,
-      update: (current: Uint8Array) => A | Effect.Effect<A, E, R>
+      update: (current: Uint8Array, file: string) => A | Effect.Effect<A, E, R>
     ): Effect.Effect<Option.Option<A>, PlatformError.PlatformError | E, R> =>
       Effect.flatMap(fileOf(method, key), (file) =>
         client.modify<A, E | Absent, R>(
           file,
-          (current) => Option.isNone(current) ? Effect.fail(absent) : update(current.value)
+          (current) => Option.isNone(current) ? Effect.fail(absent) : update(current.value, file)
         ).pipe(
           Effect.map(Option.some),
           // Not `=== absent`: a failure inside a span is a proxy of the value failed with.
@@ -303,7 +302,16 @@ export const make = (
           fileOf("remove", key),
           (file) => Effect.mapError(client.delete(file, { force: true }), toPlatform("remove", key))
         ),
-      modify: (key, f) => modifyWith("modify", key, (current) => f(decoder.decode(current))),
+      modify: (key, f) =>
+        modifyWith("modify", key, (current, file) =>
+          Effect.flatMap(
+            Effect.mapError(textOf("KeyValueStore.modify", file, current), toPlatform("modify", key)),
+            (text) => {
+              // The schema store's update is an effect (see `makeSchemaStore`).
+              const next: unknown = f(text)
+              return Effect.isEffect(next) ? next as Effect.Effect<string> : Effect.succeed(next as string)
+            }
+          )),
       modifyUint8Array: (key, f) => modifyWith("modifyUint8Array", key, (current) => f(plain(current))),
       size: Effect.map(keyFiles("size"), (files) => files.length),
       // Key by key, each removal atomic (and durable with a durable Client):
