@@ -157,7 +157,17 @@ describe("JSON documents: what went wrong", () => {
       cyclic.self = cyclic
       const cycle = yield* Effect.flip(client.writeJson(`${dir}/cycle.json`, Schema.Unknown, cyclic))
       expect(cycle).toMatchObject({ _tag: "DecodeError", reason: "Encode" })
+      // A number JSON cannot hold would be written as null, which the same schema then refuses on every read.
+      const Point = Schema.Struct({ x: Schema.Number, label: Schema.NullOr(Schema.String) })
+      for (const x of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+        const notFinite = yield* Effect.flip(client.writeJson(`${dir}/point.json`, Point, { x, label: null }))
+        expect(notFinite).toMatchObject({ _tag: "DecodeError", reason: "Encode" })
+        expect(String(notFinite.cause)).toContain("written as null")
+      }
       expect(nodeFs.readdirSync(dir).sort()).toEqual(["notjson", "wrong.json"])
+      // A null of its own is written as it is.
+      yield* client.writeJson(`${dir}/point.json`, Point, { x: 1, label: null })
+      expect(yield* client.readJson(`${dir}/point.json`, Point)).toEqual({ x: 1, label: null })
     }))
 
   it("the codec of a schema is built once and reused", () => {

@@ -36,6 +36,14 @@ export const jsonCodec = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A,
   return codec
 }
 
+/** A `JSON.stringify` replacer that throws on a number JSON cannot represent. */
+const finiteOnly = (_key: string, value: unknown): unknown => {
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new Error(`${value} has no JSON form (it would be written as null)`)
+  }
+  return value
+}
+
 const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
   const decodeValue = Schema.decodeUnknown(schema)
   const encodeValue = Schema.encode(schema)
@@ -60,13 +68,16 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
             // `undefined` (and functions, symbols) have no JSON text: writing "undefined" would make a file
             // that no reader can parse.
             const text: string | undefined = JSON.stringify(encoded)
+            // NaN and the infinities print as `null`, which the schema would
+            // then refuse on every read: look again only when a null was printed.
+            if (text?.includes("null")) JSON.stringify(encoded, finiteOnly)
             return text === undefined ?
               Effect.fail(
                 new DecodeError({ operation, path, reason: "Encode", cause: new Error("the value has no JSON form") })
               ) :
               Effect.succeed(text)
           } catch (cause) {
-            // A cycle, a BigInt, a throwing toJSON.
+            // A cycle, a BigInt, a throwing toJSON, a number that is not finite.
             return Effect.fail(new DecodeError({ operation, path, reason: "Encode", cause }))
           }
         }
