@@ -487,6 +487,47 @@ describe("a frozen member", () => {
   )
 })
 
+describe("an interruption during the enqueue", () => {
+  it.live(
+    "a lock in a longer scope, interrupted while its enqueue is in flight, leaves etcd's queue when the interrupt returns",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const cluster = yield* ownCluster(1, "etcd-enqueue-interrupt")
+        const prefix = "/enqueue-interrupt"
+        const a = yield* LockManager.makeEtcd({ endpoints: cluster.endpoints, prefix })
+        const b = yield* LockManager.makeEtcd({ endpoints: cluster.endpoints, prefix })
+        // Sessions open, so that the request below is one transaction.
+        yield* a.withLock("/warm", "write")(Effect.void)
+        yield* b.withLock("/warm", "write")(Effect.void)
+        const outer = yield* Scope.make()
+        // The member stopped: the enqueue is sent and its answer held back until it runs again.
+        yield* Effect.promise(() => cluster.kill(0, "SIGSTOP"))
+        const locking = yield* Effect.fork(Scope.extend(a.lock("/e", "write"), outer))
+        yield* Effect.sleep("300 millis")
+        const interrupted = yield* Effect.fork(Fiber.interrupt(locking))
+        cluster.members[0].child?.signal("SIGCONT")
+        const exit = yield* within(5_000, "the interrupt", Fiber.join(interrupted))
+        expect(Exit.isInterrupted(exit)).toBe(true)
+        // The request was granted in etcd, but its caller never got the Lock: it is gone already,
+        // not held until the longer scope closes.
+        expect(yield* a.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+        const keys = yield* Effect.promise(async () => {
+          const etcd = new Etcd3({ hosts: Array.from(cluster.endpoints) })
+          try {
+            return await etcd.getAll().prefix(`${prefix}/e/`).keys()
+          } finally {
+            etcd.close()
+          }
+        })
+        expect(keys).toEqual([])
+        expect(yield* within(2_000, "another manager's lock", b.withLock("/e", "write")(Effect.succeed("granted"))))
+          .toBe("granted")
+        yield* Scope.close(outer, Exit.void)
+      })),
+    60_000
+  )
+})
+
 describe("in-process", () => {
   const options = () => ({ endpoints: single!.endpoints, prefix: "/in-process" })
 
@@ -666,6 +707,26 @@ describe("in-process", () => {
       expect(error.message).toContain("another client of etcd deleted its key")
       yield* unrelated.ensureHeld("test")
       expect(yield* b.withLock("/deleted", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
+    })))
+
+  it.live("another client deletes a key of a waiting lockAll other than its first: that request fails, never granted", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const a = yield* LockManager.makeEtcd(options())
+      const b = yield* LockManager.makeEtcd(options())
+      const holder = yield* holdLock(a, "/all-b")
+      const { lock } = yield* Deferred.await(holder.granted)
+      // Its keys, in path order: /all-a (free), then /all-b (behind the holder).
+      const waiting = yield* Effect.fork(b.withLockAll(["/all-a", "/all-b"])((l) => Effect.succeed(l.id)))
+      yield* untilStats(b, (s) => s.pending === 1)
+      yield* behindTheBack("/all-b", lock.id, async (etcd, newer) => {
+        expect(newer).toHaveLength(1)
+        await etcd.kv.deleteRange({ key: newer[0].key })
+      })
+      yield* holder.release
+      // Granted, it would hold /all-b with no key there: another client could take /all-b at the same time.
+      const error = expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
+      expect(error.message).toContain("another client of etcd deleted its key")
+      expect(yield* b.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
     })))
 
   it.live("keys under the prefix that are not lock requests (no lease, another layout) block nothing", () =>

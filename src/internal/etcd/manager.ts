@@ -36,6 +36,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
@@ -273,30 +274,41 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
       })
 
     /**
-     * Scans again for the newest blocker (undefined: granted). Fails if the
-     * request's own key is gone: its lease expired (the session ends), or
-     * another client deleted it (only this request fails); either way its
-     * place in the queue is lost.
+     * Scans again for the newest blocker (undefined: granted). Fails if one
+     * of the request's own keys is gone: its lease expired (the session
+     * ends), or another client deleted it (only this request fails); either
+     * way its place in the queue is lost. Every scan is conditional on the
+     * first key; a request of several keys checks them all before it is
+     * granted (they could not all ride along with every scan: together with
+     * the ranges they may pass etcd's request size).
      */
     const rescan = (c: Cluster.Cluster, request: Request): Effect.Effect<Buffer | undefined, Cluster.Failure> =>
       Effect.suspend(() => {
         const session = request.session
         if (session.lost !== undefined) return Effect.fail(session.lost)
-        const own = {
-          key: request.keys[0],
+        const own = (key: Buffer) => ({
+          key,
           target: CompareTarget.Create,
           result: CompareResult.Equal,
           create_revision: request.revision
-        }
+        })
+        // Its key is gone: with the lease, or deleted by someone else.
+        const gone = Effect.flatMap(
+          c.call(
+            "lease check",
+            (client, options) => client.leaseClient.leaseTimeToLive({ ID: session.lease }, options)
+          ),
+          (answer) => Effect.fail(Number(answer.TTL) > 0 ? KEY_DELETED : LEASE_EXPIRED)
+        )
         // Chunks may be read at different revisions: an older conflicting
         // request that is gone stays gone, so "none in any chunk" holds at the last.
-        return Effect.reduce(
+        const scan = Effect.reduce(
           chunks(request.ranges, rangeBytes),
           undefined as Buffer | undefined,
           (found, ranges) =>
             found !== undefined ? Effect.succeed(found) : c.call("scan", (client, options) =>
               client.kv.txn({
-                compare: [own],
+                compare: [own(request.keys[0])],
                 success: ranges.map((range) => rangeOp(range, request.revision - 1)),
                 failure: []
               }, options)).pipe(
@@ -305,15 +317,21 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
                     Effect.succeed(
                       newestBlocker(response.responses.map((r) => r.response_range), request.revision, request.plan)
                     ) :
-                    // Its key is gone: with the lease, or deleted by someone else.
-                    Effect.flatMap(
-                      c.call("lease check", (client, options) =>
-                        client.leaseClient.leaseTimeToLive({ ID: session.lease }, options)),
-                      (answer) =>
-                        Effect.fail(Number(answer.TTL) > 0 ? KEY_DELETED : LEASE_EXPIRED)
-                    )
+                    gone
                 )
               )
+        )
+        // At most 128 keys of at most 1 MiB in all (they were put in one transaction): one check.
+        const allKeys = c.call(
+          "check keys",
+          (client, options) => client.kv.txn({ compare: request.keys.map(own), success: [], failure: [] }, options)
+        ).pipe(
+          Effect.flatMap((response) => response.succeeded ? Effect.void : gone)
+        )
+        return Effect.flatMap(
+          scan,
+          (blocker) =>
+            blocker !== undefined || request.keys.length === 1 ? Effect.succeed(blocker) : Effect.as(allKeys, blocker)
         ).pipe(
           // Only the request's own key gone: the session and its other locks stay.
           // (Told by its detail: a failure raised inside a span arrives as a proxy of the object.)
@@ -429,16 +447,21 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
       Either.isLeft(plan) ?
         Effect.fail(plan.left) :
         Effect.flatMap(session(operation), ([c, s]) =>
-          Effect.acquireRelease(enqueue(operation, c, s, plan.right), ({ request }) =>
-            leave(c, request)).pipe(
-              Effect.flatMap(({ blocker, granted, request }) =>
-                granted ?
-                  Effect.succeed(toLock(request)) :
+          Effect.uninterruptibleMask((restore) =>
+            Effect.acquireRelease(enqueue(operation, c, s, plan.right), ({ request }) =>
+              leave(c, request)).pipe(
+                Effect.flatMap(({ blocker, granted, request }) =>
                   // A failed or interrupted wait inside a larger scope leaves the
-                  // queue now, not when the scope closes.
-                  Effect.onError(awaitGrant(operation, c, request, blocker), () => leave(c, request))
+                  // queue now, not when the scope closes; so does a request
+                  // whose caller was interrupted during the enqueue (the
+                  // interruption lands as the region is restored), granted or not.
+                  Effect.onExit(
+                    restore(granted ? Effect.succeed(toLock(request)) : awaitGrant(operation, c, request, blocker)),
+                    (exit) => Exit.isFailure(exit) ? leave(c, request) : Effect.void
+                  )
+                )
               )
-            ))
+          ))
 
     const bracket = (operation: string, plan: Either.Either<Plan, PlanError>) =>
     <A, E, R>(
