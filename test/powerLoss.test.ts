@@ -375,6 +375,38 @@ describe("power loss: the simulated disk", () => {
     expect(states[0]["/d/f19999"]).toBe("19999")
   })
 
+  it("tens of thousands of pending operations are refused at once, not enumerated for minutes", () => {
+    // One directory: 20,001 prefixes, each applied from the start, is some 200 million steps.
+    const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    for (let i = 0; i < 20_000; i++) disk.close(disk.open(`/d/f${i}`, "wx"))
+    expect(() => disk.crashStates({ omit: (path) => path.startsWith("/d/f") })).toThrow(
+      /would take more than 100000000 steps.*fsync its directories/
+    )
+  })
+
+  it("a tree 20,000 directories deep is listed, removed and refused by size, without running out of stack", () => {
+    // Built with short paths (each directory moved into a new one), every change durable.
+    const disk = new PowerLoss.SimulatedDisk({ "/t0/": "" })
+    const sync = (path: string) => {
+      const fd = disk.open(path, "r")
+      disk.sync(fd)
+      disk.close(fd)
+    }
+    for (let i = 1; i < 20_000; i++) {
+      disk.makeDirectory(`/t${i}`, false)
+      disk.rename(`/t${i - 1}`, `/t${i}/c`)
+      sync("/")
+      sync(`/t${i}`)
+    }
+    const top = "/t19999"
+    expect(disk.readDirectory(top, true).length).toBe(19_999)
+    // Its paths alone take gigabytes of characters: refused, not a RangeError or an out-of-memory.
+    expect(() => disk.crashStates()).toThrow(/would build more than 256 MiB of path names/)
+    expect(() => disk.volatile()).toThrow(/would build more than 256 MiB of path names/)
+    disk.remove(top, true, false)
+    expect(disk.volatile()).toEqual({})
+  })
+
   it("renames chained through many directories: each state has the file in one place", () => {
     const n = 400
     const initial: Record<string, string> = { "/s0/f": "f" }
@@ -395,7 +427,7 @@ describe("power loss: the simulated disk", () => {
     for (let i = 0; i < 40_000; i++) initial[`/d/f${i}`] = ""
     const disk = new PowerLoss.SimulatedDisk(initial)
     for (let i = 0; i < 100; i++) disk.close(disk.open(`/d/new${i}`, "wx"))
-    expect(() => disk.crashStates()).toThrow(/more than 4000000 paths in all.*omit/)
+    expect(() => disk.crashStates()).toThrow(/would build more than 4000000 paths.*omit/)
     // Omitting what does not matter is the way out.
     expect(disk.crashStates({ omit: (path) => /^\/d\/f\d/.test(path) }).length).toBe(101)
   })
@@ -414,6 +446,10 @@ describe("power loss: the simulated disk", () => {
     disk.sync(writer)
     // The data is still lost, whichever descriptor syncs.
     expect(disk.crashStates().map((s) => s["/d/f"])).toEqual(["old"])
+    // A full device is reported as such to the others too, not as an I/O error.
+    disk.write(writer, bytesOf("new"))
+    disk.failSync(writer, "ENOSPC")
+    expect(() => disk.sync(other)).toThrow(expect.objectContaining({ code: "ENOSPC", syscall: "fsync" }))
   })
 
   it("errors are SystemErrors whose cause carries the errno code", () =>

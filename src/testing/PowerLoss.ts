@@ -23,7 +23,8 @@
  * - A failed fsync of a file (`failSync`, or an `EIO` that `FaultFileSystem`
  *   injects into it) drops the data it was writing from what survives, as
  *   Linux does: a later fsync that succeeds does not write it. The next
- *   fsync of each other descriptor that was open then fails with `EIO` once.
+ *   fsync of each other descriptor that was open then fails once, with the
+ *   same errno.
  * - Directory entries: every create, mkdir, unlink, rmdir and rename is one
  *   metadata operation, atomic (it lands whole or not at all). A rename across
  *   two directories is still one operation touching both: POSIX makes rename
@@ -48,8 +49,11 @@
  *   255, fails with `ENAMETOOLONG`, as on Linux.
  *
  * Enumeration is exhaustive and bounded: it throws when a state space exceeds
- * the limit (a count of states, a file's candidate contents, and four million
- * paths over all states together), rather than quietly checking a sample.
+ * the limit (a count of states, a file's candidate contents), or when building
+ * them would take too much (four million paths or 256 MiB of path names over
+ * every order the directory changes may land in, before equal states are
+ * merged, or a hundred million steps of the search), rather than quietly
+ * checking a sample or running for minutes.
  *
  * @since 0.1.0
  */
@@ -162,14 +166,14 @@ export interface SimulatedDisk {
    * so reads still see their data but no later fsync writes it, and a crash
    * finds the file as of its last successful fsync (plus later writes).
    * Retrying the fsync does not bring the data back: only writing it again
-   * does. The error is also reported once by the next `sync` of every other
-   * descriptor of the file that was open when it happened (`EIO`, after that
-   * `sync` has written what is dirty), as Linux does; one opened later does
-   * not see it. A directory's pending entry changes are left as they are. The
+   * does. The error (`code`, `EIO` unless told) is also reported once by the
+   * next `sync` of every other descriptor of the file that was open when it
+   * happened (after that `sync` has written what is dirty), as Linux does;
+   * one opened later does not see it. A directory's pending entry changes are left as they are. The
    * caller reports the error (`FaultFileSystem` calls this for an `EIO` or
    * `ENOSPC` it injects into `File.sync` over a simulated disk).
    */
-  failSync(fd: number): void
+  failSync(fd: number, code?: "EIO" | "ENOSPC"): void
   fstat(fd: number): FileSystem.File.Info
   stat(path: string): FileSystem.File.Info
   access(path: string): void

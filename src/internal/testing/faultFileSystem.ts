@@ -81,7 +81,7 @@ export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.Fault
       // An I/O error or a full device reported by fsync means the write-back
       // failed: a file system that models it drops the data being written.
       sync: call("File.sync", fd, () => file.sync, (fault) => {
-        if (fault === "EIO" || fault === "ENOSPC") failableSync(file)?.[SyncFailed]()
+        if (fault === "EIO" || fault === "ENOSPC") failableSync(file)?.[SyncFailed](fault)
       }),
       read: (buffer) => call("File.read", fd, () => file.read(buffer)),
       readAlloc: (size) => call("File.readAlloc", fd, () => file.readAlloc(size)),

@@ -10,7 +10,8 @@ export const SyncFailed: unique symbol = Symbol.for("effect-persistence/testing/
 
 /** @internal */
 export interface FailableSync {
-  readonly [SyncFailed]: () => void
+  /** Told the errno its fsync failed with. */
+  readonly [SyncFailed]: (code: "EIO" | "ENOSPC") => void
 }
 
 /** @internal */

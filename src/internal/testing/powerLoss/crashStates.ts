@@ -38,8 +38,11 @@ const snapshotOf = (
   data: (file: FileInode) => Uint8Array,
   omit: ((path: string) => boolean) | undefined
 ): Snapshot => {
+  const tree = reachable(state, entries, omit)
+  const built = new Built()
+  built.add(tree, 1)
   const out: Record<string, string> = {}
-  for (const [path, node] of reachable(state, entries, omit)) {
+  for (const [path, node] of tree) {
     out[path] = node === "dir" ? "" : latin1(data(state.fileInode(node)))
   }
   return sortKeys(out)
@@ -66,10 +69,10 @@ export const crashStates = (state: DiskState, options?: CrashStatesOptions): Arr
   // the limit fails now, not after examining `limit` of them.
   const subsets = subsetsAtLeast(state.pending)
   if (subsets > limit) throw tooMany(limit)
-  if (subsets * pathsInEveryState(state, omit) > MAX_SNAPSHOT_ENTRIES) throw tooLargeStates()
+  const built = new Built()
+  built.atLeast(subsets, pathsInEveryState(state, omit), state.pending)
   let examined = 0
-  let entries = 0
-  forEachMetadataSubset(state.pending, (subset) => {
+  forEachMetadataSubset(state.pending, built, (subset) => {
     const landed = entriesAfter(state, subset)
     const tree = reachable(state, (ino) => landed.get(ino) ?? state.dir(ino).durable, omit)
     const dirs: Array<string> = []
@@ -87,8 +90,8 @@ export const crashStates = (state: DiskState, options?: CrashStatesOptions): Arr
     examined += product
     if (examined > limit) throw tooMany(limit)
     // Every state of this subset is a snapshot of the whole tree.
-    entries += product * tree.length
-    if (entries > MAX_SNAPSHOT_ENTRIES) throw tooLargeStates()
+    built.step(subset.length + tree.length)
+    built.add(tree, product)
     const acc: Record<string, string> = {}
     for (const path of dirs) acc[path] = ""
     // A file with one candidate is set once; only the others branch (fewer
@@ -120,17 +123,60 @@ const tooMany = (limit: number) =>
   new Error(`power-loss simulation: more than ${limit} crash states; make the scenario smaller`)
 
 /**
- * The paths and files all the states of one enumeration may hold together
- * (about 100 bytes each): past it, the states of a large tree would take
- * gigabytes before the count limit is reached.
+ * What one enumeration may build, counted as it goes (over every order in
+ * which the directory changes may land, before equal states are merged):
+ * paths and their characters in the snapshots (about 100 bytes a path, plus
+ * its characters twice), and steps of the search. Past any of them it stops
+ * with an error that names the way out, instead of taking gigabytes or
+ * minutes first.
  */
-const MAX_SNAPSHOT_ENTRIES = 4_000_000
+const MAX_PATHS = 4_000_000
+const MAX_PATH_CHARS = 256 * 1024 * 1024
+const MAX_STEPS = 100_000_000
 
-const tooLargeStates = () =>
+const tooLargeStates = (what: string) =>
   new Error(
-    `power-loss simulation: the crash states would hold more than ${MAX_SNAPSHOT_ENTRIES} paths in all; make ` +
-      "the scenario smaller, fsync its directories, or omit the paths that do not matter"
+    `power-loss simulation: building the snapshots would ${what}; make the scenario smaller, fsync its ` +
+      "directories so that fewer changes are pending, or omit the paths that do not matter"
   )
+
+class Built {
+  private paths = 0
+  private chars = 0
+  private steps = 0
+
+  /** `times` snapshots of `tree`. */
+  add(tree: ReadonlyArray<readonly [string, unknown]>, times: number): void {
+    let chars = 0
+    for (const [path] of tree) chars += path.length
+    this.paths += times * tree.length
+    this.chars += times * chars
+    if (this.paths > MAX_PATHS) throw tooLargeStates(`build more than ${MAX_PATHS} paths`)
+    if (this.chars > MAX_PATH_CHARS) {
+      throw tooLargeStates(`build more than ${MAX_PATH_CHARS / 2 ** 20} MiB of path names`)
+    }
+  }
+
+  step(count: number): void {
+    this.steps += count
+    if (this.steps > MAX_STEPS) throw tooLargeStates(`take more than ${MAX_STEPS} steps`)
+  }
+
+  /**
+   * Refuses up front what the enumeration could only refuse late: at least
+   * `subsets` states of at least `inEvery` paths each, and, for the largest
+   * group of operations that share directories (k of them), the k + 1
+   * prefixes it has at least, each applied from the start.
+   */
+  atLeast(subsets: number, inEvery: { readonly paths: number; readonly chars: number }, ops: ReadonlyArray<MetaOp>) {
+    if (subsets * inEvery.paths > MAX_PATHS) throw tooLargeStates(`build more than ${MAX_PATHS} paths`)
+    if (subsets * inEvery.chars > MAX_PATH_CHARS) {
+      throw tooLargeStates(`build more than ${MAX_PATH_CHARS / 2 ** 20} MiB of path names`)
+    }
+    const k = largestGroup(ops)
+    if ((k * (k + 1)) / 2 > MAX_STEPS) throw tooLargeStates(`take more than ${MAX_STEPS} steps`)
+  }
+}
 
 /**
  * A lower bound of the number of order-respecting subsets of `ops`, without
@@ -140,6 +186,15 @@ const tooLargeStates = () =>
  * in arrival order, which respect every directory's order.
  */
 const subsetsAtLeast = (ops: ReadonlyArray<MetaOp>): number => {
+  let product = 1
+  for (const k of groupSizes(ops)) product *= k + 1
+  return product
+}
+
+const largestGroup = (ops: ReadonlyArray<MetaOp>): number => Math.max(0, ...groupSizes(ops))
+
+/** How many operations each group of operations that share directories (a rename joins its two) has. */
+const groupSizes = (ops: ReadonlyArray<MetaOp>): Array<number> => {
   const parent = new Map<Ino, Ino>()
   const find = (dir: Ino): Ino => {
     let root = dir
@@ -156,16 +211,17 @@ const subsetsAtLeast = (ops: ReadonlyArray<MetaOp>): number => {
     const group = find(op.dirs[0])
     sizes.set(group, (sizes.get(group) ?? 0) + 1)
   }
-  let product = 1
-  for (const k of sizes.values()) product *= k + 1
-  return product
+  return Array.from(sizes.values())
 }
 
 /**
  * How many paths every state holds, a lower bound of each state's size: those
  * reached through durable entries that no pending operation changes.
  */
-const pathsInEveryState = (state: DiskState, omit: ((path: string) => boolean) | undefined): number => {
+const pathsInEveryState = (
+  state: DiskState,
+  omit: ((path: string) => boolean) | undefined
+): { readonly paths: number; readonly chars: number } => {
   const changed = new Map<Ino, Set<string>>()
   for (const op of state.pending) {
     for (const { dir, name } of op.changes) {
@@ -174,14 +230,17 @@ const pathsInEveryState = (state: DiskState, omit: ((path: string) => boolean) |
       names.add(name)
     }
   }
-  return reachable(state, (ino) => {
+  const tree = reachable(state, (ino) => {
     const durable = state.dir(ino).durable
     const names = changed.get(ino)
     if (names === undefined) return durable
     const kept = new Map(durable)
     for (const name of names) kept.delete(name)
     return kept
-  }, omit).length
+  }, omit)
+  let chars = 0
+  for (const [path] of tree) chars += path.length
+  return { paths: tree.length, chars }
 }
 
 /**
@@ -197,7 +256,11 @@ const pathsInEveryState = (state: DiskState, omit: ((path: string) => boolean) |
  * scenario, and too deep for the call stack) with the blocked directories
  * counted, not copied, at each step.
  */
-const forEachMetadataSubset = (ops: ReadonlyArray<MetaOp>, visit: (subset: ReadonlyArray<MetaOp>) => void): void => {
+const forEachMetadataSubset = (
+  ops: ReadonlyArray<MetaOp>,
+  built: Built,
+  visit: (subset: ReadonlyArray<MetaOp>) => void
+): void => {
   const chosen: Array<MetaOp> = []
   // How many left-out operations block each directory.
   const blocked = new Map<Ino, number>()
@@ -218,6 +281,7 @@ const forEachMetadataSubset = (ops: ReadonlyArray<MetaOp>, visit: (subset: Reado
   const landed = new Uint8Array(ops.length)
   let i = 0
   while (i >= 0) {
+    built.step(1)
     if (i === ops.length) {
       visit(chosen)
       i--

@@ -177,18 +177,19 @@ export class SimulatedDisk implements Api.SimulatedDisk {
     this.notify("fsync")
     // As Linux reports a failed write-back (errseq, since 4.13): once to each
     // descriptor that was open when it happened and has not reported it yet,
-    // after writing what is dirty now. A descriptor opened later does not see it.
+    // with its errno, after writing what is dirty now. A descriptor opened
+    // later does not see it.
     if (handle.seenErrors !== inode.syncErrors) {
       handle.seenErrors = inode.syncErrors
-      throw new ErrnoError("EIO", "fsync", String(fd))
+      throw new ErrnoError(inode.syncError, "fsync", String(fd))
     }
   }
 
-  failSync(fd: number): void {
+  failSync(fd: number, code: "EIO" | "ENOSPC" = "EIO"): void {
     const handle = this.handle("fsync", fd)
     const inode = this.state.inode(handle.ino)
     if (inode.kind === "file") {
-      this.state.failSync(inode)
+      this.state.failSync(inode, code)
       // The failing call is this descriptor's report of it.
       handle.seenErrors = inode.syncErrors
     }
@@ -231,14 +232,18 @@ export class SimulatedDisk implements Api.SimulatedDisk {
     const inode = this.state.inode(this.lookup("scandir", path))
     if (inode.kind !== "dir") throw new ErrnoError("ENOTDIR", "scandir", path)
     const out: Array<string> = []
-    const walk = (dir: DirInode, prefix: string) => {
+    // Depth first, each directory's names sorted; iterative (a tree may be deeper than the call stack).
+    const stack: Array<readonly [DirInode, string]> = [[inode, ""]]
+    while (stack.length > 0) {
+      const [dir, prefix] = stack.pop()!
+      const below: Array<readonly [DirInode, string]> = []
       for (const name of Array.from(dir.entries.keys()).sort()) {
         const child = this.state.inode(dir.entries.get(name)!)
         out.push(prefix + name)
-        if (recursive && child.kind === "dir") walk(child, prefix + name + "/")
+        if (recursive && child.kind === "dir") below.push([child, prefix + name + "/"])
       }
+      for (let i = below.length - 1; i >= 0; i--) stack.push(below[i])
     }
-    walk(inode, "")
     return out
   }
 
@@ -322,17 +327,26 @@ export class SimulatedDisk implements Api.SimulatedDisk {
     }
     const inode = this.state.inode(ino)
     if (inode.kind === "dir" && !recursive) throw new ErrnoError("ERR_FS_EISDIR", "rm", path)
-    // As Node's `rm` does: children first, then the directory.
-    const removeTree = (dir: DirInode, entry: string, inode: Inode) => {
-      if (inode.kind === "dir") {
-        for (const [childName, child] of Array.from(inode.entries)) {
-          removeTree(inode, childName, this.state.inode(child))
+    // As Node's `rm` does: children first, then the directory. Iterative:
+    // a tree may be deeper than the call stack.
+    const stack: Array<{ readonly dir: DirInode; readonly entry: string; readonly inode: Inode; listed: boolean }> = [
+      { dir: parent, entry: name, inode, listed: false }
+    ]
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]
+      if (top.inode.kind === "dir" && !top.listed) {
+        top.listed = true
+        const children = Array.from(top.inode.entries)
+        for (let i = children.length - 1; i >= 0; i--) {
+          const [childName, child] = children[i]
+          stack.push({ dir: top.inode, entry: childName, inode: this.state.inode(child), listed: false })
         }
+        continue
       }
-      this.unlink(dir.ino, entry)
+      stack.pop()
+      this.unlink(top.dir.ino, top.entry)
       this.notify("rm")
     }
-    removeTree(parent, name, inode)
   }
 
   // -- internals --------------------------------------------------------------

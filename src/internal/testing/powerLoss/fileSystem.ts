@@ -85,8 +85,8 @@ class SimulatedFile implements FileSystem.File {
     return call("sync", this.fd, () => this.disk.sync(this.fd))
   }
 
-  [SyncFailed]() {
-    this.disk.failSync(this.fd)
+  [SyncFailed](code: "EIO" | "ENOSPC") {
+    this.disk.failSync(this.fd, code)
   }
 
   seek(offset: FileSystem.SizeInput, from: FileSystem.SeekMode) {

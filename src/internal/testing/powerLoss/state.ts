@@ -27,6 +27,8 @@ export interface FileInode {
   pending: Array<DataOp>
   /** How many fsyncs of the file failed: a descriptor that has not seen the latest one reports it (`errseq`). */
   syncErrors: number
+  /** The errno of the latest failure, which those descriptors report. */
+  syncError: "EIO" | "ENOSPC"
 }
 
 /** @internal */
@@ -135,7 +137,16 @@ export class DiskState {
         const ino = this.nextIno++
         if (last && !isDir) {
           const data = typeof content === "string" ? encoder.encode(content) : content.slice()
-          this.inodes.set(ino, { kind: "file", ino, mode: 0o644, data, durable: data, pending: [], syncErrors: 0 })
+          this.inodes.set(ino, {
+            kind: "file",
+            ino,
+            mode: 0o644,
+            data,
+            durable: data,
+            pending: [],
+            syncErrors: 0,
+            syncError: "EIO"
+          })
         } else {
           this.inodes.set(ino, { kind: "dir", ino, mode: 0o755, entries: new Map(), durable: new Map() })
         }
@@ -175,7 +186,8 @@ export class DiskState {
       data: empty,
       durable: empty,
       pending: [],
-      syncErrors: 0
+      syncErrors: 0,
+      syncError: "EIO"
     }
     this.inodes.set(ino, file)
     return file
@@ -224,10 +236,11 @@ export class DiskState {
    * none of it: a crash finds the file as of its last successful fsync, with
    * its truncations (the inode's size, not pages) and later writes pending.
    */
-  failSync(inode: FileInode): void {
+  failSync(inode: FileInode, code: "EIO" | "ENOSPC"): void {
     // A truncation is the inode's size, not a page: the next fsync still makes it durable.
     inode.pending = inode.pending.filter((op) => op._tag === "Truncate")
     inode.syncErrors++
+    inode.syncError = code
   }
 
   /**
