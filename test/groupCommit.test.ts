@@ -6,7 +6,7 @@
  * more with GROUP_COMMIT_SEEDS / STEPS.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Option, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, FiberId, Option, type Scheduler, TestClock } from "effect"
 import * as GroupCommit from "../src/internal/groupCommit.js"
 import { waitUntil } from "./utils/locks.js"
 import { mulberry32, seedsFromEnv } from "./utils/random.js"
@@ -190,6 +190,39 @@ describe("group commit of directory fsyncs", () => {
       expect(yield* ended(a, "a learns the failure")).toBe("ENOENT")
       expect(yield* ended(b, "b learns the failure of the batch it joined")).toBe("ENOENT")
       expect(syncs.length).toBe(0)
+    }))
+
+  it.live("a writer interrupted at any step of its call leaves no batch behind: the next writer's fsync runs", () =>
+    Effect.gen(function*() {
+      /** A scheduler that interrupts the fiber it runs at its `step`-th yield. */
+      const interruptAt = (step: number): Scheduler.Scheduler => {
+        let steps = 0
+        let armed = false
+        return {
+          shouldYield: () => {
+            if (++steps !== step) return false
+            armed = true
+            return 0
+          },
+          scheduleTask: (task, _priority, fiber) => {
+            if (armed && fiber !== undefined) {
+              armed = false
+              fiber.unsafeInterruptAsFork(FiberId.none)
+            }
+            setImmediate(task)
+          }
+        }
+      }
+      for (let step = 1; step <= 24; step++) {
+        const { open, syncs } = yield* fakeDirectory({ instantOpen: true })
+        const batched = GroupCommit.make(open)
+        const settle = Effect.forEach(syncs, (call) => Deferred.succeed(call.done, undefined), { discard: true })
+        const first = yield* Effect.fork(batched("/d").pipe(Effect.withScheduler(interruptAt(step))))
+        yield* waitUntil(Effect.zipRight(settle, Effect.map(isRunning(first), (running) => !running)), "first")
+        const next = yield* Effect.fork(batched("/d"))
+        yield* waitUntil(Effect.zipRight(settle, Effect.map(isRunning(next), (running) => !running)), `next (${step})`)
+        expect(Exit.isSuccess(yield* Fiber.await(next))).toBe(true)
+      }
     }))
 
   it.effect("directories are batched independently", () =>

@@ -146,24 +146,31 @@ export const make = <E>(
   const join = (batch: Batch): Effect.Effect<void, E> =>
     Deferred.await(batch.done ??= Deferred.unsafeMake<void, unknown>(FiberId.none)) as Effect.Effect<void, E>
 
+  // The bookkeeping and the start of a batch are one uninterruptible step
+  // (`run` records the batch as it is called): an interruption between them
+  // would leave a batch recorded that no fiber runs, and every later writer of
+  // the directory waiting for it. Only waiting for another's batch is
+  // interruptible.
   return (dir) =>
-    Effect.suspend(() => {
-      let state = directories.get(dir)
-      if (state === undefined) {
-        state = { started: 0, opening: undefined, waiting: undefined }
-        directories.set(dir, state)
-      }
-      if (state.opening !== undefined) return join(state.opening)
-      if (state.waiting !== undefined) {
-        const waiting = state.waiting
-        if (!mayStart(state)) return join(waiting)
-        // Latencies now allow it to start: it starts with this writer.
-        state.waiting = undefined
-        return Effect.zipRight(Effect.forkDaemon(run(dir, state, waiting)), join(waiting))
-      }
-      if (mayStart(state)) return run(dir, state, { done: undefined })
-      const batch: Batch = { done: undefined }
-      state.waiting = batch
-      return join(batch)
-    })
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        let state = directories.get(dir)
+        if (state === undefined) {
+          state = { started: 0, opening: undefined, waiting: undefined }
+          directories.set(dir, state)
+        }
+        if (state.opening !== undefined) return restore(join(state.opening))
+        if (state.waiting !== undefined) {
+          const waiting = state.waiting
+          if (!mayStart(state)) return restore(join(waiting))
+          // Latencies now allow it to start: it starts with this writer.
+          state.waiting = undefined
+          return Effect.zipRight(Effect.forkDaemon(run(dir, state, waiting)), restore(join(waiting)))
+        }
+        if (mayStart(state)) return run(dir, state, { done: undefined })
+        const batch: Batch = { done: undefined }
+        state.waiting = batch
+        return restore(join(batch))
+      })
+    )
 }
