@@ -8,7 +8,7 @@
  * a hang into a failure with a message.
  */
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option } from "effect"
+import { Deferred, Effect, Fiber, Layer, ManagedRuntime, Option, Runtime } from "effect"
 import * as LockManager from "../src/LockManager.js"
 import type { DeadlockError } from "../src/PersistenceError.js"
 import { expectGranted, expectIdle, hold, waitUntil } from "./utils/locks.js"
@@ -180,6 +180,57 @@ describe("re-entrant locks", () => {
       yield* noHang(Fiber.join(fiber))
       yield* expectIdle(a)
       yield* expectIdle(b)
+    }))
+})
+
+describe("fibers started from a Runtime", () => {
+  it.live("one started by a callback, from a runtime captured before its capturer locked, queues behind that lock", () =>
+    Effect.gen(function*() {
+      const m = yield* LockManager.make
+      // The capturing fiber has locked before (it has a cell of its own), then captures its runtime.
+      yield* m.withLock("/warm-up", "read")(Effect.void)
+      const runtime = yield* Effect.runtime<never>()
+      let holding = false
+      let enteredWhileHeld = false
+      const handled = yield* Deferred.make<void>()
+      const handler = m.withLock("/data/x", "write")(Effect.sync(() => {
+        enteredWhileHeld = holding
+      }))
+      // In this fiber itself: a timeout would run it in a child, whose locks the runtime does not see.
+      const queued = yield* m.withLock("/data", "write")(Effect.gen(function*() {
+        holding = true
+        // A handler run through the runtime from a timer (an HTTP handler, an event listener).
+        setTimeout(() => Runtime.runFork(runtime)(Effect.zipRight(handler, Deferred.succeed(handled, undefined))), 0)
+        // Until it queues behind this fiber's lock, as any unrelated fiber does, or gets in.
+        let waiting = false
+        for (let i = 0; i < 5_000 && !waiting && !(yield* Deferred.isDone(handled)); i++) {
+          yield* Effect.sleep("1 millis")
+          waiting = (yield* m.stats).pending === 1
+        }
+        holding = false
+        return waiting
+      }))
+      yield* noHang(Deferred.await(handled))
+      expect({ queued, enteredWhileHeld }).toEqual({ queued: true, enteredWhileHeld: false })
+      yield* expectIdle(m)
+    }))
+
+  it.live("the fibers of a runtime whose layers took a lock still count as its holder", () =>
+    Effect.gen(function*() {
+      // A lock taken while the layers were built outlives the fiber that built them (see the README).
+      const guard = Layer.scopedDiscard(Effect.flatMap(LockManager.LockManager, (m) => m.lock("/data", "write")))
+      const runtime = ManagedRuntime.make(guard.pipe(Layer.provideMerge(LockManager.layer)))
+      const ids = yield* noHang(Effect.promise(() =>
+        runtime.runPromise(Effect.flatMap(LockManager.LockManager, (m) =>
+          Effect.all([
+            m.withLock("/data/a", "write")((lock) => Effect.succeed(lock.id)),
+            m.withLock("/data/b", "write")((lock) => Effect.succeed(lock.id))
+          ], { concurrency: 2 })))
+      ))
+      expect(ids[0]).toBe(ids[1])
+      yield* Effect.promise(() =>
+        runtime.dispose()
+      )
     }))
 })
 

@@ -19,8 +19,9 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import * as Option from "effect/Option"
 
 /**
  * A lock as the list knows it: whose it is (a lock manager) and whether it is
@@ -51,9 +52,28 @@ export class Cell {
 // Never pushed on: its owner is no fiber.
 const EMPTY = new Cell(null, undefined)
 
+/**
+ * What a new fiber inherits from the cell in the FiberRefs it starts with:
+ * what the cell holds now (a child forked in its owner's regions shares
+ * them). Except for a fiber started outside any fiber (a `Runtime` run from a
+ * callback: a timer, an I/O event) while the cell's owner still runs: the
+ * runtime's FiberRefs were captured earlier, and what the cell holds now may
+ * have been taken since, by a fiber that runs concurrently with the new one
+ * and is not its parent. That fiber inherits nothing and queues like anyone.
+ * Once the owner has ended, the cell is what it left behind (locks whose
+ * scope outlived it, such as one taken while a runtime's layers were built),
+ * and a runtime's fibers inherit it.
+ */
+const forkCell = (cell: Cell): Cell => {
+  if (cell.top === undefined) return EMPTY
+  const owner = cell.owner as Fiber.RuntimeFiber<unknown, unknown> | undefined
+  if (owner !== undefined && Option.isNone(Fiber.getCurrentFiber()) && owner.unsafePoll() === null) return EMPTY
+  return new Cell(undefined, cell.top)
+}
+
 /** @internal */
 export const currentHolds: FiberRef.FiberRef<Cell> = FiberRef.unsafeMake(EMPTY, {
-  fork: (cell) => cell.top === undefined ? EMPTY : new Cell(undefined, cell.top),
+  fork: forkCell,
   join: (parent) => parent
 })
 
