@@ -452,6 +452,36 @@ describe("power loss: the simulated disk", () => {
     expect(() => disk.sync(other)).toThrow(expect.objectContaining({ code: "ENOSPC", syscall: "fsync" }))
   })
 
+  it("a name too long is met in walk order, as Linux meets it", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/f": "f" })
+    const long = "n".repeat(256)
+    const codeOf = (f: () => unknown) => {
+      try {
+        f()
+        return "ok"
+      } catch (error) {
+        return (error as PowerLoss.ErrnoError).code
+      }
+    }
+    expect({
+      // Refused where it stands, even when `..` follows it.
+      beforeDotDot: codeOf(() => disk.stat(`/d/${long}/../f`)),
+      // A missing directory, or a file, before it is met first.
+      belowMissing: codeOf(() => disk.stat(`/missing/${long}`)),
+      belowFile: codeOf(() => disk.stat(`/d/f/${long}`)),
+      // A missing source is found before the target's name is looked at.
+      renameMissing: codeOf(() => disk.rename("/d/missing", `/d/${long}`)),
+      // realpath walks a component at a time: a long spelling of a short path resolves.
+      realPath: codeOf(() => disk.realPath("/d/" + "./".repeat(2100) + "f"))
+    }).toEqual({
+      beforeDotDot: "ENAMETOOLONG",
+      belowMissing: "ENOENT",
+      belowFile: "ENOTDIR",
+      renameMissing: "ENOENT",
+      realPath: "ok"
+    })
+  })
+
   it("errors are SystemErrors whose cause carries the errno code", () =>
     Effect.gen(function*() {
       const fs = PowerLoss.fileSystem(new PowerLoss.SimulatedDisk({ "/d/f": "f" }))

@@ -276,13 +276,15 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   rename(from: string, to: string): void {
+    // The source is looked up before the target's name is: a missing source is ENOENT, whatever the target.
     const fromSegments = this.resolve("rename", from)
-    const toSegments = this.resolve("rename", to)
-    if (fromSegments.length === 0 || toSegments.length === 0) throw new ErrnoError("EBUSY", "rename", from)
+    if (fromSegments.length === 0) throw new ErrnoError("EBUSY", "rename", from)
     const source = this.parentOf("rename", from, fromSegments)
     const sourceName = fromSegments[fromSegments.length - 1]
     const ino = source.entries.get(sourceName)
     if (ino === undefined) throw new ErrnoError("ENOENT", "rename", from)
+    const toSegments = this.resolve("rename", to)
+    if (toSegments.length === 0) throw new ErrnoError("EBUSY", "rename", from)
     const target = this.parentOf("rename", to, toSegments)
     const targetName = toSegments[toSegments.length - 1]
     const existing = target.entries.get(targetName)
@@ -362,17 +364,34 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   /**
-   * The segments of a path argument, refused as Linux refuses it: a path of
-   * `PATH_MAX` bytes or more (with its terminating NUL, 4096), or a name of
-   * more than `NAME_MAX` (255).
+   * The segments of a path argument (`.` and `..` resolved), refused as Linux
+   * refuses it: a path of `PATH_MAX` bytes or more (with its terminating NUL,
+   * 4096; `realpath` walks the path a component at a time and has no such
+   * limit), or a name of more than `NAME_MAX` (255) met while walking it, in
+   * order: a name is reached only through existing directories before it (a
+   * missing one is `ENOENT` first, a file `ENOTDIR`, which the caller's walk
+   * reports), and a long name followed by `..` is still refused.
    */
   private resolve(syscall: string, path: string): Array<string> {
-    if (encoder.encode(path).length >= PATH_MAX) throw new ErrnoError("ENAMETOOLONG", syscall, path)
-    const segments = segmentsOf(path)
-    if (segments.some((name) => encoder.encode(name).length > NAME_MAX)) {
+    if (syscall !== "realpath" && encoder.encode(path).length >= PATH_MAX) {
       throw new ErrnoError("ENAMETOOLONG", syscall, path)
     }
-    return segments
+    const line: Array<Inode> = [this.state.dir(ROOT_INO)]
+    for (const name of path.split("/")) {
+      if (name === "" || name === ".") continue
+      if (name === "..") {
+        if (line.length > 1) line.pop()
+        continue
+      }
+      // Below a file, or below a missing name: the walk stops there, with the error the caller finds.
+      const at = line[line.length - 1]
+      if (at.kind !== "dir") break
+      if (encoder.encode(name).length > NAME_MAX) throw new ErrnoError("ENAMETOOLONG", syscall, path)
+      const next = at.entries.get(name)
+      if (next === undefined) break
+      line.push(this.state.inode(next))
+    }
+    return segmentsOf(path)
   }
 
   private lookup(syscall: string, path: string): Ino {
