@@ -353,79 +353,85 @@ const recordingReads = Effect.gen(function*() {
   return { fs, sizes }
 }).pipe(Effect.provide(NodeFileSystem.layer))
 
-describe("files too large to read whole", () => {
+/** `body` on a Client by path, then on one confined to the test's directory; no lock is left either way. */
+const byPathAndConfined = (
+  title: string,
+  body: (dir: string, client: Client.ClientService) => Effect.Effect<void, unknown>
+) => {
   for (const confined of [false, true]) {
-    it.scoped(
-      `read, readJson and modify of a file over 2 GiB fail typed, before allocating (${
-        confined ? "confined" : "by path"
-      })`,
-      () =>
-        Effect.gen(function*() {
-          const dir = yield* tempDir
-          const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
-          // Sparse: no space taken. Just past the 2 GiB Node reads whole, and past what a typed array can hold.
-          for (const size of [2 ** 31, 5 * 2 ** 30]) {
-            const big = `${dir}/big-${size}`
-            nodeFs.writeFileSync(big, "")
-            nodeFs.truncateSync(big, size)
-            for (
-              const operation of [
-                client.read(big),
-                client.readJson(big, Schema.Unknown),
-                client.modify(big, () => "x")
-              ]
-            ) {
-              const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
-              expect(error).toMatchObject({ _tag: "FileSystemError", path: big, code: "ERR_FS_FILE_TOO_LARGE" })
-              expect(error.message).toContain("stream it instead")
-            }
-            expect(nodeFs.statSync(big).size).toBe(size)
-          }
-          yield* expectIdle(manager)
-        })
-    )
+    it.scoped(`${title} (${confined ? "confined" : "by path"})`, () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
+        yield* body(dir, client)
+        yield* expectIdle(manager)
+      }))
   }
-})
+}
 
-describe("text longer than a string can hold", () => {
-  for (const confined of [false, true]) {
-    it.scoped(
-      `readString, readJson, modifyJson and the key-value store's get and modify fail typed (${
-        confined ? "confined" : "by path"
-      })`,
-      () =>
-        Effect.gen(function*() {
-          const dir = yield* tempDir
-          const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
-          // Sparse: 2^29 zero bytes are 2^29 characters, past V8's longest string (2^29 - 24).
-          const size = 2 ** 29
-          const big = `${dir}/kv/big`
-          nodeFs.mkdirSync(`${dir}/kv`)
-          nodeFs.writeFileSync(big, "")
-          nodeFs.truncateSync(big, size)
+/** A sparse file of `size` bytes: no space taken. */
+const sparse = (path: string, size: number): void => {
+  nodeFs.writeFileSync(path, "")
+  nodeFs.truncateSync(path, size)
+}
+
+describe("files too large to read whole", () => {
+  byPathAndConfined(
+    "read, readJson and modify of a file over 2 GiB fail typed, before allocating",
+    (dir, client) =>
+      Effect.gen(function*() {
+        // Just past the 2 GiB Node reads whole, and past what a typed array can hold.
+        for (const size of [2 ** 31, 5 * 2 ** 30]) {
+          const big = `${dir}/big-${size}`
+          sparse(big, size)
           for (
             const operation of [
-              client.readString(big),
+              client.read(big),
               client.readJson(big, Schema.Unknown),
-              client.modifyJson(big, Schema.Unknown, () => Effect.succeed("x"))
+              client.modify(big, () => "x")
             ]
           ) {
             const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
-            expect(error).toMatchObject({ _tag: "FileSystemError", path: big, code: "ERR_STRING_TOO_LONG" })
-            expect(error.message).toContain("read the bytes or stream them")
-          }
-          // The store's file for key "big" is `big` itself.
-          const store = yield* makeKeyValueStore(client, { directory: `${dir}/kv` })
-          for (const operation of [store.get("big"), store.modify("big", () => "x")]) {
-            const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
-            expect(error).toMatchObject({ _tag: "SystemError", module: "KeyValueStore" })
-            expect(error.cause).toMatchObject({ _tag: "FileSystemError", code: "ERR_STRING_TOO_LONG" })
+            expect(error).toMatchObject({ _tag: "FileSystemError", path: big, code: "ERR_FS_FILE_TOO_LARGE" })
+            expect(error.message).toContain("stream it instead")
           }
           expect(nodeFs.statSync(big).size).toBe(size)
-          yield* expectIdle(manager)
-        })
-    )
-  }
+        }
+      })
+  )
+})
+
+describe("text longer than a string can hold", () => {
+  byPathAndConfined(
+    "readString, readJson, modifyJson and the key-value store's get and modify fail typed",
+    (dir, client) =>
+      Effect.gen(function*() {
+        // 2^29 zero bytes are 2^29 characters, past V8's longest string (2^29 - 24).
+        const size = 2 ** 29
+        const big = `${dir}/kv/big`
+        nodeFs.mkdirSync(`${dir}/kv`)
+        sparse(big, size)
+        for (
+          const operation of [
+            client.readString(big),
+            client.readJson(big, Schema.Unknown),
+            client.modifyJson(big, Schema.Unknown, () => Effect.succeed("x"))
+          ]
+        ) {
+          const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
+          expect(error).toMatchObject({ _tag: "FileSystemError", path: big, code: "ERR_STRING_TOO_LONG" })
+          expect(error.message).toContain("read the bytes or stream them")
+        }
+        // The store's file for key "big" is `big` itself.
+        const store = yield* makeKeyValueStore(client, { directory: `${dir}/kv` })
+        for (const operation of [store.get("big"), store.modify("big", () => "x")]) {
+          const error = yield* Effect.flip(operation as Effect.Effect<unknown, Error>)
+          expect(error).toMatchObject({ _tag: "SystemError", module: "KeyValueStore" })
+          expect(error.cause).toMatchObject({ _tag: "FileSystemError", code: "ERR_STRING_TOO_LONG" })
+        }
+        expect(nodeFs.statSync(big).size).toBe(size)
+      })
+  )
 })
 
 describe("files whose size says nothing (0: /proc, or still being written)", () => {
