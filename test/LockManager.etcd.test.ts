@@ -11,6 +11,7 @@ import * as nodeFs from "node:fs"
 import * as Net from "node:net"
 import * as nodePath from "node:path"
 import * as LockManager from "../src/LockManager.js"
+import type { RemoteLockError } from "../src/PersistenceError.js"
 import { type Bundle, bundleFixture } from "./fixtures/bundle.js"
 import { type EtcdCluster, startCluster } from "./fixtures/etcd-cluster.js"
 import { type Child, killAll, startWorker } from "./fixtures/lock-processes.js"
@@ -689,45 +690,43 @@ describe("in-process", () => {
       expect(yield* b.withLock("/jepsen", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
     })))
 
-  it.live("another client deletes a waiting request's key: that request fails, the manager's other locks stay", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const a = yield* LockManager.makeEtcd(options())
-      const b = yield* LockManager.makeEtcd(options())
-      const unrelated = yield* b.lock("/kept-by-b", "write")
-      const holder = yield* holdLock(a, "/deleted")
-      const { lock } = yield* Deferred.await(holder.granted)
-      const waiting = yield* Effect.fork(b.withLock("/deleted", "write")((l) => Effect.succeed(l.id)))
-      yield* untilStats(b, (s) => s.pending === 1)
-      yield* behindTheBack("/deleted", lock.id, async (etcd, newer) => {
-        expect(newer).toHaveLength(1)
-        await etcd.kv.deleteRange({ key: newer[0].key })
-      })
-      yield* holder.release
-      const error = expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
-      expect(error.message).toContain("another client of etcd deleted its key")
-      yield* unrelated.ensureHeld("test")
-      expect(yield* b.withLock("/deleted", "write")((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
-    })))
-
-  it.live("another client deletes a key of a waiting lockAll other than its first: that request fails, never granted", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const a = yield* LockManager.makeEtcd(options())
-      const b = yield* LockManager.makeEtcd(options())
-      const holder = yield* holdLock(a, "/all-b")
-      const { lock } = yield* Deferred.await(holder.granted)
-      // Its keys, in path order: /all-a (free), then /all-b (behind the holder).
-      const waiting = yield* Effect.fork(b.withLockAll(["/all-a", "/all-b"])((l) => Effect.succeed(l.id)))
-      yield* untilStats(b, (s) => s.pending === 1)
-      yield* behindTheBack("/all-b", lock.id, async (etcd, newer) => {
-        expect(newer).toHaveLength(1)
-        await etcd.kv.deleteRange({ key: newer[0].key })
-      })
-      yield* holder.release
-      // Granted, it would hold /all-b with no key there: another client could take /all-b at the same time.
-      const error = expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
-      expect(error.message).toContain("another client of etcd deleted its key")
-      expect(yield* b.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
-    })))
+  // The deleted key is the request's only one, or (a lockAll of /all-a, free, and /all-b, behind the holder) not
+  // its first: granted, it would hold /all-b with no key there, and another client could take /all-b too.
+  for (
+    const [title, held, request] of [
+      [
+        "a waiting request's key",
+        "/deleted",
+        (m: LockManager.LockManagerService<RemoteLockError>) => m.withLock("/deleted", "write")
+      ],
+      [
+        "a key of a waiting lockAll other than its first",
+        "/all-b",
+        (m: LockManager.LockManagerService<RemoteLockError>) => m.withLockAll(["/all-a", "/all-b"])
+      ]
+    ] as const
+  ) {
+    it.live(`another client deletes ${title}: that request fails, never granted; the manager's other locks stay`, () =>
+      Effect.scoped(Effect.gen(function*() {
+        const a = yield* LockManager.makeEtcd(options())
+        const b = yield* LockManager.makeEtcd(options())
+        const unrelated = yield* b.lock("/kept-by-b", "write")
+        const holder = yield* holdLock(a, held)
+        const { lock } = yield* Deferred.await(holder.granted)
+        const waiting = yield* Effect.fork(request(b)((l) => Effect.succeed(l.id)))
+        yield* untilStats(b, (s) => s.pending === 1)
+        yield* behindTheBack(held, lock.id, async (etcd, newer) => {
+          expect(newer).toHaveLength(1)
+          await etcd.kv.deleteRange({ key: newer[0].key })
+        })
+        yield* holder.release
+        const error = expectRemoteError(yield* within(5_000, "waiter", Fiber.await(waiting)), ["Disconnected"])
+        expect(error.message).toContain("another client of etcd deleted its key")
+        expect(yield* b.stats).toEqual({ held: 1, pending: 0, nodes: 1 })
+        yield* unrelated.ensureHeld("test")
+        expect(yield* request(b)((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
+      })))
+  }
 
   it.live("keys under the prefix that are not lock requests (no lease, another layout) block nothing", () =>
     Effect.scoped(Effect.gen(function*() {
