@@ -39,8 +39,7 @@ const snapshotOf = (
   omit: ((path: string) => boolean) | undefined
 ): Snapshot => {
   const tree = reachable(state, entries, omit)
-  const built = new Built()
-  built.add(tree, 1)
+  withinBounds(tree.length, charsOf(tree))
   const out: Record<string, string> = {}
   for (const [path, node] of tree) {
     out[path] = node === "dir" ? "" : latin1(data(state.fileInode(node)))
@@ -140,6 +139,19 @@ const tooLargeStates = (what: string) =>
       "directories so that fewer changes are pending, or omit the paths that do not matter"
   )
 
+/** The characters of a tree's paths. */
+const charsOf = (tree: ReadonlyArray<readonly [string, unknown]>): number => {
+  let chars = 0
+  for (const [path] of tree) chars += path.length
+  return chars
+}
+
+/** Throws past the bounds on paths and their characters. */
+const withinBounds = (paths: number, chars: number): void => {
+  if (paths > MAX_PATHS) throw tooLargeStates(`build more than ${MAX_PATHS} paths`)
+  if (chars > MAX_PATH_CHARS) throw tooLargeStates(`build more than ${MAX_PATH_CHARS / 2 ** 20} MiB of path names`)
+}
+
 class Built {
   private paths = 0
   private chars = 0
@@ -147,14 +159,9 @@ class Built {
 
   /** `times` snapshots of `tree`. */
   add(tree: ReadonlyArray<readonly [string, unknown]>, times: number): void {
-    let chars = 0
-    for (const [path] of tree) chars += path.length
     this.paths += times * tree.length
-    this.chars += times * chars
-    if (this.paths > MAX_PATHS) throw tooLargeStates(`build more than ${MAX_PATHS} paths`)
-    if (this.chars > MAX_PATH_CHARS) {
-      throw tooLargeStates(`build more than ${MAX_PATH_CHARS / 2 ** 20} MiB of path names`)
-    }
+    this.chars += times * charsOf(tree)
+    withinBounds(this.paths, this.chars)
   }
 
   step(count: number): void {
@@ -168,11 +175,8 @@ class Built {
    * group of operations that share directories (k of them), the k + 1
    * prefixes it has at least, each applied from the start.
    */
-  atLeast(subsets: number, inEvery: { readonly paths: number; readonly chars: number }, ops: ReadonlyArray<MetaOp>) {
-    if (subsets * inEvery.paths > MAX_PATHS) throw tooLargeStates(`build more than ${MAX_PATHS} paths`)
-    if (subsets * inEvery.chars > MAX_PATH_CHARS) {
-      throw tooLargeStates(`build more than ${MAX_PATH_CHARS / 2 ** 20} MiB of path names`)
-    }
+  atLeast(subsets: number, inEvery: ReadonlyArray<readonly [string, unknown]>, ops: ReadonlyArray<MetaOp>) {
+    withinBounds(subsets * inEvery.length, subsets * charsOf(inEvery))
     const k = largestGroup(ops)
     if ((k * (k + 1)) / 2 > MAX_STEPS) throw tooLargeStates(`take more than ${MAX_STEPS} steps`)
   }
@@ -215,13 +219,13 @@ const groupSizes = (ops: ReadonlyArray<MetaOp>): Array<number> => {
 }
 
 /**
- * How many paths every state holds, a lower bound of each state's size: those
+ * The paths every state holds, a lower bound of each state's tree: those
  * reached through durable entries that no pending operation changes.
  */
 const pathsInEveryState = (
   state: DiskState,
   omit: ((path: string) => boolean) | undefined
-): { readonly paths: number; readonly chars: number } => {
+): Array<readonly [string, Ino | "dir"]> => {
   const changed = new Map<Ino, Set<string>>()
   for (const op of state.pending) {
     for (const { dir, name } of op.changes) {
@@ -230,7 +234,7 @@ const pathsInEveryState = (
       names.add(name)
     }
   }
-  const tree = reachable(state, (ino) => {
+  return reachable(state, (ino) => {
     const durable = state.dir(ino).durable
     const names = changed.get(ino)
     if (names === undefined) return durable
@@ -238,9 +242,6 @@ const pathsInEveryState = (
     for (const name of names) kept.delete(name)
     return kept
   }, omit)
-  let chars = 0
-  for (const [path] of tree) chars += path.length
-  return { paths: tree.length, chars }
 }
 
 /**
@@ -275,10 +276,9 @@ const forEachMetadataSubset = (
       else blocked.set(dir, count)
     }
   }
-  // Per operation on the current branch: 0 not yet tried, 1 landed (or could
-  // not), 2 left out.
+  // Per operation on the current branch: 0 not yet tried, 1 landed, 2 left
+  // out (at once when it cannot land).
   const step = new Uint8Array(ops.length)
-  const landed = new Uint8Array(ops.length)
   let i = 0
   while (i >= 0) {
     built.step(1)
@@ -288,20 +288,14 @@ const forEachMetadataSubset = (
       continue
     }
     const op = ops[i]
-    if (step[i] === 0) {
+    if (step[i] === 0 && !isBlocked(op)) {
       step[i] = 1
-      if (!isBlocked(op)) {
-        landed[i] = 1
-        chosen.push(op)
-        i++
-        continue
-      }
+      chosen.push(op)
+      i++
+      continue
     }
-    if (step[i] === 1) {
-      if (landed[i] === 1) {
-        landed[i] = 0
-        chosen.pop()
-      }
+    if (step[i] !== 2) {
+      if (step[i] === 1) chosen.pop()
       step[i] = 2
       block(op)
       i++
