@@ -14,6 +14,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { MAX_FRAME_BYTES } from "../src/internal/lockServer/framing.js"
 import { PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
+import { REMEMBERED_RELEASES } from "../src/internal/lockServer/server.js"
 import * as LockManager from "../src/LockManager.js"
 import * as LockServer from "../src/LockServer.js"
 import * as PersistenceError from "../src/PersistenceError.js"
@@ -685,6 +686,48 @@ describe("hostile connections", () => {
       yield* lock.ensureHeld("after the refused requests")
       expect(yield* server.manager.stats).toMatchObject({ held: 1, pending: 0 })
     })))
+
+  it.live(
+    "a Release ahead of its Acquire ends it ungranted; Releases naming no live request are remembered only up to a bound",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { lock, server, socket } = yield* serverWithKeptLock
+        const peer = yield* rawConnection({ path: socket })
+        yield* peer.send(hello())
+        expect(yield* peer.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Success" } })
+        const acquire = (id: number, ticket: number, path: string) =>
+          peer.send(request(id, "Acquire", { ticket, mode: "write", paths: [path], all: false }))
+        const released = (id: number) => ({ _tag: "Exit", requestId: String(id), exit: { _tag: "Success" } })
+
+        // Released first: the request ends at once with no grant.
+        yield* peer.send(request(2, "Release", { ticket: 1 }))
+        expect(yield* peer.next).toMatchObject(released(2))
+        yield* acquire(3, 1, "/early")
+        expect(yield* peer.next).toMatchObject(released(3))
+
+        // One more than the bound, for tickets no request ever had: the oldest is forgotten.
+        const first = 10
+        const count = REMEMBERED_RELEASES + 1
+        yield* peer.sendRaw(
+          Array.from({ length: count }, (_, i) =>
+            JSON.stringify(request(100 + i, "Release", { ticket: first + i })) + "\n").join("")
+        )
+        for (let i = 0; i < count; i++) {
+          expect(yield* peer.next).toMatchObject(released(100 + i))
+        }
+        yield* acquire(4, first, "/forgotten")
+        expect(yield* peer.next).toMatchObject({
+          _tag: "Chunk",
+          requestId: "4",
+          values: [{ mode: "write", paths: ["/forgotten"] }]
+        })
+        yield* acquire(5, first + count - 1, "/remembered")
+        expect(yield* peer.next).toMatchObject(released(5))
+
+        yield* lock.ensureHeld("after the Releases")
+        expect(yield* server.manager.stats).toMatchObject({ held: 2, pending: 0 })
+      }))
+  )
 
   it.live("garbage after the handshake, or a request before it, drops that connection only", () =>
     Effect.scoped(Effect.gen(function*() {

@@ -116,6 +116,20 @@ export const PRE_HANDSHAKE_BYTES = 16 * 1024
 export const BACKLOG_BYTES = 4 * 1024 * 1024
 
 /**
+ * How many `Release`s for tickets with no live request a connection's entry
+ * remembers, the oldest forgotten first. Such a `Release` either overtook its
+ * `Acquire` (which then ends as soon as it starts, granting nothing) or names a
+ * request that already ended or never existed; the server cannot tell which,
+ * and a client sending the latter without end must not grow its memory.
+ * Overtaking takes a request whose start was held back: the RpcServer starts
+ * each request's fiber as it reads the request, so one waits at most behind
+ * the requests read with it.
+ *
+ * @internal
+ */
+export const REMEMBERED_RELEASES = 1024
+
+/**
  * Where a connection is in its handshake. `hello` and `authenticating`: a
  * request is with its handler, and nothing else may arrive meanwhile.
  */
@@ -140,7 +154,10 @@ interface Peer {
   readonly ready: Deferred.Deferred<void>
   /** The fibers of live `Acquire` requests by ticket: interrupting one ends the request. */
   readonly tickets: Map<number, Fiber.RuntimeFiber<unknown, unknown>>
-  /** `Release`s that overtook their `Acquire` (the handler fiber had not started yet). */
+  /**
+   * Tickets `Release`d while no request of theirs was live, in arrival order:
+   * at most `REMEMBERED_RELEASES`.
+   */
   readonly released: Set<number>
   readonly write: (response: FromServerEncoded) => Effect.Effect<void>
 }
@@ -387,8 +404,11 @@ const makeHandlers = (
         const peer = peers.get(clientId)
         if (peer === undefined) return
         const fiber = peer.tickets.get(ticket)
-        if (fiber !== undefined) fiber.unsafeInterruptAsFork(FiberId.none)
-        else peer.released.add(ticket)
+        if (fiber !== undefined) return fiber.unsafeInterruptAsFork(FiberId.none)
+        peer.released.add(ticket)
+        if (peer.released.size > REMEMBERED_RELEASES) {
+          peer.released.delete(peer.released.values().next().value!)
+        }
       }),
 
     Stats: () => manager.stats
