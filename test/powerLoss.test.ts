@@ -1,5 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Schema, Stream } from "effect"
+import * as nodeFs from "node:fs"
+import * as nodeOs from "node:os"
+import * as nodePath from "node:path"
 import * as PowerLoss from "../src/testing/PowerLoss.js"
 import {
   check,
@@ -480,6 +483,105 @@ describe("power loss: the simulated disk", () => {
       renameMissing: "ENOENT",
       realPath: "ok"
     })
+  })
+
+  it("paths are walked as Linux walks them: every call fails (or not) as node:fs does on a real disk, leaving the same tree", () => {
+    // A file `f`, a directory `e` holding a file `f2` and an empty directory
+    // `d3`, and a missing `m`; each path after each of them: a slash, `.`,
+    // `..`, a name. The reference is the real file system, in a temp dir.
+    const paths = [
+      "f/",
+      "f//",
+      "f/.",
+      "f/..",
+      "f/x",
+      "f/./",
+      "f/x/..",
+      "f/../f",
+      "./f",
+      "m/",
+      "m/.",
+      "m/..",
+      "m/x",
+      "m/x/..",
+      "e/",
+      "e//",
+      "e/.",
+      "e/..",
+      "e/x/..",
+      "e/../f",
+      "e/./f2",
+      "e/f2/",
+      "e/f2/.",
+      "e/f2/..",
+      "e/f2/../f2",
+      "e/d3/..",
+      "e/d3/../../f",
+      ".",
+      ".."
+    ]
+    const calls: ReadonlyArray<
+      readonly [string, (p: string, root: string) => unknown, (d: PowerLoss.SimulatedDisk, p: string) => unknown]
+    > = [
+      ["stat", (p) => nodeFs.statSync(p).isFile(), (d, p) => d.stat(p).type === "File"],
+      ["access", (p) => nodeFs.accessSync(p), (d, p) => d.access(p)],
+      ["readFile", (p) => nodeFs.readFileSync(p, "latin1"), (d, p) => textOf(d.readFile(p))],
+      ["readdir", (p) => nodeFs.readdirSync(p).sort(), (d, p) => d.readDirectory(p, false)],
+      ...(["r", "r+", "w", "wx", "a"] as const).map((flag) =>
+        [
+          `open ${flag}`,
+          (p: string) => nodeFs.closeSync(nodeFs.openSync(p, flag)),
+          (d: PowerLoss.SimulatedDisk, p: string) => d.close(d.open(p, flag))
+        ] as const
+      ),
+      ["writeFile", (p) => nodeFs.writeFileSync(p, "x"), (d, p) => d.writeFile(p, bytesOf("x"))],
+      ["mkdir", (p) => void nodeFs.mkdirSync(p), (d, p) => d.makeDirectory(p, false)],
+      ["mkdir -p", (p) => void nodeFs.mkdirSync(p, { recursive: true }), (d, p) => d.makeDirectory(p, true)],
+      ["rm", (p) => nodeFs.rmSync(p), (d, p) => d.remove(p, false, false)],
+      ["rm -f", (p) => nodeFs.rmSync(p, { force: true }), (d, p) => d.remove(p, false, true)],
+      ["rm -rf", (p) => nodeFs.rmSync(p, { force: true, recursive: true }), (d, p) => d.remove(p, true, true)],
+      ["rename from", (p, root) => nodeFs.renameSync(p, `${root}/g`), (d, p) => d.rename(p, "/b/r/g")],
+      ["rename a file to", (p, root) => nodeFs.renameSync(`${root}/e/f2`, p), (d, p) => d.rename("/b/r/e/f2", p)],
+      ["rename a directory to", (p, root) => nodeFs.renameSync(`${root}/e/d3`, p), (d, p) => d.rename("/b/r/e/d3", p)]
+    ]
+    const outcome = (call: () => unknown) => {
+      try {
+        return { ok: call() ?? null }
+      } catch (error) {
+        return { code: (error as { code?: string }).code }
+      }
+    }
+    const realTree = (dir: string): Array<string> =>
+      nodeFs.readdirSync(dir, { recursive: true, encoding: "utf8" }).sort().map((name) => {
+        const full = nodePath.join(dir, name)
+        return nodeFs.statSync(full).isDirectory() ? `${name}/` : `${name}=${nodeFs.readFileSync(full, "latin1")}`
+      })
+    const modelTree = (disk: PowerLoss.SimulatedDisk): Array<string> =>
+      Object.entries(disk.volatile()).filter(([path]) => path.startsWith("/b/r/") && path !== "/b/r/")
+        .map(([path, content]) => path.slice(5) + (path.endsWith("/") ? "" : `=${content}`)).sort()
+    const differences: Array<unknown> = []
+    for (const [name, real, simulated] of calls) {
+      for (const path of paths) {
+        // Node's rm empties the directory a path ending in `..` names by paths
+        // through it, in the order readdir gives (the file system's): what
+        // survives depends on that order.
+        if (name === "rm -rf" && path.endsWith("..")) continue
+        const base = nodeFs.mkdtempSync(nodePath.join(nodeOs.tmpdir(), "power-loss-walk-"))
+        const root = nodePath.join(base, "r")
+        try {
+          nodeFs.mkdirSync(`${root}/e/d3`, { recursive: true })
+          nodeFs.writeFileSync(`${root}/f`, "F")
+          nodeFs.writeFileSync(`${root}/e/f2`, "G")
+          const disk = new PowerLoss.SimulatedDisk({ "/b/r/f": "F", "/b/r/e/f2": "G", "/b/r/e/d3/": "" })
+          const expected = { ...outcome(() => real(`${root}/${path}`, root)), tree: realTree(root) }
+          const actual = { ...outcome(() => simulated(disk, `/b/r/${path}`)), tree: modelTree(disk) }
+          if (JSON.stringify(actual) !== JSON.stringify(expected)) differences.push({ name, path, expected, actual })
+        } finally {
+          nodeFs.rmSync(base, { recursive: true, force: true })
+        }
+      }
+    }
+    expect(differences).toEqual([])
   })
 
   it("errors are SystemErrors whose cause carries the errno code", () =>

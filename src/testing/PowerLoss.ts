@@ -46,7 +46,10 @@
  *   the per-directory order forces it.
  *
  * - Paths: a path argument of 4096 bytes or more, or with a name of more than
- *   255, fails with `ENAMETOOLONG`, as on Linux.
+ *   255, fails with `ENAMETOOLONG`, as on Linux. Paths are walked as Linux
+ *   walks them: a file or a missing name followed by `/`, `.` or `..` fails
+ *   (`ENOTDIR`, `ENOENT`), `.` or `..` at the end of a `rename` or `rm` is
+ *   refused, and `mkdir -p` and `rm` take their steps as Node's do.
  *
  * Enumeration is exhaustive and bounded: it throws when a state space exceeds
  * the limit (a count of states, a file's candidate contents), or when building

@@ -44,6 +44,23 @@ const parseFlag = (flag: FileSystem.OpenFlag) => ({
   append: flag.startsWith("a")
 })
 
+/**
+ * Where a path argument leads, as Linux's path walk finds it: every
+ * component but the last walked (each one an existing directory), the last
+ * one not yet looked up.
+ */
+type Walked =
+  /** The path ends at a directory the walk reached: `/`, or a last component `.` or `..`. */
+  | { readonly _tag: "Dir"; readonly dir: DirInode; readonly segments: ReadonlyArray<string> }
+  /** The path ends in `name` inside `parent`; `trailing`: a slash follows it (it must be a directory). */
+  | {
+    readonly _tag: "Entry"
+    readonly parent: DirInode
+    readonly segments: ReadonlyArray<string>
+    readonly name: string
+    readonly trailing: boolean
+  }
+
 /** @internal */
 export class SimulatedDisk implements Api.SimulatedDisk {
   private readonly state: DiskState
@@ -84,22 +101,23 @@ export class SimulatedDisk implements Api.SimulatedDisk {
 
   open(path: string, flag: FileSystem.OpenFlag = "r", mode = 0o666): number {
     const flags = parseFlag(flag)
-    const segments = this.resolve("open", path)
+    const walked = this.walk("open", path)
     let ino: Ino
     let created = false
-    if (segments.length === 0) {
-      ino = ROOT_INO
+    if (walked._tag === "Dir") {
+      if (flags.create && flags.exclusive) throw new ErrnoError("EEXIST", "open", path)
+      ino = walked.dir.ino
     } else {
-      const parent = this.parentOf("open", path, segments)
-      const name = segments[segments.length - 1]
-      const existing = parent.entries.get(name)
+      // A name with a slash after it can only be a directory, which open never creates.
+      if (flags.create && walked.trailing) throw new ErrnoError("EISDIR", "open", path)
+      const existing = this.entry("open", path, walked)
       if (existing !== undefined) {
         if (flags.create && flags.exclusive) throw new ErrnoError("EEXIST", "open", path)
         ino = existing
       } else {
         if (!flags.create) throw new ErrnoError("ENOENT", "open", path)
         ino = this.state.newFile(mode).ino
-        this.link(parent.ino, name, ino)
+        this.link(walked.parent.ino, walked.name, ino)
         created = true
       }
     }
@@ -209,8 +227,10 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   realPath(path: string): string {
-    this.lookup("realpath", path)
-    return pathOf(this.resolve("realpath", path))
+    // Node's `realpath` resolves `.` and `..` by the path's text, then looks the result up.
+    const segments = segmentsOf(path)
+    this.lookup("realpath", pathOf(segments))
+    return pathOf(segments)
   }
 
   readFile(path: string): Uint8Array {
@@ -248,51 +268,64 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   makeDirectory(path: string, recursive: boolean, mode = 0o777): void {
-    const segments = this.resolve("mkdir", path)
-    if (segments.length === 0) {
-      if (recursive) return
-      throw new ErrnoError("EEXIST", "mkdir", path)
-    }
-    if (!recursive) {
-      const parent = this.parentOf("mkdir", path, segments)
-      const name = segments[segments.length - 1]
-      if (parent.entries.has(name)) throw new ErrnoError("EEXIST", "mkdir", path)
-      this.mkdirIn(parent, name, mode)
-      this.notify("mkdir")
-      return
-    }
-    let dir = this.state.dir(ROOT_INO)
-    for (const name of segments) {
-      const existing = dir.entries.get(name)
-      if (existing === undefined) {
-        dir = this.mkdirIn(dir, name, mode)
-        this.notify("mkdir")
-        continue
+    if (!recursive) return this.mkdir(path, mode)
+    // Node's recursive mkdir: mkdir the path; where a directory on the way is
+    // missing, first the path up to its last slash (by the text), then again.
+    // A name on the way that is not a directory is ENOTDIR; the path itself
+    // not a directory, EEXIST.
+    const todo = [path]
+    while (todo.length > 0) {
+      const next = todo.pop()!
+      try {
+        this.mkdir(next, mode)
+      } catch (error) {
+        if (!(error instanceof ErrnoError)) throw error
+        if (error.code === "ENOENT") {
+          const up = next.slice(0, next.lastIndexOf("/"))
+          if (up !== next && up !== "") {
+            todo.push(next, up)
+            continue
+          }
+        }
+        if (error.code !== "EEXIST") throw new ErrnoError(error.code, "mkdir", path)
+        if (this.state.inode(this.lookup("mkdir", next)).kind !== "dir") {
+          throw new ErrnoError(todo.length > 0 ? "ENOTDIR" : "EEXIST", "mkdir", path)
+        }
       }
-      const inode = this.state.inode(existing)
-      if (inode.kind !== "dir") throw new ErrnoError("ENOTDIR", "mkdir", path)
-      dir = inode
     }
   }
 
+  private mkdir(path: string, mode: number): void {
+    const walked = this.walk("mkdir", path)
+    // An existing name is EEXIST, even a file with a slash after it.
+    if (walked._tag === "Dir" || this.entry("mkdir", path, { ...walked, trailing: false }) !== undefined) {
+      throw new ErrnoError("EEXIST", "mkdir", path)
+    }
+    this.mkdirIn(walked.parent, walked.name, mode)
+    this.notify("mkdir")
+  }
+
   rename(from: string, to: string): void {
-    // The source is looked up before the target's name is: a missing source is ENOENT, whatever the target.
-    const fromSegments = this.resolve("rename", from)
-    if (fromSegments.length === 0) throw new ErrnoError("EBUSY", "rename", from)
-    const source = this.parentOf("rename", from, fromSegments)
-    const sourceName = fromSegments[fromSegments.length - 1]
-    const ino = source.entries.get(sourceName)
+    // As Linux orders it: both directories walked, a `.`, `..` or `/` at
+    // either end refused, then the source looked up before the target's name
+    // is (a missing source is ENOENT, whatever the target); a slash after
+    // either name needs a directory to move.
+    const source = this.walk("rename", from)
+    const target = this.walk("rename", to)
+    if (source._tag === "Dir" || target._tag === "Dir") throw new ErrnoError("EBUSY", "rename", from)
+    const ino = this.entry("rename", from, { ...source, trailing: false })
     if (ino === undefined) throw new ErrnoError("ENOENT", "rename", from)
-    const toSegments = this.resolve("rename", to)
-    if (toSegments.length === 0) throw new ErrnoError("EBUSY", "rename", from)
-    const target = this.parentOf("rename", to, toSegments)
-    const targetName = toSegments[toSegments.length - 1]
-    const existing = target.entries.get(targetName)
-    if (existing === ino) return
     const inode = this.state.inode(ino)
+    if (inode.kind !== "dir" && (source.trailing || target.trailing)) throw new ErrnoError("ENOTDIR", "rename", from)
+    const sourceName = source.name
+    const targetName = target.name
+    const existing = this.entry("rename", to, { ...target, trailing: false })
+    if (existing === ino) return
     if (inode.kind === "dir") {
-      const fromPath = pathOf(fromSegments)
-      if (pathOf(toSegments).startsWith(fromPath + "/")) throw new ErrnoError("EINVAL", "rename", from)
+      const fromPath = pathOf([...source.segments, sourceName])
+      if (pathOf([...target.segments, targetName]).startsWith(fromPath + "/")) {
+        throw new ErrnoError("EINVAL", "rename", from)
+      }
     }
     if (existing !== undefined) {
       const replaced = this.state.inode(existing)
@@ -305,32 +338,58 @@ export class SimulatedDisk implements Api.SimulatedDisk {
     }
     // One operation touching both directories: it lands whole or not at all.
     this.state.metaOp([
-      { dir: source.ino, name: sourceName, ino: undefined },
-      { dir: target.ino, name: targetName, ino }
+      { dir: source.parent.ino, name: sourceName, ino: undefined },
+      { dir: target.parent.ino, name: targetName, ino }
     ])
     this.notify("rename")
   }
 
   remove(path: string, recursive: boolean, force: boolean): void {
-    const segments = this.resolve("rm", path)
-    let parent: DirInode
+    // Node's `rm`: an lstat first (a missing path is done with `force`), then
+    // an unlink, or for a directory its children and then an rmdir. rmdir
+    // refuses a path ending in `.` (EINVAL, before anything is removed), `..`
+    // (ENOTEMPTY, which Node answers by removing the children of the
+    // directory it names and trying again) and `/` (EBUSY).
+    let ino: Ino
     try {
-      parent = this.parentOf("rm", path, segments)
+      ino = this.lookup("rm", path)
     } catch (error) {
       if (force && error instanceof ErrnoError && error.code === "ENOENT") return
       throw error
     }
-    if (segments.length === 0) throw new ErrnoError("EPERM", "rm", path)
-    const name = segments[segments.length - 1]
-    const ino = parent.entries.get(name)
-    if (ino === undefined) {
-      if (force) return
-      throw new ErrnoError("ENOENT", "rm", path)
-    }
     const inode = this.state.inode(ino)
     if (inode.kind === "dir" && !recursive) throw new ErrnoError("ERR_FS_EISDIR", "rm", path)
-    // As Node's `rm` does: children first, then the directory. Iterative:
-    // a tree may be deeper than the call stack.
+    const walked = this.walk("rm", path)
+    if (walked._tag === "Entry") return this.removeTree(walked.parent, walked.name, inode)
+    const last = path.split("/").filter((name) => name !== "").pop()
+    if (last !== "..") throw new ErrnoError(last === "." ? "EINVAL" : "EBUSY", "rm", path)
+    // Each child by its path through this one, which stops resolving once
+    // the directory it goes through is removed; then rmdir again, done if
+    // the path no longer resolves.
+    for (const name of Array.from(walked.dir.entries.keys())) {
+      const child = `${path}/${name}`
+      let ino: Ino
+      try {
+        ino = this.lookup("rm", child)
+      } catch (error) {
+        if (error instanceof ErrnoError && error.code === "ENOENT") continue
+        throw error
+      }
+      const at = this.walk("rm", child) as Extract<Walked, { _tag: "Entry" }>
+      this.removeTree(at.parent, at.name, this.state.inode(ino))
+    }
+    try {
+      this.walk("rm", path)
+    } catch (error) {
+      if (error instanceof ErrnoError && error.code === "ENOENT") return
+      throw error
+    }
+    throw new ErrnoError("ENOTEMPTY", "rm", path)
+  }
+
+  /** Removes `name` from `parent` as Node's `rm` does: children first, then the directory. */
+  private removeTree(parent: DirInode, name: string, inode: Inode): void {
+    // Iterative: a tree may be deeper than the call stack.
     const stack: Array<{ readonly dir: DirInode; readonly entry: string; readonly inode: Inode; listed: boolean }> = [
       { dir: parent, entry: name, inode, listed: false }
     ]
@@ -364,55 +423,61 @@ export class SimulatedDisk implements Api.SimulatedDisk {
   }
 
   /**
-   * The segments of a path argument (`.` and `..` resolved), refused as Linux
-   * refuses it: a path of `PATH_MAX` bytes or more (with its terminating NUL,
-   * 4096; `realpath` walks the path a component at a time and has no such
-   * limit), or a name of more than `NAME_MAX` (255) met while walking it, in
-   * order: a name is reached only through existing directories before it (a
-   * missing one is `ENOENT` first, a file `ENOTDIR`, which the caller's walk
-   * reports), and a long name followed by `..` is still refused.
+   * Walks a path argument as Linux does: every component but the last must be
+   * an existing directory (ENOENT, ENOTDIR), `.` stays and `..` goes up (not
+   * above `/`) only from a directory the walk reached, so a missing name or a
+   * file before a `..` fails the walk. Refused as Linux refuses it: a path of
+   * `PATH_MAX` bytes or more (with its terminating NUL, 4096), or a name of
+   * more than `NAME_MAX` (255) met while walking it, in order (the last name
+   * is checked where it is looked up, see `entry`).
    */
-  private resolve(syscall: string, path: string): Array<string> {
-    if (syscall !== "realpath" && encoder.encode(path).length >= PATH_MAX) {
-      throw new ErrnoError("ENAMETOOLONG", syscall, path)
-    }
-    const line: Array<Inode> = [this.state.dir(ROOT_INO)]
-    for (const name of path.split("/")) {
-      if (name === "" || name === ".") continue
+  private walk(syscall: string, path: string): Walked {
+    if (encoder.encode(path).length >= PATH_MAX) throw new ErrnoError("ENAMETOOLONG", syscall, path)
+    const names = path.split("/").filter((name) => name !== "")
+    const line: Array<DirInode> = [this.state.dir(ROOT_INO)]
+    const segments: Array<string> = []
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]
+      if (name === ".") continue
       if (name === "..") {
-        if (line.length > 1) line.pop()
+        if (line.length > 1) {
+          line.pop()
+          segments.pop()
+        }
         continue
       }
-      // Below a file, or below a missing name: the walk stops there, with the error the caller finds.
-      const at = line[line.length - 1]
-      if (at.kind !== "dir") break
+      const dir = line[line.length - 1]
+      if (i === names.length - 1) {
+        return { _tag: "Entry", parent: dir, segments, name, trailing: path.endsWith("/") }
+      }
       if (encoder.encode(name).length > NAME_MAX) throw new ErrnoError("ENAMETOOLONG", syscall, path)
-      const next = at.entries.get(name)
-      if (next === undefined) break
-      line.push(this.state.inode(next))
-    }
-    return segmentsOf(path)
-  }
-
-  private lookup(syscall: string, path: string): Ino {
-    const segments = this.resolve(syscall, path)
-    if (segments.length === 0) return ROOT_INO
-    const ino = this.parentOf(syscall, path, segments).entries.get(segments[segments.length - 1])
-    if (ino === undefined) throw new ErrnoError("ENOENT", syscall, path)
-    return ino
-  }
-
-  /** The directory holding the last segment: ENOENT or ENOTDIR on the way. */
-  private parentOf(syscall: string, path: string, segments: ReadonlyArray<string>): DirInode {
-    let dir = this.state.dir(ROOT_INO)
-    for (const name of segments.slice(0, -1)) {
       const ino = dir.entries.get(name)
       if (ino === undefined) throw new ErrnoError("ENOENT", syscall, path)
       const inode = this.state.inode(ino)
       if (inode.kind !== "dir") throw new ErrnoError("ENOTDIR", syscall, path)
-      dir = inode
+      line.push(inode)
+      segments.push(name)
     }
-    return dir
+    return { _tag: "Dir", dir: line[line.length - 1], segments }
+  }
+
+  /** The last name of a walked path, looked up: `undefined` when missing; ENOTDIR for a file with a slash after it. */
+  private entry(syscall: string, path: string, walked: Extract<Walked, { _tag: "Entry" }>): Ino | undefined {
+    if (encoder.encode(walked.name).length > NAME_MAX) throw new ErrnoError("ENAMETOOLONG", syscall, path)
+    const ino = walked.parent.entries.get(walked.name)
+    if (ino !== undefined && walked.trailing && this.state.inode(ino).kind !== "dir") {
+      throw new ErrnoError("ENOTDIR", syscall, path)
+    }
+    return ino
+  }
+
+  /** What a path names: ENOENT when it does not exist. */
+  private lookup(syscall: string, path: string): Ino {
+    const walked = this.walk(syscall, path)
+    if (walked._tag === "Dir") return walked.dir.ino
+    const ino = this.entry(syscall, path, walked)
+    if (ino === undefined) throw new ErrnoError("ENOENT", syscall, path)
+    return ino
   }
 
   private info(ino: Ino): FileSystem.File.Info {
