@@ -902,6 +902,73 @@ for (;;) {
   )
 })
 
+/**
+ * The neighbour of `fixtures/temp-exchange.c`, compiled with the machine's C
+ * compiler (`$CC`, else `cc`): Node has neither inotify events fast enough
+ * nor `renameat2`, and the race it runs needs both. Running until the scope
+ * closes; `ready` once its directories are prepared.
+ */
+const tempExchanger = (dir: string, prefix: string, outside: string, victims: number, episodes: number) =>
+  Effect.acquireRelease(
+    Effect.async<childProcess.ChildProcess, Error>((resume) => {
+      const binary = `${nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "temp-exchange-"))}/temp-exchange`
+      const source = nodePath.join(import.meta.dirname, "fixtures", "temp-exchange.c")
+      childProcess.execFile(process.env.CC ?? "cc", ["-O2", "-o", binary, source], (error) => {
+        if (error !== null) return resume(Effect.fail(new Error(`cc could not build the neighbour: ${error.message}`)))
+        const child = childProcess.spawn(binary, [dir, prefix, outside, String(victims), String(episodes)], {
+          stdio: ["ignore", "ignore", "pipe"]
+        })
+        child.stderr.on("data", (data) => {
+          if (String(data).includes("ready")) resume(Effect.succeed(child))
+        })
+        child.once("exit", () => resume(Effect.fail(new Error("the neighbour exited before it was ready"))))
+      })
+    }),
+    (child) => Effect.sync(() => child.kill("SIGKILL"))
+  )
+
+describe("a confined client whose temp file another process swaps for a directory", () => {
+  it.live(
+    "a write that fails before its commit removes only its own temp file: nothing outside the root is deleted",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const root = `${dir}/root`
+        const outside = `${dir}/outside`
+        // The target is a directory that is not empty: every write's rename fails, and the write cleans up.
+        nodeFs.mkdirSync(`${root}/d/f`, { recursive: true })
+        nodeFs.writeFileSync(`${root}/d/f/keep`, "")
+        nodeFs.mkdirSync(outside)
+        const victims = 10
+        for (let i = 0; i < victims; i++) nodeFs.writeFileSync(`${outside}/v${i}`, "outside")
+        const outsideBefore = snapshot(outside)
+        const { client, manager } = yield* makeClient({ root })
+        // Each temp file of `f` is exchanged for a full directory, then flipped
+        // with a link to outside until it is gone.
+        const rounds = Number(process.env.SWAP_ROUNDS ?? 600)
+        yield* tempExchanger(`${root}/d`, ".f.", outside, victims, rounds + 10)
+        const outcomes = new Map<string, number>()
+        let round = 0
+        // Until the last round, or the first file deleted outside (then the test fails).
+        for (; round < rounds && nodeFs.readdirSync(outside).length === victims; round++) {
+          const outcome = yield* failureOf(client.write(`${root}/d/f`, "data"))
+          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+        }
+        const after = snapshot(outside)
+        console.log(
+          `temp exchange race: ${round} rounds, outcomes ${JSON.stringify(Object.fromEntries(outcomes))}; ${
+            victims - nodeFs.readdirSync(outside).length
+          } of ${victims} files outside deleted`
+        )
+        expect(after).toEqual(outsideBefore)
+        // Each write failed at its rename, with a typed error.
+        expect([...outcomes.keys()].every((outcome) => outcome.startsWith("FileSystemError"))).toBe(true)
+        yield* expectIdle(manager)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
 describe("special files are never opened", () => {
   // A FIFO's open blocks until a writer comes, in a call nothing interrupts:
   // the operation would hang with its locks held.

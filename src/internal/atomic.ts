@@ -142,7 +142,16 @@ export const forgetDurable = (disk: Disk, path: string): void => {
   for (const d of known) if (d.startsWith(prefix)) known.delete(d)
 }
 
-const removeQuietly = (disk: Disk, path: string) => Effect.ignore(disk.fs.remove(path))
+/**
+ * Removes a temp file of ours, ignoring failure (a write that failed reports
+ * its own error). Confined: with `unlink` through the handle, never the
+ * platform's `remove` (Node's `rm`), which looks at the name and then, if a
+ * directory is there by then, empties it by path: another process that
+ * swapped a full directory in for the temp file, then a link to outside the
+ * root, had it delete files outside. `unlink` leaves a directory alone.
+ */
+const removeQuietly = (disk: Disk, path: string) =>
+  disk.pins === undefined ? Effect.ignore(disk.fs.remove(path)) : Effect.ignore(disk.pins.unlink("", path, path))
 
 /** @internal */
 export const syncDirectory = (disk: Disk, operation: string, dir: string): Effect.Effect<void, FileSystemError> =>
