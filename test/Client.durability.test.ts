@@ -1,6 +1,6 @@
 import { FileSystem } from "@effect/platform"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Queue, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
@@ -464,4 +464,50 @@ describe("Client durability with concurrent writers", () => {
       expect(yield* Queue.size(started)).toBe(0)
       expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
     })))
+})
+
+describe("Client durability: an interruption is honoured up to the rename", () => {
+  // Each operation is interrupted while its temp file's fsync runs (an
+  // uninterruptible step): the interruption must take effect after it, before
+  // the rename, so the target keeps its old content and the temp file goes.
+  const operations: ReadonlyArray<
+    readonly [string, (client: Client.ClientService, dir: string) => Effect.Effect<unknown, unknown>]
+  > = [
+    ["write", (client, dir) => client.write(`${dir}/f`, "NEW")],
+    ["sink", (client, dir) => Stream.run(Stream.make(bytesOf("NEW")), client.sink(`${dir}/f`))],
+    ["modify", (client, dir) => client.modify(`${dir}/f`, () => "NEW")],
+    ["copy", (client, dir) => client.copy(`${dir}/source`, `${dir}/f`)]
+  ]
+  for (const confined of [false, true]) {
+    for (const [name, operation] of operations) {
+      it.live(`${name}${confined ? ", confined" : ""}: interrupted during the temp file's fsync, the target is as it was`, () =>
+        Effect.scoped(Effect.gen(function*() {
+          const dir = yield* tempDir
+          nodeFs.writeFileSync(`${dir}/f`, "OLD")
+          nodeFs.writeFileSync(`${dir}/source`, "NEW")
+          const syncing = yield* Deferred.make<void>()
+          const gate = yield* Deferred.make<void>()
+          const { fs, log } = yield* Recording.makeNode({
+            sync: (path) =>
+              path.includes("/.f.")
+                ? Effect.zipRight(Deferred.succeed(syncing, undefined), Deferred.await(gate))
+                : Effect.void
+          })
+          const { client, manager } = yield* makeClient(
+            { durable: true, ...(confined ? { root: dir } : {}) },
+            Layer.succeed(FileSystem.FileSystem, fs)
+          )
+          const fiber = yield* Effect.fork(operation(client, dir))
+          yield* Deferred.await(syncing)
+          yield* Fiber.interruptFork(fiber)
+          yield* Deferred.succeed(gate, undefined)
+          const exit = yield* Fiber.await(fiber)
+          expect(Exit.isInterrupted(exit), `${exit}`).toBe(true)
+          expect(nodeFs.readFileSync(`${dir}/f`, "utf8")).toBe("OLD")
+          expect(nodeFs.readdirSync(dir).sort()).toEqual(["f", "source"])
+          expect((yield* log.events).filter((event) => event.startsWith("rename "))).toEqual([])
+          yield* expectManagerIdle(manager)
+        })))
+    }
+  }
 })

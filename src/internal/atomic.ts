@@ -360,7 +360,11 @@ const commit = (
 export interface Replacement {
   /** Writes a whole chunk (short writes are retried by `writeAll`). */
   readonly write: (chunk: unknown) => Effect.Effect<void, FileSystemError | InvalidArgumentError>
-  /** fsync (durable), close, lock check, rename, directory fsync (durable). Uninterruptible. */
+  /**
+   * fsync (durable), close, lock check, rename, directory fsync (durable).
+   * Uninterruptible, but for the lock check: an interruption that arrived
+   * before it ends the replacement there, uncommitted.
+   */
   readonly finish: Effect.Effect<void, FileSystemError | CommitError | LockLostError>
 }
 
@@ -398,15 +402,17 @@ export const begin = (
           chunk.length === 0 ?
           Effect.void :
           Effect.uninterruptible(io(operation, target, file.writeAll(chunk))),
-      finish: Effect.uninterruptible(
+      finish: Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           if (disk.durable) yield* io(operation, target, file.sync)
           yield* Scope.close(fileScope, Exit.void)
-          // Never commit under a lock that no longer excludes others.
-          yield* lock.ensureHeld(operation)
           // The directory must be reachable after a power loss before the
           // new content is committed into it.
           if (disk.durable) yield* makeDurable(disk, operation, parent(target))
+          // Never commit under a lock that no longer excludes others; an
+          // interruption that arrived during the steps above is honoured
+          // here, before the commit point (the scope removes the temp file).
+          yield* restore(lock.ensureHeld(operation))
           // A CommitError means the rename happened: the new file must stay.
           yield* commit(disk, operation, temp, place).pipe(
             Effect.tapErrorTag("CommitError", () => Effect.sync(() => committed = true))
@@ -454,11 +460,13 @@ const replaceDurable = (
           : restore(Effect.uninterruptible(io(operation, target, file.writeAll(data))))).pipe(
             Effect.zipRight(io(operation, target, file.sync)),
             Effect.zipRight(Scope.close(fileScope, Exit.void)),
-            // Never commit under a lock that no longer excludes others.
-            Effect.zipRight(lock.ensureHeld(operation)),
             // The directory must be reachable after a power loss before the new
             // content is committed into it.
             Effect.zipRight(makeDurable(disk, operation, place.dir)),
+            // Never commit under a lock that no longer excludes others; an
+            // interruption that arrived during the steps above is honoured
+            // here, before the commit point.
+            Effect.zipRight(restore(lock.ensureHeld(operation))),
             Effect.zipRight(Effect.suspend(() =>
               commit(disk, operation, temp!, place).pipe(
                 // A CommitError means the rename happened: the new file must stay.
@@ -508,7 +516,8 @@ export const replace = (
           Effect.gen(function*() {
             const replacement = yield* restore(begin(disk, operation, target, lock, mode))
             yield* restore(replacement.write(data))
-            yield* replacement.finish
+            // Uninterruptible but for its check just before the commit point.
+            yield* restore(replacement.finish)
           })
         )
       )) :
