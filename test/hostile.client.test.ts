@@ -187,9 +187,11 @@ describe("temp names are unmistakable", () => {
       const { client, manager } = yield* makeClient()
       const mine = yield* realTempName(dir, "doc", "tmp")
       const theirs = yield* realTempName(dir, "doc", "part")
+      // Spelled with a lone surrogate, which the system stores as U+FFFD: a temp name there.
+      const lone = (yield* realTempName(dir, "a\uFFFD", "tmp")).replace("\uFFFD", "\uD800")
       nodeFs.writeFileSync(`${dir}/f`, "f")
       const before = snapshot(dir)
-      for (const name of [mine, theirs]) {
+      for (const name of [mine, theirs, lone]) {
         const target = `${dir}/${name}`
         const refused = "InvalidPathError TempName"
         expect(yield* failureOf(client.write(target, "x"))).toBe(refused)

@@ -55,13 +55,14 @@ type Use = "file" | "directory" | "mutation" | "create" | "removal"
 
 /**
  * The first segment of a normal path that has the form of a temp name (for
- * any suffix), if any. Only segments that start with a dot can.
+ * any suffix), if any, as the system will store it (a lone surrogate becomes
+ * U+FFFD). Only segments that start with a dot can.
  */
 const tempSegment = (p: string): string | undefined => {
   for (let at = p.indexOf("/."); at !== -1; at = p.indexOf("/.", at + 1)) {
     const end = p.indexOf("/", at + 1)
     const segment = p.slice(at + 1, end === -1 ? p.length : end)
-    if (isAnyTempName(segment)) return segment
+    if (isAnyTempName(wellFormed(segment))) return segment
   }
   return undefined
 }
