@@ -3,14 +3,19 @@
  * closes, and a Writable that writes to a temp file under the write lock and
  * emits `finish` only once the file is committed.
  */
+import { FileSystem } from "@effect/platform"
+import { Deferred, Effect, Layer } from "effect"
 import { once } from "node:events"
 import * as fs from "node:fs"
 import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { describe, expect, it } from "vitest"
 import { READ_CHUNK_MAX } from "../src/internal/promise/readStream.js"
-import { tempFiles } from "./utils/client.js"
+import { runReplacement } from "../src/internal/promise/run.js"
+import { openWriteStream } from "../src/internal/promise/writeStream.js"
+import { makeClient, tempFiles } from "./utils/client.js"
 import { expectIdle, type NodeError, perTestDirectory, rejection, setup, stats } from "./utils/promise.js"
+import * as Recording from "./utils/recordingFileSystem.js"
 
 const { at, dir: currentDir } = perTestDirectory("persistence-promise-streams-")
 
@@ -436,4 +441,63 @@ describe("promise Client.createWriteStream", () => {
     expect(fs.readFileSync(at("g"), "utf8")).toBe("flushed")
     expectIdle(plain.manager)
   })
+})
+
+describe("an abort that arrives during the rename: it cannot stop it, so the write is done", () => {
+  /**
+   * A Client (durable or not) over a file system whose renames into `at()`
+   * wait until `release` is called; `renaming` resolves when one has started.
+   */
+  const withSlowRename = async (durable: boolean) => {
+    let started!: () => void
+    const renaming = new Promise<void>((resolve) => started = resolve)
+    const gate = Effect.runSync(Deferred.make<void>())
+    const { client } = await Effect.runPromise(Effect.gen(function*() {
+      const { fs: recording } = yield* Recording.makeNode({
+        rename: (_from, to) =>
+          to === at("f") ? Effect.zipRight(Effect.sync(started), Deferred.await(gate)) : Effect.void
+      })
+      return yield* makeClient({ durable }, Layer.succeed(FileSystem.FileSystem, recording))
+    }))
+    return { client, renaming, release: () => Effect.runSync(Deferred.succeed(gate, undefined)) }
+  }
+
+  for (const durable of [false, true]) {
+    it(`write with a signal resolves, and the file is replaced${durable ? " (durable)" : ""}`, async () => {
+      fs.writeFileSync(at("f"), "old")
+      const { client, release, renaming } = await withSlowRename(durable)
+      const controller = new AbortController()
+      const written = runReplacement(client.write(at("f"), "new"), controller.signal)
+      await renaming
+      controller.abort()
+      release()
+      await written
+      expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
+      expect(tempFiles(currentDir())).toEqual([])
+    })
+
+    it(`a write stream ended, then aborted, emits finish, and the file is replaced${durable ? " (durable)" : ""}`, async () => {
+      fs.writeFileSync(at("f"), "old")
+      const { client, release, renaming } = await withSlowRename(durable)
+      const controller = new AbortController()
+      const ws = await openWriteStream(client, at("f"), {
+        encoding: "utf8",
+        mode: undefined,
+        highWaterMark: undefined,
+        signal: controller.signal,
+        onError: () => {}
+      })
+      const finished = new Promise<string>((resolve) => {
+        ws.once("finish", () => resolve("finish"))
+        ws.once("error", (error) => resolve(`error ${error.name}`))
+      })
+      ws.end("new")
+      await renaming
+      controller.abort()
+      release()
+      expect(await finished).toBe("finish")
+      expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
+      expect(tempFiles(currentDir())).toEqual([])
+    })
+  }
 })

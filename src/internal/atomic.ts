@@ -12,6 +12,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
@@ -150,6 +151,23 @@ export const forgetDurable = (disk: Disk, path: string): void => {
  * swapped a full directory in for the temp file, then a link to outside the
  * root, had it delete files outside. `unlink` leaves a directory alone.
  */
+/**
+ * Told when a replacement's rename has happened (its commit point), in the
+ * fiber that made it: an interruption that arrives during the rename cannot
+ * stop it, yet ends the operation as interrupted. The Promise facade uses it
+ * to report such a write as done, not aborted.
+ *
+ * @internal
+ */
+export const commitObserver: FiberRef.FiberRef<(() => void) | undefined> = FiberRef.unsafeMake<
+  (() => void) | undefined
+>(undefined)
+
+const renamed: Effect.Effect<void> = FiberRef.getWith(
+  commitObserver,
+  (observer) => observer === undefined ? Effect.void : Effect.sync(observer)
+)
+
 const removeQuietly = (disk: Disk, path: string) =>
   disk.pins === undefined ? Effect.ignore(disk.fs.remove(path)) : Effect.ignore(disk.pins.unlink("", path, path))
 
@@ -345,6 +363,7 @@ const commit = (
   place: Place
 ): Effect.Effect<void, FileSystemError | CommitError> =>
   io(operation, place.target, disk.fs.rename(temp, join(place.at, basename(place.target)))).pipe(
+    Effect.zipRight(renamed),
     Effect.zipRight(
       disk.durable ? afterCommit(operation, place.target, syncDirectory(disk, operation, place.dir)) : Effect.void
     )
@@ -534,6 +553,7 @@ export const replace = (
             // before the commit point; never commit under a lost lock.
             restore(lock.ensureHeld(operation)).pipe(
               Effect.zipRight(io(operation, target, disk.fs.rename(temp, join(place.at, basename(target))))),
+              Effect.zipRight(renamed),
               // Uninterruptible already: a plain cause handler does what `onError` would.
               Effect.tapErrorCause(() => removeQuietly(disk, temp))
             ))
@@ -588,7 +608,10 @@ const replaceByPath = (
           Effect.catchAllCause(
             Effect.zipRight(
               restore(lock.ensureHeld(operation)),
-              Effect.mapError(disk.fs.rename(temp, join(dir, name)), fromPlatform(operation, target))
+              Effect.zipRight(
+                Effect.mapError(disk.fs.rename(temp, join(dir, name)), fromPlatform(operation, target)),
+                renamed
+              )
             ),
             (cause) => Effect.zipRight(removeQuietly(disk, temp), Effect.failCause(cause))
           )

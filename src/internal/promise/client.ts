@@ -35,7 +35,7 @@ import {
 } from "./options.js"
 import { absolute, directoryPath, entryPath, notRoot, withoutNul } from "./paths.js"
 import { type LockedReadStream, openReadStream } from "./readStream.js"
-import { attempt, run } from "./run.js"
+import { attempt, run, runReplacement } from "./run.js"
 import { openWriteStream } from "./writeStream.js"
 
 let nodeFileSystem: FileSystem.FileSystem | undefined
@@ -159,11 +159,11 @@ export const write = (core: Core, path: string, data: Data, options: unknown): P
     const client = core.forWrite(booleanOf(bag, "flush"))
     const signal = signalOf(bag)
     if (typeof data === "string") {
-      return run(client.write(target, Buffer.from(data, textEncoding), writeOptions), signal)
+      return runReplacement(client.write(target, Buffer.from(data, textEncoding), writeOptions), signal)
     }
-    if (ArrayBuffer.isView(data)) return run(client.write(target, bytesOf(data), writeOptions), signal)
+    if (ArrayBuffer.isView(data)) return runReplacement(client.write(target, bytesOf(data), writeOptions), signal)
     if (typeof data === "object" && data !== null && (isAsyncIterable(data) || isIterable(data))) {
-      return run(Stream.run(chunks(data, textEncoding), client.sink(target, writeOptions)), signal)
+      return runReplacement(Stream.run(chunks(data, textEncoding), client.sink(target, writeOptions)), signal)
     }
     // Node's words, although iterables and streams are accepted too.
     throw invalidArgType("data", "of type string or an instance of Buffer, TypedArray, or DataView", data)

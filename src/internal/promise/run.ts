@@ -6,11 +6,13 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Scheduler from "effect/Scheduler"
+import { commitObserver } from "../atomic.js"
 import { abortError, fromCause, invalidArgType } from "./errors.js"
 
 /** @internal */
@@ -56,6 +58,23 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Pr
       else reject(fromCause(exit.cause, signal))
     })
   })
+
+/**
+ * Runs a replacement (`write`, a sink) as {@link run} does, except that an
+ * abort that arrives once the rename has happened (it cannot stop it, so the
+ * file is replaced) does not make it reject: the write is done, as the
+ * original's is once its temp file is written.
+ *
+ * @internal
+ */
+export const runReplacement = (effect: Effect.Effect<void, unknown>, signal?: AbortSignal): Promise<void> => {
+  if (signal === undefined) return run(effect)
+  let committed = false
+  return runExit(Effect.locally(effect, commitObserver, () => committed = true), signal).then((exit) => {
+    if (Exit.isSuccess(exit) || (committed && Cause.isInterruptedOnly(exit.cause))) return
+    throw fromCause(exit.cause, signal)
+  })
+}
 
 /**
  * Runs `effect` (started by {@link forkNow}) and resolves with its exit; an

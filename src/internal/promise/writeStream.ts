@@ -15,8 +15,9 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { addAbortSignal, Writable } from "node:stream"
+import { Writable } from "node:stream"
 import type { ClientService, WriteError } from "../../Client.js"
+import { commitObserver } from "../atomic.js"
 import { abortError, fromCause, streamDestroyed } from "./errors.js"
 import { forkNow } from "./run.js"
 
@@ -115,8 +116,13 @@ export const openWriteStream = (client: ClientService, path: string, options: Wr
     const open = () => {
       if (!opened || !started || writable !== undefined) return
       signal?.removeEventListener("abort", onAbort)
-      writable = new LockedWriteStream(path, source, fiber, options)
-      if (signal !== undefined) addAbortSignal(signal, writable)
+      const stream = new LockedWriteStream(path, source, fiber, options, () => committed)
+      writable = stream
+      if (signal !== undefined) {
+        const abort = () => stream.abort(signal)
+        signal.addEventListener("abort", abort, { once: true })
+        stream.once("close", () => signal.removeEventListener("abort", abort))
+      }
       resolve(writable)
     }
     const onAbort = () => fiber.unsafeInterruptAsFork(FiberId.none)
@@ -125,7 +131,10 @@ export const openWriteStream = (client: ClientService, path: string, options: Wr
       open()
     }))
     const sink = client.sink(path, options.mode === undefined ? {} : { mode: options.mode })
-    const fiber: Run = forkNow(Stream.run(Stream.concat(ready, source.stream), sink))
+    let committed = false
+    const fiber: Run = forkNow(
+      Effect.locally(Stream.run(Stream.concat(ready, source.stream), sink), commitObserver, () => committed = true)
+    )
     started = true
     signal?.addEventListener("abort", onAbort, { once: true })
     open()
@@ -147,9 +156,18 @@ export class LockedWriteStream extends Writable {
   readonly #source: ChunkSource
   readonly #fiber: Run
   readonly #onError: (error: Error) => void
+  readonly #committed: () => boolean
   #final: Callback | undefined
+  /** The signal that aborted the sink, if one did. */
+  #aborted: AbortSignal | undefined
 
-  constructor(readonly path: string, source: ChunkSource, fiber: Run, options: WriteStreamOptions) {
+  constructor(
+    readonly path: string,
+    source: ChunkSource,
+    fiber: Run,
+    options: WriteStreamOptions,
+    committed: () => boolean
+  ) {
     super({
       defaultEncoding: options.encoding,
       ...(options.highWaterMark !== undefined ? { highWaterMark: options.highWaterMark } : {})
@@ -157,7 +175,21 @@ export class LockedWriteStream extends Writable {
     this.#source = source
     this.#fiber = fiber
     this.#onError = options.onError
+    this.#committed = committed
     fiber.addObserver((exit) => this.#settle(exit))
+  }
+
+  /**
+   * The signal fired. Before the rename the sink is interrupted (the temp
+   * file is removed, the lock released) and the stream then fails with an
+   * `AbortError`, as `addAbortSignal` would make it; once the rename has
+   * happened nothing can undo it, and the stream finishes.
+   */
+  abort(signal: AbortSignal): void {
+    if (this.destroyed) return
+    if (this.#fiber.unsafePoll() !== null) return void this.destroy(abortError(signal))
+    this.#aborted = signal
+    this.#fiber.unsafeInterruptAsFork(FiberId.none)
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void {
@@ -174,13 +206,14 @@ export class LockedWriteStream extends Writable {
 
   /** The sink ended: committed (then `finish`), failed (the pending callback gets the error) or interrupted. */
   #settle(exit: Exit.Exit<void, WriteError>): void {
-    if (Exit.isSuccess(exit)) {
+    // Interrupted once committed (an abort during the rename): the file is replaced.
+    if (Exit.isSuccess(exit) || (this.#committed() && Cause.isInterruptedOnly(exit.cause))) {
       const final = this.#final
       this.#final = undefined
       return final?.()
     }
     if (this.destroyed) return
-    const error = fromCause(exit.cause)
+    const error = fromCause(exit.cause, this.#aborted)
     const pending = this.#source.takeCallback() ?? this.#final
     this.#final = undefined
     if (pending !== undefined) pending(error)
