@@ -144,14 +144,6 @@ export const forgetDurable = (disk: Disk, path: string): void => {
 }
 
 /**
- * Removes a temp file of ours, ignoring failure (a write that failed reports
- * its own error). Confined: with `unlink` through the handle, never the
- * platform's `remove` (Node's `rm`), which looks at the name and then, if a
- * directory is there by then, empties it by path: another process that
- * swapped a full directory in for the temp file, then a link to outside the
- * root, had it delete files outside. `unlink` leaves a directory alone.
- */
-/**
  * Told when a replacement's rename has happened (its commit point), in the
  * fiber that made it: an interruption that arrives during the rename cannot
  * stop it, yet ends the operation as interrupted. The Promise facade uses it
@@ -168,6 +160,14 @@ const renamed: Effect.Effect<void> = FiberRef.getWith(
   (observer) => observer === undefined ? Effect.void : Effect.sync(observer)
 )
 
+/**
+ * Removes a temp file of ours, ignoring failure (a write that failed reports
+ * its own error). Confined: with `unlink` through the handle, never the
+ * platform's `remove` (Node's `rm`), which looks at the name and then, if a
+ * directory is there by then, empties it by path: another process that
+ * swapped a full directory in for the temp file, then a link to outside the
+ * root, had it delete files outside. `unlink` leaves a directory alone.
+ */
 const removeQuietly = (disk: Disk, path: string) =>
   disk.pins === undefined ? Effect.ignore(disk.fs.remove(path)) : Effect.ignore(disk.pins.unlink("", path, path))
 
