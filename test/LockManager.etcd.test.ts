@@ -488,6 +488,62 @@ describe("a frozen member", () => {
   )
 })
 
+describe("an enqueue whose first attempt went unanswered", () => {
+  it.live(
+    "a late copy of it, applied after its request left, leaves no key: the session's lease is revoked with that request",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const cluster = yield* ownCluster(3, "etcd-late-enqueue")
+        const index = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
+        const follower = cluster.endpoints[index]
+        const others = cluster.endpoints.filter((_, i) => i !== index)
+        const prefix = "/late-enqueue"
+        // On the follower (a manager starts on a random member), with a short attempt timeout.
+        const random = Math.random
+        Math.random = () => 0
+        const manager = yield* Effect.ensuring(
+          LockManager.makeEtcd({ endpoints: [follower, ...others], prefix, connectTimeout: "1500 millis" }),
+          Effect.sync(() => Math.random = random)
+        )
+        yield* manager.withLock("/warm", "write")(Effect.void)
+        const etcd = yield* Effect.acquireRelease(
+          Effect.sync(() => new Etcd3({ hosts: Array.from(others) })),
+          (etcd) => Effect.sync(() => etcd.close())
+        )
+        const keysOf = (path: string) =>
+          Effect.promise(() =>
+            etcd.kv.range({ key: Buffer.from(`${prefix}${path}/#`), range_end: Buffer.from(`${prefix}${path}/$`) })
+          )
+
+        // The follower frozen: the enqueue's first attempt is sent and goes unanswered; it is
+        // retried on another member and granted there.
+        yield* Effect.promise(() => cluster.kill(index, "SIGSTOP"))
+        const { key, lease } = yield* Effect.scoped(Effect.gen(function*() {
+          yield* within(5_000, "the lock, on another member", manager.lock("/late", "write"))
+          const [kv] = (yield* keysOf("/late")).kvs
+          return { key: kv.key, lease: kv.lease }
+        }))
+        cluster.members[index].child?.signal("SIGCONT")
+        // The request has left: its key is deleted. A copy of the first attempt applied now (as the
+        // frozen follower may pass it on) must not put the key back with a live lease.
+        const late = yield* Effect.promise(() =>
+          etcd.kv.txn({
+            compare: [{ key, target: "Create", result: "Equal", create_revision: 0 }],
+            success: [{ request_put: { key, value: Buffer.alloc(0), lease } }],
+            failure: []
+          }).then(() => "applied", (error: Error) => error.constructor.name)
+        )
+        expect(late).toBe("EtcdLeaseInvalidError")
+        expect((yield* keysOf("/late")).kvs).toEqual([])
+        // New requests go on, on a new session.
+        const again = yield* within(5_000, "a later lock", manager.withLock("/late", "write")(Effect.void))
+        expect(again).toBeUndefined()
+        expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+      })),
+    60_000
+  )
+})
+
 describe("an interruption during the enqueue", () => {
   it.live(
     "a lock in a longer scope, interrupted while its enqueue is in flight, leaves etcd's queue when the interrupt returns",

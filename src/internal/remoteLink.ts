@@ -48,18 +48,21 @@ export interface Link<C> {
 
 /**
  * A link opened by `open` when first needed and whenever the last one is lost
- * (its `lost` is set).
+ * (its `lost` is set) or retired (`retired`: it serves what it has, takes
+ * nothing new).
  *
  * @internal
  */
-export const make = <C extends { readonly lost: Failure | undefined }>(
+export const make = <C extends { readonly lost: Failure | undefined; readonly retired?: boolean }>(
   open: Effect.Effect<C, Failure>,
   scope: Scope.Scope
 ): Link<C> => {
   let current: C | undefined
   let connecting: Deferred.Deferred<C, Failure> | undefined
   const get = Effect.uninterruptibleMask((restore) => {
-    if (current !== undefined && current.lost === undefined) return Effect.succeed(current)
+    if (current !== undefined && current.lost === undefined && current.retired !== true) {
+      return Effect.succeed(current)
+    }
     let attempt = connecting
     if (attempt === undefined) {
       const deferred = Deferred.unsafeMake<C, Failure>(FiberId.none)

@@ -60,12 +60,16 @@ export interface Cluster {
    * Runs `f` against the current member, again after a failure that may
    * pass (on the next member at once, or after a pause once every member
    * failed in a row), until `budget` milliseconds (default: the request
-   * timeout) have gone by. `f` must be safe to repeat.
+   * timeout) have gone by. `f` must be safe to repeat. `inDoubt` is told of
+   * each failed attempt that may still take effect later (one that was sent
+   * and not answered in time: a frozen member may pass it on when it runs
+   * again), however the call ends.
    */
   readonly call: <A>(
     what: string,
     f: (client: Etcd3, options: CallOptions) => Promise<A>,
-    budget?: number
+    budget?: number,
+    inDoubt?: () => void
   ) => Effect.Effect<A, Failure>
   /** The client of the current member, for streams; `failed` with it when its stream fails. */
   readonly current: () => Etcd3
@@ -184,7 +188,8 @@ export const make = (config: ClusterConfig): Effect.Effect<Cluster, Failure, Sco
     const call = <A>(
       what: string,
       f: (client: Etcd3, options: CallOptions) => Promise<A>,
-      budget = config.requestTimeout
+      budget = config.requestTimeout,
+      inDoubt?: () => void
     ) =>
       Effect.suspend(() => {
         const deadline = performance.now() + budget
@@ -214,6 +219,8 @@ export const make = (config: ClusterConfig): Effect.Effect<Cluster, Failure, Sco
             Effect.catchAll((error) => {
               const failure = finalFailure(error)
               if (failure !== undefined) return Effect.fail(failure)
+              // Refused at the door, it was never sent; anything else may have been.
+              if (!isUnreachable(error)) inDoubt?.()
               failed(client)
               // Every member failed once more: pause before the next round.
               const round = Math.floor((n + 1) / clients.length)

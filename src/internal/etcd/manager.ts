@@ -28,7 +28,11 @@
  * Doubt ends the session: if the enqueue's outcome or a release cannot be
  * confirmed, the session's lease is revoked (or left to expire), so no key of
  * this manager can stay behind to block others. Its held locks are reported
- * lost; the next request opens a new session.
+ * lost; the next request opens a new session. An enqueue confirmed on a retry
+ * after an attempt that went unanswered retires the session instead: that
+ * attempt may still be applied, after its request has left, so the lease is
+ * revoked once the session's last request has left, and new requests open
+ * another session meanwhile.
  *
  * @internal
  */
@@ -195,12 +199,23 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
     }))
     const toError = (operation: string, failure: Cluster.Failure) => RemoteLink.toError(operation, address, failure)
 
+    /** Retired sessions (see `Session.retire`) that may still have requests. */
+    const retired = new Set<Session.Session>()
+    const retire = (session: Session.Session) => {
+      if (session.retired) return
+      for (const old of retired) if (old.lost !== undefined) retired.delete(old)
+      Session.retire(session)
+      retired.add(session)
+    }
+
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         closed = true
         if (Either.isLeft(link)) return Effect.void
-        const current = link.right.sessions.current
-        return current === undefined ? Effect.void : Session.shutdown(link.right.cluster, current)
+        const { cluster: c, sessions } = link.right
+        const open = new Set(retired)
+        if (sessions.current !== undefined) open.add(sessions.current)
+        return Effect.forEach(open, (session) => Session.shutdown(c, session), { discard: true })
       })
     )
 
@@ -241,36 +256,41 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
           success: [...keys.map((key) => ({ request_put: { key, value: EMPTY, lease: session.lease } })), ...scans],
           failure: [{ request_range: { key: keys[0], keys_only: true } }, ...scans]
         }
-        return c.call("enqueue", (client, options) => client.kv.txn(txn, options)).pipe(
-          Effect.flatMap((response) => {
-            const revision = response.succeeded ?
-              Number(response.header.revision) :
-              Number(response.responses[0].response_range.kvs[0]?.create_revision ?? 0)
-            if (!(revision > 0)) {
-              return Effect.fail<Cluster.Failure>({
-                reason: "Disconnected",
-                detail: "the request's key vanished from etcd while it was being enqueued"
-              })
-            }
-            const request: Request = { session, plan, keys, ranges, revision, state: "pending" }
-            stats.pending++
-            stats.nodes += keys.length
-            const found = (response.succeeded ? response.responses.slice(keys.length) : response.responses.slice(1))
-              .map((r) => r.response_range)
-            // Not scanned yet (too many ranges for one transaction): the waiter scans first.
-            if (!inline) return Effect.succeed({ request, granted: false, blocker: undefined })
-            const blocker = newestBlocker(found, revision, plan)
-            if (blocker === undefined) {
-              request.state = "held"
-              stats.pending--
-              stats.held++
-            }
-            return Effect.succeed({ request, granted: blocker === undefined, blocker })
-          }),
-          // Whether the keys are in etcd is unknown (a refusal is certain: nothing was put).
-          Effect.tapError((failure) => failure.reason === "Rejected" ? Effect.void : Session.end(c, session, failure)),
-          Effect.mapError((failure) => toError(operation, failure))
-        )
+        // An attempt that may land late retires the session (see `Session.retire`), however this call ends.
+        return c.call("enqueue", (client, options) => client.kv.txn(txn, options), undefined, () => retire(session))
+          .pipe(
+            Effect.flatMap((response) => {
+              const revision = response.succeeded ?
+                Number(response.header.revision) :
+                Number(response.responses[0].response_range.kvs[0]?.create_revision ?? 0)
+              if (!(revision > 0)) {
+                return Effect.fail<Cluster.Failure>({
+                  reason: "Disconnected",
+                  detail: "the request's key vanished from etcd while it was being enqueued"
+                })
+              }
+              const request: Request = { session, plan, keys, ranges, revision, state: "pending" }
+              session.live++
+              stats.pending++
+              stats.nodes += keys.length
+              const found = (response.succeeded ? response.responses.slice(keys.length) : response.responses.slice(1))
+                .map((r) => r.response_range)
+              // Not scanned yet (too many ranges for one transaction): the waiter scans first.
+              if (!inline) return Effect.succeed({ request, granted: false, blocker: undefined })
+              const blocker = newestBlocker(found, revision, plan)
+              if (blocker === undefined) {
+                request.state = "held"
+                stats.pending--
+                stats.held++
+              }
+              return Effect.succeed({ request, granted: blocker === undefined, blocker })
+            }),
+            // Whether the keys are in etcd is unknown (a refusal is certain: nothing was put).
+            Effect.tapError((failure) =>
+              failure.reason === "Rejected" ? Session.settle(c, session) : Session.end(c, session, failure)
+            ),
+            Effect.mapError((failure) => toError(operation, failure))
+          )
       })
 
     /**
@@ -427,6 +447,7 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
         stats.nodes -= request.keys.length
         request.state = "left"
         const session = request.session
+        session.live--
         if (session.lost !== undefined) return Effect.void
         return Effect.forEach(
           chunks(request.keys, keyBytes),
@@ -437,7 +458,11 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
                 options
               )),
           { discard: true }
-        ).pipe(Effect.catchAll((failure) => Session.end(c, session, failure)))
+        ).pipe(
+          // A retired session's lease goes with its last request.
+          Effect.zipRight(Session.settle(c, session)),
+          Effect.catchAll((failure) => Session.end(c, session, failure))
+        )
       })
 
     const scoped = (

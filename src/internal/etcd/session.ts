@@ -46,6 +46,13 @@ export interface Session {
   readonly watches: Watches.Watches
   /** Makes request ids unique within the lease. */
   nextRequest: number
+  /** Requests enqueued that have not left. */
+  live: number
+  /**
+   * Takes no new requests (`retire`): an enqueue of it may still land late.
+   * Its lease is revoked once its last request has left.
+   */
+  retired: boolean
 }
 
 const revoke = (cluster: Cluster, session: Session): Effect.Effect<void> =>
@@ -79,6 +86,40 @@ export const end = (cluster: Cluster, session: Session, failure: Failure): Effec
       Effect.asVoid(
         Effect.forkDaemon(Effect.zipRight(Scope.close(session.scope, Exit.void), revoke(cluster, session)))
       ) :
+      Effect.void
+  )
+
+const RETIRED: Failure = {
+  reason: "Disconnected",
+  detail: "the session was retired: an enqueue of it had been sent and not answered in time"
+}
+
+/**
+ * Retires the session: the manager opens another for new requests, and this
+ * one's lease is revoked once its last request has left (`settle`). An
+ * enqueue sent to a member that did not answer in time may be applied later
+ * (a frozen member passes it on when it runs again), after its request has
+ * left and its keys were deleted: attached to a live lease, such a key would
+ * block others for as long as the process lives; to a revoked one, etcd
+ * refuses it.
+ *
+ * @internal
+ */
+export const retire = (session: Session): void => {
+  session.retired = true
+}
+
+/**
+ * Ends a retired session once none of its requests is left (see `retire`),
+ * and waits for the revocation (bounded): the request that left last is done
+ * only when no late copy of an enqueue can land on a live lease.
+ *
+ * @internal
+ */
+export const settle = (cluster: Cluster, session: Session): Effect.Effect<void> =>
+  Effect.suspend(() =>
+    session.retired && session.live === 0 && markEnded(session, RETIRED) ?
+      Effect.zipRight(Scope.close(session.scope, Exit.void), revoke(cluster, session)) :
       Effect.void
   )
 
@@ -244,7 +285,9 @@ export const open = (cluster: Cluster, ttlSeconds: number, timeout: number): Eff
         lostSignal: Deferred.unsafeMake<void>(FiberId.none),
         scope: yield* Scope.make(),
         watches: Watches.make(cluster),
-        nextRequest: 0
+        nextRequest: 0,
+        live: 0,
+        retired: false
       }
       // Interruptible, although forked from an uninterruptible region: closing the scope stops it.
       yield* Effect.interruptible(keepAlive(cluster, session)).pipe(
