@@ -4,12 +4,14 @@
  * emits `finish` only once the file is committed.
  */
 import { FileSystem } from "@effect/platform"
-import { Deferred, Effect, Layer } from "effect"
+import { SystemError } from "@effect/platform/Error"
+import { Deferred, Effect, Layer, Stream } from "effect"
 import { once } from "node:events"
 import * as fs from "node:fs"
 import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { describe, expect, it } from "vitest"
+import type { ClientService } from "../src/Client.js"
 import { READ_CHUNK_MAX } from "../src/internal/promise/readStream.js"
 import { runReplacement } from "../src/internal/promise/run.js"
 import { openWriteStream } from "../src/internal/promise/writeStream.js"
@@ -443,61 +445,135 @@ describe("promise Client.createWriteStream", () => {
   })
 })
 
-describe("an abort that arrives during the rename: it cannot stop it, so the write is done", () => {
+describe("an abort that arrives during the rename: it cannot stop it, so the commit's outcome counts", () => {
   /**
    * A Client (durable or not) over a file system whose renames into `at()`
-   * wait until `release` is called; `renaming` resolves when one has started.
+   * wait until `release` is called (`renaming` resolves when one has
+   * started); with `failDirectorySync`, the directory's fsync after it fails
+   * with EIO (the commit is made, not durable).
    */
-  const withSlowRename = async (durable: boolean) => {
+  const withSlowRename = async (durable: boolean, failDirectorySync = false) => {
     let started!: () => void
     const renaming = new Promise<void>((resolve) => started = resolve)
     const gate = Effect.runSync(Deferred.make<void>())
     const { client } = await Effect.runPromise(Effect.gen(function*() {
       const { fs: recording } = yield* Recording.makeNode({
         rename: (_from, to) =>
-          to === at("f") ? Effect.zipRight(Effect.sync(started), Deferred.await(gate)) : Effect.void
+          to === at("f") ? Effect.zipRight(Effect.sync(started), Deferred.await(gate)) : Effect.void,
+        sync: (path) =>
+          failDirectorySync && path === `${currentDir()}/.` ?
+            Effect.fail(
+              new SystemError({
+                reason: "Unknown",
+                module: "FileSystem",
+                method: "sync",
+                pathOrDescriptor: path,
+                cause: Object.assign(new Error("EIO: injected"), { code: "EIO" })
+              })
+            ) :
+            Effect.void
       })
       return yield* makeClient({ durable }, Layer.succeed(FileSystem.FileSystem, recording))
     }))
     return { client, renaming, release: () => Effect.runSync(Deferred.succeed(gate, undefined)) }
   }
 
-  for (const durable of [false, true]) {
-    it(`write with a signal resolves, and the file is replaced${durable ? " (durable)" : ""}`, async () => {
-      fs.writeFileSync(at("f"), "old")
-      const { client, release, renaming } = await withSlowRename(durable)
-      const controller = new AbortController()
-      const written = runReplacement(client.write(at("f"), "new"), controller.signal)
-      await renaming
-      controller.abort()
-      release()
-      await written
-      expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
-      expect(tempFiles(currentDir())).toEqual([])
+  /** `write` through the facade's path for its data: bytes (`client.write`) or an iterable (a sink). */
+  const writers = {
+    bytes: (client: ClientService, signal: AbortSignal) => runReplacement(client.write(at("f"), "new"), signal),
+    iterable: (client: ClientService, signal: AbortSignal) =>
+      runReplacement(Stream.run(Stream.make(Buffer.from("new")), client.sink(at("f"))), signal)
+  }
+
+  /** A write stream with `signal`, ended with "new": resolves with `finish` or the error it emitted. */
+  const streamed = async (client: ClientService, signal: AbortSignal) => {
+    const ws = await openWriteStream(client, at("f"), {
+      encoding: "utf8",
+      mode: undefined,
+      highWaterMark: undefined,
+      signal,
+      onError: () => {}
     })
+    const outcome = new Promise<string>((resolve) => {
+      ws.once("finish", () => resolve("finish"))
+      ws.once("error", (error: NodeError) => resolve(`error ${error.code} committed ${error.committed}`))
+    })
+    ws.end("new")
+    return outcome
+  }
+
+  for (const durable of [false, true]) {
+    for (const [name, writer] of Object.entries(writers)) {
+      it(`write (${name}) with a signal resolves, and the file is replaced${durable ? " (durable)" : ""}`, async () => {
+        fs.writeFileSync(at("f"), "old")
+        const { client, release, renaming } = await withSlowRename(durable)
+        const controller = new AbortController()
+        const written = writer(client, controller.signal)
+        await renaming
+        controller.abort()
+        release()
+        await written
+        expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
+        expect(tempFiles(currentDir())).toEqual([])
+      })
+    }
 
     it(`a write stream ended, then aborted, emits finish, and the file is replaced${durable ? " (durable)" : ""}`, async () => {
       fs.writeFileSync(at("f"), "old")
       const { client, release, renaming } = await withSlowRename(durable)
       const controller = new AbortController()
-      const ws = await openWriteStream(client, at("f"), {
-        encoding: "utf8",
-        mode: undefined,
-        highWaterMark: undefined,
-        signal: controller.signal,
-        onError: () => {}
-      })
-      const finished = new Promise<string>((resolve) => {
-        ws.once("finish", () => resolve("finish"))
-        ws.once("error", (error) => resolve(`error ${error.name}`))
-      })
-      ws.end("new")
+      const outcome = streamed(client, controller.signal)
       await renaming
       controller.abort()
       release()
-      expect(await finished).toBe("finish")
+      expect(await outcome).toBe("finish")
       expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
       expect(tempFiles(currentDir())).toEqual([])
     })
   }
+
+  // Durable, the directory's fsync after the rename fails: committed, not durable, which must not read as done.
+  for (const [name, writer] of Object.entries(writers)) {
+    it(`write (${name}): the fsync after the rename fails; aborted during the rename, it rejects, committed`, async () => {
+      fs.writeFileSync(at("f"), "old")
+      const { client, release, renaming } = await withSlowRename(true, true)
+      const controller = new AbortController()
+      const written = rejection(writer(client, controller.signal))
+      await renaming
+      controller.abort()
+      release()
+      expect(await written).toMatchObject({ code: "EIO", committed: true })
+      expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
+    })
+  }
+
+  it("a write stream: the fsync after the rename fails; aborted during the rename, it emits the error, committed", async () => {
+    fs.writeFileSync(at("f"), "old")
+    const { client, release, renaming } = await withSlowRename(true, true)
+    const controller = new AbortController()
+    const outcome = streamed(client, controller.signal)
+    await renaming
+    controller.abort()
+    release()
+    expect(await outcome).toBe("error EIO committed true")
+  })
+
+  it("a write stream aborted once its commit is done, before finish is emitted, still finishes", async () => {
+    fs.writeFileSync(at("f"), "old")
+    const { client } = setup()
+    const controller = new AbortController()
+    const ws = await client.createWriteStream(at("f"), { signal: controller.signal })
+    const events: Array<string> = []
+    ws.on("prefinish", () => {
+      events.push("prefinish")
+      controller.abort()
+    })
+    ws.on("finish", () => events.push("finish"))
+    ws.on("error", (error) => events.push(`error ${error.name}`))
+    const closedNow = once(ws, "close")
+    ws.end("new")
+    await closedNow
+    expect(events).toEqual(["prefinish", "finish"])
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("new")
+  })
 })

@@ -144,21 +144,26 @@ export const forgetDurable = (disk: Disk, path: string): void => {
 }
 
 /**
- * Told when a replacement's rename has happened (its commit point), in the
- * fiber that made it: an interruption that arrives during the rename cannot
- * stop it, yet ends the operation as interrupted. The Promise facade uses it
- * to report such a write as done, not aborted.
+ * Told how a replacement's commit ended, in the fiber that made it, once it
+ * has renamed (its commit point): `undefined` when it is done, durable if the
+ * Client is, or the `CommitError` of a directory fsync that failed after the
+ * rename. An interruption that arrives during the commit cannot stop it, yet
+ * ends the operation as interrupted, and may drop that error on its way (a
+ * sink's stream does). The Promise facade uses it to report such a write as
+ * done, or failed after its commit, rather than aborted.
  *
  * @internal
  */
-export const commitObserver: FiberRef.FiberRef<(() => void) | undefined> = FiberRef.unsafeMake<
-  (() => void) | undefined
->(undefined)
+export const commitObserver: FiberRef.FiberRef<((failure: CommitError | undefined) => void) | undefined> = FiberRef
+  .unsafeMake<((failure: CommitError | undefined) => void) | undefined>(undefined)
 
-const renamed: Effect.Effect<void> = FiberRef.getWith(
-  commitObserver,
-  (observer) => observer === undefined ? Effect.void : Effect.sync(observer)
-)
+const committedWith = (failure: CommitError | undefined): Effect.Effect<void> =>
+  FiberRef.getWith(
+    commitObserver,
+    (observer) => observer === undefined ? Effect.void : Effect.sync(() => observer(failure))
+  )
+
+const renamed = committedWith(undefined)
 
 /**
  * Removes a temp file of ours, ignoring failure (a write that failed reports
@@ -363,10 +368,14 @@ const commit = (
   place: Place
 ): Effect.Effect<void, FileSystemError | CommitError> =>
   io(operation, place.target, disk.fs.rename(temp, join(place.at, basename(place.target)))).pipe(
-    Effect.zipRight(renamed),
     Effect.zipRight(
-      disk.durable ? afterCommit(operation, place.target, syncDirectory(disk, operation, place.dir)) : Effect.void
-    )
+      disk.durable ?
+        afterCommit(operation, place.target, syncDirectory(disk, operation, place.dir)).pipe(
+          Effect.tapError(committedWith)
+        ) :
+        Effect.void
+    ),
+    Effect.zipRight(renamed)
   )
 
 /**

@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Scheduler from "effect/Scheduler"
+import type { CommitError } from "../../PersistenceError.js"
 import { commitObserver } from "../atomic.js"
 import { abortError, fromCause, invalidArgType } from "./errors.js"
 
@@ -60,19 +61,37 @@ export const run = <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Pr
   })
 
 /**
+ * How a replacement ended, when an abort may have interrupted it after its
+ * commit point: then the commit's own outcome counts (see `commitObserver`),
+ * done or a `CommitError`, not the interruption.
+ *
+ * @internal
+ */
+export const settledExit = (
+  exit: Exit.Exit<void, unknown>,
+  commit: { readonly failure: CommitError | undefined } | undefined
+): Exit.Exit<void, unknown> =>
+  commit === undefined || Exit.isSuccess(exit) || !Cause.isInterruptedOnly(exit.cause) ?
+    exit :
+    commit.failure === undefined ?
+    Exit.void :
+    Exit.fail(commit.failure)
+
+/**
  * Runs a replacement (`write`, a sink) as {@link run} does, except that an
  * abort that arrives once the rename has happened (it cannot stop it, so the
- * file is replaced) does not make it reject: the write is done, as the
- * original's is once its temp file is written.
+ * file is replaced) does not make it reject as aborted: the write is done (as
+ * the original's is once its temp file is written), or failed after its
+ * commit (`committed: true`).
  *
  * @internal
  */
 export const runReplacement = (effect: Effect.Effect<void, unknown>, signal?: AbortSignal): Promise<void> => {
   if (signal === undefined) return run(effect)
-  let committed = false
-  return runExit(Effect.locally(effect, commitObserver, () => committed = true), signal).then((exit) => {
-    if (Exit.isSuccess(exit) || (committed && Cause.isInterruptedOnly(exit.cause))) return
-    throw fromCause(exit.cause, signal)
+  let commit: { failure: CommitError | undefined } | undefined
+  return runExit(Effect.locally(effect, commitObserver, (failure) => commit = { failure }), signal).then((exit) => {
+    const settled = settledExit(exit, commit)
+    if (Exit.isFailure(settled)) throw fromCause(settled.cause, signal)
   })
 }
 

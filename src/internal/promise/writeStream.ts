@@ -17,9 +17,10 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { Writable } from "node:stream"
 import type { ClientService, WriteError } from "../../Client.js"
+import type { CommitError } from "../../PersistenceError.js"
 import { commitObserver } from "../atomic.js"
 import { abortError, fromCause, streamDestroyed } from "./errors.js"
-import { forkNow } from "./run.js"
+import { forkNow, settledExit } from "./run.js"
 
 type Callback = (error?: Error | null) => void
 
@@ -116,7 +117,7 @@ export const openWriteStream = (client: ClientService, path: string, options: Wr
     const open = () => {
       if (!opened || !started || writable !== undefined) return
       signal?.removeEventListener("abort", onAbort)
-      const stream = new LockedWriteStream(path, source, fiber, options, () => committed)
+      const stream = new LockedWriteStream(path, source, fiber, options, () => commit)
       writable = stream
       if (signal !== undefined) {
         const abort = () => stream.abort(signal)
@@ -131,9 +132,13 @@ export const openWriteStream = (client: ClientService, path: string, options: Wr
       open()
     }))
     const sink = client.sink(path, options.mode === undefined ? {} : { mode: options.mode })
-    let committed = false
+    let commit: { readonly failure: CommitError | undefined } | undefined
     const fiber: Run = forkNow(
-      Effect.locally(Stream.run(Stream.concat(ready, source.stream), sink), commitObserver, () => committed = true)
+      Effect.locally(
+        Stream.run(Stream.concat(ready, source.stream), sink),
+        commitObserver,
+        (failure) => commit = { failure }
+      )
     )
     started = true
     signal?.addEventListener("abort", onAbort, { once: true })
@@ -156,7 +161,8 @@ export class LockedWriteStream extends Writable {
   readonly #source: ChunkSource
   readonly #fiber: Run
   readonly #onError: (error: Error) => void
-  readonly #committed: () => boolean
+  /** How the commit ended, once the sink has renamed (see `commitObserver`). */
+  readonly #commit: () => { readonly failure: CommitError | undefined } | undefined
   #final: Callback | undefined
   /** The signal that aborted the sink, if one did. */
   #aborted: AbortSignal | undefined
@@ -166,7 +172,7 @@ export class LockedWriteStream extends Writable {
     source: ChunkSource,
     fiber: Run,
     options: WriteStreamOptions,
-    committed: () => boolean
+    commit: () => { readonly failure: CommitError | undefined } | undefined
   ) {
     super({
       defaultEncoding: options.encoding,
@@ -175,7 +181,7 @@ export class LockedWriteStream extends Writable {
     this.#source = source
     this.#fiber = fiber
     this.#onError = options.onError
-    this.#committed = committed
+    this.#commit = commit
     fiber.addObserver((exit) => this.#settle(exit))
   }
 
@@ -186,8 +192,8 @@ export class LockedWriteStream extends Writable {
    * happened nothing can undo it, and the stream finishes.
    */
   abort(signal: AbortSignal): void {
-    if (this.destroyed) return
-    if (this.#fiber.unsafePoll() !== null) return void this.destroy(abortError(signal))
+    // The sink has ended: its outcome is settled (`finish` may be on its way).
+    if (this.destroyed || this.#fiber.unsafePoll() !== null) return
     this.#aborted = signal
     this.#fiber.unsafeInterruptAsFork(FiberId.none)
   }
@@ -205,9 +211,10 @@ export class LockedWriteStream extends Writable {
   }
 
   /** The sink ended: committed (then `finish`), failed (the pending callback gets the error) or interrupted. */
-  #settle(exit: Exit.Exit<void, WriteError>): void {
-    // Interrupted once committed (an abort during the rename): the file is replaced.
-    if (Exit.isSuccess(exit) || (this.#committed() && Cause.isInterruptedOnly(exit.cause))) {
+  #settle(ended: Exit.Exit<void, WriteError>): void {
+    // Interrupted once committed (an abort during the commit): the commit's outcome counts.
+    const exit = settledExit(ended, this.#commit())
+    if (Exit.isSuccess(exit)) {
       const final = this.#final
       this.#final = undefined
       return final?.()
@@ -230,7 +237,9 @@ export class LockedWriteStream extends Writable {
     // Before the commit: the sink is interrupted, removes the temp file and
     // releases the lock. (Once the commit has begun it completes.)
     fiber.unsafeInterruptAsFork(FiberId.none)
-    fiber.addObserver((exit) => {
+    fiber.addObserver((ended) => {
+      // A commit that failed after its rename is reported even to a destroyer.
+      const exit = settledExit(ended, this.#commit())
       const failure = Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? fromCause(exit.cause) : undefined
       if (failure !== undefined && error !== null) this.#onError(failure)
       this.#abandon(error ?? failure ?? null)
