@@ -489,27 +489,59 @@ describe("a frozen member", () => {
 })
 
 describe("an enqueue whose first attempt went unanswered", () => {
+  /**
+   * A 3-member cluster of its own, a manager on one of its followers (with a
+   * short attempt timeout, and its session open), a client of the other
+   * members, and that follower's index.
+   */
+  const onFollower = (name: string, prefix: string) =>
+    Effect.gen(function*() {
+      const cluster = yield* ownCluster(3, name)
+      const index = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
+      const follower = cluster.endpoints[index]
+      const others = cluster.endpoints.filter((_, i) => i !== index)
+      // A manager starts on a random member: on the first, here.
+      const random = Math.random
+      Math.random = () => 0
+      const manager = yield* Effect.ensuring(
+        LockManager.makeEtcd({ endpoints: [follower, ...others], prefix, connectTimeout: "1500 millis" }),
+        Effect.sync(() => Math.random = random)
+      )
+      yield* manager.withLock("/warm", "write")(Effect.void)
+      const etcd = yield* Effect.acquireRelease(
+        Effect.sync(() => new Etcd3({ hosts: Array.from(others) })),
+        (etcd) => Effect.sync(() => etcd.close())
+      )
+      return { cluster, index, manager, etcd }
+    })
+
+  it.live(
+    "a request sent while an earlier one's attempt went unanswered is granted, though that one left first",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const prefix = "/late-enqueue-two"
+        const { cluster, etcd, index, manager } = yield* onFollower("etcd-late-enqueue-two", prefix)
+        // Both first attempts go to the frozen follower and are retried elsewhere; the first
+        // request is granted and leaves while the second's retry is still on its way.
+        yield* Effect.promise(() => cluster.kill(index, "SIGSTOP"))
+        const first = yield* Effect.fork(manager.withLock("/a", "write")(Effect.void))
+        yield* Effect.sleep("150 millis")
+        const second = yield* Effect.fork(manager.withLock("/b", "write")(Effect.succeed("granted")))
+        yield* within(5_000, "the first request", Fiber.join(first))
+        expect(yield* within(5_000, "the second request", Fiber.join(second))).toBe("granted")
+        cluster.members[index].child?.signal("SIGCONT")
+        expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+        expect(yield* Effect.promise(() => etcd.getAll().prefix(`${prefix}/`).keys())).toEqual([])
+      })),
+    60_000
+  )
+
   it.live(
     "a late copy of it, applied after its request left, leaves no key: the session's lease is revoked with that request",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const cluster = yield* ownCluster(3, "etcd-late-enqueue")
-        const index = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
-        const follower = cluster.endpoints[index]
-        const others = cluster.endpoints.filter((_, i) => i !== index)
         const prefix = "/late-enqueue"
-        // On the follower (a manager starts on a random member), with a short attempt timeout.
-        const random = Math.random
-        Math.random = () => 0
-        const manager = yield* Effect.ensuring(
-          LockManager.makeEtcd({ endpoints: [follower, ...others], prefix, connectTimeout: "1500 millis" }),
-          Effect.sync(() => Math.random = random)
-        )
-        yield* manager.withLock("/warm", "write")(Effect.void)
-        const etcd = yield* Effect.acquireRelease(
-          Effect.sync(() => new Etcd3({ hosts: Array.from(others) })),
-          (etcd) => Effect.sync(() => etcd.close())
-        )
+        const { cluster, etcd, index, manager } = yield* onFollower("etcd-late-enqueue", prefix)
         const keysOf = (path: string) =>
           Effect.promise(() =>
             etcd.kv.range({ key: Buffer.from(`${prefix}${path}/#`), range_end: Buffer.from(`${prefix}${path}/$`) })

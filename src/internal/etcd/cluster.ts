@@ -106,6 +106,9 @@ const rejections: ReadonlyArray<new(...args: Array<any>) => Error> = [
 
 const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
+/** A member that refused the call without applying it, and may take it when repeated. */
+const isRefusal = (error: unknown): boolean => /too many requests|not leader/.test(messageOf(error))
+
 /** A failure no retry can fix, or undefined if the call may succeed when repeated. */
 const finalFailure = (error: unknown): Failure | undefined => {
   if (error instanceof EtcdLeaseInvalidError) {
@@ -116,7 +119,7 @@ const finalFailure = (error: unknown): Failure | undefined => {
   }
   // Load shedding ("too many requests") and a member that just lost the leadership ("not leader") pass;
   // out of space does not.
-  if (/too many requests|not leader/.test(messageOf(error))) return undefined
+  if (isRefusal(error)) return undefined
   if (error instanceof GRPCResourceExhastedError || rejections.some((type) => error instanceof type)) {
     return { reason: "Rejected", detail: messageOf(error), cause: error }
   }
@@ -219,8 +222,9 @@ export const make = (config: ClusterConfig): Effect.Effect<Cluster, Failure, Sco
             Effect.catchAll((error) => {
               const failure = finalFailure(error)
               if (failure !== undefined) return Effect.fail(failure)
-              // Refused at the door, it was never sent; anything else may have been.
-              if (!isUnreachable(error)) inDoubt?.()
+              // Refused at the door, it was never sent; refused by a member
+              // (load shed, not the leader), it was not applied; anything else may be.
+              if (!isUnreachable(error) && !isRefusal(error)) inDoubt?.()
               failed(client)
               // Every member failed once more: pause before the next round.
               const round = Math.floor((n + 1) / clients.length)

@@ -256,6 +256,8 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
           success: [...keys.map((key) => ({ request_put: { key, value: EMPTY, lease: session.lease } })), ...scans],
           failure: [{ request_range: { key: keys[0], keys_only: true } }, ...scans]
         }
+        // Counted from now: a retired session is not revoked under an enqueue in flight.
+        session.live++
         // An attempt that may land late retires the session (see `Session.retire`), however this call ends.
         return c.call("enqueue", (client, options) => client.kv.txn(txn, options), undefined, () => retire(session))
           .pipe(
@@ -270,7 +272,6 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
                 })
               }
               const request: Request = { session, plan, keys, ranges, revision, state: "pending" }
-              session.live++
               stats.pending++
               stats.nodes += keys.length
               const found = (response.succeeded ? response.responses.slice(keys.length) : response.responses.slice(1))
@@ -286,9 +287,10 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
               return Effect.succeed({ request, granted: blocker === undefined, blocker })
             }),
             // Whether the keys are in etcd is unknown (a refusal is certain: nothing was put).
-            Effect.tapError((failure) =>
-              failure.reason === "Rejected" ? Session.settle(c, session) : Session.end(c, session, failure)
-            ),
+            Effect.tapError((failure) => {
+              session.live--
+              return failure.reason === "Rejected" ? Session.settle(c, session) : Session.end(c, session, failure)
+            }),
             Effect.mapError((failure) => toError(operation, failure))
           )
       })

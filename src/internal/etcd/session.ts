@@ -46,7 +46,7 @@ export interface Session {
   readonly watches: Watches.Watches
   /** Makes request ids unique within the lease. */
   nextRequest: number
-  /** Requests enqueued that have not left. */
+  /** Requests whose enqueue was sent and that have not left (or failed). */
   live: number
   /**
    * Takes no new requests (`retire`): an enqueue of it may still land late.
