@@ -488,7 +488,8 @@ describe("power loss: the simulated disk", () => {
   it("paths are walked as Linux walks them: every call fails (or not) as node:fs does on a real disk, leaving the same tree", () => {
     // A file `f`, a directory `e` holding a file `f2` and an empty directory
     // `d3`, and a missing `m`; each path after each of them: a slash, `.`,
-    // `..`, a name. The reference is the real file system, in a temp dir.
+    // `..`, a name; and a name too long, with and without a slash. The
+    // reference is the real file system, in a temp dir.
     const paths = [
       "f/",
       "f//",
@@ -518,7 +519,9 @@ describe("power loss: the simulated disk", () => {
       "e/d3/..",
       "e/d3/../../f",
       ".",
-      ".."
+      "..",
+      "n".repeat(256),
+      `${"n".repeat(256)}/`
     ]
     const calls: ReadonlyArray<
       readonly [string, (p: string, root: string) => unknown, (d: PowerLoss.SimulatedDisk, p: string) => unknown]
@@ -542,7 +545,8 @@ describe("power loss: the simulated disk", () => {
       ["rm -rf", (p) => nodeFs.rmSync(p, { force: true, recursive: true }), (d, p) => d.remove(p, true, true)],
       ["rename from", (p, root) => nodeFs.renameSync(p, `${root}/g`), (d, p) => d.rename(p, "/b/r/g")],
       ["rename a file to", (p, root) => nodeFs.renameSync(`${root}/e/f2`, p), (d, p) => d.rename("/b/r/e/f2", p)],
-      ["rename a directory to", (p, root) => nodeFs.renameSync(`${root}/e/d3`, p), (d, p) => d.rename("/b/r/e/d3", p)]
+      ["rename a directory to", (p, root) => nodeFs.renameSync(`${root}/e/d3`, p), (d, p) => d.rename("/b/r/e/d3", p)],
+      ["rename `f/` to", (p, root) => nodeFs.renameSync(`${root}/f/`, p), (d, p) => d.rename("/b/r/f/", p)]
     ]
     const outcome = (call: () => unknown) => {
       try {

@@ -315,11 +315,12 @@ export class SimulatedDisk implements Api.SimulatedDisk {
     if (source._tag === "Dir" || target._tag === "Dir") throw new ErrnoError("EBUSY", "rename", from)
     const ino = this.entry("rename", from, { ...source, trailing: false })
     if (ino === undefined) throw new ErrnoError("ENOENT", "rename", from)
+    // The target's name is looked up (a name too long is refused) before a slash is checked.
+    const existing = this.entry("rename", to, { ...target, trailing: false })
     const inode = this.state.inode(ino)
     if (inode.kind !== "dir" && (source.trailing || target.trailing)) throw new ErrnoError("ENOTDIR", "rename", from)
     const sourceName = source.name
     const targetName = target.name
-    const existing = this.entry("rename", to, { ...target, trailing: false })
     if (existing === ino) return
     if (inode.kind === "dir") {
       const fromPath = pathOf([...source.segments, sourceName])
