@@ -407,15 +407,15 @@ describe("etcd unreachable", () => {
   )
 })
 
-describe("a frozen member", () => {
-  /** A manager on the given endpoints that starts on the first (a manager starts on a random one). */
-  const startingOnFirst = (options: LockManager.EtcdOptions) =>
-    Effect.suspend(() => {
-      const random = Math.random
-      Math.random = () => 0
-      return Effect.ensuring(LockManager.makeEtcd(options), Effect.sync(() => Math.random = random))
-    })
+/** A manager on the given endpoints that starts on the first (a manager starts on a random one). */
+const startingOnFirst = (options: LockManager.EtcdOptions) =>
+  Effect.suspend(() => {
+    const random = Math.random
+    Math.random = () => 0
+    return Effect.ensuring(LockManager.makeEtcd(options), Effect.sync(() => Math.random = random))
+  })
 
+describe("a frozen member", () => {
   /**
    * A 3-member cluster of its own and one of its followers: its endpoint, the
    * others', and `freeze` (SIGSTOP, with SIGCONT when the scope closes).
@@ -500,13 +500,11 @@ describe("an enqueue whose first attempt went unanswered", () => {
       const index = ((yield* Effect.promise(() => cluster.leader())) + 1) % 3
       const follower = cluster.endpoints[index]
       const others = cluster.endpoints.filter((_, i) => i !== index)
-      // A manager starts on a random member: on the first, here.
-      const random = Math.random
-      Math.random = () => 0
-      const manager = yield* Effect.ensuring(
-        LockManager.makeEtcd({ endpoints: [follower, ...others], prefix, connectTimeout: "1500 millis" }),
-        Effect.sync(() => Math.random = random)
-      )
+      const manager = yield* startingOnFirst({
+        endpoints: [follower, ...others],
+        prefix,
+        connectTimeout: "1500 millis"
+      })
       yield* manager.withLock("/warm", "write")(Effect.void)
       const etcd = yield* Effect.acquireRelease(
         Effect.sync(() => new Etcd3({ hosts: Array.from(others) })),

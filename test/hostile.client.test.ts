@@ -912,22 +912,29 @@ for (;;) {
  */
 const tempExchanger = (dir: string, prefix: string, outside: string, victims: number, episodes: number) =>
   Effect.acquireRelease(
-    Effect.async<childProcess.ChildProcess, Error>((resume) => {
-      const binary = `${nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "temp-exchange-"))}/temp-exchange`
-      const source = nodePath.join(import.meta.dirname, "fixtures", "temp-exchange.c")
-      childProcess.execFile(process.env.CC ?? "cc", ["-O2", "-o", binary, source], (error) => {
-        if (error !== null) return resume(Effect.fail(new Error(`cc could not build the neighbour: ${error.message}`)))
-        const child = childProcess.spawn(binary, [dir, prefix, outside, String(victims), String(episodes)], {
-          stdio: ["ignore", "ignore", "pipe"]
+    Effect.sync(() => nodeFs.mkdtempSync(nodePath.join(os.tmpdir(), "temp-exchange-"))),
+    (built) => Effect.sync(() => nodeFs.rmSync(built, { recursive: true, force: true }))
+  ).pipe(Effect.flatMap((built) =>
+    Effect.acquireRelease(
+      Effect.async<childProcess.ChildProcess, Error>((resume) => {
+        const binary = `${built}/temp-exchange`
+        const source = nodePath.join(import.meta.dirname, "fixtures", "temp-exchange.c")
+        childProcess.execFile(process.env.CC ?? "cc", ["-O2", "-o", binary, source], (error) => {
+          if (error !== null) {
+            return resume(Effect.fail(new Error(`cc could not build the neighbour: ${error.message}`)))
+          }
+          const child = childProcess.spawn(binary, [dir, prefix, outside, String(victims), String(episodes)], {
+            stdio: ["ignore", "ignore", "pipe"]
+          })
+          child.stderr.on("data", (data) => {
+            if (String(data).includes("ready")) resume(Effect.succeed(child))
+          })
+          child.once("exit", () => resume(Effect.fail(new Error("the neighbour exited before it was ready"))))
         })
-        child.stderr.on("data", (data) => {
-          if (String(data).includes("ready")) resume(Effect.succeed(child))
-        })
-        child.once("exit", () => resume(Effect.fail(new Error("the neighbour exited before it was ready"))))
-      })
-    }),
-    (child) => Effect.sync(() => child.kill("SIGKILL"))
-  )
+      }),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+  ))
 
 describe("a confined client whose temp file another process swaps for a directory", () => {
   it.live(
