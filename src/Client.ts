@@ -361,15 +361,21 @@ export class Client extends Context.Tag("effect-persistence/Client")<Client, Cli
  * Builds a Client. Fails with an `InvalidPathError` when `root` is not an
  * absolute path or `tempSuffix` is empty or contains a separator, and with a
  * `FileSystemError` when `root` is not an existing directory (`NotFound`,
- * `NotADirectory`, `PermissionDenied`): create the root first.
+ * `NotADirectory`, `PermissionDenied`): create the root first. Options that
+ * are not an object, or `durable` / `groupCommit` that are not booleans, fail
+ * with an `InvalidArgumentError` (a string `"false"` would otherwise count as
+ * true).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: (
   options?: ClientOptions
-) => Effect.Effect<ClientService, InvalidPathError | FileSystemError, LockManager | FileSystem.FileSystem> =
-  internal.make
+) => Effect.Effect<
+  ClientService,
+  InvalidPathError | InvalidArgumentError | FileSystemError,
+  LockManager | FileSystem.FileSystem
+> = internal.make
 
 /**
  * @since 0.1.0
@@ -377,8 +383,11 @@ export const make: (
  */
 export const layer = (
   options?: ClientOptions
-): Layer.Layer<Client, InvalidPathError | FileSystemError, LockManager | FileSystem.FileSystem> =>
-  Layer.effect(Client, make(options))
+): Layer.Layer<
+  Client,
+  InvalidPathError | InvalidArgumentError | FileSystemError,
+  LockManager | FileSystem.FileSystem
+> => Layer.effect(Client, make(options))
 
 /**
  * The options read from configuration: `PERSISTENCE_DURABLE` (boolean),
@@ -413,7 +422,7 @@ export const layerConfig = (
   options: Config.Config<ClientOptions> = config
 ): Layer.Layer<
   Client,
-  InvalidPathError | FileSystemError | ConfigError.ConfigError,
+  InvalidPathError | InvalidArgumentError | FileSystemError | ConfigError.ConfigError,
   LockManager | FileSystem.FileSystem
 > => Layer.effect(Client, internal.makeFromConfig(options))
 

@@ -7,7 +7,7 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Schedule, Schema, Stream } from "effect"
+import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schedule, Schema, Stream } from "effect"
 import * as childProcess from "node:child_process"
 import * as nodeFs from "node:fs"
 import * as os from "node:os"
@@ -464,6 +464,67 @@ describe("files whose size says nothing (0: /proc, or still being written)", () 
         const error = yield* Effect.flip(readAll("Client.read", "/log", sizeless(chunks), 4096))
         expect(error).toMatchObject({ _tag: "FileSystemError", path: "/log", code: "ERR_FS_FILE_TOO_LARGE" })
       }
+    }))
+})
+
+describe("options from plain JavaScript", () => {
+  // Options typed as objects of booleans and numbers reach the Client from
+  // JavaScript as anything: a string "false" is truthy, a number has no fields.
+  it.scoped("that are not an object, or a flag that is not a boolean, fail typed before any lock or I/O", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      nodeFs.mkdirSync(`${dir}/d`)
+      nodeFs.writeFileSync(`${dir}/d/f`, "kept")
+      nodeFs.writeFileSync(`${dir}/f`, "kept")
+      const { client, manager } = yield* makeClient()
+      const before = snapshot(dir)
+      // Another fiber holds the whole directory: an operation that took a lock would wait.
+      const taken = yield* Deferred.make<void>()
+      const holder = yield* Effect.forkScoped(
+        Effect.scoped(
+          Effect.zipRight(manager.lock(dir, "write"), Effect.zipRight(Deferred.succeed(taken, void 0), Effect.never))
+        )
+      )
+      yield* Deferred.await(taken)
+      const bad = (options: unknown) => options as never
+      const cases: ReadonlyArray<readonly [string, Effect.Effect<unknown, unknown>]> = [
+        ["options", client.write(`${dir}/new`, "x", bad(5))],
+        ["options", client.write(`${dir}/f`, "x", bad("0o600"))],
+        ["options", Stream.run(Stream.make(bytesOf("x")), client.sink(`${dir}/new`, bad(5)))],
+        ["options", client.copy(`${dir}/f`, `${dir}/new`, bad(true))],
+        ["options", client.modify(`${dir}/f`, () => "x", bad(5))],
+        ["options", client.writeJson(`${dir}/new`, Schema.Unknown, 1, bad(5))],
+        ["options", client.delete(`${dir}/f`, bad("force"))],
+        ["options.recursive", client.delete(`${dir}/d`, bad({ recursive: "yes" }))],
+        ["options.force", client.delete(`${dir}/f`, bad({ force: 1 }))],
+        ["options", client.collect(dir, bad(1))],
+        ["options.recursive", client.collect(dir, bad({ recursive: 1 }))],
+        ["options.includeTemp", client.collectEntries(dir, bad({ includeTemp: "true" }))],
+        ["options.followLinks", client.collect(dir, bad({ followLinks: "false" }))],
+        ["options", client.recover(dir, bad("recursive"))],
+        ["options.recursive", client.recover(dir, bad({ recursive: "false" }))]
+      ]
+      for (const [argument, operation] of cases) {
+        expect(yield* failureOf(Effect.timeout(operation, "5 seconds"))).toBe(`InvalidArgumentError ${argument}`)
+      }
+      expect(snapshot(dir)).toEqual(before)
+      expect(yield* manager.stats).toMatchObject({ held: 1, pending: 0 })
+      yield* Fiber.interrupt(holder)
+      yield* expectIdle(manager)
+      // Absent (undefined or null) is the defaults.
+      expect(yield* client.collect(dir, bad(null))).toEqual(["d", "f"])
+      yield* client.write(`${dir}/f`, "new", bad(null))
+      expect(nodeFs.readFileSync(`${dir}/f`, "utf8")).toBe("new")
+    }))
+
+  it.effect("a Client built with options that are not an object, or a flag that is not a boolean, is refused", () =>
+    Effect.gen(function*() {
+      const bad = (options: unknown) => options as Client.ClientOptions
+      expect(yield* failureOf(makeClient(bad(5)))).toBe("InvalidArgumentError options")
+      expect(yield* failureOf(makeClient(bad({ durable: "false" })))).toBe("InvalidArgumentError options.durable")
+      expect(yield* failureOf(makeClient(bad({ groupCommit: 0 })))).toBe("InvalidArgumentError options.groupCommit")
+      const { client } = yield* makeClient(bad(null))
+      expect(client.durable).toBe(false)
     }))
 })
 

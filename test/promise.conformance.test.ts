@@ -145,6 +145,21 @@ const conformance = (title: string, impl: Implementation | undefined) =>
         expect(impl!.client(manager, { durable: true }).durable).toBe(true)
       })
 
+      it("new Client({ manager, durable }): any truthy durable turns durability on, a falsy one leaves it off", () => {
+        const manager = impl!.manager()
+        const loose = (durable: unknown) => ({ durable }) as { durable?: boolean }
+        expect([1, "yes", "false"].map((d) => Boolean(impl!.client(manager, loose(d)).durable))).toEqual([
+          true,
+          true,
+          true
+        ])
+        expect([0, "", null].map((d) => Boolean(impl!.client(manager, loose(d)).durable))).toEqual([
+          false,
+          false,
+          false
+        ])
+      })
+
       it("write then read: a Buffer by default, a string with an encoding (string or object form)", async () => {
         const { client } = setup()
         await client.write(at("a.json"), JSON.stringify({ message: "Hello, World!" }))

@@ -130,29 +130,33 @@ const validateSuffix = (suffix: unknown): Either.Either<string, InvalidPathError
     Either.left(invalidPath("Client.make", suffix, "InvalidName", `tempSuffix is longer than ${SUFFIX_MAX} bytes`)) :
     Either.right(suffix)
 
+/** The boolean options of each operation, with their defaults. */
+const COLLECT = { recursive: false, includeTemp: false, followLinks: true }
+const DELETE = { recursive: false, force: false }
+const RECOVER = { recursive: false }
+const CLIENT = { durable: false, groupCommit: true }
+type CollectFlags = typeof COLLECT
+
 /** @internal */
 export const make = (
   options: Api.ClientOptions = {}
 ): Effect.Effect<
   Api.ClientService,
-  InvalidPathError | FileSystemError,
+  InvalidPathError | InvalidArgumentError | FileSystemError,
   LockManager | FileSystem.FileSystem
 > =>
   Effect.gen(function*() {
     const manager = yield* LockManager
     const fs = yield* FileSystem.FileSystem
-    const tempSuffix = yield* validateSuffix(options.tempSuffix ?? "tmp")
-    const confinement = options.root === undefined ? undefined : yield* confine(fs, options.root)
+    const { root, tempSuffix: suffix }: Api.ClientOptions = yield* Input.bag("Client.make", undefined, options)
+    const { durable, groupCommit } = yield* Input.flags("Client.make", root, options, CLIENT)
+    const tempSuffix = yield* validateSuffix(suffix ?? "tmp")
+    const confinement = root === undefined ? undefined : yield* confine(fs, root)
     // Handles on directories, for a confined client where the platform has them.
-    const pins = options.root === undefined ?
+    const pins = root === undefined ?
       undefined :
-      yield* Pin.make(fs, Either.getOrElse(normalize(options.root), () => options.root!))
-    const disk = makeDisk(fs, {
-      durable: options.durable ?? false,
-      tempSuffix,
-      groupCommit: options.groupCommit ?? true,
-      pins
-    })
+      yield* Pin.make(fs, Either.getOrElse(normalize(root), () => root))
+    const disk = makeDisk(fs, { durable, tempSuffix, groupCommit, pins })
     const isTemp = (name: string) => isTempName(name, tempSuffix)
 
     /** Validates and normalises a path, lexically: no lock, no I/O. */
@@ -272,7 +276,7 @@ export const make = (
       operation: string,
       path: unknown,
       p: string,
-      options: Api.CollectOptions | undefined,
+      options: CollectFlags,
       types: boolean
     ): Effect.Effect<
       Array<{ readonly name: string; readonly type: FileSystem.File.Type | undefined }>,
@@ -284,13 +288,13 @@ export const make = (
         operation,
         path,
         p,
-        { recursive: options?.recursive ?? false, types, followLinks: options?.followLinks ?? true },
+        { recursive: options.recursive, types, followLinks: options.followLinks },
         ({ at, names, prefix, types }) => {
           // An entry removed since it was listed is not reported.
           const all = names.flatMap((name, i) =>
             types !== undefined && types[i] === undefined ? [] : [{ name: prefix + name, type: types?.[i] }]
           )
-          if (options?.includeTemp === true || !names.some(isTemp)) return Effect.succeed(all)
+          if (options.includeTemp || !names.some(isTemp)) return Effect.succeed(all)
           return Effect.filter(all, (entry) => {
             const name = entry.name.slice(prefix.length)
             return isTemp(name) ?
@@ -352,7 +356,7 @@ export const make = (
         const operation = "Client.write"
         const bytes = Input.bytes(operation, path, data)
         if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
-        const mode = Input.mode(operation, path, options?.mode)
+        const mode = Input.writeMode(operation, path, options)
         if (Either.isLeft(mode)) return Effect.fail(mode.left)
         const replaceAt = (p: string) =>
           manager.withLock(p, "write")((lock) => replace(disk, operation, p, lock, bytes.right, mode.right))
@@ -379,7 +383,7 @@ export const make = (
                 Api.WriteError,
                 Scope.Scope
               > {
-                const mode = yield* Input.mode("Client.sink", path, options?.mode)
+                const mode = yield* Input.writeMode("Client.sink", path, options)
                 const p = yield* resolve("Client.sink", path, "create")
                 const lock = yield* manager.lock(p, "write")
                 const sink = yield* replaceSink(disk, "Client.sink", p, lock, mode)
@@ -391,74 +395,79 @@ export const make = (
         ),
 
       collect: (path, options) =>
-        readLocked("Client.collect", path, "directory", (p) =>
-          entries("Client.collect", path, p, options, false).pipe(
-            Effect.map((all) => all.map((entry) => entry.name))
-          )),
+        Effect.flatMap(Input.flags("Client.collect", path, options, COLLECT), (flags) =>
+          readLocked("Client.collect", path, "directory", (p) =>
+            entries("Client.collect", path, p, flags, false).pipe(
+              Effect.map((all) =>
+                all.map((entry) => entry.name)
+              )
+            ))),
 
       collectEntries: (path, options) =>
-        readLocked(
-          "Client.collectEntries",
-          path,
-          "directory",
-          (p) =>
-            entries("Client.collectEntries", path, p, options, true).pipe(
-              Effect.map((all) => all.map((entry): Api.Entry => ({ name: entry.name, type: entry.type! })))
-            )
-        ),
+        Effect.flatMap(Input.flags("Client.collectEntries", path, options, COLLECT), (flags) =>
+          readLocked(
+            "Client.collectEntries",
+            path,
+            "directory",
+            (p) =>
+              entries("Client.collectEntries", path, p, flags, true).pipe(
+                Effect.map((all) => all.map((entry): Api.Entry => ({ name: entry.name, type: entry.type! })))
+              )
+          )),
 
       delete: (path, options) =>
-        writeLocked("Client.delete", path, "removal", (p, lock) => {
-          const force = options?.force ?? false
-          const recursive = options?.recursive ?? false
-          const removeAt = (at: string) =>
-            removeEntry(fs, "Client.delete", p, at, { recursive, force }).pipe(
-              // Even a failed recursive delete may have removed directories.
-              Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+        Effect.flatMap(Input.flags("Client.delete", path, options, DELETE), ({ force, recursive }) =>
+          writeLocked("Client.delete", path, "removal", (p, lock) => {
+            const removeAt = (at: string) =>
+              removeEntry(fs, "Client.delete", p, at, { recursive, force }).pipe(
+                // Even a failed recursive delete may have removed directories.
+                Effect.ensuring(Effect.sync(() =>
+                  forgetDurable(disk, p)
+                ))
+              )
+            // Confined: removed through a handle on its directory, so a link
+            // swapped in above it cannot redirect the removal.
+            const removal = pins === undefined ? removeAt(p) : Effect.scoped(
+              pins.directory("Client.delete", path, parent(p)).pipe(
+                Effect.matchEffect({
+                  onSuccess: (dir) =>
+                    recursive ?
+                      // A tree, without `rm` walking it by path.
+                      Walk.removeTree(fs, pins, "Client.delete", p, dir, basename(p), force).pipe(
+                        Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                      ) :
+                      // unlink: the platform's remove could meet a directory
+                      // swapped in and empty it by path (see unlink.ts).
+                      pins.unlink("Client.delete", p, join(dir.at, basename(p))).pipe(
+                        Effect.catchIf((e) => force && e.reason === "NotFound", () => Effect.void),
+                        Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                      ),
+                  onFailure: (error) =>
+                    error._tag === "FileSystemError" && error.reason === "NotFound" ?
+                      force ? Effect.void : Effect.fail(withPath(error, p)) :
+                      Effect.fail(error)
+                })
+              )
             )
-          // Confined: removed through a handle on its directory, so a link
-          // swapped in above it cannot redirect the removal.
-          const removal = pins === undefined ? removeAt(p) : Effect.scoped(
-            pins.directory("Client.delete", path, parent(p)).pipe(
-              Effect.matchEffect({
-                onSuccess: (dir) =>
-                  recursive ?
-                    // A tree, without `rm` walking it by path.
-                    Walk.removeTree(fs, pins, "Client.delete", p, dir, basename(p), force).pipe(
-                      Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
-                    ) :
-                    // unlink: the platform's remove could meet a directory
-                    // swapped in and empty it by path (see unlink.ts).
-                    pins.unlink("Client.delete", p, join(dir.at, basename(p))).pipe(
-                      Effect.catchIf((e) => force && e.reason === "NotFound", () => Effect.void),
-                      Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
-                    ),
-                onFailure: (error) =>
-                  error._tag === "FileSystemError" && error.reason === "NotFound" ?
-                    force ? Effect.void : Effect.fail(withPath(error, p)) :
-                    Effect.fail(error)
-              })
+            // As `rm` without `-r`, a directory (even an empty one) needs `recursive`: say so.
+            const removed = Effect.mapError(removal, (e) =>
+              !recursive && e._tag === "FileSystemError" && e.reason === "IsADirectory" ?
+                withDetail(e, "pass { recursive: true } to remove a directory (even an empty one)") :
+                e)
+            // A forced delete under a missing parent changed nothing to persist.
+            const sync = syncDirectory(disk, "Client.delete", parent(p)).pipe(
+              Effect.catchIf((e) => force && e.reason === "NotFound", () =>
+                Effect.void)
             )
-          )
-          // As `rm` without `-r`, a directory (even an empty one) needs `recursive`: say so.
-          const removed = Effect.mapError(removal, (e) =>
-            !recursive && e._tag === "FileSystemError" && e.reason === "IsADirectory" ?
-              withDetail(e, "pass { recursive: true } to remove a directory (even an empty one)") :
-              e)
-          // A forced delete under a missing parent changed nothing to persist.
-          const sync = syncDirectory(disk, "Client.delete", parent(p)).pipe(
-            Effect.catchIf((e) => force && e.reason === "NotFound", () =>
-              Effect.void)
-          )
-          // Once started, the removal runs to its end under the lock: an
-          // interrupted rm would otherwise go on deleting after the release.
-          return Effect.zipRight(
-            lock.ensureHeld("Client.delete"),
-            Effect.uninterruptible(
-              disk.durable ? Effect.zipRight(removed, afterCommit("Client.delete", p, sync)) : removed
+            // Once started, the removal runs to its end under the lock: an
+            // interrupted rm would otherwise go on deleting after the release.
+            return Effect.zipRight(
+              lock.ensureHeld("Client.delete"),
+              Effect.uninterruptible(
+                disk.durable ? Effect.zipRight(removed, afterCommit("Client.delete", p, sync)) : removed
+              )
             )
-          )
-        }),
+          })),
 
       rename: (from, to) =>
         Effect.gen(function*() {
@@ -486,7 +495,7 @@ export const make = (
       copy: (from, to, options) =>
         Effect.gen(function*() {
           const operation = "Client.copy"
-          const mode = yield* Input.mode(operation, to, options?.mode)
+          const mode = yield* Input.writeMode(operation, to, options)
           const source = yield* resolve(operation, from, "file")
           const target = yield* resolve(operation, to, "create")
           if (source === target) {
@@ -502,7 +511,8 @@ export const make = (
         readLocked("Client.exists", path, "directory", (p) =>
           io("Client.exists", p, fs.exists(p)).pipe(
             // Nothing can exist below a file (as Node's fs.existsSync says).
-            Effect.catchIf((e) => e.reason === "NotADirectory", () => Effect.succeed(false))
+            Effect.catchIf((e) =>
+              e.reason === "NotADirectory", () => Effect.succeed(false))
           )),
 
       stat: (path) => readLocked("Client.stat", path, "directory", (p) => io("Client.stat", p, fs.stat(p))),
@@ -538,7 +548,7 @@ export const make = (
         }),
 
       modify: (path, f, options) =>
-        Effect.flatMap(Input.mode("Client.modify", path, options?.mode), (mode) =>
+        Effect.flatMap(Input.writeMode("Client.modify", path, options), (mode) =>
           modifyWith("Client.modify", path, (current) =>
             Effect.flatMap(lift(f(current)), (next) =>
               Effect.map(Input.bytes("Client.modify", path, next), (bytes) =>
@@ -561,7 +571,7 @@ export const make = (
 
       writeJson: (path, schema, value, options) =>
         Effect.all([
-          Input.mode("Client.writeJson", path, options?.mode),
+          Input.writeMode("Client.writeJson", path, options),
           jsonCodec(schema).encode("Client.writeJson", path, value)
         ])
           .pipe(
@@ -576,7 +586,7 @@ export const make = (
       modifyJson: (path, schema, f, options) => {
         const operation = "Client.modifyJson"
         const codec = jsonCodec(schema)
-        return Effect.flatMap(Input.mode(operation, path, options?.mode), (mode) =>
+        return Effect.flatMap(Input.writeMode(operation, path, options), (mode) =>
           modifyWith(operation, path, (current) =>
             Effect.gen(function*() {
               const decoded = Option.isNone(current) ?
@@ -591,8 +601,11 @@ export const make = (
       // A directory operation: the (confinement) root may be recovered, but
       // the LockManager refuses a write lock on "/".
       recover: (dir, options) =>
-        resolve("Client.recover", dir, "directory").pipe(
-          Effect.flatMap((p) =>
+        Input.flags("Client.recover", dir, options, RECOVER).pipe(
+          Effect.flatMap(({ recursive }) =>
+            Effect.map(resolve("Client.recover", dir, "directory"), (p) => ({ p, recursive }))
+          ),
+          Effect.flatMap(({ p, recursive }) =>
             manager.withLock(p, "write")((lock) => {
               const operation = "Client.recover"
               const removed: Array<string> = []
@@ -605,7 +618,7 @@ export const make = (
                 operation,
                 dir,
                 p,
-                { recursive: options?.recursive ?? false, types: false },
+                { recursive, types: false },
                 ({ at, names, prefix, types }) =>
                   Effect.gen(function*() {
                     const leftovers: Array<readonly [string, string]> = []

@@ -26,6 +26,53 @@ export const bytes = (
     Either.right(data) :
     fail(operation, path, "data", `expected a string or a Uint8Array, got ${describe(data)}`)
 
+/** An options argument as its fields: absent (`undefined` or `null`) is no field set. */
+export const bag = (
+  operation: string,
+  path: unknown,
+  options: unknown
+): Either.Either<Readonly<Record<string, unknown>>, InvalidArgumentError> =>
+  options === undefined || options === null ?
+    Either.right(NO_OPTIONS) :
+    typeof options === "object" ?
+    Either.right(options as Record<string, unknown>) :
+    fail(operation, path, "options", `expected an object, got ${describe(options)}`)
+
+const NO_OPTIONS: Readonly<Record<string, unknown>> = Object.freeze({})
+
+/**
+ * Boolean options: each of `defaults` read from `options`, its default when
+ * absent. Anything but a boolean is refused: a string "false" would be truthy.
+ */
+export const flags = <K extends string>(
+  operation: string,
+  path: unknown,
+  options: unknown,
+  defaults: Readonly<Record<K, boolean>>
+): Either.Either<Record<K, boolean>, InvalidArgumentError> =>
+  Either.flatMap(bag(operation, path, options), (fields) => {
+    const read: Record<K, boolean> = { ...defaults }
+    for (const name in defaults) {
+      const value = fields[name]
+      if (value === undefined) continue
+      if (typeof value !== "boolean") {
+        return fail(operation, path, `options.${name}`, `expected a boolean, got ${describe(value)}`)
+      }
+      read[name] = value
+    }
+    return Either.right(read)
+  })
+
+/** The permission bits of a write's options (`options.mode`). */
+export const writeMode = (
+  operation: string,
+  path: unknown,
+  options: unknown
+): Either.Either<number | undefined, InvalidArgumentError> =>
+  options === undefined ?
+    Either.right(undefined) :
+    Either.flatMap(bag(operation, path, options), (fields) => mode(operation, path, fields.mode))
+
 /** File permission bits. */
 export const mode = (
   operation: string,
@@ -62,11 +109,9 @@ export const streamOptions = (
   path: unknown,
   options: unknown
 ): Either.Either<{ offset?: number; bytesToRead?: number; chunkSize?: number }, InvalidArgumentError> => {
-  if (options === undefined || options === null) return Either.right({})
-  if (typeof options !== "object") {
-    return fail(operation, path, "options", `expected an object, got ${describe(options)}`)
-  }
-  const { bytesToRead, chunkSize, offset } = options as Record<string, unknown>
+  const fields = bag(operation, path, options)
+  if (Either.isLeft(fields)) return fields
+  const { bytesToRead, chunkSize, offset } = fields.right
   if (!nonNegative(offset)) {
     return fail(operation, path, "options.offset", `expected a non-negative integer, got ${describe(offset)}`)
   }
@@ -84,7 +129,7 @@ export const streamOptions = (
       `expected a positive integer up to ${CHUNK_SIZE_MAX} (1 GiB), got ${describe(chunkSize)}`
     )
   }
-  return Either.right(options as { offset?: number; bytesToRead?: number; chunkSize?: number })
+  return Either.right(fields.right as { offset?: number; bytesToRead?: number; chunkSize?: number })
 }
 
 const describe = (value: unknown): string =>

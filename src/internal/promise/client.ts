@@ -70,11 +70,12 @@ export class Core {
 /** @internal */
 export const makeService = (
   manager: LockManagerService,
-  options: { readonly durable?: boolean | undefined; readonly tempSuffix?: string | undefined }
+  options: { readonly durable?: unknown; readonly tempSuffix?: string | undefined }
 ): ClientService => {
   const exit = Effect.runSyncExit(
     EffectClient.make({
-      ...(options.durable !== undefined ? { durable: options.durable } : {}),
+      // As the original: any truthy `durable` turns durability on.
+      ...(options.durable !== undefined ? { durable: Boolean(options.durable) } : {}),
       ...(options.tempSuffix !== undefined ? { tempSuffix: options.tempSuffix } : {})
     }).pipe(
       Effect.provideService(LockManagerTag, manager),
