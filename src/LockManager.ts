@@ -23,12 +23,12 @@ import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/lockManager.js"
 import * as metrics from "./internal/metrics.js"
-import type {
-  DeadlockError,
+import {
+  type DeadlockError,
   InvalidArgumentError,
-  InvalidPathError,
-  LockLostError,
-  RemoteLockError
+  type InvalidPathError,
+  type LockLostError,
+  type RemoteLockError
 } from "./PersistenceError.js"
 
 /**
@@ -303,7 +303,7 @@ export type RemoteOptions =
  * @since 0.1.0
  * @category layers
  */
-export const layerRemote = (options: RemoteOptions): Layer.Layer<LockManager> =>
+export const layerRemote = (options: RemoteOptions): Layer.Layer<LockManager, InvalidArgumentError> =>
   Layer.scoped(LockManager, makeRemote(options))
 
 /**
@@ -315,10 +315,10 @@ export const layerRemote = (options: RemoteOptions): Layer.Layer<LockManager> =>
  */
 export const makeRemote = (
   options: RemoteOptions
-): Effect.Effect<LockManagerService<RemoteLockError>, never, Scope.Scope> =>
+): Effect.Effect<LockManagerService<RemoteLockError>, InvalidArgumentError, Scope.Scope> =>
   // Loaded on use: @effect/rpc and @effect/platform-node are optional peers.
   Effect.promise(() => import("./internal/lockServer/remote.js")).pipe(
-    Effect.flatMap((remote) => remote.make(remote.configOf(options)))
+    Effect.flatMap((remote) => remote.start(options))
   )
 
 /**
@@ -379,7 +379,7 @@ export interface EtcdOptions {
  * @since 0.1.0
  * @category layers
  */
-export const layerEtcd = (options: EtcdOptions): Layer.Layer<LockManager> =>
+export const layerEtcd = (options: EtcdOptions): Layer.Layer<LockManager, InvalidArgumentError> =>
   Layer.scoped(LockManager, makeEtcd(options))
 
 /**
@@ -391,13 +391,13 @@ export const layerEtcd = (options: EtcdOptions): Layer.Layer<LockManager> =>
  */
 export const makeEtcd = (
   options: EtcdOptions
-): Effect.Effect<LockManagerService<RemoteLockError>, never, Scope.Scope> =>
+): Effect.Effect<LockManagerService<RemoteLockError>, InvalidArgumentError, Scope.Scope> =>
   // Loaded on use: etcd3 (and its gRPC stack) is an optional peer.
   Effect.tryPromise({ try: () => import("./internal/etcd/manager.js"), catch: (cause) => cause }).pipe(
     Effect.orDieWith((cause) =>
       new Error("LockManager.makeEtcd needs the optional peer dependency etcd3 (npm install etcd3)", { cause })
     ),
-    Effect.flatMap((etcd) => etcd.make(etcd.configOf(options)))
+    Effect.flatMap((etcd) => etcd.start(options))
   )
 
 /**
@@ -446,4 +446,18 @@ export const etcdConfig: Config.Config<EtcdOptions> = Config.all({
  */
 export const layerEtcdConfig = (
   options: Config.Config<EtcdOptions> = etcdConfig
-): Layer.Layer<LockManager, ConfigError.ConfigError> => Layer.scoped(LockManager, Effect.flatMap(options, makeEtcd))
+): Layer.Layer<LockManager, ConfigError.ConfigError | InvalidArgumentError> =>
+  Layer.scoped(
+    LockManager,
+    // From plain JavaScript, options that are no Config would be a defect ("not a valid effect").
+    Config.isConfig(options) ?
+      Effect.flatMap(options, makeEtcd) :
+      Effect.fail(
+        new InvalidArgumentError({
+          operation: "LockManager.layerEtcdConfig",
+          path: undefined,
+          argument: "options",
+          detail: "expected a Config of the etcd options (see etcdConfig); give plain options to layerEtcd"
+        })
+      )
+  )

@@ -25,21 +25,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import { addressOf, formatAddress } from "./internal/lockServer/address.js"
+import { formatAddress } from "./internal/lockServer/address.js"
 import type { LockManagerService } from "./LockManager.js"
 import type { RemoteLockError } from "./PersistenceError.js"
 
 // The server is loaded on use: @effect/rpc and @effect/platform-node are
 // optional peers, and this module is part of the package's root.
 const loadServer = Effect.promise(() => import("./internal/lockServer/server.js"))
-
-/** Owner only: the permission a client needs to connect is write. */
-const DEFAULT_SOCKET_MODE = 0o600
-
-/** Twice a client's default deadline: room for a slower client, and a short grace period. */
-const DEFAULT_MAX_HEARTBEAT_DEADLINE = 10_000
-
-const millis = (input: Duration.DurationInput): number => Duration.toMillis(Duration.decode(input))
 
 /**
  * @since 0.1.0
@@ -141,28 +133,14 @@ export class LockServer extends Context.Tag("effect-persistence/LockServer")<Loc
  */
 export const make = (options: ListenOptions): Effect.Effect<LockServerService, RemoteLockError, Scope.Scope> =>
   loadServer.pipe(
-    Effect.flatMap((internal) => {
-      const maxHeartbeatDeadline = options.maxHeartbeatDeadline === undefined ?
-        DEFAULT_MAX_HEARTBEAT_DEADLINE :
-        millis(options.maxHeartbeatDeadline)
-      const gracePeriod = options.gracePeriod === undefined ? maxHeartbeatDeadline : millis(options.gracePeriod)
-      return internal.make({
-        address: addressOf(options),
-        handshakeDeadline: options.handshakeTimeout === undefined ? 10_000 : millis(options.handshakeTimeout),
-        secret: options.secret,
-        maxHeartbeatDeadline,
-        gracePeriod,
-        mode: "socket" in options && options.mode !== undefined ? options.mode : DEFAULT_SOCKET_MODE
-      }).pipe(
-        Effect.map((server): LockServerService => ({
-          [TypeId]: TypeId,
-          address: formatAddress(server.address),
-          port: server.address._tag === "Tcp" ? server.address.port : undefined,
-          manager: server.manager,
-          gracePeriod: Duration.millis(gracePeriod)
-        }))
-      )
-    })
+    Effect.flatMap((internal) => internal.start(options)),
+    Effect.map((server): LockServerService => ({
+      [TypeId]: TypeId,
+      address: formatAddress(server.address),
+      port: server.address._tag === "Tcp" ? server.address.port : undefined,
+      manager: server.manager,
+      gracePeriod: Duration.millis(server.gracePeriod)
+    }))
   )
 
 /**

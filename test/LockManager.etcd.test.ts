@@ -5,7 +5,19 @@
  * each with its own manager.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import {
+  Cause,
+  type Config,
+  ConfigProvider,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Scope
+} from "effect"
 import { Etcd3, type IKeyValue } from "etcd3"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
@@ -666,7 +678,10 @@ describe("in-process", () => {
           LockManager.layerEtcdConfig().pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map()))))
         ).pipe(Effect.scoped)
       )
-      expect(Exit.isFailure(missing) && Cause.failureOption(missing.cause).pipe(Option.map((e) => e._op))).toEqual(
+      expect(
+        Exit.isFailure(missing) &&
+          Cause.failureOption(missing.cause).pipe(Option.map((e) => "_op" in e ? e._op : e._tag))
+      ).toEqual(
         Option.some("MissingData")
       )
     }))
@@ -684,6 +699,40 @@ describe("in-process", () => {
       expect(root._tag === "InvalidPathError" && root.reason).toBe("Root")
       expect(now() - started).toBeLessThan(500)
     })))
+
+  // From plain JavaScript: an infinite connectTimeout made every call retry
+  // for ever, a string of endpoints was split into characters, NaN or negative
+  // durations counted as 1 ms, and missing options threw.
+  it.effect("options a manager cannot mean are refused when it is built: InvalidArgumentError, before any connection", () =>
+    Effect.gen(function*() {
+      const endpoints = ["http://127.0.0.1:1"]
+      const cases: ReadonlyArray<readonly [unknown, string]> = [
+        [null, "options"],
+        [{}, "options.endpoints"],
+        [{ endpoints: [] }, "options.endpoints"],
+        [{ endpoints: endpoints[0] }, "options.endpoints"],
+        [{ endpoints: [123] }, "options.endpoints"],
+        [{ endpoints: [""] }, "options.endpoints"],
+        [{ endpoints, prefix: 123 }, "options.prefix"],
+        ...[Infinity, 1e17, NaN, -1, 0, "x", null, Duration.infinity].map((connectTimeout) =>
+          [{ endpoints, connectTimeout }, "options.connectTimeout"] as const
+        ),
+        ...[NaN, -1, 0, "-1 seconds", null, Infinity].map((ttl) => [{ endpoints, ttl }, "options.ttl"] as const)
+      ]
+      for (const [options, argument] of cases) {
+        const exit = yield* Effect.exit(Effect.scoped(LockManager.makeEtcd(options as LockManager.EtcdOptions)))
+        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        expect(error, String(JSON.stringify(options))).toMatchObject({ _tag: "InvalidArgumentError", argument })
+      }
+      const notConfig = yield* Effect.exit(
+        Layer.build(LockManager.layerEtcdConfig({ endpoints } as unknown as Config.Config<LockManager.EtcdOptions>))
+          .pipe(Effect.scoped)
+      )
+      expect(Exit.isFailure(notConfig) && Option.getOrUndefined(Cause.failureOption(notConfig.cause))).toMatchObject({
+        _tag: "InvalidArgumentError",
+        argument: "options"
+      })
+    }))
 
   it.live("an interrupted waiter leaves etcd's queue before the interrupt returns; requests behind it go on", () =>
     Effect.scoped(Effect.gen(function*() {

@@ -4,7 +4,7 @@
  * directories and TCP on loopback.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Fiber, Option, Scope } from "effect"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
 import * as nodePath from "node:path"
@@ -206,7 +206,7 @@ describe("bounded, typed failures", () => {
     Effect.scoped(Effect.gen(function*() {
       const manager = config === undefined ?
         yield* LockManager.makeRemote(options) :
-        yield* Remote.make({ ...Remote.configOf(options), ...config })
+        yield* Remote.make({ ...Either.getOrThrow(Remote.configOf(options)), ...config })
       const started = now()
       const exit = yield* Effect.exit(within(maxMs + 2_000, "lock", Effect.scoped(manager.lock("/a", "write"))))
       const elapsed = now() - started

@@ -1044,9 +1044,9 @@ describe("special files are never opened", () => {
   // the operation would hang with its locks held.
   for (const confined of [false, true]) {
     it.live(
-      `copy and stream from a FIFO, and ${
-        confined ? "a confined client's" : "no"
-      } read of it or write below it, fail typed at once and hold nothing`,
+      `copy, stream, read and modify of a FIFO${
+        confined ? ", and a write below it" : " and of an endless device"
+      }, fail typed at once and hold nothing (${confined ? "confined" : "not confined"})`,
       () =>
         Effect.gen(function*() {
           const dir = yield* tempDir
@@ -1060,8 +1060,16 @@ describe("special files are never opened", () => {
           expect(nodeFs.existsSync(`${dir}/copy`)).toBe(false)
           // A stream opens its file in a scope: an open that blocked could not be interrupted.
           expect(yield* bounded(Stream.runDrain(client.stream(fifo)))).toBe("FileSystemError InvalidData")
+          // A read opened the FIFO (and blocked) unless confined.
+          expect(yield* bounded(client.read(fifo))).toBe("FileSystemError InvalidData")
+          expect(yield* bounded(client.readString(fifo))).toBe("FileSystemError InvalidData")
+          expect(yield* bounded(client.modify(fifo, () => "x"))).toBe("FileSystemError InvalidData")
+          if (!confined) {
+            // A device whose size says nothing and that never ends: the read grew memory by 150 MiB a second.
+            expect(yield* bounded(client.read("/dev/zero"))).toBe("FileSystemError InvalidData")
+            expect(yield* bounded(client.readJson("/dev/zero", Schema.Unknown))).toBe("FileSystemError InvalidData")
+          }
           if (confined) {
-            expect(yield* bounded(client.read(fifo))).toBe("FileSystemError InvalidData")
             expect(yield* bounded(client.write(`${fifo}/x`, "x"))).toBe("FileSystemError InvalidData")
             expect(yield* bounded(client.copy(`${dir}/f`, `${fifo}/x`))).toBe("FileSystemError InvalidData")
           }

@@ -13,7 +13,7 @@ import * as Net from "node:net"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { MAX_FRAME_BYTES } from "../src/internal/lockServer/framing.js"
-import { PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
+import { MAX_OPEN_REQUESTS, PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
 import { REMEMBERED_RELEASES } from "../src/internal/lockServer/server.js"
 import * as LockManager from "../src/LockManager.js"
 import * as LockServer from "../src/LockServer.js"
@@ -523,15 +523,90 @@ describe("a restarted server: holders of the one that died may still trust their
         ] satisfies ReadonlyArray<Partial<LockServer.ListenOptions>>
       ) {
         const exit = yield* Effect.exit(Effect.scoped(LockServer.make({ socket: nodePath.join(dir, "s"), ...limits })))
-        expect(expectReason(exit, "ListenFailed").detail).toMatch(/^(maxHeartbeatDeadline|gracePeriod) must be between/)
+        expect(expectReason(exit, "ListenFailed").detail).toMatch(
+          /^options\.(maxHeartbeatDeadline|gracePeriod): expected a duration from (100|0) ms to 2147483647 ms, got/
+        )
       }
       const lockd = yield* Effect.promise(() =>
         runLockd(["--socket", nodePath.join(dir, "s"), "--max-heartbeat-deadline", "50"])
       )
       expect(lockd.code).toBe(1)
-      expect(lockd.stderr).toMatch(/^lockd: .*maxHeartbeatDeadline must be between 100 ms/)
+      expect(lockd.stderr).toMatch(/^lockd: .*maxHeartbeatDeadline: expected a duration from 100 ms/)
       expect(nodeFs.readdirSync(dir)).toEqual([])
     })))
+
+  // From plain JavaScript: NaN and negative durations decoded as 0 (no grace
+  // period, a handshake deadline that dropped clients at random), text that
+  // is no duration threw, an empty host listened on every interface.
+  it.live("options a server cannot mean are refused before it listens: ListenFailed naming the option", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir()
+      const socket = nodePath.join(dir, "s")
+      const cases: ReadonlyArray<readonly [unknown, string]> = [
+        [null, "options"],
+        [{}, "options"],
+        [{ socket: "" }, "options.socket"],
+        [{ socket: `${socket}\0x` }, "options.socket"],
+        [{ socket, port: 0 }, "options"],
+        [{ port: 0, mode: 0o600 }, "options.mode"],
+        [{ port: 0, host: "" }, "options.host"],
+        [{ port: 0, host: "127.0.0.1\0x" }, "options.host"],
+        [{ port: 0, host: 127 }, "options.host"],
+        ...[-1, NaN, 1.5, 65536, Infinity, "0", null].map((port) => [{ port }, "options.port"] as const),
+        ...[NaN, -1, "-1 seconds", "soon", null, [1, -5]].map((gracePeriod) =>
+          [{ socket, gracePeriod }, "options.gracePeriod"] as const
+        ),
+        ...[NaN, -1, 0, "x", Duration.infinity].map((handshakeTimeout) =>
+          [{ socket, handshakeTimeout }, "options.handshakeTimeout"] as const
+        ),
+        [{ socket, maxHeartbeatDeadline: NaN }, "options.maxHeartbeatDeadline"]
+      ]
+      for (const [options, argument] of cases) {
+        const exit = yield* Effect.exit(Effect.scoped(LockServer.make(options as LockServer.ListenOptions)))
+        const error = expectReason(exit, "ListenFailed")
+        expect(error.detail, JSON.stringify(options)).toMatch(new RegExp(`^${argument.replace(".", "\\.")}: `))
+      }
+      expect(nodeFs.readdirSync(dir)).toEqual([])
+      // lockd reads --port as decimal digits: "" and " " were a random port, 0x10 was 16.
+      for (const port of ["", " ", "0x10", "1e3", "+5", "65536"]) {
+        const lockd = yield* Effect.promise(() => runLockd(["--port", port]))
+        expect(lockd.code, port).toBe(2)
+        expect(lockd.stderr).toMatch(/^--port must be an integer in 0\.\.65535/)
+      }
+      const lockd = yield* Effect.promise(() => runLockd(["--port", "0", "--host", ""]))
+      expect(lockd.code).toBe(1)
+      expect(lockd.stderr).toMatch(/options\.host: expected a non-empty string/)
+    })))
+
+  it.effect("options a remote manager cannot mean are refused when it is built: InvalidArgumentError", () =>
+    Effect.gen(function*() {
+      const socket = "/nonexistent/s"
+      const cases: ReadonlyArray<readonly [unknown, string]> = [
+        [null, "options"],
+        [{}, "options"],
+        [{ socket: "" }, "options.socket"],
+        [{ port: "7420" }, "options.port"],
+        ...[NaN, -1, 0, "x", null, Duration.infinity].map((connectTimeout) =>
+          [{ socket, connectTimeout }, "options.connectTimeout"] as const
+        ),
+        ...[NaN, -1, "x"].map((heartbeatDeadline) =>
+          [{ socket, heartbeatDeadline }, "options.heartbeatDeadline"] as const
+        ),
+        ...[NaN, -1, 0, null].map((heartbeatInterval) =>
+          [{ socket, heartbeatInterval }, "options.heartbeatInterval"] as const
+        )
+      ]
+      for (const [options, argument] of cases) {
+        const exit = yield* Effect.exit(Effect.scoped(LockManager.makeRemote(options as LockManager.RemoteOptions)))
+        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        expect(error, JSON.stringify(options)).toMatchObject({ _tag: "InvalidArgumentError", argument })
+      }
+      // An infinite heartbeat deadline still means "the longest there is".
+      const built = yield* Effect.exit(
+        Effect.scoped(LockManager.makeRemote({ socket, heartbeatDeadline: Duration.infinity }))
+      )
+      expect(Exit.isSuccess(built)).toBe(true)
+    }))
 
   it.live("a client asking for an infinite deadline gets the server's maximum", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -727,6 +802,63 @@ describe("hostile connections", () => {
         yield* lock.ensureHeld("after the Releases")
         expect(yield* server.manager.stats).toMatchObject({ held: 2, pending: 0 })
       }))
+  )
+
+  // Each open request costs the server tens of kilobytes: a peer that kept
+  // sending Acquires grew its memory by gigabytes.
+  it.live(
+    "a connection's open requests are bounded: the server refuses past the bound, the client refuses itself",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { lock, manager, server, socket } = yield* serverWithKeptLock
+        const pendingIs = (n: number) =>
+          within(
+            30_000,
+            `${n} pending requests`,
+            Effect.repeat(server.manager.stats, {
+              until: (stats) => stats.pending === n,
+              schedule: Schedule.spaced("20 millis")
+            })
+          )
+        const extra = 5
+        yield* Effect.scoped(Effect.gen(function*() {
+          const peer = yield* rawConnection({ path: socket })
+          yield* peer.send(hello())
+          expect(yield* peer.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Success" } })
+          yield* peer.sendRaw(
+            Array.from({ length: MAX_OPEN_REQUESTS + extra }, (_, i) =>
+              JSON.stringify(
+                request(10 + i, "Acquire", { ticket: 10 + i, mode: "read", paths: ["/kept"], all: false })
+              ) +
+              "\n").join("")
+          )
+          for (let i = 0; i < extra; i++) {
+            const answer = yield* peer.next
+            expect(answer).toMatchObject({ _tag: "Exit", exit: { _tag: "Failure" } })
+            expect(JSON.stringify(answer)).toContain(`has ${MAX_OPEN_REQUESTS} requests open`)
+          }
+          yield* pendingIs(MAX_OPEN_REQUESTS)
+        }))
+        // Its requests went with the connection.
+        yield* pendingIs(0)
+        // The library's client: the kept lock is one of its open requests.
+        const waiters = yield* Effect.forkScoped(
+          Effect.forEach(
+            Array.from({ length: MAX_OPEN_REQUESTS - 1 }),
+            () => manager.withLock("/kept", "read")(Effect.void),
+            { concurrency: "unbounded", discard: true }
+          )
+        )
+        yield* pendingIs(MAX_OPEN_REQUESTS - 1)
+        const refused = expectReason(yield* Effect.exit(manager.withLock("/other", "write")(Effect.void)), "Rejected")
+        expect(refused.detail).toContain(`${MAX_OPEN_REQUESTS} requests open`)
+        yield* lock.ensureHeld("after the refusals")
+        yield* Fiber.interrupt(waiters)
+        yield* pendingIs(0)
+        // Once they ended, it takes requests again.
+        yield* within(5_000, "a lock after the waiters left", manager.withLock("/other", "write")(Effect.void))
+      })),
+    60_000
   )
 
   it.live("garbage after the handshake, or a request before it, drops that connection only", () =>

@@ -100,8 +100,9 @@ const parse = (args: ReadonlyArray<string>): Parsed | string => {
     return { listen: { socket, mode: Number.parseInt(mode, 8) }, secretFile, timing }
   }
   if (mode !== undefined) return `--mode goes with --socket\n${USAGE}`
-  const n = Number(port)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) return `--port must be an integer in 0..65535\n${USAGE}`
+  // Decimal digits only: Number() would read "" and " " as 0 (a random port) and "0x10" as 16.
+  const n = /^\d{1,5}$/.test(port!) ? Number(port) : NaN
+  if (!(n <= 65535)) return `--port must be an integer in 0..65535\n${USAGE}`
   return { listen: host === undefined ? { port: n } : { port: n, host }, secretFile, timing }
 }
 

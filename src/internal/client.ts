@@ -191,7 +191,15 @@ export const make = (
      * after the confinement check is not followed out).
      */
     const readBytes = (operation: string, path: unknown, p: string): Effect.Effect<Uint8Array, Api.ReadError> =>
-      pins === undefined ? io(operation, p, fs.readFile(p)) : pins.read(operation, path, p)
+      pins === undefined ?
+        // Never a FIFO or a device (see openable): a FIFO's open blocks, and a
+        // device whose size says 0 (`/dev/zero`) is read until memory runs
+        // out. A path that is not there fails in the read, as Node reports it.
+        openable(fs, operation, p, p).pipe(
+          Effect.catchIf((error) => error.reason === "NotFound" || error.reason === "NotADirectory", () => Effect.void),
+          Effect.zipRight(io(operation, p, fs.readFile(p)))
+        ) :
+        pins.read(operation, path, p)
 
     /** `readBytes` as text, decoded as the platform's `readFileString` does. */
     const readText = (

@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import { InvalidArgumentError } from "../PersistenceError.js"
 import { CHUNK_SIZE_MAX } from "./fileStream.js"
@@ -132,7 +133,79 @@ export const streamOptions = (
   return Either.right(fields.right as { offset?: number; bytesToRead?: number; chunkSize?: number })
 }
 
-const describe = (value: unknown): string =>
+/**
+ * Why a setting (an option of a server, a remote manager or an etcd
+ * manager) is refused: which one, and what was wrong with it.
+ *
+ * @internal
+ */
+export interface Refusal {
+  readonly argument: string
+  readonly detail: string
+}
+
+/** @internal */
+export const refuse = (argument: string, detail: string): Either.Either<never, Refusal> =>
+  Either.left({ argument, detail })
+
+/**
+ * A refused setting as the typed error of a constructor; `path` says which
+ * authority or file the settings were for, when known.
+ *
+ * @internal
+ */
+export const invalidSetting = (operation: string, path: unknown, refusal: Refusal): InvalidArgumentError =>
+  new InvalidArgumentError({ operation, path, argument: refusal.argument, detail: refusal.detail })
+
+/** Would decode as a shorter duration than it says (`Duration.decode` takes NaN and negatives as 0). */
+const negative = (value: unknown): boolean =>
+  typeof value === "number" ?
+    !(value >= 0) :
+    typeof value === "bigint" ?
+    value < BigInt(0) :
+    typeof value === "string" ?
+    /^\s*-/.test(value) :
+    Array.isArray(value) && !value.every((n) => typeof n === "number" && n >= 0 && Number.isFinite(n))
+
+/**
+ * A duration setting in milliseconds, from `min` to `max` (`fallback` when
+ * absent). Refused: what is not a duration (it would throw), NaN and negative
+ * values (they would count as 0), and anything out of range (an infinite
+ * timeout would wait for ever).
+ *
+ * @internal
+ */
+export const millis = (
+  argument: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max: number
+): Either.Either<number, Refusal> => {
+  if (value === undefined) return Either.right(fallback)
+  const range = `from ${min} ms to ${max === Infinity ? "infinity" : `${max} ms`}`
+  if (negative(value)) return refuse(argument, `expected a duration ${range}, got ${describe(value)}`)
+  let ms: number
+  try {
+    ms = Duration.toMillis(Duration.decode(value as Duration.DurationInput))
+  } catch {
+    return refuse(argument, `expected a duration (milliseconds, "5 seconds", a Duration), got ${describe(value)}`)
+  }
+  return ms >= min && ms <= max ? Either.right(ms) : refuse(argument, `expected a duration ${range}, got ${ms} ms`)
+}
+
+/** A string setting: non-empty, without a NUL byte (the system would cut it there). */
+export const text = (argument: string, value: unknown): Either.Either<string, Refusal> =>
+  typeof value !== "string" ?
+    refuse(argument, `expected a string, got ${describe(value)}`) :
+    value.length === 0 ?
+    refuse(argument, "expected a non-empty string") :
+    value.includes("\0") ?
+    refuse(argument, "contains a NUL byte") :
+    Either.right(value)
+
+/** @internal */
+export const describe = (value: unknown): string =>
   value === null ?
     "null" :
     typeof value === "string" ?

@@ -37,7 +37,6 @@
  * @internal
  */
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -45,7 +44,8 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
 import type { EtcdOptions, Lock, LockManagerService } from "../../LockManager.js"
-import { RemoteLockError } from "../../PersistenceError.js"
+import { type InvalidArgumentError, RemoteLockError } from "../../PersistenceError.js"
+import * as Input from "../input.js"
 import { leasedLock } from "../leasedLock.js"
 import { type Plan, planAll, type PlanError, planOne, TypeId } from "../lockManager.js"
 import * as RemoteLink from "../remoteLink.js"
@@ -65,19 +65,55 @@ export interface EtcdConfig {
   readonly connectTimeout: number
 }
 
-const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
-  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
+/** The longest a timer waits (about 24.8 days): a longer timeout would never end. */
+const MAX_TIMER = 2 ** 31 - 1
+
+/** etcd's longest lease (`MaxLeaseTTL`, 9,000,000,000 seconds), in milliseconds. */
+const MAX_TTL = 9e12
 
 /**
+ * The manager's settings from its public options (as a caller in plain
+ * JavaScript may give them), or why they are refused.
+ *
  * @internal
  */
-export const configOf = (options: EtcdOptions): EtcdConfig => ({
-  endpoints: Array.from(options.endpoints),
-  prefix: normalizePrefix(options.prefix ?? "/effect-persistence/locks"),
-  // etcd leases count whole seconds.
-  ttl: Math.max(1, Math.ceil(millis(options.ttl, 5_000) / 1000)),
-  connectTimeout: Math.max(1, millis(options.connectTimeout, 5_000))
-})
+export const configOf = (options: EtcdOptions): Either.Either<EtcdConfig, Input.Refusal> =>
+  Either.gen(function*() {
+    if (typeof options !== "object" || options === null) {
+      return yield* Input.refuse("options", `expected an object, got ${Input.describe(options)}`)
+    }
+    const { connectTimeout, endpoints, prefix, ttl } = options as unknown as Record<string, unknown>
+    // A string is iterable too: its characters are no endpoints.
+    if (!Array.isArray(endpoints) || endpoints.length === 0) {
+      return yield* Input.refuse("options.endpoints", `expected a non-empty array of URLs, got ${Input.describe(endpoints)}`)
+    }
+    for (const endpoint of endpoints) yield* Input.text("options.endpoints", endpoint)
+    if (prefix !== undefined && (typeof prefix !== "string" || prefix.includes("\0"))) {
+      return yield* Input.refuse("options.prefix", `expected a string without a NUL byte, got ${Input.describe(prefix)}`)
+    }
+    return {
+      endpoints: Array.from(endpoints as ReadonlyArray<string>),
+      prefix: normalizePrefix(prefix ?? "/effect-persistence/locks"),
+      // etcd leases count whole seconds.
+      ttl: Math.ceil((yield* Input.millis("options.ttl", ttl, 5_000, 1, MAX_TTL)) / 1000),
+      connectTimeout: yield* Input.millis("options.connectTimeout", connectTimeout, 5_000, 1, MAX_TIMER)
+    }
+  })
+
+/**
+ * Builds the manager from its public options: refused ones fail with an
+ * `InvalidArgumentError` naming the option.
+ *
+ * @internal
+ */
+export const start = (
+  options: EtcdOptions
+): Effect.Effect<LockManagerService<RemoteLockError>, InvalidArgumentError, Scope.Scope> =>
+  Either.match(configOf(options), {
+    onLeft: (refusal) =>
+      Effect.fail(Input.invalidSetting("LockManager.makeEtcd", (options as any)?.endpoints, refusal)),
+    onRight: make
+  })
 
 /**
  * etcd's default limit on the operations of one transaction (`--max-txn-ops`).

@@ -55,6 +55,16 @@ export const MIN_DEADLINE = 10
 export const MAX_DEADLINE = 2 ** 31 - 1
 
 /**
+ * The most requests (waiting or held) one connection may have open: each
+ * costs the server tens of kilobytes, and a peer must not grow its memory
+ * without bound. The library's client refuses a request past it itself, so
+ * only another client meets the server's refusal.
+ *
+ * @internal
+ */
+export const MAX_OPEN_REQUESTS = 1024
+
+/**
  * The server's answer to a `Hello` of another protocol version.
  *
  * @internal

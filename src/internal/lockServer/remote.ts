@@ -28,7 +28,6 @@ import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import { constPing, type FromServerEncoded } from "@effect/rpc/RpcMessage"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -38,6 +37,7 @@ import type * as Mailbox from "effect/Mailbox"
 import * as Scope from "effect/Scope"
 import type { Lock, LockError, LockManagerService, RemoteOptions } from "../../LockManager.js"
 import { DeadlockError, InvalidArgumentError, InvalidPathError, RemoteLockError } from "../../PersistenceError.js"
+import * as Input from "../input.js"
 import { leasedLock } from "../leasedLock.js"
 import { type Plan, planAll, type PlanError, planOne, TypeId } from "../lockManager.js"
 import * as RemoteLink from "../remoteLink.js"
@@ -45,7 +45,7 @@ import type { Failure } from "../remoteLink.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer, MAX_FRAME_BYTES } from "./framing.js"
-import { type Grant, LockRpcs, MAX_DEADLINE, MIN_DEADLINE, PROTOCOL_VERSION } from "./protocol.js"
+import { type Grant, LockRpcs, MAX_DEADLINE, MAX_OPEN_REQUESTS, MIN_DEADLINE, PROTOCOL_VERSION } from "./protocol.js"
 
 /** @internal */
 export interface RemoteConfig {
@@ -60,24 +60,56 @@ export interface RemoteConfig {
   readonly protocolVersion?: number
 }
 
-const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
-  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
+/**
+ * The remote manager's settings from its public options (as a caller in plain
+ * JavaScript may give them), or why they are refused.
+ *
+ * @internal
+ */
+export const configOf = (options: RemoteOptions): Either.Either<RemoteConfig, Input.Refusal> =>
+  Either.gen(function*() {
+    const address = yield* addressOf(options)
+    const { connectTimeout, heartbeatDeadline, heartbeatInterval, secret } = options as Record<string, unknown>
+    // Infinite (never drop me) is the longest deadline a timer can wait; the
+    // server grants at most its own maximum anyway.
+    const deadline = Math.min(
+      MAX_DEADLINE,
+      Math.max(MIN_DEADLINE, yield* Input.millis("options.heartbeatDeadline", heartbeatDeadline, 5_000, 0, Infinity))
+    )
+    // A ping must have a chance to be answered before the deadline passes.
+    const interval = Math.min(
+      yield* Input.millis("options.heartbeatInterval", heartbeatInterval, deadline / 5, 1, Infinity),
+      deadline / 2
+    )
+    return {
+      address,
+      connectTimeout: yield* Input.millis("options.connectTimeout", connectTimeout, 5_000, 1, MAX_DEADLINE),
+      heartbeatInterval: Math.max(1, interval),
+      heartbeatDeadline: deadline,
+      secret: Auth.secretOf(secret as Auth.SecretInput | undefined)
+    }
+  })
 
-/** @internal */
-export const configOf = (options: RemoteOptions): RemoteConfig => {
-  // Infinite (never drop me) is the longest deadline a timer can wait; the
-  // server grants at most its own maximum anyway.
-  const deadline = Math.min(MAX_DEADLINE, Math.max(MIN_DEADLINE, millis(options.heartbeatDeadline, 5_000)))
-  // A ping must have a chance to be answered before the deadline passes.
-  const interval = Math.min(millis(options.heartbeatInterval, deadline / 5), deadline / 2)
-  return {
-    address: addressOf(options),
-    connectTimeout: millis(options.connectTimeout, 5_000),
-    heartbeatInterval: Math.max(1, interval),
-    heartbeatDeadline: deadline,
-    secret: Auth.secretOf(options.secret)
-  }
-}
+/**
+ * Builds the remote manager from its public options: refused ones fail with
+ * an `InvalidArgumentError` naming the option.
+ *
+ * @internal
+ */
+export const start = (
+  options: RemoteOptions
+): Effect.Effect<LockManagerService<RemoteLockError>, InvalidArgumentError, Scope.Scope> =>
+  Either.match(configOf(options), {
+    onLeft: (refusal) =>
+      Effect.fail(
+        Input.invalidSetting(
+          "LockManager.makeRemote",
+          Either.getOrUndefined(Either.map(addressOf(options), formatAddress)),
+          refusal
+        )
+      ),
+    onRight: make
+  })
 
 /**
  * Room for the rest of an `Acquire` frame besides its paths (ids, tags,
@@ -115,6 +147,8 @@ interface Connection {
   deadline: number
   interval: number
   nextTicket: number
+  /** Requests sent and not yet confirmed ended by the server (see `MAX_OPEN_REQUESTS`). */
+  open: number
 }
 
 /** Records why the connection is gone; false if it already was. */
@@ -347,7 +381,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         leaseUntil: 0,
         deadline: config.heartbeatDeadline,
         interval: config.heartbeatInterval,
-        nextTicket: 0
+        nextTicket: 0,
+        open: 0
       }
       const open = Effect.gen(function*() {
         const secret = config.secret
@@ -451,6 +486,12 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
             detail: `the paths and modes take more than the protocol's ${MAX_FRAME_BYTES} bytes per message`
           }))
         }
+        if (conn.open >= MAX_OPEN_REQUESTS) {
+          return Effect.fail(toError(operation, {
+            reason: "Rejected",
+            detail: `this connection has ${MAX_OPEN_REQUESTS} requests open (waiting or held), the most a server takes`
+          }))
+        }
         const ticket = ++conn.nextTicket
         return Scope.fork(conn.scope, ExecutionStrategy.sequential).pipe(
           Effect.flatMap((scope) =>
@@ -463,7 +504,10 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
             }, { asMailbox: true })
               .pipe(
                 Scope.extend(scope),
-                Effect.map((mailbox): Request => ({ conn, ticket, mailbox, scope, left: false }))
+                Effect.map((mailbox): Request => {
+                  conn.open++
+                  return { conn, ticket, mailbox, scope, left: false }
+                })
               )
           ),
           // `start` runs uninterruptibly: an interruption here is the
@@ -503,7 +547,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         if (request.left) return Effect.void
         request.left = true
         const conn = request.conn
-        const close = Scope.close(request.scope, Exit.void)
+        // Counted until the server confirmed the end: then it has forgotten the request too.
+        const close = Effect.zipRight(Scope.close(request.scope, Exit.void), Effect.sync(() => conn.open--))
         if (conn.lost !== undefined) return close
         const drain: Effect.Effect<void, unknown> = Effect.flatMap(
           request.mailbox.takeAll,

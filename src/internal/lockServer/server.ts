@@ -42,11 +42,13 @@ import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import type { Lock, LockError, LockManagerService, LockRequest } from "../../LockManager.js"
-import { RemoteLockError } from "../../PersistenceError.js"
+import type { ListenOptions } from "../../LockServer.js"
+import { InvalidArgumentError, RemoteLockError } from "../../PersistenceError.js"
+import * as Input from "../input.js"
 import * as InMemory from "../lockManager.js"
 import { planAll, type PlanError, planOne } from "../lockManager.js"
 import { locksPending, noTags } from "../metrics.js"
-import { type Address, formatAddress } from "./address.js"
+import { type Address, addressOf, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer } from "./framing.js"
 import { listen } from "./listen.js"
@@ -54,6 +56,7 @@ import {
   type Grant,
   LockRpcs,
   MAX_DEADLINE,
+  MAX_OPEN_REQUESTS,
   MIN_DEADLINE,
   PROTOCOL_VERSION,
   Unauthorized,
@@ -85,6 +88,8 @@ export interface Server {
   readonly address: Address
   /** The served manager: in-process callers may lock through it directly. */
   readonly manager: LockManagerService
+  /** Milliseconds after the start during which nothing is granted. */
+  readonly gracePeriod: number
 }
 
 /**
@@ -379,6 +384,16 @@ const makeHandlers = (
           if (peer === undefined || peer.released.delete(ticket)) {
             return Effect.tap(Mailbox.make<Grant, LockError>(), (mailbox) => mailbox.end)
           }
+          if (peer.tickets.size >= MAX_OPEN_REQUESTS) {
+            return Effect.fail(
+              new InvalidArgumentError({
+                operation: "LockServer.Acquire",
+                path: paths,
+                argument: "ticket",
+                detail: `this connection has ${MAX_OPEN_REQUESTS} requests open, the most the server takes from one`
+              })
+            )
+          }
           // `Release` interrupts this request: a waiting `lock` leaves the
           // queue, a held one is released when the scope closes. The
           // RpcServer sends the end of the request after that.
@@ -531,17 +546,61 @@ export const serve = (manager: LockManagerService, base: number, gate: Gate): Lo
   }
 }
 
-/** Why the deadline options are refused, if they are. */
-const limitsRefused = (options: ServerOptions): string | undefined => {
-  const max = options.maxHeartbeatDeadline
-  if (!(max >= MIN_MAX_DEADLINE && max <= MAX_DEADLINE)) {
-    return `maxHeartbeatDeadline must be between ${MIN_MAX_DEADLINE} ms and ${MAX_DEADLINE} ms (${max} ms)`
-  }
-  if (!(options.gracePeriod >= 0 && options.gracePeriod <= MAX_DEADLINE)) {
-    return `gracePeriod must be between 0 and ${MAX_DEADLINE} ms (${options.gracePeriod} ms)`
-  }
-  return undefined
-}
+/** Owner only: the permission a client needs to connect is write. */
+const DEFAULT_SOCKET_MODE = 0o600
+
+/** Twice a client's default deadline: room for a slower client, and a short grace period. */
+const DEFAULT_MAX_HEARTBEAT_DEADLINE = 10_000
+
+/**
+ * The server's settings from its public options (as a caller in plain
+ * JavaScript may give them), or why they are refused.
+ *
+ * @internal
+ */
+export const settingsOf = (options: ListenOptions): Either.Either<ServerOptions, Input.Refusal> =>
+  Either.gen(function*() {
+    const address = yield* addressOf(options)
+    const { gracePeriod, handshakeTimeout, maxHeartbeatDeadline, mode, secret } = options as Record<string, unknown>
+    if (address._tag === "Tcp" && mode !== undefined) {
+      return yield* Input.refuse("options.mode", "is the permissions of a Unix socket: give it with socket, not port")
+    }
+    const max = yield* Input.millis(
+      "options.maxHeartbeatDeadline",
+      maxHeartbeatDeadline,
+      DEFAULT_MAX_HEARTBEAT_DEADLINE,
+      MIN_MAX_DEADLINE,
+      MAX_DEADLINE
+    )
+    return {
+      address,
+      handshakeDeadline: yield* Input.millis("options.handshakeTimeout", handshakeTimeout, 10_000, 1, MAX_DEADLINE),
+      secret: secret as Auth.SecretInput | undefined,
+      mode: mode === undefined ? DEFAULT_SOCKET_MODE : mode as number,
+      maxHeartbeatDeadline: max,
+      gracePeriod: yield* Input.millis("options.gracePeriod", gracePeriod, max, 0, MAX_DEADLINE)
+    }
+  })
+
+/**
+ * Starts a server from its public options: refused ones fail as it failing to
+ * listen, with the option and why.
+ *
+ * @internal
+ */
+export const start = (options: ListenOptions): Effect.Effect<Server, RemoteLockError, Scope.Scope> =>
+  Either.match(settingsOf(options), {
+    onLeft: ({ argument, detail }) =>
+      Effect.fail(
+        new RemoteLockError({
+          operation: "LockServer.make",
+          address: Either.match(addressOf(options), { onLeft: () => "(no address)", onRight: formatAddress }),
+          reason: "ListenFailed",
+          detail: `${argument}: ${detail}`
+        })
+      ),
+    onRight: make
+  })
 
 /** @internal */
 export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockError, Scope.Scope> =>
@@ -554,17 +613,6 @@ export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockEr
           address: formatAddress(options.address),
           reason: "ListenFailed",
           detail: secret.refused
-        })
-      )
-    }
-    const refused = limitsRefused(options)
-    if (refused !== undefined) {
-      return yield* Effect.fail(
-        new RemoteLockError({
-          operation: "LockServer.make",
-          address: formatAddress(options.address),
-          reason: "ListenFailed",
-          detail: refused
         })
       )
     }
@@ -587,6 +635,7 @@ export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockEr
       address: bound._tag === "UnixAddress" ?
         options.address :
         { _tag: "Tcp", host: bound.hostname, port: bound.port },
-      manager
+      manager,
+      gracePeriod: options.gracePeriod
     }
   })
