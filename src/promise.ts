@@ -83,8 +83,9 @@ export interface LockManagerOptions {
 
 const facades = new WeakMap<LockManagerService, LockManager>()
 
-const toHandler = (handler: ErrorHandler | undefined): (error: Error) => void => {
-  if (handler !== undefined && typeof handler !== "function") {
+const toHandler = (handler: ErrorHandler | null | undefined): (error: Error) => void => {
+  // As the original, null is the default.
+  if (handler !== undefined && handler !== null && typeof handler !== "function") {
     throw invalidArgType("options.errorHandler", "of type function", handler)
   }
   const h = handler ?? console.error
@@ -126,6 +127,12 @@ export class LockManager {
   readonly #holds: internalLocks.Holds
 
   constructor(options?: LockManagerOptions) {
+    const service: unknown = options?.service
+    if (
+      service !== undefined && !(typeof service === "object" && service !== null && EffectLockManager.TypeId in service)
+    ) {
+      throw invalidArgType("options.service", "a LockManager service (from effect-persistence)", service)
+    }
     this.service = options?.service ?? Effect.runSync(EffectLockManager.make)
     this.#holds = new internalLocks.Holds(this.service, toHandler(options?.errorHandler))
     if (!facades.has(this.service)) facades.set(this.service, this)
@@ -335,6 +342,10 @@ export class Client {
   constructor(options: ClientOptions) {
     if (typeof options !== "object" || options === null || !(options.manager instanceof LockManager)) {
       throw invalidArgType("options.manager", "an instance of LockManager", options?.manager)
+    }
+    // The original kept any value and failed its first write on one that is not a boolean (fs's `flush`).
+    if (options.durable !== undefined && options.durable !== null && typeof options.durable !== "boolean") {
+      throw invalidArgType("options.durable", "of type boolean", options.durable)
     }
     this.manager = options.manager
     this.service = internalClient.makeService(options.manager.service, options)

@@ -106,6 +106,22 @@ describe("promise Client: construction", () => {
     expect(() => new Client({ manager, errorHandler: 1 as unknown as typeof console.error })).toThrow(
       expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" })
     )
+    // The original kept a durable that is no boolean and failed every write on it
+    // (fs's `flush` must be a boolean); a string "false" would otherwise mean true.
+    for (const durable of ["false", 1, {}]) {
+      expect(() => new Client({ manager, durable: durable as boolean })).toThrow(
+        expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE", message: expect.stringContaining("options.durable") })
+      )
+    }
+    // A service that is none was a TypeError (a WeakMap key) or failed on first use.
+    for (const service of ["x", {}]) {
+      expect(() => new LockManager({ service: service as never })).toThrow(
+        expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE", message: expect.stringContaining("options.service") })
+      )
+    }
+    // As the original, a null errorHandler is the default.
+    expect(() => new LockManager({ errorHandler: null as never })).not.toThrow()
+    expect(new Client({ manager, durable: null as never, errorHandler: null as never }).durable).toBe(false)
   })
 })
 

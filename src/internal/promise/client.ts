@@ -70,12 +70,12 @@ export class Core {
 /** @internal */
 export const makeService = (
   manager: LockManagerService,
-  options: { readonly durable?: unknown; readonly tempSuffix?: string | undefined }
+  options: { readonly durable?: boolean | null | undefined; readonly tempSuffix?: string | undefined }
 ): ClientService => {
   const exit = Effect.runSyncExit(
     EffectClient.make({
-      // As the original: any truthy `durable` turns durability on.
-      ...(options.durable !== undefined ? { durable: Boolean(options.durable) } : {}),
+      // As the original, null is the default.
+      ...(options.durable !== undefined && options.durable !== null ? { durable: options.durable } : {}),
       ...(options.tempSuffix !== undefined ? { tempSuffix: options.tempSuffix } : {})
     }).pipe(
       Effect.provideService(LockManagerTag, manager),
