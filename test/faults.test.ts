@@ -345,6 +345,41 @@ describe("FaultFileSystem", () => {
       expect(yield* fs.readFileString(`${dir}/f`)).toBe("x")
     }).pipe(Effect.provide(layer())))
 
+  // A plan that names no call or no known fault injected nothing: a test on it passed without testing anything.
+  it.effect("a plan that would inject nothing is a defect naming what is wrong, in layer, make and reset", () =>
+    Effect.gen(function*() {
+      const bad: ReadonlyArray<unknown> = [
+        null,
+        "x",
+        { failAt: 0, fault: "ENOENT" },
+        { failAt: -1, fault: "ENOENT" },
+        { failAt: 1.5, fault: "ENOENT" },
+        { failAt: "1", fault: "ENOENT" },
+        { failAt: NaN, fault: "ENOENT" },
+        { failAt: 1, fault: "EFOO" },
+        { failAt: 1 }
+      ]
+      const defect = (exit: Exit.Exit<unknown, unknown>) =>
+        Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
+      for (const plan of bad) {
+        const built = yield* Effect.exit(Layer.build(layer(plan as FaultFileSystem.FaultPlan)).pipe(Effect.scoped))
+        expect(String(defect(built)), JSON.stringify(plan)).toMatch(
+          /^RuntimeException: FaultFileSystem: (a FaultPlan|FaultPlan\.)/
+        )
+        const reset = yield* Effect.exit(
+          Effect.flatMap(FaultFileSystem.FaultFileSystem, (faults) => faults.reset(plan as FaultFileSystem.FaultPlan))
+            .pipe(Effect.provide(layer()))
+        )
+        expect(String(defect(reset)), JSON.stringify(plan)).toMatch(/^RuntimeException: FaultFileSystem: /)
+      }
+      // Good plans, and none, still build.
+      for (
+        const plan of [undefined, { failAt: 1, fault: "interrupt" as const }, { failAt: 3, fault: "EIO" as const }]
+      ) {
+        expect(Exit.isSuccess(yield* Effect.exit(Layer.build(layer(plan)).pipe(Effect.scoped)))).toBe(true)
+      }
+    }))
+
   it.scopedLive("interrupt: skips the call where interruptible, defers the interruption where not", () =>
     Effect.gen(function*() {
       const dir = yield* scratchDir

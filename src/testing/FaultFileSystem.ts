@@ -147,7 +147,10 @@ export interface FaultFileSystemService {
   readonly hit: Effect.Effect<Option.Option<FaultHit>>
   /**
    * Sets the call count to zero, forgets the hit and replaces the plan
-   * (without a plan, calls are only counted).
+   * (without a plan, calls are only counted). A plan that would inject
+   * nothing (`failAt` not an integer from 1, an unknown fault) is a defect
+   * naming what is wrong, here and in `make` and `layer`: a test built on it
+   * would pass without testing anything.
    */
   readonly reset: (plan?: FaultPlan) => Effect.Effect<void>
 }

@@ -37,6 +37,31 @@ const systemError = (code: Errno, method: string, target: string | number): Syst
   })
 }
 
+const FAULTS: ReadonlyArray<unknown> = ["ENOENT", "EACCES", "ENOSPC", "EIO", "interrupt"]
+
+/**
+ * Why a plan is refused, if it is: a plan that names no call (`failAt` 0,
+ * `"1"`, 1.5) or no known fault would inject nothing, and a test built on it
+ * would pass without testing anything.
+ */
+const refusal = (plan: unknown): string | undefined => {
+  if (plan === undefined) return undefined
+  if (typeof plan !== "object" || plan === null) return `a FaultPlan is an object, got ${String(plan)}`
+  const { failAt, fault } = plan as Record<string, unknown>
+  if (!(Number.isSafeInteger(failAt) && (failAt as number) >= 1)) {
+    return `FaultPlan.failAt must be an integer from 1 (the call to fail), got ${String(failAt)}`
+  }
+  if (!FAULTS.includes(fault)) return `FaultPlan.fault must be one of ${FAULTS.join(", ")}, got ${String(fault)}`
+  return undefined
+}
+
+/** Dies, naming what is wrong, for a plan that would inject nothing. */
+const checked = (plan: unknown): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const refused = refusal(plan)
+    return refused === undefined ? Effect.void : Effect.dieMessage(`FaultFileSystem: ${refused}`)
+  })
+
 /** @internal */
 export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.FaultFileSystemService => {
   let current: Api.FaultPlan | undefined = plan
@@ -127,14 +152,17 @@ export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.Fault
     calls: Effect.sync(() => count),
     hit: Effect.sync(() => hit),
     reset: (plan) =>
-      Effect.sync(() => {
-        current = plan
-        count = 0
-        hit = Option.none()
-      })
+      Effect.zipRight(
+        checked(plan),
+        Effect.sync(() => {
+          current = plan
+          count = 0
+          hit = Option.none()
+        })
+      )
   }
 }
 
 /** @internal */
 export const make = (plan?: Api.FaultPlan): Effect.Effect<Api.FaultFileSystemService, never, FileSystem.FileSystem> =>
-  Effect.map(FileSystem.FileSystem, (fs) => wrap(fs, plan))
+  Effect.zipRight(checked(plan), Effect.map(FileSystem.FileSystem, (fs) => wrap(fs, plan)))
