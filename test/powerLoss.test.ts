@@ -317,6 +317,24 @@ describe("power loss: the simulated disk", () => {
     expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 2 ** 20)
   })
 
+  // From plain JavaScript: a NaN limit switched the limit off, a relative key
+  // was taken as absolute, a string was read as { "/0": ... }, an empty key
+  // was dropped, content of another type failed at the first read.
+  it("options and initial states it cannot mean are refused, saying what is wrong", () => {
+    const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
+    for (const limit of [NaN, 0, -1, 1.5]) {
+      expect(() => disk.crashStates({ limit }), String(limit)).toThrow(/limit must be a positive integer or Infinity/)
+    }
+    expect(disk.crashStates({ limit: Infinity }).length).toBe(1)
+    for (const initial of ["x", null, ["/a"]]) {
+      expect(() => new PowerLoss.SimulatedDisk(initial as never), String(initial)).toThrow(/expected an object/)
+    }
+    for (const key of ["data/x", "", "/", "/.."]) {
+      expect(() => new PowerLoss.SimulatedDisk({ [key]: "1" }), key).toThrow(/is not an absolute path below \//)
+    }
+    expect(() => new PowerLoss.SimulatedDisk({ "/a": 123 as never })).toThrow(/must be a string or a Uint8Array/)
+  })
+
   it("a write of more blocks than the limit allows says so and names the way out", () => {
     const disk = new PowerLoss.SimulatedDisk({ "/d/": "" })
     disk.writeFile("/d/big", new Uint8Array(1024 * 1024).fill(0x61))

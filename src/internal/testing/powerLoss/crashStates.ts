@@ -58,6 +58,10 @@ export const durable = (state: DiskState, options?: Pick<CrashStatesOptions, "om
 /** @internal */
 export const crashStates = (state: DiskState, options?: CrashStatesOptions): Array<Snapshot> => {
   const limit = options?.limit ?? DEFAULT_LIMIT
+  // NaN compared false with every count: it switched the limit off.
+  if (!(Number.isInteger(limit) && limit > 0) && limit !== Infinity) {
+    throw new Error(`power-loss simulation: limit must be a positive integer or Infinity, got ${limit}`)
+  }
   const blockSize = options?.blockSize ?? DEFAULT_BLOCK_SIZE
   if (!(Number.isInteger(blockSize) && blockSize > 0) && blockSize !== Infinity) {
     throw new Error(`power-loss simulation: blockSize must be a positive integer or Infinity, got ${blockSize}`)

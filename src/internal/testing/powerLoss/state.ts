@@ -121,7 +121,17 @@ export class DiskState {
   /** A disk whose durable and volatile states are both `initial`. */
   constructor(initial: InitialState) {
     this.inodes.set(ROOT_INO, { kind: "dir", ino: ROOT_INO, mode: 0o755, entries: new Map(), durable: new Map() })
+    if (typeof initial !== "object" || initial === null || Array.isArray(initial)) {
+      throw new Error(`initial state: expected an object of absolute paths, got ${String(initial)}`)
+    }
     for (const [path, content] of Object.entries(initial)) {
+      // A relative or empty path was taken as absolute or dropped, content of another type failed later.
+      if (!path.startsWith("/") || segmentsOf(path).length === 0) {
+        throw new Error(`initial state: ${JSON.stringify(path)} is not an absolute path below /`)
+      }
+      if (typeof content !== "string" && !(content instanceof Uint8Array)) {
+        throw new Error(`initial state: ${path} must be a string or a Uint8Array, got ${typeof content}`)
+      }
       const segments = segmentsOf(path)
       const isDir = path.endsWith("/")
       let dir = this.dir(ROOT_INO)
