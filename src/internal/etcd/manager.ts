@@ -85,11 +85,17 @@ export const configOf = (options: EtcdOptions): Either.Either<EtcdConfig, Input.
     const { connectTimeout, endpoints, prefix, ttl } = options as unknown as Record<string, unknown>
     // A string is iterable too: its characters are no endpoints.
     if (!Array.isArray(endpoints) || endpoints.length === 0) {
-      return yield* Input.refuse("options.endpoints", `expected a non-empty array of URLs, got ${Input.describe(endpoints)}`)
+      return yield* Input.refuse(
+        "options.endpoints",
+        `expected a non-empty array of URLs, got ${Input.describe(endpoints)}`
+      )
     }
     for (const endpoint of endpoints) yield* Input.text("options.endpoints", endpoint)
     if (prefix !== undefined && (typeof prefix !== "string" || prefix.includes("\0"))) {
-      return yield* Input.refuse("options.prefix", `expected a string without a NUL byte, got ${Input.describe(prefix)}`)
+      return yield* Input.refuse(
+        "options.prefix",
+        `expected a string without a NUL byte, got ${Input.describe(prefix)}`
+      )
     }
     return {
       endpoints: Array.from(endpoints as ReadonlyArray<string>),
