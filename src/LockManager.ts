@@ -296,9 +296,12 @@ export type RemoteOptions =
  * `Unauthorized`.
  *
  * Operations can fail with a `RemoteLockError` (unreachable, timeout,
- * protocol mismatch, disconnected, unauthorized, request too large): the
- * `LockManager` tag's service type
- * names it, so the `Client` (which runs on it unchanged) does too.
+ * protocol mismatch, disconnected, unauthorized, request too large, and
+ * `Rejected` for a request past the 1,024 a connection may have open, waiting
+ * or held): the `LockManager` tag's service type names it, so the `Client`
+ * (which runs on it unchanged) does too. Options it cannot mean (no socket
+ * and no port, NaN, negative or infinite timeouts, text that is not a
+ * duration) fail the layer with an `InvalidArgumentError` naming the option.
  *
  * @since 0.1.0
  * @category layers
@@ -373,6 +376,10 @@ export interface EtcdOptions {
  * `etcd:<endpoints>`. A request conflicts with its own fiber's earlier locks
  * as with anyone's: a fiber that asks again for a path it holds waits for
  * itself until it is interrupted or timed out.
+ *
+ * Options it cannot mean (`endpoints` that are not a non-empty array of
+ * URLs, NaN, negative or infinite durations, text that is not a duration)
+ * fail the layer with an `InvalidArgumentError` naming the option.
  *
  * Needs the optional peer dependency `etcd3`, loaded on first use.
  *

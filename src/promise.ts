@@ -127,7 +127,8 @@ export class LockManager {
   readonly #holds: internalLocks.Holds
 
   constructor(options?: LockManagerOptions) {
-    const service: unknown = options?.service
+    // As `??` reads it, null is no service.
+    const service: unknown = options?.service ?? undefined
     if (
       service !== undefined && !(typeof service === "object" && service !== null && EffectLockManager.TypeId in service)
     ) {

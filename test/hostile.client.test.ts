@@ -529,6 +529,29 @@ describe("options from plain JavaScript", () => {
 })
 
 describe("stream: chunk sizes", () => {
+  it.scoped("options are read once: a getter that answers otherwise later cannot bypass the check", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      nodeFs.writeFileSync(`${dir}/f`, "0123456789")
+      const { client } = yield* makeClient()
+      let reads = 0
+      // 2 when checked; 0 (refused) or 3 afterwards: the stream was empty, or cut otherwise.
+      const options = {
+        get chunkSize() {
+          return reads++ === 0 ? 2 : 0
+        }
+      }
+      const chunks = yield* Stream.runCollect(client.stream(`${dir}/f`, options))
+      expect(Chunk.toReadonlyArray(chunks).map((c) => Buffer.from(c).toString())).toEqual([
+        "01",
+        "23",
+        "45",
+        "67",
+        "89"
+      ])
+      expect(reads).toBe(1)
+    }))
+
   it.scoped("a chunk size past 1 GiB is a typed error before anything is read", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

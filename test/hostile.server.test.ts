@@ -857,6 +857,31 @@ describe("hostile connections", () => {
         yield* pendingIs(0)
         // Once they ended, it takes requests again.
         yield* within(5_000, "a lock after the waiters left", manager.withLock("/other", "write")(Effect.void))
+        // Many requests started at once, with the scheduler switching fibers
+        // often: each counts from its check, so none gets past the client's own
+        // bound to meet the server's refusal.
+        yield* lock.ensureHeld("before the burst")
+        const burst = yield* Effect.scoped(
+          Effect.forEach(
+            Array.from({ length: MAX_OPEN_REQUESTS + 50 }, (_, i) => i),
+            (i) =>
+              Effect.exit(manager.lock(`/burst/${i}`, "write")).pipe(
+                Effect.map((exit) =>
+                  Exit.isSuccess(exit) ?
+                    "held" :
+                    Option.match(Cause.failureOption(exit.cause), {
+                      onNone: () => "no typed error",
+                      onSome: (e) => e._tag === "RemoteLockError" ? `RemoteLockError ${e.reason}` : e._tag
+                    })
+                )
+              ),
+            { concurrency: "unbounded" }
+          ).pipe(Effect.withMaxOpsBeforeYield(30))
+        )
+        const counts: Record<string, number> = {}
+        for (const outcome of burst) counts[outcome] = (counts[outcome] ?? 0) + 1
+        // The kept lock is one of the connection's requests.
+        expect(counts).toEqual({ held: MAX_OPEN_REQUESTS - 1, "RemoteLockError Rejected": 51 })
       })),
     60_000
   )

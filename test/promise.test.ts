@@ -121,6 +121,7 @@ describe("promise Client: construction", () => {
     }
     // As the original, a null errorHandler is the default.
     expect(() => new LockManager({ errorHandler: null as never })).not.toThrow()
+    expect(new LockManager({ service: null as never }).service).toBeDefined()
     expect(new Client({ manager, durable: null as never, errorHandler: null as never }).durable).toBe(false)
   })
 })

@@ -130,7 +130,12 @@ export const streamOptions = (
       `expected a positive integer up to ${CHUNK_SIZE_MAX} (1 GiB), got ${describe(chunkSize)}`
     )
   }
-  return Either.right(fields.right as { offset?: number; bytesToRead?: number; chunkSize?: number })
+  // The values checked, not the caller's object: a getter could answer differently when read again.
+  return Either.right({
+    ...(offset !== undefined ? { offset: offset as number } : {}),
+    ...(bytesToRead !== undefined ? { bytesToRead: bytesToRead as number } : {}),
+    ...(chunkSize !== undefined ? { chunkSize: chunkSize as number } : {})
+  })
 }
 
 /**

@@ -493,6 +493,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
           }))
         }
         const ticket = ++conn.nextTicket
+        // Counted from the check, in the same step: requests started meanwhile see it.
+        conn.open++
         return Scope.fork(conn.scope, ExecutionStrategy.sequential).pipe(
           Effect.flatMap((scope) =>
             conn.rpc.Acquire({
@@ -504,15 +506,15 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
             }, { asMailbox: true })
               .pipe(
                 Scope.extend(scope),
-                Effect.map((mailbox): Request => {
-                  conn.open++
-                  return { conn, ticket, mailbox, scope, left: false }
-                })
+                Effect.map((mailbox): Request => ({ conn, ticket, mailbox, scope, left: false }))
               )
           ),
           // `start` runs uninterruptibly: an interruption here is the
           // RpcClient refusing a request because the connection just closed.
-          Effect.catchAllCause((cause) => Effect.fail(toError(operation, failureOf(conn, cause))))
+          Effect.catchAllCause((cause) => {
+            conn.open--
+            return Effect.fail(toError(operation, failureOf(conn, cause)))
+          })
         )
       })
 
