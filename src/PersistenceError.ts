@@ -129,8 +129,11 @@ export class InvalidArgumentError
    * @since 0.1.0
    */
   get message(): string {
-    const shown = typeof this.path === "string" ? JSON.stringify(this.path) : String(this.path)
-    return `${this.operation} ${shown}: invalid ${this.argument}: ${this.detail}`
+    // Settings of a constructor concern no path: nothing to show.
+    const shown = this.path === undefined && this.argument.startsWith("options") ?
+      "" :
+      ` ${typeof this.path === "string" ? JSON.stringify(this.path) : String(this.path)}`
+    return `${this.operation}${shown}: invalid ${this.argument}: ${this.detail}`
   }
 }
 

@@ -525,6 +525,10 @@ describe("options from plain JavaScript", () => {
       expect(yield* failureOf(makeClient(bad({ groupCommit: 0 })))).toBe("InvalidArgumentError options.groupCommit")
       const { client } = yield* makeClient(bad(null))
       expect(client.durable).toBe(false)
+      // The settings of a constructor concern no path: the message shows none.
+      expect((yield* Effect.flip(makeClient(bad({ durable: "false" })))).message).toBe(
+        "Client.make: invalid options.durable: expected a boolean, got \"false\""
+      )
     }))
 })
 
