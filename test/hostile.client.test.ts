@@ -403,6 +403,24 @@ describe("files too large to read whole", () => {
   )
 })
 
+describe("JSON nested deeper than the stack", () => {
+  // JSON.parse takes it, a recursive schema recursed out of the stack: a defect.
+  it.scoped("does not match a recursive schema: DecodeError, the file unchanged and nothing held", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const deep = "[".repeat(200_000) + "]".repeat(200_000)
+      nodeFs.writeFileSync(`${dir}/deep.json`, deep)
+      const { client, manager } = yield* makeClient()
+      interface Tree extends ReadonlyArray<Tree> {}
+      const TreeS: Schema.Schema<Tree> = Schema.Array(Schema.suspend(() => TreeS))
+      expect(yield* failureOf(client.readJson(`${dir}/deep.json`, TreeS))).toBe("DecodeError Decode")
+      expect(yield* failureOf(client.modifyJson(`${dir}/deep.json`, TreeS, (t) => t))).toBe("DecodeError Decode")
+      expect(nodeFs.readFileSync(`${dir}/deep.json`, "utf8")).toBe(deep)
+      expect(tempFiles(dir)).toEqual([])
+      yield* expectIdle(manager)
+    }))
+})
+
 describe("text longer than a string can hold", () => {
   byPathAndConfined(
     "readString, readJson, modifyJson and the key-value store's get and modify fail typed",

@@ -8,6 +8,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { DecodeError } from "../PersistenceError.js"
@@ -55,9 +56,17 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
       } catch (cause) {
         return Effect.fail(new DecodeError({ operation, path, reason: "InvalidJson", cause }))
       }
-      return Effect.mapError(
-        decodeValue(json),
-        (cause: ParseResult.ParseError) => new DecodeError({ operation, path, reason: "Decode", cause })
+      return Effect.suspend(() => decodeValue(json)).pipe(
+        Effect.mapError((cause: ParseResult.ParseError) =>
+          new DecodeError({ operation, path, reason: "Decode", cause })
+        ),
+        // A recursive schema walks the document by recursion: one nested deeper
+        // than the stack (JSON.parse itself takes it) does not match it.
+        Effect.catchSomeDefect((defect) =>
+          defect instanceof RangeError ?
+            Option.some(Effect.fail(new DecodeError({ operation, path, reason: "Decode", cause: defect }))) :
+            Option.none()
+        )
       )
     },
     encode: (operation, path, value) =>
