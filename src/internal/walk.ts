@@ -93,7 +93,10 @@ const ownType = (
  * The type of an entry, following links. When `stat` finds nothing,
  * `readLink` tells a dangling link (a `SymbolicLink`) from an entry that is
  * gone (`undefined`: removed since it was listed); if the entry is there and
- * not a link, `stat` is asked once more.
+ * not a link, `stat` is asked once more. A link `stat` cannot follow for
+ * another reason (a loop, a target another user's directory hides) is a
+ * `SymbolicLink` too, as a dangling one: one such link planted in a tree must
+ * not fail the listing of everything beside it.
  *
  * @internal
  */
@@ -107,15 +110,18 @@ export const typeOf = (
     Effect.map((info): FileSystem.File.Type | undefined => info.type)
   )
   return stat.pipe(
-    Effect.catchIf((e) => e.reason === "NotFound", () =>
+    Effect.catchAll((failed) =>
       fs.readLink(at).pipe(
         Effect.as("SymbolicLink" as const),
         Effect.catchAll((error) =>
-          errnoCode(error) === "ENOENT" ?
+          failed.reason !== "NotFound" ?
+            Effect.fail(failed) :
+            errnoCode(error) === "ENOENT" ?
             Effect.succeed(undefined) :
             Effect.catchIf(stat, (e) => e.reason === "NotFound", () => Effect.succeed(undefined))
         )
-      ))
+      )
+    )
   )
 }
 
