@@ -16,6 +16,7 @@ import * as nodePath from "node:path"
 import * as Client from "../src/Client.js"
 import { decodeKey, encodeKey, MAX_ENCODED, SEGMENT } from "../src/internal/keyValueStore.js"
 import * as LockManager from "../src/LockManager.js"
+import * as Testing from "../src/Testing.js"
 import { clientLayer, tempDir } from "./utils/client.js"
 import { check } from "./utils/powerLoss.js"
 
@@ -364,6 +365,84 @@ describe("Client.layerKeyValueStore: keys and files", () => {
       expect(yield* store.size).toBe(0)
       for (const path of foreign) expect(nodeFs.readFileSync(`${kv}/${path}`, "utf8"), path).toBe("foreign")
       expect(nodeFs.statSync(`${kv}/empty`).isDirectory()).toBe(true)
+    }))
+
+  it.scoped("size and clear: a looping link, a link to outside named as a piece directory, a key-named link", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const kv = `${dir}/kv`
+      const outside = `${dir}/outside`
+      const piece = "y".repeat(SEGMENT)
+      nodeFs.mkdirSync(kv)
+      nodeFs.mkdirSync(outside)
+      // What a walk through the linked piece directory would take for the key `piece + "z"`.
+      nodeFs.writeFileSync(`${outside}/+z`, "outside")
+      nodeFs.writeFileSync(`${outside}/secret`, "outside")
+      nodeFs.symlinkSync(`${outside}/`, `${kv}/${piece}+`)
+      nodeFs.symlinkSync(".x", `${kv}/.x`) // a loop, foreign
+      nodeFs.symlinkSync("loop", `${kv}/loop`) // a loop, named as a key
+      nodeFs.symlinkSync(`${outside}/secret`, `${kv}/linked`) // a key whose file is elsewhere
+      nodeFs.symlinkSync(`${outside}/missing`, `${kv}/dangling`)
+      const store = yield* fileStore(kv)
+      yield* store.set("a", "1")
+      yield* store.set("b".repeat(SEGMENT * 2), "2")
+      // The keys `get` can read: "a", the long one and "linked".
+      expect(yield* store.get("linked")).toEqual(Option.some("outside"))
+      expect(yield* store.has("loop").pipe(Effect.either, Effect.map(Either.isLeft))).toBe(true)
+      expect(yield* store.size).toBe(3)
+      yield* store.clear
+      expect(yield* store.size).toBe(0)
+      // Links named as keys are removed, never what they lead to; the rest stays.
+      // (`remove` and `clear` leave a long key's piece directories, empty.)
+      const bPiece = `${"b".repeat(SEGMENT)}+`
+      expect(nodeFs.readdirSync(kv).sort()).toEqual([".x", bPiece, `${piece}+`])
+      expect(nodeFs.readdirSync(`${kv}/${bPiece}`)).toEqual([])
+      expect(nodeFs.readdirSync(outside).sort()).toEqual(["+z", "secret"])
+      expect(nodeFs.readFileSync(`${outside}/+z`, "utf8")).toBe("outside")
+    }))
+
+  it.scoped("size and clear list only where keys can be: a foreign tree beside them costs no file system call", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const kv = `${dir}/kv`
+      /** The file system calls `size` then `clear` make on the store as it stands. */
+      const callsOfSizeAndClear = Effect.gen(function*() {
+        const faults = yield* Testing.FaultFileSystem.FaultFileSystem
+        const store = yield* KeyValueStore.KeyValueStore
+        const before = yield* faults.calls
+        const size = yield* store.size
+        yield* store.clear
+        return { size, calls: (yield* faults.calls) - before }
+      }).pipe(
+        Effect.provide(
+          Client.layerKeyValueStore({ directory: kv }).pipe(
+            Layer.provideMerge(Client.layer()),
+            Layer.provideMerge(LockManager.layer),
+            Layer.provideMerge(Testing.FaultFileSystem.layer()),
+            Layer.provide(NodeFileSystem.layer),
+            Layer.orDie
+          )
+        )
+      )
+      const keys = (store: Store) =>
+        Effect.forEach(["a", "b", "c".repeat(SEGMENT * 3)], (key) => store.set(key, key), { discard: true })
+      yield* keys(yield* fileStore(kv))
+      const plain = yield* callsOfSizeAndClear
+      expect(plain.size).toBe(3)
+      yield* keys(yield* fileStore(kv))
+      // A foreign repository: directories, and directories named like pieces in it.
+      for (let i = 0; i < 20; i++) {
+        const sub = `${kv}/.git/objects/${i}/${"d".repeat(SEGMENT)}+`
+        nodeFs.mkdirSync(sub, { recursive: true })
+        nodeFs.writeFileSync(`${sub}/+e`, "foreign")
+      }
+      nodeFs.mkdirSync(`${kv}/notes`)
+      const foreign = yield* callsOfSizeAndClear
+      expect(foreign.size).toBe(3)
+      // Two more entries at the top level, listed by `size` and by `clear`:
+      // a `stat` and a `readLink` each, and nothing below them.
+      expect(foreign.calls).toBe(plain.calls + 2 * 2 * 2)
+      expect(nodeFs.readdirSync(`${kv}/.git/objects`).length).toBe(20)
     }))
 
   it.scoped("a confined store with a key's name planted as a link to outside the root: clear removes the link", () =>

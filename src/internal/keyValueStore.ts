@@ -102,6 +102,19 @@ export const encodeKey = (key: string): Either.Either<string, string> => {
   )
 }
 
+/** Pieces of the longest encoding: at most this many path segments below the store's directory. */
+const MAX_PIECES = Math.ceil(MAX_ENCODED / SEGMENT)
+
+/**
+ * Whether a directory `depth` levels below the store's could hold pieces of
+ * long keys: every piece but the last is exactly `SEGMENT` characters, with
+ * its markers.
+ */
+const isPieceDirectory = (name: string, depth: number): boolean =>
+  name.endsWith("+") && (depth === 0 ?
+    name.length === SEGMENT + 1 && !name.startsWith("+") :
+    name.length === SEGMENT + 2 && name.startsWith("+"))
+
 const hexDigits = /^[0-9a-f]+$/
 
 /** Reads the name alphabet back; `undefined` for text no key encodes to (checked by the caller). */
@@ -276,17 +289,47 @@ export const make = (
           Effect.mapError((e) => isPersistenceError(e) ? toPlatform(method, key)(e) : e as E)
         ))
 
-    /** The files of this store's keys, listed under one read lock on the directory. */
-    const keyFiles = (method: string): Effect.Effect<Array<string>, PlatformError.PlatformError> =>
-      client.collectEntries(directory, { recursive: true }).pipe(
-        Effect.map((entries) =>
-          entries.filter((entry) => entry.type === "File" && Option.isSome(decodeKey(entry.name))).map((entry) =>
-            join(directory, entry.name)
-          )
-        ),
-        Effect.catchIf((e) => e._tag === "FileSystemError" && e.reason === "NotFound", () => Effect.succeed([])),
-        Effect.mapError(toPlatform(method, undefined))
-      )
+    /**
+     * The files of this store's keys. Only where a key can be is listed: the
+     * directory, and below it the directories of long keys' pieces, each
+     * under its own read lock. A foreign tree beside the keys (a `.git`) is
+     * never walked, and no link is followed into: a link to a directory,
+     * even one named as a piece, is not descended. A link named as a key is
+     * a key when it leads to a file this Client may read (as `get` would read
+     * through it); `clear` removes it in any case, and never what it leads to.
+     */
+    const keyFiles = (
+      method: string,
+      links: "readable" | "all"
+    ): Effect.Effect<Array<string>, PlatformError.PlatformError> => {
+      const below = (prefix: string, depth: number): Effect.Effect<Array<string>, PersistenceError> =>
+        client.collectEntries(prefix === "" ? directory : join(directory, prefix), { followLinks: false }).pipe(
+          // A piece directory removed since its parent was listed holds nothing.
+          Effect.catchIf((e) => e._tag === "FileSystemError" && e.reason === "NotFound", () => Effect.succeed([])),
+          Effect.flatMap((entries) => {
+            const files: Array<Effect.Effect<Array<string>, PersistenceError>> = []
+            for (const { name, type } of entries) {
+              const path = prefix + name
+              if (type === "Directory") {
+                if (depth < MAX_PIECES - 1 && isPieceDirectory(name, depth)) files.push(below(`${path}/`, depth + 1))
+              } else if ((type === "File" || type === "SymbolicLink") && Option.isSome(decodeKey(path))) {
+                const file = join(directory, path)
+                files.push(
+                  type === "File" || links === "all" ?
+                    Effect.succeed([file]) :
+                    client.stat(file).pipe(
+                      Effect.map((info) => info.type === "File" ? [file] : []),
+                      // Dangling, a loop, out of a confined root, hidden by another user's directory.
+                      Effect.orElseSucceed(() => [])
+                    )
+                )
+              }
+            }
+            return Effect.map(Effect.all(files, { concurrency: 8 }), (found) => found.flat())
+          })
+        )
+      return Effect.mapError(below("", 0), toPlatform(method, undefined))
+    }
 
     const store: KeyValueStore.KeyValueStore = KeyValueStore.make({
       get: (key) => read("get", key, (file) => client.readString(file)),
@@ -313,10 +356,10 @@ export const make = (
             }
           )),
       modifyUint8Array: (key, f) => modifyWith("modifyUint8Array", key, (current) => f(plain(current))),
-      size: Effect.map(keyFiles("size"), (files) => files.length),
+      size: Effect.map(keyFiles("size", "readable"), (files) => files.length),
       // Key by key, each removal atomic (and durable with a durable Client):
       // a key set while `clear` runs may survive it. Foreign files stay.
-      clear: Effect.flatMap(keyFiles("clear"), (files) =>
+      clear: Effect.flatMap(keyFiles("clear", "all"), (files) =>
         Effect.forEach(
           files,
           (file) => Effect.mapError(client.delete(file, { force: true }), toPlatform("clear", undefined)),
