@@ -35,6 +35,19 @@ describe("Client.read / readString", () => {
       yield* expectIdle(manager)
     }))
 
+  it.scoped("text comes back as it was written, a leading U+FEFF too; readJson takes a document after one", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      yield* client.write(`${dir}/bom.txt`, "\ufeffh\u00e9llo")
+      expect(yield* client.readString(`${dir}/bom.txt`)).toBe("\ufeffh\u00e9llo")
+      // As Node reads it.
+      expect(nodeFs.readFileSync(`${dir}/bom.txt`, "utf8")).toBe("\ufeffh\u00e9llo")
+      nodeFs.writeFileSync(`${dir}/bom.json`, "\ufeff{\"a\":1}")
+      expect(yield* client.readJson(`${dir}/bom.json`, Schema.Struct({ a: Schema.Number }))).toEqual({ a: 1 })
+      yield* expectIdle(manager)
+    }))
+
   it.scoped("a missing file fails as NotFound with the operation and path", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

@@ -97,6 +97,16 @@ for (const implementation of implementations) {
         })
       ))
 
+    it.scoped("a value is given back as it was set, a leading U+FEFF too, and modify sees it", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          yield* store.set("bom", "\ufeffx")
+          expect(yield* store.get("bom")).toEqual(Option.some("\ufeffx"))
+          expect(yield* store.modify("bom", (value) => value + "y")).toEqual(Option.some("\ufeffxy"))
+          expect(yield* store.getUint8Array("bom")).toEqual(Option.some(bytesOf("\ufeffxy")))
+        })
+      ))
+
     it.scoped("getUint8Array gives the UTF-8 bytes of a string value, and bytes as they were set", () =>
       withStore((store) =>
         Effect.gen(function*() {

@@ -201,7 +201,10 @@ export const make = (
         ) :
         pins.read(operation, path, p)
 
-    /** `readBytes` as text, decoded as the platform's `readFileString` does. */
+    /**
+     * `readBytes` as text, every character kept: a leading U+FEFF too, as
+     * Node reads it (the platform's `readFileString` drops it).
+     */
     const readText = (
       operation: string,
       path: unknown,

@@ -83,7 +83,9 @@ export const tooLarge = (operation: string, path: string, size: number): FileSys
 const STRING_TOO_LONG = "ERR_STRING_TOO_LONG"
 
 /**
- * `bytes` decoded as text (`encoding` already validated): a file whose text is
+ * `bytes` decoded as text (`encoding` already validated), every character
+ * kept: a leading U+FEFF is text as any other (Node's `readFile` keeps it),
+ * so what was written comes back as it was. A file whose text is
  * longer than the longest string V8 makes (2^29 - 24 characters, about 512
  * MiB) fails with a `FileSystemError` saying so, where decoding would throw.
  *
@@ -97,7 +99,7 @@ export const textOf = (
 ): Effect.Effect<string, FileSystemError> =>
   Effect.suspend(() => {
     try {
-      return Effect.succeed(new TextDecoder(encoding).decode(bytes))
+      return Effect.succeed(new TextDecoder(encoding, { ignoreBOM: true }).decode(bytes))
     } catch (cause) {
       if (!Predicate.hasProperty(cause, "code") || cause.code !== STRING_TOO_LONG) throw cause
       return Effect.fail(

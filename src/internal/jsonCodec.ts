@@ -52,7 +52,8 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
     decode: (operation, path, text) => {
       let json: unknown
       try {
-        json = JSON.parse(text)
+        // A byte order mark some editors write before a document is no part of it.
+        json = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
       } catch (cause) {
         return Effect.fail(new DecodeError({ operation, path, reason: "InvalidJson", cause }))
       }
