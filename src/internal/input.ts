@@ -173,6 +173,14 @@ const negative = (value: unknown): boolean =>
     Array.isArray(value) && !value.every((n) => typeof n === "number" && n >= 0 && Number.isFinite(n))
 
 /**
+ * The longest delay a Node timer takes (about 24.8 days): a longer one fires
+ * after 1 ms, a busy loop where a wait was meant.
+ *
+ * @internal
+ */
+export const MAX_TIMER = 2 ** 31 - 1
+
+/**
  * A duration setting in milliseconds, from `min` to `max` (`fallback` when
  * absent). Refused: what is not a duration (it would throw), NaN and negative
  * values (they would count as 0), and anything out of range (an infinite

@@ -65,9 +65,6 @@ export interface EtcdConfig {
   readonly connectTimeout: number
 }
 
-/** The longest a timer waits (about 24.8 days): a longer timeout would never end. */
-const MAX_TIMER = 2 ** 31 - 1
-
 /** etcd's longest lease (`MaxLeaseTTL`, 9,000,000,000 seconds), in milliseconds. */
 const MAX_TTL = 9e12
 
@@ -102,7 +99,7 @@ export const configOf = (options: EtcdOptions): Either.Either<EtcdConfig, Input.
       prefix: normalizePrefix(prefix ?? "/effect-persistence/locks"),
       // etcd leases count whole seconds.
       ttl: Math.ceil((yield* Input.millis("options.ttl", ttl, 5_000, 1, MAX_TTL)) / 1000),
-      connectTimeout: yield* Input.millis("options.connectTimeout", connectTimeout, 5_000, 1, MAX_TIMER)
+      connectTimeout: yield* Input.millis("options.connectTimeout", connectTimeout, 5_000, 1, Input.MAX_TIMER)
     }
   })
 

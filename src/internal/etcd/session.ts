@@ -26,6 +26,7 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Scope from "effect/Scope"
 import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from "etcd3"
+import { MAX_TIMER } from "../input.js"
 import type { Cluster, Failure } from "./cluster.js"
 import * as Watches from "./watch.js"
 
@@ -135,9 +136,6 @@ export const shutdown = (cluster: Cluster, session: Session): Effect.Effect<void
     const ended = markEnded(session, { reason: "Disconnected", detail: "the lock manager was shut down" })
     return Effect.zipRight(Scope.close(session.scope, Exit.void), ended ? revoke(cluster, session) : Effect.void)
   })
-
-/** The longest a Node timer waits: a longer delay fires after 1 ms (a busy loop). */
-const MAX_TIMER = 2 ** 31 - 1
 
 /**
  * Keeps the lease alive until it cannot: fails with the reason the session

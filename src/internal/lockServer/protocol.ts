@@ -35,6 +35,7 @@ import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
 import { DeadlockError, InvalidArgumentError, InvalidPathError } from "../../PersistenceError.js"
+import { MAX_TIMER } from "../input.js"
 
 /**
  * Bumped on any incompatible change of the messages below.
@@ -52,7 +53,7 @@ export const PROTOCOL_VERSION = 3
 export const MIN_DEADLINE = 10
 
 /** @internal */
-export const MAX_DEADLINE = 2 ** 31 - 1
+export const MAX_DEADLINE = MAX_TIMER
 
 /**
  * The most requests (waiting or held) one connection may have open: each
