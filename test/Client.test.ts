@@ -525,6 +525,32 @@ describe("Client JSON documents", () => {
       expect(snapshot(dir)).toEqual(before)
       yield* expectIdle(manager)
     }))
+
+  it.scoped("a member named __proto__ is a DecodeError naming it, not the decoded object's prototype", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const Settings = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+      const documents: ReadonlyArray<readonly [string, string]> = [
+        [`{"name":"x","__proto__":{"admin":true}}`, "$.__proto__"],
+        // Spelled with an escape, deep in an array.
+        [`{"list":[1,{"a b":{"\\u005f_proto__":1}}]}`, `$.list[1]["a b"].__proto__`]
+      ]
+      for (const [text, where] of documents) {
+        nodeFs.writeFileSync(`${dir}/s.json`, text)
+        const error = yield* Effect.flip(client.readJson(`${dir}/s.json`, Settings))
+        expect(error).toMatchObject({ _tag: "DecodeError", reason: "Decode" })
+        expect(error.message).toContain(`the member ${where} would be decoded as the object's prototype`)
+        // An identity update would have dropped it: nothing is written.
+        const modified = yield* Effect.flip(client.modifyJson(`${dir}/s.json`, Settings, (c) => Option.getOrThrow(c)))
+        expect(modified._tag).toBe("DecodeError")
+        expect(nodeFs.readFileSync(`${dir}/s.json`, "utf8")).toBe(text)
+      }
+      // The name as a value, or escaped text with no such member, decodes as ever.
+      nodeFs.writeFileSync(`${dir}/s.json`, `{"k":"__proto__","\\u0061":"\\u00e9"}`)
+      expect(yield* client.readJson(`${dir}/s.json`, Settings)).toEqual({ k: "__proto__", a: "\u00e9" })
+      yield* expectIdle(manager)
+    }))
 })
 
 describe("Client.recover", () => {

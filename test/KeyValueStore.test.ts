@@ -288,6 +288,25 @@ const tree = (dir: string): Array<string> => (nodeFs.readdirSync(dir, { recursiv
 
 const NAME = /^[a-z0-9_%^+][a-z0-9_.%^+-]*$/
 
+describe("Client.layerKeyValueStore: schema stores", () => {
+  it.scoped("a value with a member named __proto__ is a ParseError naming it, and modify leaves it as it was", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const store = yield* fileStore(`${dir}/kv`)
+      const settings = store.forSchema(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+      const text = `{"theme":"dark","__proto__":{"admin":true}}`
+      yield* store.set("s", text)
+      const error = yield* Effect.flip(settings.get("s"))
+      expect(error._tag).toBe("ParseError")
+      expect(String(error.message)).toContain("the member $.__proto__ would be decoded as the object's prototype")
+      expect((yield* Effect.flip(settings.modify("s", (s) => s)))._tag).toBe("ParseError")
+      expect(yield* store.get("s")).toEqual(Option.some(text))
+      // Without one, as ever.
+      yield* store.set("t", `{"theme":"__proto__"}`)
+      expect(yield* settings.get("t")).toEqual(Option.some({ theme: "__proto__" }))
+    }))
+})
+
 describe("Client.layerKeyValueStore: keys and files", () => {
   const hostile = Array.from(
     new Set([

@@ -45,6 +45,67 @@ const finiteOnly = (_key: string, value: unknown): unknown => {
   return value
 }
 
+/**
+ * Whether JSON text may have a member named `__proto__`: by that name, or
+ * spelled with escapes. Most documents have neither, and need no walk.
+ *
+ * @internal
+ */
+export const mayNameProto = (text: string): boolean => text.includes("__proto__") || text.includes("\\u")
+
+/**
+ * Where a parsed document has a member named `__proto__` (`$.a[0]`), if it
+ * has one. `JSON.parse` makes such a member an own property, but a schema's
+ * record decoder assigns it, which sets the decoded object's prototype: the
+ * document would choose what the object inherits (`{"__proto__":
+ * {"admin": true}}` reads as `admin`), and the member would be gone from the
+ * next write. Walked without recursion: a document may nest deeper than the
+ * stack.
+ *
+ * @internal
+ */
+export const protoMember = (document: unknown): string | undefined => {
+  interface Step {
+    readonly value: unknown
+    readonly key: string | number | undefined
+    readonly parent: Step | undefined
+  }
+  const where = (step: Step): string => {
+    let out = ""
+    for (let at: Step | undefined = step; at?.key !== undefined; at = at.parent) {
+      const key = at.key
+      out = (typeof key === "number"
+        ? `[${key}]`
+        : /^[A-Za-z_$][\w$]*$/.test(key)
+        ? `.${key}`
+        : `[${JSON.stringify(key)}]`) +
+        out
+    }
+    return "$" + out
+  }
+  const stack: Array<Step> = [{ value: document, key: undefined, parent: undefined }]
+  while (stack.length > 0) {
+    const step = stack.pop()!
+    const value = step.value
+    if (typeof value !== "object" || value === null) continue
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) stack.push({ value: value[i], key: i, parent: step })
+      continue
+    }
+    if (Object.hasOwn(value, "__proto__")) return where({ value: undefined, key: "__proto__", parent: step })
+    for (const key of Object.keys(value)) stack.push({ value: (value as any)[key], key, parent: step })
+  }
+  return undefined
+}
+
+/**
+ * Why a document's `__proto__` member is refused.
+ *
+ * @internal
+ */
+export const protoRefusal = (where: string): string =>
+  `the member ${where} would be decoded as the object's prototype, not as a member`
+
 const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
   const decodeValue = Schema.decodeUnknown(schema)
   const encodeValue = Schema.encode(schema)
@@ -56,6 +117,12 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
         json = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
       } catch (cause) {
         return Effect.fail(new DecodeError({ operation, path, reason: "InvalidJson", cause }))
+      }
+      const proto = mayNameProto(text) ? protoMember(json) : undefined
+      if (proto !== undefined) {
+        return Effect.fail(
+          new DecodeError({ operation, path, reason: "Decode", cause: new Error(protoRefusal(proto)) })
+        )
       }
       return Effect.suspend(() => decodeValue(json)).pipe(
         Effect.mapError((cause: ParseResult.ParseError) =>

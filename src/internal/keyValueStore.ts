@@ -35,11 +35,12 @@ import * as KeyValueStore from "@effect/platform/KeyValueStore"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import type * as ParseResult from "effect/ParseResult"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Api from "../Client.js"
 import { isPersistenceError, type PersistenceError } from "../PersistenceError.js"
 import { textOf } from "./errors.js"
+import { mayNameProto, protoMember, protoRefusal } from "./jsonCodec.js"
 import { join, normalize, ROOT } from "./path.js"
 
 /**
@@ -383,8 +384,24 @@ const makeSchemaStore = <A, I, R>(
   schema: Schema.Schema<A, I, R>
 ): KeyValueStore.SchemaStore<A, R> => {
   const json = Schema.parseJson(schema)
-  const decode = Schema.decodeUnknown(json)
+  const decodeText = Schema.decodeUnknown(json)
   const encode = Schema.encode(json)
+  /** As `decodeText`, refusing a value with a member named `__proto__` (see `protoMember`). */
+  const decode = (text: string): Effect.Effect<A, ParseResult.ParseError, R> => {
+    if (mayNameProto(text)) {
+      let document: unknown
+      try {
+        document = JSON.parse(text)
+      } catch {
+        return decodeText(text) // which says why it is no JSON
+      }
+      const proto = protoMember(document)
+      if (proto !== undefined) {
+        return Effect.fail(ParseResult.parseError(new ParseResult.Type(json.ast, text, protoRefusal(proto))))
+      }
+    }
+    return decodeText(text)
+  }
 
   const get = (key: string) =>
     Effect.flatMap(
