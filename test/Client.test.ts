@@ -441,13 +441,18 @@ describe("Client.rename", () => {
       yield* expectIdle(manager)
     }))
 
-  it.scoped("the same path (in any spelling) is a no-op", () =>
+  it.scoped("the same path (in any spelling) is a no-op; a missing one is NotFound, a dangling link is there", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const { client, manager } = yield* makeClient()
       nodeFs.writeFileSync(`${dir}/same`, "s")
       yield* client.rename(`${dir}/same`, `${dir}/./same/`)
       expect(nodeFs.readFileSync(`${dir}/same`, "utf8")).toBe("s")
+      const missing = yield* Effect.flip(client.rename(`${dir}/missing`, `${dir}/missing`))
+      expect(missing).toMatchObject({ _tag: "FileSystemError", reason: "NotFound", path: `${dir}/missing` })
+      nodeFs.symlinkSync(`${dir}/nowhere`, `${dir}/dangling`)
+      yield* client.rename(`${dir}/dangling`, `${dir}/dangling`)
+      expect(nodeFs.readdirSync(dir).sort()).toEqual(["dangling", "same"])
       yield* expectIdle(manager)
     }))
 })

@@ -656,6 +656,102 @@ const conformance = (title: string, impl: Implementation | undefined) =>
         expect(entries()).toEqual(["f"])
       })
 
+      it("delete options that are no object (null, text, a number) are refused and nothing is removed", async () => {
+        const { client, manager } = setup()
+        fs.writeFileSync(at("f"), "keep")
+        for (const options of [null, "x", 5, true]) {
+          const error = await rejection(client.delete(at("f"), options as unknown as undefined))
+          expect(error).toBeInstanceOf(TypeError)
+          expect(error.code).toBe("ERR_INVALID_ARG_TYPE")
+          expect(error.message).toMatch(/^The "options" argument must be of type object\. Received /)
+        }
+        expect(fs.readFileSync(at("f"), "utf8")).toBe("keep")
+        await expectFree(manager, at("f"))
+      })
+
+      it("encoding \"buffer\": no encoding of text (ERR_UNKNOWN_ENCODING), bytes are written as they are", async () => {
+        const { client, manager } = setup()
+        fs.writeFileSync(at("f"), "old")
+        const calls: ReadonlyArray<() => Promise<unknown>> = [
+          () => client.read(at("f"), "buffer" as BufferEncoding),
+          () => client.read(at("f"), { encoding: "buffer" as BufferEncoding }),
+          () => client.write(at("f"), "new", "buffer" as BufferEncoding),
+          () => client.createReadStream(at("f"), "buffer" as BufferEncoding),
+          () => client.createWriteStream(at("f"), "buffer" as BufferEncoding)
+        ]
+        for (const call of calls) {
+          const error = await rejection(call())
+          expect(error).toBeInstanceOf(TypeError)
+          expect(error.code).toBe("ERR_UNKNOWN_ENCODING")
+          expect(error.message).toBe("Unknown encoding: buffer")
+        }
+        expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
+        await client.write(at("f"), Buffer.from("bytes"), { encoding: "buffer" as BufferEncoding })
+        expect(fs.readFileSync(at("f"), "utf8")).toBe("bytes")
+        // A listing takes it: names as Buffers.
+        expect(await client.collect(currentDir(), { encoding: "buffer" })).toEqual([Buffer.from("f")])
+        await expectFree(manager, at("f"))
+      })
+
+      it("mode as Node's writeFile checks it: the range and integer errors, an octal string, file type bits dropped", async () => {
+        const { client } = setup()
+        const refused: ReadonlyArray<readonly [unknown, string, string]> = [
+          [
+            -1,
+            "ERR_OUT_OF_RANGE",
+            "The value of \"mode\" is out of range. It must be >= 0 && <= 4294967295. Received -1"
+          ],
+          [1.5, "ERR_OUT_OF_RANGE", "The value of \"mode\" is out of range. It must be an integer. Received 1.5"],
+          [
+            2 ** 32,
+            "ERR_OUT_OF_RANGE",
+            "The value of \"mode\" is out of range. It must be >= 0 && <= 4294967295. Received 4294967296"
+          ],
+          [
+            "abc",
+            "ERR_INVALID_ARG_VALUE",
+            "The argument 'mode' must be a 32-bit unsigned integer or an octal string. Received 'abc'"
+          ],
+          [true, "ERR_INVALID_ARG_TYPE", "The \"mode\" argument must be of type number. Received type boolean (true)"]
+        ]
+        for (const [mode, code, message] of refused) {
+          const error = await rejection(client.write(at("m"), "x", { mode } as { mode: number }))
+          expect(error.code, String(mode)).toBe(code)
+          expect(error.message).toBe(message)
+          expect(error).toBeInstanceOf(code === "ERR_OUT_OF_RANGE" ? RangeError : TypeError)
+        }
+        expect(entries()).toEqual([])
+        await client.write(at("m"), "x", { mode: 0o100600 })
+        expect(fs.statSync(at("m")).mode & 0o7777).toBe(0o600)
+        await client.write(at("n"), "x", { mode: "640" as unknown as number })
+        expect(fs.statSync(at("n")).mode & 0o7777).toBe(0o640)
+      })
+
+      it("collect reads recursive and withFileTypes as readdir does, by truthiness; write ignores a flush that is not true", async () => {
+        const { client } = setup()
+        fs.mkdirSync(at("d/e"), { recursive: true })
+        fs.writeFileSync(at("d/e/h"), "h")
+        type Flags = { recursive?: boolean; withFileTypes?: false }
+        expect((await client.collect(at("d"), { recursive: 1 } as unknown as Flags)).sort()).toEqual(["e", "e/h"])
+        expect(await client.collect(at("d"), { recursive: 0 } as unknown as Flags)).toEqual(["e"])
+        const dirents = await client.collect(at("d"), { withFileTypes: "yes" } as unknown as { withFileTypes: true })
+        expect((dirents as Array<fs.Dirent>).map((d) => [d.name, d.isDirectory()])).toEqual([["e", true]])
+        await client.write(at("f"), "x", { flush: "yes" } as unknown as { flush: boolean })
+        expect(fs.readFileSync(at("f"), "utf8")).toBe("x")
+      })
+
+      it("rename of a missing path onto itself: ENOENT, as rename(2); of a file onto itself, nothing changes", async () => {
+        const { client, manager } = setup()
+        const error = await rejection(client.rename(at("missing"), at("missing")))
+        expect(error.code).toBe("ENOENT")
+        expect(error.message).toMatch(/^ENOENT: no such file or directory, \w+ '/)
+        fs.writeFileSync(at("f"), "f")
+        await client.rename(at("f"), at("f"))
+        expect(fs.readFileSync(at("f"), "utf8")).toBe("f")
+        expect(entries()).toEqual(["f"])
+        await expectFree(manager, at("f"))
+      })
+
       it("createWriteStream with an already aborted signal rejects with the signal's reason", async () => {
         const { client, manager } = setup()
         const reason = new Error("not now")

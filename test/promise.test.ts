@@ -278,7 +278,7 @@ describe("promise Client: write", () => {
     expect(fs.statSync(at("private")).mode & 0o777).toBe(0o600)
     await client.write(at("octal"), "x", { mode: "640" })
     expect(fs.statSync(at("octal")).mode & 0o777).toBe(0o640)
-    expect((await rejection(client.write(at("bad"), "x", { mode: -1 }))).code).toBe("ERR_INVALID_ARG_VALUE")
+    expect((await rejection(client.write(at("bad"), "x", { mode: -1 }))).code).toBe("ERR_OUT_OF_RANGE")
     expect((await rejection(client.write(at("bad"), "x", { flag: "a" as "w" }))).code).toBe("ERR_INVALID_ARG_VALUE")
     expectIdle(manager)
   })

@@ -486,7 +486,18 @@ export const make = (
           const source = yield* resolve(operation, from, "mutation")
           const target = yield* resolve(operation, to, "create")
           if (source === target) {
-            return
+            // Nothing moves, but the source must be there, as rename(2) says
+            // (a dangling link is there).
+            return yield* manager.withLock(source, "read")(
+              io(operation, source, fs.stat(source)).pipe(
+                Effect.catchIf((error) =>
+                  error.reason === "NotFound", (error) =>
+                  Effect.flatMap(
+                    Walk.typeOf(fs, operation, source, source),
+                    (type) => type === undefined ? Effect.fail(error) : Effect.void
+                  ))
+              )
+            )
           }
           if (isAncestor(source, target)) {
             return yield* new InvalidArgumentError({
@@ -522,8 +533,7 @@ export const make = (
         readLocked("Client.exists", path, "directory", (p) =>
           io("Client.exists", p, fs.exists(p)).pipe(
             // Nothing can exist below a file (as Node's fs.existsSync says).
-            Effect.catchIf((e) =>
-              e.reason === "NotADirectory", () => Effect.succeed(false))
+            Effect.catchIf((e) => e.reason === "NotADirectory", () => Effect.succeed(false))
           )),
 
       stat: (path) => readLocked("Client.stat", path, "directory", (p) => io("Client.stat", p, fs.stat(p))),

@@ -20,7 +20,7 @@ import * as EffectClient from "../../Client.js"
 import { LockManager as LockManagerTag } from "../../LockManager.js"
 import type { LockManagerService } from "../../LockManager.js"
 import type { FileSystemError } from "../../PersistenceError.js"
-import { fromCause, intoItself, invalidArgType, invalidArgValue, SourceFailure } from "./errors.js"
+import { fromCause, intoItself, invalidArgType, invalidArgValue, SourceFailure, unknownEncoding } from "./errors.js"
 import {
   bagOf,
   booleanOf,
@@ -28,10 +28,13 @@ import {
   encodingOf,
   fieldsOf,
   flagOf,
+  flushOf,
   highWaterMarkOf,
   integerOf,
   modeOf,
-  signalOf
+  objectOf,
+  signalOf,
+  truthyOf
 } from "./options.js"
 import { absolute, directoryPath, entryPath, notRoot, withoutNul } from "./paths.js"
 import { type LockedReadStream, openReadStream } from "./readStream.js"
@@ -152,14 +155,16 @@ export const write = (core: Core, path: string, data: Data, options: unknown): P
   attempt(() => {
     const target = entryPath(path)
     const bag = fieldsOf(options)
-    const encoding = encodingOf(bag, "utf8")
-    const textEncoding: BufferEncoding = encoding === null || encoding === "buffer" ? "utf8" : encoding
+    // "buffer" is no encoding of text: bytes are written as they are, text fails as Node fails it.
+    const encoding = encodingOf(bag, "utf8", true)
+    const textEncoding = (encoding ?? "utf8") as BufferEncoding
     flagOf(bag, "flag", "w")
     const mode = modeOf(bag)
     const writeOptions = mode === undefined ? {} : { mode }
-    const client = core.forWrite(booleanOf(bag, "flush"))
+    const client = core.forWrite(flushOf(bag))
     const signal = signalOf(bag)
     if (typeof data === "string") {
+      if (encoding === "buffer") throw unknownEncoding(encoding)
       return runReplacement(client.write(target, Buffer.from(data, textEncoding), writeOptions), signal)
     }
     if (ArrayBuffer.isView(data)) return runReplacement(client.write(target, bytesOf(data), writeOptions), signal)
@@ -216,10 +221,10 @@ export const collect = (core: Core, path: string, options: unknown): Promise<Arr
     const directory = directoryPath(path)
     const bag = bagOf("options", options)
     // `null` lists names as strings, as Node's readdir does.
-    const encoding = encodingOf(bag, "utf8") ?? "utf8"
-    const recursive = booleanOf(bag, "recursive")
+    const encoding = encodingOf(bag, "utf8", true) ?? "utf8"
+    const recursive = truthyOf(bag, "recursive")
     const signal = signalOf(bag)
-    if (!booleanOf(bag, "withFileTypes")) {
+    if (!truthyOf(bag, "withFileTypes")) {
       return run(
         Effect.map(
           core.service.collect(directory, { recursive }),
@@ -252,7 +257,7 @@ const retryable = new Set(["EBUSY", "EMFILE", "ENFILE", "ENOTEMPTY", "EPERM"])
 export const remove = (core: Core, path: string, options: unknown): Promise<void> =>
   attempt(() => {
     const target = entryPath(path)
-    const bag = bagOf("options", options)
+    const bag = objectOf(options)
     const recursive = booleanOf(bag, "recursive")
     const force = booleanOf(bag, "force")
     const maxRetries = integerOf(bag, "maxRetries") ?? 0
@@ -337,7 +342,7 @@ export const createWriteStream = (core: Core, path: string, options: unknown): P
       throw invalidArgValue("options.start", start, "must be 0 (a write stream replaces the whole file)")
     }
     const encoding = encodingOf(bag, "utf8")
-    return openWriteStream(core.forWrite(booleanOf(bag, "flush")), target, {
+    return openWriteStream(core.forWrite(flushOf(bag)), target, {
       encoding: encoding === null || encoding === "buffer" ? "utf8" : encoding,
       mode: modeOf(bag),
       highWaterMark: highWaterMarkOf(bag, "write"),

@@ -107,6 +107,14 @@ export const outOfRange = (name: string, range: string, value: unknown): RangeEr
 }
 
 /**
+ * Node's `ERR_UNKNOWN_ENCODING`, with Node's message.
+ *
+ * @internal
+ */
+export const unknownEncoding = (encoding: string): TypeError & NodeError =>
+  withProps(new TypeError(`Unknown encoding: ${encoding}`), { code: "ERR_UNKNOWN_ENCODING" })
+
+/**
  * Node's refusal of a path with a NUL byte (`ERR_INVALID_ARG_VALUE`), which
  * the original library passed on from `fs`.
  *

@@ -5,7 +5,7 @@
  * @internal
  */
 import { constants } from "node:buffer"
-import { invalidArgType, invalidArgValue, outOfRange } from "./errors.js"
+import { invalidArgType, invalidArgValue, outOfRange, unknownEncoding } from "./errors.js"
 import { validateSignal } from "./run.js"
 
 /** `null` stands for "bytes" (a Buffer), as in Node. @internal */
@@ -33,23 +33,53 @@ export const fieldsOf = (options: unknown): Bag =>
     bagOf("options", options) :
     {}
 
-/** @internal */
-export const encodingOf = (bag: Bag, fallback: Encoding): Encoding => {
+/**
+ * The options of `delete`, which the original passed to Node's `rm`: nothing,
+ * or an object (`null`, a string, a number are refused as `rm` refuses them,
+ * before anything is removed).
+ *
+ * @internal
+ */
+export const objectOf = (options: unknown): Bag => {
+  if (options === undefined) return {}
+  if (typeof options === "object" && options !== null) return options as Bag
+  throw invalidArgType("options", "of type object", options)
+}
+
+/**
+ * The encoding option. `"buffer"` (bytes, no decoding) is one only where Node
+ * takes it, in a directory listing (`allowBuffer`); elsewhere the original
+ * failed on it as Node does (`ERR_UNKNOWN_ENCODING`).
+ *
+ * @internal
+ */
+export const encodingOf = (bag: Bag, fallback: Encoding, allowBuffer = false): Encoding => {
   const encoding = bag.encoding
   if (encoding === undefined || encoding === null) return encoding === null ? null : fallback
-  if (encoding === "buffer" || (typeof encoding === "string" && Buffer.isEncoding(encoding))) {
-    return encoding as Encoding
-  }
+  if (encoding === "buffer" && allowBuffer) return encoding
+  if (typeof encoding === "string" && Buffer.isEncoding(encoding)) return encoding
+  if (encoding === "buffer") throw unknownEncoding(encoding)
   throw invalidArgValue("encoding", encoding, "is invalid encoding")
 }
 
-/** @internal */
+/** A flag Node checks to be a boolean (`rm`'s `recursive` and `force`). @internal */
 export const booleanOf = (bag: Bag, name: string): boolean => {
   const value = bag[name]
   if (value === undefined || value === null) return false
   if (typeof value !== "boolean") throw invalidArgType(`options.${name}`, "of type boolean", value)
   return value
 }
+
+/**
+ * `flush`: only `true` asks for fsync. The original ignored the option (its
+ * Client's `durable` decided), so any other value is ignored as it was.
+ *
+ * @internal
+ */
+export const flushOf = (bag: Bag): boolean => bag.flush === true
+
+/** A flag Node reads by truthiness (`readdir`'s `recursive` and `withFileTypes`). @internal */
+export const truthyOf = (bag: Bag, name: string): boolean => Boolean(bag[name])
 
 /**
  * An integer option, checked as Node's `validateInteger` checks it (and with
@@ -103,15 +133,27 @@ export const highWaterMarkOf = (bag: Bag, stream: "read" | "write"): number | un
   return value
 }
 
-/** Permission bits: a number, or an octal string as Node accepts. @internal */
+/**
+ * Permission bits, checked as Node's `parseFileMode` checks them (and with
+ * its errors): an octal string or an integer from 0 to 2^32 - 1. Bits above
+ * the permissions (a file type's, `0o100644`) are dropped, as `open` drops
+ * them.
+ *
+ * @internal
+ */
 export const modeOf = (bag: Bag): number | undefined => {
-  const value = bag.mode
+  let value = bag.mode
   if (value === undefined || value === null) return undefined
-  const mode = typeof value === "string" && /^[0-7]+$/.test(value) ? parseInt(value, 8) : value
-  if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-    throw invalidArgValue("options.mode", value, "must be a 32-bit unsigned integer or an octal string")
+  if (typeof value === "string") {
+    if (!/^[0-7]+$/.test(value)) {
+      throw invalidArgValue("mode", value, "must be a 32-bit unsigned integer or an octal string")
+    }
+    value = parseInt(value, 8)
   }
-  return mode
+  if (typeof value !== "number") throw invalidArgType("mode", "of type number", value)
+  if (!Number.isInteger(value)) throw outOfRange("mode", "an integer", value)
+  if (value < 0 || value > 0xffffffff) throw outOfRange("mode", ">= 0 && <= 4294967295", value)
+  return value & 0o7777
 }
 
 /** Only the flag an operation always uses is accepted: anything else would change its meaning. @internal */
