@@ -339,7 +339,9 @@ export interface EtcdOptions {
   /**
    * The key prefix of the lock requests. Default `"/effect-persistence/locks"`.
    * Managers coordinate when they use the same prefix; the prefixes of
-   * separate lock spaces must not be prefixes of one another.
+   * separate lock spaces must not be prefixes of one another. It starts with
+   * `/` and has no empty segment (one spelling per lock space); a trailing
+   * `/` is dropped.
    */
   readonly prefix?: string
   /**

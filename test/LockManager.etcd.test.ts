@@ -713,7 +713,9 @@ describe("in-process", () => {
         [{ endpoints: endpoints[0] }, "options.endpoints"],
         [{ endpoints: [123] }, "options.endpoints"],
         [{ endpoints: [""] }, "options.endpoints"],
-        [{ endpoints, prefix: 123 }, "options.prefix"],
+        ...[123, "app/locks", "/app//locks", "//app", "a\0"].map((prefix) =>
+          [{ endpoints, prefix }, "options.prefix"] as const
+        ),
         ...[Infinity, 1e17, NaN, -1, 0, "x", null, Duration.infinity].map((connectTimeout) =>
           [{ endpoints, connectTimeout }, "options.connectTimeout"] as const
         ),
@@ -862,6 +864,41 @@ describe("in-process", () => {
         expect(yield* request(b)((l) => Effect.succeed(l.id))).toBeGreaterThan(lock.id)
       })))
   }
+
+  it.live("keys another client puts at a manager's likely next request names do not let it skip the queue", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const a = yield* LockManager.makeEtcd(options())
+      const b = yield* LockManager.makeEtcd(options())
+      // A's first request shows how it names requests.
+      const warm = yield* holdLock(a, "/planted-warm")
+      const { lock } = yield* Deferred.await(warm.granted)
+      const seen: Array<string> = []
+      yield* behindTheBack("/planted-warm", lock.id - 1, async (_, newer) => {
+        for (const kv of newer) seen.push(kv.key.toString())
+      })
+      expect(seen).toHaveLength(1)
+      yield* warm.release
+      // Its lease and count, and names that follow them, put without a lease.
+      const [lease, count] = seen[0].slice(seen[0].lastIndexOf("/") + 1).split(".")
+      yield* Effect.promise(async () => {
+        const etcd = new Etcd3({ hosts: Array.from(single!.endpoints) })
+        try {
+          for (let n = Number(count) + 1; n <= Number(count) + 4; n++) {
+            await etcd.put(`/in-process/planted/#w/${lease}.${n}`).value("")
+          }
+        } finally {
+          etcd.close()
+        }
+      })
+      const holder = yield* holdLock(a, "/planted")
+      yield* Deferred.await(holder.granted)
+      // B queues behind A's own key: a grant now would be two writers.
+      const waiting = yield* Effect.fork(b.withLock("/planted", "write")(Effect.sync(now)))
+      yield* untilStats(b, (stats) => stats.pending === 1 && stats.held === 0)
+      const released = now()
+      yield* holder.release
+      expect(yield* within(5_000, "B after A", Fiber.join(waiting))).toBeGreaterThanOrEqual(released)
+    })))
 
   it.live("keys under the prefix that are not lock requests (no lease, another layout) block nothing", () =>
     Effect.scoped(Effect.gen(function*() {

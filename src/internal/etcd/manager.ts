@@ -43,6 +43,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
+import * as Crypto from "node:crypto"
 import type { EtcdOptions, Lock, LockManagerService } from "../../LockManager.js"
 import { type InvalidArgumentError, RemoteLockError } from "../../PersistenceError.js"
 import * as Input from "../input.js"
@@ -88,10 +89,17 @@ export const configOf = (options: EtcdOptions): Either.Either<EtcdConfig, Input.
       )
     }
     for (const endpoint of endpoints) yield* Input.text("options.endpoints", endpoint)
-    if (prefix !== undefined && (typeof prefix !== "string" || prefix.includes("\0"))) {
+    // One spelling per prefix: "app/locks", "/app//locks" and "/app/locks"
+    // would be three lock spaces that never see one another's locks.
+    if (
+      prefix !== undefined &&
+      (typeof prefix !== "string" || prefix.includes("\0") || !/^(\/[^/]+)*\/*$/.test(prefix))
+    ) {
       return yield* Input.refuse(
         "options.prefix",
-        `expected a string without a NUL byte, got ${Input.describe(prefix)}`
+        `expected a key prefix that starts with "/", has no empty segment and no NUL byte ("/app/locks"), got ${
+          Input.describe(prefix)
+        }`
       )
     }
     return {
@@ -284,7 +292,9 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
     ): Effect.Effect<Enqueued, RemoteLockError> =>
       Effect.suspend(() => {
         if (session.lost !== undefined) return Effect.fail(toError(operation, session.lost))
-        const id = `${session.lease}.${++session.nextRequest}`
+        // Unguessable: every client of the cluster sees the keys, and one that
+        // put a key at this request's next name would make its put a no-op.
+        const id = `${session.lease}.${++session.nextRequest}.${Crypto.randomBytes(9).toString("base64url")}`
         const keys = plan.locked.map((path) => Buffer.from(requestKey(prefix, path, plan.mode, id), "utf8"))
         const ranges = scanRanges(prefix, plan.mode, plan.locked)
         const inline = keys.length + ranges.length <= MAX_TXN_OPS &&
@@ -301,9 +311,19 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
         return c.call("enqueue", (client, options) => client.kv.txn(txn, options), undefined, () => retire(session))
           .pipe(
             Effect.flatMap((response) => {
+              const existing = response.succeeded ? undefined : response.responses[0].response_range.kvs[0]
+              // A key already there is this request's own only on this session's
+              // lease (an earlier attempt that landed); another client's is not a
+              // place in the queue.
+              if (existing !== undefined && String(existing.lease) !== String(session.lease)) {
+                return Effect.fail<Cluster.Failure>({
+                  reason: "Rejected",
+                  detail: "another client of etcd put a key at this request's name: nothing was put or granted"
+                })
+              }
               const revision = response.succeeded ?
                 Number(response.header.revision) :
-                Number(response.responses[0].response_range.kvs[0]?.create_revision ?? 0)
+                Number(existing?.create_revision ?? 0)
               if (!(revision > 0)) {
                 return Effect.fail<Cluster.Failure>({
                   reason: "Disconnected",
