@@ -20,6 +20,7 @@ import {
 } from "effect"
 import { Etcd3, type IKeyValue } from "etcd3"
 import * as nodeFs from "node:fs"
+import * as Http2 from "node:http2"
 import * as Net from "node:net"
 import * as nodePath from "node:path"
 import * as LockManager from "../src/LockManager.js"
@@ -335,6 +336,44 @@ describe("several processes through one etcd cluster", () => {
 })
 
 describe("etcd unreachable", () => {
+  it.live("an endpoint that announces an endless message: refused at its header (Rejected), memory not spent on it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // A peer that speaks gRPC: every call answered with a message header
+      // claiming 2 GiB, then zeros for as long as the client reads them.
+      let sent = 0
+      const server = yield* Effect.acquireRelease(
+        Effect.async<Http2.Http2Server>((resume) => {
+          const server = Http2.createServer()
+          server.on("stream", (stream) => {
+            stream.on("error", () => {})
+            stream.respond({ ":status": 200, "content-type": "application/grpc" })
+            stream.write(Buffer.from([0, 0x7f, 0xff, 0xff, 0xff]))
+            const zeros = Buffer.alloc(256 * 1024)
+            const pump = () => {
+              while (!stream.destroyed && !stream.closed && stream.write(zeros)) sent += zeros.length
+            }
+            stream.on("drain", pump)
+            pump()
+          })
+          server.on("sessionError", () => {})
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const port = (server.address() as Net.AddressInfo).port
+      const manager = yield* LockManager.makeEtcd({
+        endpoints: [`http://127.0.0.1:${port}`],
+        connectTimeout: "5 seconds"
+      })
+      const error = expectRemoteError(
+        yield* Effect.exit(within(10_000, "lock", Effect.scoped(manager.lock("/a", "write")))),
+        ["Rejected"]
+      )
+      expect(error.message).toContain("Received message larger than max")
+      // What flow control let through before the call was refused, far below the 64 MiB bound.
+      expect(sent).toBeLessThan(16 * 1024 * 1024)
+    })))
+
   it.live("at start: a typed error within the connect timeout, through the manager and the Client", () =>
     Effect.scoped(Effect.gen(function*() {
       const port = yield* closedPort

@@ -140,6 +140,35 @@ export interface ClusterConfig {
   readonly requestTimeout: number
 }
 
+const ignore = () => {}
+
+/**
+ * Ends a stream of ours, both ways: a half close (`end`) leaves the member
+ * free to go on sending, and a closed channel does not end calls already
+ * running.
+ *
+ * @internal
+ */
+export const cancel = (stream: { cancel(): void; on(event: "error", fn: (error: Error) => void): unknown }): void => {
+  try {
+    // The call ends with a CANCELLED error: expected, and an error nobody listens to would be thrown.
+    stream.on("error", ignore)
+    stream.cancel()
+  } catch {
+    // Already ended.
+  }
+}
+
+/**
+ * The largest message taken from a member: far above any answer of a cluster
+ * used as intended (a request key is under 2 KiB, and etcd refuses a put of
+ * more than 1.5 MiB), so only junk under the prefix or a hostile peer meets it,
+ * as a typed failure of that call.
+ *
+ * @internal
+ */
+export const MAX_MESSAGE = 64 * 1024 * 1024
+
 /**
  * One etcd3 client per endpoint, closed with the scope. Calls stick to one
  * member while it answers (its keepalive and watch streams too) and move to
@@ -170,8 +199,10 @@ export const make = (config: ClusterConfig): Effect.Effect<Cluster, Failure, Sco
                 "grpc.use_local_subchannel_pool": 1,
                 // A scan answers every key in its range: past gRPC's default
                 // 4 MiB the client refused an answer whose transaction etcd
-                // had applied, leaving the request's key in the queue.
-                "grpc.max_receive_message_length": -1
+                // had applied, leaving the request's key in the queue. Not
+                // unbounded: a peer that announces an endless message (seen:
+                // 2 GiB claimed, then zeros) would grow memory until the end.
+                "grpc.max_receive_message_length": MAX_MESSAGE
               }
             })
           ),

@@ -27,7 +27,7 @@ import * as FiberId from "effect/FiberId"
 import * as Scope from "effect/Scope"
 import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from "etcd3"
 import { MAX_TIMER } from "../input.js"
-import type { Cluster, Failure } from "./cluster.js"
+import { cancel, type Cluster, type Failure } from "./cluster.js"
 import * as Watches from "./watch.js"
 
 /**
@@ -160,11 +160,7 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
     const retired = new Set<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>()
     const end = (s: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>) => {
       retired.delete(s)
-      try {
-        s.end()
-      } catch {
-        // Already ended.
-      }
+      cancel(s)
     }
 
     const stop = () => {
@@ -189,6 +185,8 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
         retired.add(s)
         // Members that are all slow: keep the newest few.
         if (retired.size > 2) end(retired.values().next().value!)
+      } else {
+        cancel(s)
       }
       sent = []
       cluster.failed(client)
@@ -199,7 +197,7 @@ const keepAlive = (cluster: Cluster, session: Session): Effect.Effect<never, Fai
       client.leaseClient.leaseKeepAlive().then(
         (s) => {
           opening = false
-          if (done) return s.end()
+          if (done) return cancel(s)
           stream = s
           const own: Array<number> = sent = []
           s.on("data", (response) => {

@@ -28,7 +28,7 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import type { IDuplexStream, IWatchCreateRequest, IWatchRequest, IWatchResponse } from "etcd3"
-import type { Cluster } from "./cluster.js"
+import { cancel, type Cluster } from "./cluster.js"
 
 /**
  * One watch on one key.
@@ -104,6 +104,7 @@ export const make = (cluster: Cluster): Watches => {
   const drop = (s: IDuplexStream<IWatchRequest, IWatchResponse>) => {
     if (stream !== s) return
     stream = undefined
+    cancel(s)
     cluster.failed(client)
     wakeAll()
   }
@@ -136,7 +137,7 @@ export const make = (cluster: Cluster): Watches => {
     client.watchClient.watch().then(
       (s) => {
         opening = false
-        if (closed) return s.end()
+        if (closed) return cancel(s)
         stream = s
         s.on("data", (response) => onResponse(s, response))
         s.on("error", () => drop(s))
@@ -191,13 +192,7 @@ export const make = (cluster: Cluster): Watches => {
     const s = stream
     stream = undefined
     wakeAll()
-    if (s !== undefined) {
-      try {
-        s.end()
-      } catch {
-        // Already ended.
-      }
-    }
+    if (s !== undefined) cancel(s)
   }
 
   return { watch, close }
