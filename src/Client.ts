@@ -161,7 +161,11 @@ export interface StreamOptions {
  * @category models
  */
 export interface WriteOptions {
-  /** Permission bits of the new file (subject to the umask). Default `0o666`. */
+  /**
+   * Permission bits of the new file (subject to the umask). Default: `0o666`
+   * for `write` and `sink`; those of the file replaced for `modify`; those of
+   * the source for `copy`.
+   */
   readonly mode?: number
 }
 
@@ -261,7 +265,8 @@ export interface ClientService {
    * never deadlock). The content is streamed into a temp file beside `to`,
    * which then replaces `to` atomically (durably in durable mode), creating
    * missing parents of `to`; readers of `to` see the old or the new content.
-   * Like `write`, the new file gets fresh permissions (`mode`). A missing
+   * The copy has the source's permission bits, as with `cp`, unless `mode`
+   * is given. A missing
    * source fails as `NotFound` without creating anything; copying a file onto
    * itself changes nothing.
    *

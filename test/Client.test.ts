@@ -458,6 +458,30 @@ describe("Client.rename", () => {
 })
 
 describe("Client.modify", () => {
+  it.scoped("keeps the permissions of the file it edits; copy gives the source's; write and a given mode make new ones", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { client, manager } = yield* makeClient()
+      const modeOf = (name: string) => nodeFs.statSync(`${dir}/${name}`).mode & 0o777
+      nodeFs.writeFileSync(`${dir}/secret`, "1", { mode: 0o600 })
+      nodeFs.chmodSync(`${dir}/secret`, 0o600)
+      yield* client.modify(`${dir}/secret`, () => "2")
+      expect(modeOf("secret")).toBe(0o600)
+      yield* client.modifyJson(`${dir}/secret`, Schema.Number, (n) => Option.getOrElse(n, () => 0) + 1)
+      expect([nodeFs.readFileSync(`${dir}/secret`, "utf8"), modeOf("secret")]).toEqual(["3", 0o600])
+      yield* client.copy(`${dir}/secret`, `${dir}/copy`)
+      expect(modeOf("copy")).toBe(0o600)
+      // A mode given wins; a file made by modify has the default ones.
+      yield* client.modify(`${dir}/secret`, () => "4", { mode: 0o640 })
+      expect(modeOf("secret")).toBe(0o640)
+      yield* client.modify(`${dir}/fresh`, () => "new")
+      expect(modeOf("fresh")).toBe(0o666 & ~process.umask())
+      // write replaces the file with a new one, as it always has: its mode, or the default.
+      yield* client.write(`${dir}/copy`, "w")
+      expect(modeOf("copy")).toBe(0o666 & ~process.umask())
+      yield* expectIdle(manager)
+    }))
+
   it.scoped("passes the current content (None when missing) and writes the result", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

@@ -251,7 +251,20 @@ export const make = (
         )
       )
 
-    /** Read-modify-write of raw bytes under one write lock. */
+    /**
+     * The permission bits of the file at `p`, which an edit keeps (`modify`
+     * of a 0600 file must not leave a 0644 one); `undefined` if it is gone.
+     */
+    const permissionsOf = (operation: string, p: string): Effect.Effect<number | undefined, FileSystemError> =>
+      io(operation, p, fs.stat(p)).pipe(
+        Effect.map((info): number | undefined => info.mode & 0o777),
+        Effect.catchIf((error) => error.reason === "NotFound", () => Effect.succeed(undefined))
+      )
+
+    /**
+     * Read-modify-write of raw bytes under one write lock. Without `mode`, the
+     * new file has the permissions of the one it replaces.
+     */
     const modifyWith = <A, E, R>(
       operation: string,
       path: string,
@@ -263,10 +276,12 @@ export const make = (
         path,
         "create",
         (p, lock) =>
-          readCurrent(operation, p).pipe(
-            Effect.flatMap(f),
-            Effect.flatMap(([result, bytes]) => Effect.as(replace(disk, operation, p, lock, bytes, mode), result))
-          ),
+          Effect.flatMap(readCurrent(operation, p), (current) =>
+            Effect.flatMap(f(current), ([result, bytes]) =>
+              Effect.flatMap(
+                mode !== undefined || Option.isNone(current) ? Effect.succeed(mode) : permissionsOf(operation, p),
+                (mode) => Effect.as(replace(disk, operation, p, lock, bytes, mode), result)
+              ))),
         // The caller's function runs in it.
         "caller"
       )
@@ -410,7 +425,9 @@ export const make = (
           readLocked("Client.collect", path, "directory", (p) =>
             entries("Client.collect", path, p, flags, false).pipe(
               Effect.map((all) =>
-                all.map((entry) => entry.name)
+                all.map((entry) =>
+                  entry.name
+                )
               )
             ))),
 
@@ -467,8 +484,7 @@ export const make = (
                 e)
             // A forced delete under a missing parent changed nothing to persist.
             const sync = syncDirectory(disk, "Client.delete", parent(p)).pipe(
-              Effect.catchIf((e) => force && e.reason === "NotFound", () =>
-                Effect.void)
+              Effect.catchIf((e) => force && e.reason === "NotFound", () => Effect.void)
             )
             // Once started, the removal runs to its end under the lock: an
             // interrupted rm would otherwise go on deleting after the release.
@@ -868,7 +884,10 @@ const copyLocked = (
       // Confined: the file opened must be inside the root (a link swapped in
       // after the confinement check is not followed out).
       if (disk.pins !== undefined) yield* disk.pins.check(operation, source, source, file)
-      const replacement = yield* begin(disk, operation, target, lock, mode)
+      // As `cp`: without a mode, the copy has the source's permissions (a
+      // copy of a 0600 secret must not be readable by everyone).
+      const permissions = mode ?? (yield* io(operation, source, file.stat)).mode & 0o777
+      const replacement = yield* begin(disk, operation, target, lock, permissions)
       yield* FileStream.fromFile(file, {}).pipe(
         Stream.mapError(fromPlatform(operation, source)),
         Stream.runForEachChunk((chunk) => replacement.write(joined(chunk)))
