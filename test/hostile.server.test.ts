@@ -1026,6 +1026,44 @@ describe.runIf(asAnotherUser)("another local user", () => {
   )
 
   it.live(
+    "a client without a secret refuses a socket another user owns or could have put there; with one it is not asked",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir(true)
+        const socket = nodePath.join(dir, "locks.sock")
+        const server = yield* LockServer.make({ socket, mode: 0o666, gracePeriod: 0 })
+        const attempt = (options: LockManager.RemoteOptions) =>
+          Effect.flatMap(LockManager.makeRemote(options), (client) =>
+            Effect.exit(within(5_000, "lock", Effect.scoped(client.lock("/a", "write"))))).pipe(Effect.scoped)
+        // Root's socket in a directory only root writes: trusted.
+        expect(Exit.isSuccess(yield* attempt({ socket }))).toBe(true)
+        // What a squatter's socket looks like: owned by uid 65534.
+        nodeFs.chownSync(socket, NOBODY, NOBODY)
+        const squatted = expectReason(yield* attempt({ socket }), "Unauthorized")
+        expect(squatted.detail).toContain(`${socket} belongs to uid ${NOBODY}, neither root nor this process's user`)
+        // So through a link to it.
+        nodeFs.symlinkSync(socket, nodePath.join(dir, "link.sock"))
+        expectReason(yield* attempt({ socket: nodePath.join(dir, "link.sock") }), "Unauthorized")
+        nodeFs.chownSync(socket, 0, 0)
+        // A directory others may write, without the sticky bit: whoever can write there could replace the socket.
+        nodeFs.chmodSync(dir, 0o777)
+        const writable = expectReason(yield* attempt({ socket }), "Unauthorized")
+        expect(writable.detail).toContain("may be written by other users (mode 777)")
+        // With the sticky bit (as /tmp), only the socket's owner may remove or replace it.
+        nodeFs.chmodSync(dir, 0o1777)
+        expect(Exit.isSuccess(yield* attempt({ socket }))).toBe(true)
+        // Nothing was granted to the refused clients.
+        expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
+        // With a secret the server proves itself: its socket's owner is not looked at.
+        const authenticated = nodePath.join(dir, "secret.sock")
+        yield* LockServer.make({ socket: authenticated, mode: 0o666, gracePeriod: 0, secret: SECRET })
+        nodeFs.chownSync(authenticated, NOBODY, NOBODY)
+        expect(Exit.isSuccess(yield* attempt({ socket: authenticated, secret: SECRET }))).toBe(true)
+      })),
+    30_000
+  )
+
+  it.live(
     "lockd's Unix socket is owner-only even under umask 000; --mode 666 opens it",
     () =>
       Effect.scoped(Effect.gen(function*() {

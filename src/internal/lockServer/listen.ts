@@ -76,6 +76,41 @@ const sameFile = (a: nodeFs.BigIntStats, b: nodeFs.BigIntStats): boolean => a.de
 const lstat = (path: string): nodeFs.BigIntStats | undefined =>
   nodeFs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
 
+/**
+ * Why a client without a secret must not trust whatever listens at the Unix
+ * socket `path`, if it must not: a socket that is neither root's nor this
+ * user's, or that sits (or is linked) in a directory that is neither's or
+ * that others may write without the sticky bit. Whoever can put a socket
+ * there could serve every lock to everyone. `undefined` when the path is
+ * missing (the connection reports it) or the system has no user ids.
+ *
+ * @internal
+ */
+export const untrustedSocket = (path: string): string | undefined => {
+  const euid = process.geteuid?.()
+  if (euid === undefined) return undefined
+  const trusted = (uid: bigint) => uid === 0n || uid === BigInt(euid)
+  const octal = (mode: bigint) => (mode & 0o7777n).toString(8)
+  const dir = nodePath.dirname(path)
+  const link = lstat(path)
+  if (link === undefined) return undefined
+  if (!trusted(link.uid)) return `${path} belongs to uid ${link.uid}, neither root nor this process's user`
+  const socket = link.isSymbolicLink() ? nodeFs.statSync(path, { bigint: true, throwIfNoEntry: false }) : link
+  if (socket === undefined) return undefined
+  if (!trusted(socket.uid)) {
+    return `the socket that ${path} leads to belongs to uid ${socket.uid}, neither root nor this process's user`
+  }
+  const parent = nodeFs.statSync(dir, { bigint: true, throwIfNoEntry: false })
+  if (parent === undefined) return undefined
+  if (!trusted(parent.uid)) {
+    return `its directory ${dir} belongs to uid ${parent.uid}, neither root nor this process's user`
+  }
+  if ((parent.mode & 0o022n) !== 0n && (parent.mode & 0o1000n) === 0n) {
+    return `its directory ${dir} may be written by other users (mode ${octal(parent.mode)}), who could replace it`
+  }
+  return undefined
+}
+
 type Probe = "alive" | "stale" | "gone" | { readonly unknown: string }
 
 /**

@@ -45,6 +45,7 @@ import type { Failure } from "../remoteLink.js"
 import { type Address, addressOf, formatAddress } from "./address.js"
 import * as Auth from "./auth.js"
 import { makeFramer, MAX_FRAME_BYTES } from "./framing.js"
+import { untrustedSocket } from "./listen.js"
 import { type Grant, LockRpcs, MAX_DEADLINE, MAX_OPEN_REQUESTS, MIN_DEADLINE, PROTOCOL_VERSION } from "./protocol.js"
 
 /** @internal */
@@ -388,6 +389,17 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         const secret = config.secret
         if (secret !== undefined && "refused" in secret) {
           return yield* Effect.fail<Failure>({ reason: "Unauthorized", detail: secret.refused })
+        }
+        // Without a secret, the socket's owner is the only proof of the server.
+        const untrusted = config.address._tag === "Unix" && secret === undefined ?
+          untrustedSocket(config.address.path) :
+          undefined
+        if (untrusted !== undefined) {
+          return yield* Effect.fail<Failure>({
+            reason: "Unauthorized",
+            detail: `refusing the server without a secret: ${untrusted}. Give the server and its clients a ` +
+              "secret, or put the socket where only root or this user can"
+          })
         }
         const socket = yield* NodeSocket.makeNet(
           config.address._tag === "Unix" ?
