@@ -1106,6 +1106,21 @@ describe("lockd's arguments", () => {
         expect(shared.stderr.trimEnd().split("\n")).toEqual([
           `lockd: the secret file ${readable} is accessible to other users (mode 644): chmod 600 it`
         ])
+        if (process.getuid?.() === 0) {
+          // Owner-only, but another user's: that user knows the secret. So through a link to it.
+          nodeFs.chmodSync(readable, 0o600)
+          nodeFs.chownSync(readable, NOBODY, NOBODY)
+          const link = nodePath.join(dir, "link.secret")
+          nodeFs.symlinkSync(readable, link)
+          for (const file of [readable, link]) {
+            const theirs = yield* Effect.promise(() => runLockd(["--port", "0", "--secret-file", file]))
+            expect(theirs.code).toBe(1)
+            expect(theirs.stderr).toContain(
+              `the secret file ${file} belongs to uid ${NOBODY}, neither root nor this user`
+            )
+          }
+          nodeFs.rmSync(link)
+        }
 
         const badMode = yield* Effect.promise(() => runLockd(["--socket", nodePath.join(dir, "s"), "--mode", "999"]))
         expect(badMode.code).toBe(2)

@@ -29,6 +29,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as LockServer from "../LockServer.js"
 
@@ -123,7 +124,16 @@ const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<s
       return yield* Effect.fail(new StartError("give the secret one way: --secret-file or LOCKD_SECRET"))
     }
     const fs = yield* FileSystem.FileSystem
-    const info = yield* fs.stat(file)
+    // A FIFO's open would block: not opened.
+    if ((yield* fs.stat(file)).type !== "File") {
+      return yield* Effect.fail(new StartError(`the secret file ${file} is not a regular file`))
+    }
+    // Checked again on the file opened: what is read is what was checked.
+    const opened = yield* fs.open(file, { flag: "r" })
+    const info = yield* opened.stat
+    if (info.type !== "File") {
+      return yield* Effect.fail(new StartError(`the secret file ${file} is not a regular file`))
+    }
     if ((info.mode & 0o077) !== 0) {
       return yield* Effect.fail(
         new StartError(
@@ -131,8 +141,20 @@ const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<s
         )
       )
     }
-    return Redacted.make((yield* fs.readFileString(file)).trim())
+    // Whoever owns it knows the secret.
+    const owner = Option.getOrUndefined(info.uid)
+    const euid = process.geteuid?.()
+    if (owner !== undefined && euid !== undefined && owner !== euid && owner !== 0) {
+      return yield* Effect.fail(
+        new StartError(
+          `the secret file ${file} belongs to uid ${owner}, neither root nor this user: whoever owns it knows it`
+        )
+      )
+    }
+    const bytes = yield* opened.readAlloc(Number(info.size) + 1)
+    return Redacted.make(new TextDecoder().decode(Option.getOrElse(bytes, () => new Uint8Array())).trim())
   }).pipe(
+    Effect.scoped,
     Effect.catchTag(
       "SystemError",
       "BadArgument",
