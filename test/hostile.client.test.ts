@@ -719,6 +719,25 @@ describe("a removal the system refuses", () => {
         expect(nodeFs.existsSync(leftover)).toBe(true)
         yield* expectIdle(manager)
       }))
+
+    it.scoped(`recover leaves another user's leftover it may not remove, and removes its own (${confined ? "confined" : "by path"})`, () =>
+      Effect.gen(function*() {
+        if (process.getuid?.() !== 0) return console.log("skipped: needs root (chown)")
+        const dir = yield* tempDir
+        // As in a directory with the sticky bit, for a user who does not own it.
+        const theirs = `${dir}/${leftoverName("theirs")}`
+        const ours = `${dir}/${leftoverName("ours")}`
+        nodeFs.writeFileSync(theirs, "partial")
+        nodeFs.writeFileSync(ours, "partial")
+        nodeFs.chownSync(theirs, 65534, 65534)
+        if (!(yield* immutable(theirs))) return console.log("skipped: chattr +i is not supported here")
+        const { client, manager } = yield* makeClient(confined ? { root: dir } : {})
+        expect(yield* client.recover(dir)).toEqual([ours])
+        expect(nodeFs.readdirSync(dir)).toEqual([nodePath.basename(theirs)])
+        // Again: still not a failure.
+        expect(yield* client.recover(dir)).toEqual([])
+        yield* expectIdle(manager)
+      }))
   }
 })
 

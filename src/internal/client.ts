@@ -251,6 +251,14 @@ export const make = (
         )
       )
 
+    /** Whether the file at `at` belongs to a user other than this process's (false where there are no user ids). */
+    const othersFile = (operation: string, at: string, logical: string): Effect.Effect<boolean, FileSystemError> => {
+      const euid = process.geteuid?.()
+      return euid === undefined ? Effect.succeed(false) : io(operation, logical, fs.stat(at)).pipe(
+        Effect.map((info) => Option.match(info.uid, { onNone: () => false, onSome: (uid) => uid !== euid }))
+      )
+    }
+
     /**
      * The permission bits of the file at `p`, which an edit keeps (`modify`
      * of a 0600 file must not leave a 0644 one); `undefined` if it is gone.
@@ -684,6 +692,13 @@ export const make = (
                         )).pipe(
                           Effect.tap(() =>
                             removed.push(logical)
+                          ),
+                          // Another user's file in a directory with the sticky bit
+                          // (/tmp) is theirs to remove: left, not a failure for ever.
+                          Effect.catchIf(
+                            (e) => e.reason === "PermissionDenied",
+                            (e) =>
+                              Effect.flatMap(othersFile(operation, at, logical), (theirs) => theirs ? Effect.void : e)
                           )
                         ), { discard: true }))
                     synced.push(prefix === "" ? p : join(p, prefix.slice(0, -1)))
