@@ -289,7 +289,7 @@ const tree = (dir: string): Array<string> => (nodeFs.readdirSync(dir, { recursiv
 const NAME = /^[a-z0-9_%^+][a-z0-9_.%^+-]*$/
 
 describe("Client.layerKeyValueStore: schema stores", () => {
-  it.scoped("a value with a member named __proto__ is a ParseError naming it, and modify leaves it as it was", () =>
+  it.scoped("a value with a member named __proto__ is a ParseError naming it, modify leaves it; a leading BOM is skipped", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const store = yield* fileStore(`${dir}/kv`)
@@ -301,9 +301,12 @@ describe("Client.layerKeyValueStore: schema stores", () => {
       expect(String(error.message)).toContain("the member $.__proto__ would be decoded as the object's prototype")
       expect((yield* Effect.flip(settings.modify("s", (s) => s)))._tag).toBe("ParseError")
       expect(yield* store.get("s")).toEqual(Option.some(text))
-      // Without one, as ever.
+      // Without one, as ever; after a byte order mark too (a file saved as "UTF-8 with BOM").
       yield* store.set("t", `{"theme":"__proto__"}`)
       expect(yield* settings.get("t")).toEqual(Option.some({ theme: "__proto__" }))
+      yield* store.set("u", `\ufeff{"theme":"dark"}`)
+      expect(yield* settings.get("u")).toEqual(Option.some({ theme: "dark" }))
+      expect(yield* settings.modify("u", (s) => ({ ...s, size: 2 }))).toEqual(Option.some({ theme: "dark", size: 2 }))
     }))
 })
 

@@ -904,6 +904,44 @@ describe("in-process", () => {
       })))
   }
 
+  it.live("another client deletes a held lock's key: the holder loses that lock at once, its other locks stay", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const a = yield* LockManager.makeEtcd({ ...options(), ttl: "30 seconds" })
+      const b = yield* LockManager.makeEtcd(options())
+      const kept = yield* a.lock("/guard-kept", "write")
+      const lock = yield* a.lock("/guarded", "write")
+      yield* behindTheBack("/guarded", lock.id - 1, async (etcd, newer) => {
+        expect(newer).toHaveLength(1)
+        await etcd.kv.deleteRange({ key: newer[0].key })
+      })
+      // Told by its watch, long before a keepalive (a third of 30 s) could say anything.
+      yield* within(5_000, "lost", lock.lost)
+      const error = yield* Effect.flip(lock.ensureHeld("test"))
+      expect(error._tag).toBe("LockLostError")
+      yield* kept.ensureHeld("test")
+      // The path is free for others now.
+      yield* within(5_000, "B's lock", b.withLock("/guarded", "write")(Effect.void))
+    })))
+
+  it.live("another client revokes a manager's lease: its held locks are lost at once, not a keepalive later", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const a = yield* LockManager.makeEtcd({ ...options(), ttl: "30 seconds" })
+      const held = yield* Effect.fork(
+        a.withLock("/revoked", "write")((lock) =>
+          Effect.zipRight(
+            within(5_000, "lost", lock.lost),
+            Effect.map(Effect.either(lock.ensureHeld("test")), (result) => result._tag)
+          )
+        )
+      )
+      yield* untilStats(a, (stats) => stats.held === 1)
+      yield* behindTheBack("/revoked", 0, async (etcd, newer) => {
+        expect(newer).toHaveLength(1)
+        await etcd.leaseClient.leaseRevoke({ ID: newer[0].lease })
+      })
+      expect(yield* Fiber.join(held)).toBe("Left")
+    })))
+
   it.live("keys another client puts at a manager's likely next request names do not let it skip the queue", () =>
     Effect.scoped(Effect.gen(function*() {
       const a = yield* LockManager.makeEtcd(options())

@@ -8,6 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Queue, Schedule, Scope } from "effect"
+import * as childProcess from "node:child_process"
 import * as nodeFs from "node:fs"
 import * as Net from "node:net"
 import * as os from "node:os"
@@ -1049,9 +1050,18 @@ describe.runIf(asAnotherUser)("another local user", () => {
         nodeFs.chmodSync(dir, 0o777)
         const writable = expectReason(yield* attempt({ socket }), "Unauthorized")
         expect(writable.detail).toContain("may be written by other users (mode 777)")
+        // So through a link from a directory only root writes.
+        const safe = yield* tempDir()
+        nodeFs.symlinkSync(socket, nodePath.join(safe, "link.sock"))
+        expect(expectReason(yield* attempt({ socket: nodePath.join(safe, "link.sock") }), "Unauthorized").detail)
+          .toContain(`the directory ${dir} may be written by other users`)
         // With the sticky bit (as /tmp), only the socket's owner may remove or replace it.
         nodeFs.chmodSync(dir, 0o1777)
         expect(Exit.isSuccess(yield* attempt({ socket }))).toBe(true)
+        // A path that cannot be looked at is the connection's typed failure, not a defect.
+        nodeFs.symlinkSync("loop.sock", nodePath.join(safe, "loop.sock"))
+        expectReason(yield* attempt({ socket: nodePath.join(safe, "loop.sock") }), "Unreachable")
+        expectReason(yield* attempt({ socket: nodePath.join(socket, "below") }), "Unreachable")
         // Nothing was granted to the refused clients.
         expect(yield* server.manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
         // With a secret the server proves itself: its socket's owner is not looked at.
@@ -1090,6 +1100,26 @@ describe.runIf(asAnotherUser)("another local user", () => {
 
 describe("lockd's arguments", () => {
   it.live(
+    "reads the secret from a pipe (as `--secret-file <(pass show lockd)` gives it)",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const dir = yield* tempDir()
+        const pipe = nodePath.join(dir, "secret.pipe")
+        expect(childProcess.spawnSync("mkfifo", ["-m", "600", pipe]).status).toBe(0)
+        // The writer waits for lockd to open the pipe.
+        const writer = nodeFs.promises.writeFile(pipe, `${SECRET}\n`)
+        const server = yield* Effect.promise(() => startLockd(["--port", "0", "--secret-file", pipe]))
+        yield* Effect.promise(() => writer)
+        const options = remoteOptions(server.address)
+        const client = yield* LockManager.makeRemote({ ...options, secret: SECRET })
+        yield* within(5_000, "lock", client.withLock("/piped", "write")(Effect.void))
+        const wrong = yield* LockManager.makeRemote({ ...options, secret: `${SECRET}x` })
+        expectReason(yield* Effect.exit(Effect.scoped(wrong.lock("/piped", "write"))), "Unauthorized")
+      })),
+    60_000
+  )
+
+  it.live(
     "refuses --secret on the command line, a secret file others can read, a bad --mode or duration",
     () =>
       Effect.scoped(Effect.gen(function*() {
@@ -1121,6 +1151,17 @@ describe("lockd's arguments", () => {
           }
           nodeFs.rmSync(link)
         }
+
+        // No more than a secret needs; a directory is no secret file.
+        const huge = nodePath.join(dir, "huge.secret")
+        nodeFs.writeFileSync(huge, "x".repeat(100_000), { mode: 0o600 })
+        const tooMuch = yield* Effect.promise(() => runLockd(["--port", "0", "--secret-file", huge]))
+        expect(tooMuch.code).toBe(1)
+        expect(tooMuch.stderr).toContain(`the secret file ${huge} holds more than 65536 bytes`)
+        nodeFs.rmSync(huge)
+        const notAFile = yield* Effect.promise(() => runLockd(["--port", "0", "--secret-file", dir]))
+        expect(notAFile.code).toBe(1)
+        expect(notAFile.stderr).toContain("is neither a regular file nor a pipe")
 
         const badMode = yield* Effect.promise(() => runLockd(["--socket", nodePath.join(dir, "s"), "--mode", "999"]))
         expect(badMode.code).toBe(2)

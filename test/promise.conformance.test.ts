@@ -659,7 +659,7 @@ const conformance = (title: string, impl: Implementation | undefined) =>
       it("delete options that are no object (null, text, a number) are refused and nothing is removed", async () => {
         const { client, manager } = setup()
         fs.writeFileSync(at("f"), "keep")
-        for (const options of [null, "x", 5, true]) {
+        for (const options of [null, "x", 5, true, []]) {
           const error = await rejection(client.delete(at("f"), options as unknown as undefined))
           expect(error).toBeInstanceOf(TypeError)
           expect(error.code).toBe("ERR_INVALID_ARG_TYPE")

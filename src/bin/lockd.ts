@@ -114,6 +114,9 @@ class StartError extends Error {}
  * The secret from the file or the environment. A file others may read is
  * refused, as ssh refuses such a key: the secret would not be one.
  */
+/** The largest secret file read: a secret is a few dozen bytes. */
+const MAX_SECRET_FILE = 64 * 1024
+
 const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<string> | undefined, StartError> =>
   Effect.gen(function*() {
     const fromEnv = process.env.LOCKD_SECRET
@@ -124,15 +127,16 @@ const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<s
       return yield* Effect.fail(new StartError("give the secret one way: --secret-file or LOCKD_SECRET"))
     }
     const fs = yield* FileSystem.FileSystem
-    // A FIFO's open would block: not opened.
-    if ((yield* fs.stat(file)).type !== "File") {
-      return yield* Effect.fail(new StartError(`the secret file ${file} is not a regular file`))
+    // A regular file, or a pipe (`--secret-file <(pass show lockd)`): a device or a directory is refused unopened.
+    const readable = (type: FileSystem.File.Type) => type === "File" || type === "FIFO"
+    if (!readable((yield* fs.stat(file)).type)) {
+      return yield* Effect.fail(new StartError(`the secret file ${file} is neither a regular file nor a pipe`))
     }
     // Checked again on the file opened: what is read is what was checked.
     const opened = yield* fs.open(file, { flag: "r" })
     const info = yield* opened.stat
-    if (info.type !== "File") {
-      return yield* Effect.fail(new StartError(`the secret file ${file} is not a regular file`))
+    if (!readable(info.type)) {
+      return yield* Effect.fail(new StartError(`the secret file ${file} is neither a regular file nor a pipe`))
     }
     if ((info.mode & 0o077) !== 0) {
       return yield* Effect.fail(
@@ -151,8 +155,27 @@ const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<s
         )
       )
     }
-    const bytes = yield* opened.readAlloc(Number(info.size) + 1)
-    return Redacted.make(new TextDecoder().decode(Option.getOrElse(bytes, () => new Uint8Array())).trim())
+    const tooLarge = new StartError(
+      `the secret file ${file} holds more than ${MAX_SECRET_FILE} bytes: is it the right file?`
+    )
+    // A pipe is read by its path (the platform's reads of an open file seek, which a pipe cannot).
+    if (info.type === "FIFO") {
+      const bytes = yield* fs.readFile(file)
+      if (bytes.length > MAX_SECRET_FILE) return yield* Effect.fail(tooLarge)
+      return Redacted.make(new TextDecoder().decode(bytes).trim())
+    }
+    if (Number(info.size) > MAX_SECRET_FILE) return yield* Effect.fail(tooLarge)
+    // To its end, should it have grown since its size was read, and no further than the bound.
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    while (true) {
+      const chunk = yield* opened.readAlloc(4096)
+      if (Option.isNone(chunk) || chunk.value.length === 0) break
+      chunks.push(chunk.value)
+      total += chunk.value.length
+      if (total > MAX_SECRET_FILE) return yield* Effect.fail(tooLarge)
+    }
+    return Redacted.make(new TextDecoder().decode(Buffer.concat(chunks)).trim())
   }).pipe(
     Effect.scoped,
     Effect.catchTag(

@@ -514,12 +514,15 @@ export const make = (
             // (a dangling link is there).
             return yield* manager.withLock(source, "read")(
               io(operation, source, fs.stat(source)).pipe(
-                Effect.catchIf((error) =>
-                  error.reason === "NotFound", (error) =>
+                Effect.asVoid,
+                // A link stat cannot follow (dangling, a loop) is there all the same.
+                Effect.catchAll((error) =>
                   Effect.flatMap(
                     Walk.typeOf(fs, operation, source, source),
-                    (type) => type === undefined ? Effect.fail(error) : Effect.void
-                  ))
+                    (type) =>
+                      type === undefined ? Effect.fail(error) : Effect.void
+                  )
+                )
               )
             )
           }

@@ -46,6 +46,14 @@ const finiteOnly = (_key: string, value: unknown): unknown => {
 }
 
 /**
+ * JSON text without the byte order mark some editors write before a
+ * document: no part of it, and `JSON.parse` refuses it.
+ *
+ * @internal
+ */
+export const withoutBom = (text: string): string => text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
+
+/**
  * Whether JSON text may have a member named `__proto__`: by that name, or
  * spelled with escapes. Most documents have neither, and need no walk.
  *
@@ -113,8 +121,7 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
     decode: (operation, path, text) => {
       let json: unknown
       try {
-        // A byte order mark some editors write before a document is no part of it.
-        json = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
+        json = JSON.parse(withoutBom(text))
       } catch (cause) {
         return Effect.fail(new DecodeError({ operation, path, reason: "InvalidJson", cause }))
       }

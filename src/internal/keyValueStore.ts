@@ -40,7 +40,7 @@ import * as Schema from "effect/Schema"
 import type * as Api from "../Client.js"
 import { isPersistenceError, type PersistenceError } from "../PersistenceError.js"
 import { textOf } from "./errors.js"
-import { mayNameProto, protoMember, protoRefusal } from "./jsonCodec.js"
+import { mayNameProto, protoMember, protoRefusal, withoutBom } from "./jsonCodec.js"
 import { join, normalize, ROOT } from "./path.js"
 
 /**
@@ -386,8 +386,13 @@ const makeSchemaStore = <A, I, R>(
   const json = Schema.parseJson(schema)
   const decodeText = Schema.decodeUnknown(json)
   const encode = Schema.encode(json)
-  /** As `decodeText`, refusing a value with a member named `__proto__` (see `protoMember`). */
-  const decode = (text: string): Effect.Effect<A, ParseResult.ParseError, R> => {
+  /**
+   * As `decodeText`, after a byte order mark (a value saved by an editor as
+   * "UTF-8 with BOM"), refusing a value with a member named `__proto__` (see
+   * `protoMember`).
+   */
+  const decode = (value: string): Effect.Effect<A, ParseResult.ParseError, R> => {
+    const text = withoutBom(value)
     if (mayNameProto(text)) {
       let document: unknown
       try {

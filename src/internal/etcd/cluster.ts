@@ -149,10 +149,19 @@ const ignore = () => {}
  *
  * @internal
  */
-export const cancel = (stream: { cancel(): void; on(event: "error", fn: (error: Error) => void): unknown }): void => {
+export const cancel = (
+  stream: { end(): void; cancel(): void; on(event: "error", fn: (error: Error) => void): unknown }
+): void => {
   try {
     // The call ends with a CANCELLED error: expected, and an error nobody listens to would be thrown.
     stream.on("error", ignore)
+    // Ended first: etcd3 takes an error on a stream still writable for a failed member, and closes
+    // every channel to it.
+    stream.end()
+  } catch {
+    // Already ended.
+  }
+  try {
     stream.cancel()
   } catch {
     // Already ended.

@@ -40,6 +40,8 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { CompareResult, CompareTarget, type IRangeResponse, type IRequestOp, type ITxnRequest } from "etcd3"
@@ -144,6 +146,9 @@ const keyBytes = (key: Buffer) => key.length
 
 const EMPTY = Buffer.alloc(0)
 
+/** How long a held lock's guard waits before watching a key again after a failed call or a lost stream. */
+const GUARD_RETRY = "200 millis"
+
 const LEASE_EXPIRED: Cluster.Failure = {
   reason: "Disconnected",
   detail: "the request left etcd's queue while waiting: the session's lease expired"
@@ -162,6 +167,9 @@ interface Request {
   /** The revision of the keys' creation: the arrival order and the lock id. */
   readonly revision: number
   state: "pending" | "held" | "left"
+  /** Another client deleted a key of the request while it was held (see `guard`); `gone` is then done. */
+  keysGone: boolean
+  readonly gone: Deferred.Deferred<void>
 }
 
 const rangeOp = (range: KeyRange, before: number | undefined): IRequestOp => ({
@@ -330,7 +338,16 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
                   detail: "the request's key vanished from etcd while it was being enqueued"
                 })
               }
-              const request: Request = { session, plan, keys, ranges, revision, state: "pending" }
+              const request: Request = {
+                session,
+                plan,
+                keys,
+                ranges,
+                revision,
+                state: "pending",
+                keysGone: false,
+                gone: Deferred.unsafeMake(FiberId.none)
+              }
               stats.pending++
               stats.nodes += keys.length
               const found = (response.succeeded ? response.responses.slice(keys.length) : response.responses.slice(1))
@@ -425,10 +442,10 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
     const toLock = (request: Request): Lock =>
       leasedLock(
         { id: request.revision, mode: request.plan.mode, paths: request.plan.paths },
-        Deferred.await(request.session.lostSignal),
+        Effect.raceFirst(Deferred.await(request.session.lostSignal), Deferred.await(request.gone)),
         () =>
           request.state === "held" && request.session.lost === undefined &&
-          performance.now() < request.session.leaseUntil
+          performance.now() < request.session.leaseUntil && !request.keysGone
       )
 
     /** Whether `key` exists now (a linearizable read). */
@@ -458,6 +475,47 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
         Effect.timeout(session.ttl),
         Effect.catchTag("TimeoutException", () => Effect.void)
       )
+
+    /**
+     * While a request is held, watches its keys: a key deleted by another
+     * client (or with the lease, revoked by one) leaves the path free for
+     * others, so the lock is lost from then on (`lost`, `ensureHeld`), in the
+     * time a watch event takes rather than at the next keepalive, or never
+     * for a deletion. Each key is watched from now on, then checked to still
+     * be there; a watch that ends without news (its stream was lost) is made
+     * again. Runs until interrupted, which releasing the lock does first.
+     */
+    const guard = (c: Cluster.Cluster, request: Request): Effect.Effect<void> => {
+      const session = request.session
+      /** Whether `key` is gone, once a watch on it has news or ends; `false` to watch again. */
+      const watchOnce = (key: Buffer): Effect.Effect<boolean> =>
+        Effect.scoped(Effect.gen(function*() {
+          const watch = yield* session.watches.watch(key)
+          if (Option.isNone(yield* Effect.timeoutOption(watch.created, c.attemptTimeout))) {
+            yield* watch.abandon
+            return false
+          }
+          if (!(yield* exists(c, key))) return true
+          yield* watch.deleted
+          return !(yield* exists(c, key))
+        })).pipe(Effect.orElseSucceed(() => false))
+      const untilGone = (key: Buffer): Effect.Effect<void> =>
+        Effect.flatMap(watchOnce(key), (gone) =>
+          gone ?
+            Effect.void :
+            // A failed call or a lost stream: again, unhurried; a session that ended says so itself.
+            session.lost !== undefined
+            ? Effect.never
+            : Effect.zipRight(Effect.sleep(GUARD_RETRY), untilGone(key)))
+      return Effect.raceAll(request.keys.map(untilGone)).pipe(
+        Effect.zipRight(Effect.sync(() => {
+          if (request.state !== "held") return
+          request.keysGone = true
+          Deferred.unsafeDone(request.gone, Exit.void)
+        })),
+        Effect.interruptible
+      )
+    }
 
     /** Waits until nothing older conflicts: watch the newest blocker, scan again, repeat. */
     const awaitGrant = (
@@ -544,6 +602,9 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
                   Effect.onExit(
                     restore(granted ? Effect.succeed(toLock(request)) : awaitGrant(operation, c, request, blocker)),
                     (exit) => Exit.isFailure(exit) ? leave(c, request) : Effect.void
+                  ).pipe(
+                    // Interrupted when the scope closes, before the release (finalizers run last first).
+                    Effect.tap(() => Effect.forkScoped(guard(c, request)))
                   )
                 )
               )
@@ -563,7 +624,12 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
               (granted ?
                 Effect.succeed(toLock(request)) :
                 restore(awaitGrant(operation, c, request, blocker))).pipe(
-                  Effect.flatMap((lock) => restore(use(lock))),
+                  Effect.flatMap((lock) =>
+                    Effect.flatMap(
+                      Effect.fork(guard(c, request)),
+                      (guarding) => restore(use(lock)).pipe(Effect.ensuring(Fiber.interrupt(guarding)))
+                    )
+                  ),
                   Effect.ensuring(leave(c, request))
                 ))
           )

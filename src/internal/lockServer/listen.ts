@@ -89,26 +89,35 @@ const lstat = (path: string): nodeFs.BigIntStats | undefined =>
 export const untrustedSocket = (path: string): string | undefined => {
   const euid = process.geteuid?.()
   if (euid === undefined) return undefined
-  const trusted = (uid: bigint) => uid === 0n || uid === BigInt(euid)
-  const octal = (mode: bigint) => (mode & 0o7777n).toString(8)
-  const dir = nodePath.dirname(path)
-  const link = lstat(path)
-  if (link === undefined) return undefined
-  if (!trusted(link.uid)) return `${path} belongs to uid ${link.uid}, neither root nor this process's user`
-  const socket = link.isSymbolicLink() ? nodeFs.statSync(path, { bigint: true, throwIfNoEntry: false }) : link
-  if (socket === undefined) return undefined
-  if (!trusted(socket.uid)) {
-    return `the socket that ${path} leads to belongs to uid ${socket.uid}, neither root nor this process's user`
+  try {
+    const trusted = (uid: bigint) => uid === 0n || uid === BigInt(euid)
+    const link = lstat(path)
+    if (link === undefined) return undefined
+    if (!trusted(link.uid)) return `${path} belongs to uid ${link.uid}, neither root nor this process's user`
+    const untrustedDirectory = (dir: string): string | undefined => {
+      const parent = nodeFs.statSync(dir, { bigint: true })
+      if (!trusted(parent.uid)) {
+        return `the directory ${dir} belongs to uid ${parent.uid}, neither root nor this process's user`
+      }
+      if ((parent.mode & 0o022n) !== 0n && (parent.mode & 0o1000n) === 0n) {
+        return `the directory ${dir} may be written by other users (mode ${(parent.mode & 0o7777n).toString(8)}), ` +
+          "who could replace the socket"
+      }
+      return undefined
+    }
+    const here = untrustedDirectory(nodePath.dirname(path))
+    if (here !== undefined || !link.isSymbolicLink()) return here
+    // A link: the socket it leads to, and the directory that one is in.
+    const real = nodeFs.realpathSync(path)
+    const socket = nodeFs.statSync(real, { bigint: true })
+    if (!trusted(socket.uid)) {
+      return `the socket ${real} that ${path} leads to belongs to uid ${socket.uid}, neither root nor this process's user`
+    }
+    return untrustedDirectory(nodePath.dirname(real))
+  } catch {
+    // Not there, a loop, not reachable: the connection says so.
+    return undefined
   }
-  const parent = nodeFs.statSync(dir, { bigint: true, throwIfNoEntry: false })
-  if (parent === undefined) return undefined
-  if (!trusted(parent.uid)) {
-    return `its directory ${dir} belongs to uid ${parent.uid}, neither root nor this process's user`
-  }
-  if ((parent.mode & 0o022n) !== 0n && (parent.mode & 0o1000n) === 0n) {
-    return `its directory ${dir} may be written by other users (mode ${octal(parent.mode)}), who could replace it`
-  }
-  return undefined
 }
 
 type Probe = "alive" | "stale" | "gone" | { readonly unknown: string }

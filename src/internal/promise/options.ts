@@ -35,14 +35,14 @@ export const fieldsOf = (options: unknown): Bag =>
 
 /**
  * The options of `delete`, which the original passed to Node's `rm`: nothing,
- * or an object (`null`, a string, a number are refused as `rm` refuses them,
- * before anything is removed).
+ * or an object (`null`, a string, a number, an array are refused as `rm`
+ * refuses them, before anything is removed).
  *
  * @internal
  */
 export const objectOf = (options: unknown): Bag => {
   if (options === undefined) return {}
-  if (typeof options === "object" && options !== null) return options as Bag
+  if (typeof options === "object" && options !== null && !Array.isArray(options)) return options as Bag
   throw invalidArgType("options", "of type object", options)
 }
 
