@@ -577,6 +577,12 @@ describe("Client JSON documents", () => {
         expect(modified._tag).toBe("DecodeError")
         expect(nodeFs.readFileSync(`${dir}/s.json`, "utf8")).toBe(text)
       }
+      // Nor is one written: no read would take it back.
+      const parsed = JSON.parse(`{"a":{"__proto__":{"admin":true}}}`)
+      const written = yield* Effect.flip(client.writeJson(`${dir}/w.json`, Schema.Unknown, parsed))
+      expect(written).toMatchObject({ _tag: "DecodeError", reason: "Encode" })
+      expect(written.message).toContain("the member $.a.__proto__ would be decoded as the object's prototype")
+      expect(nodeFs.existsSync(`${dir}/w.json`)).toBe(false)
       // The name as a value, or escaped text with no such member, decodes as ever.
       nodeFs.writeFileSync(`${dir}/s.json`, `{"k":"__proto__","\\u0061":"\\u00e9"}`)
       expect(yield* client.readJson(`${dir}/s.json`, Settings)).toEqual({ k: "__proto__", a: "\u00e9" })

@@ -155,11 +155,16 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
             // NaN and the infinities print as `null`, which the schema would
             // then refuse on every read: look again only when a null was printed.
             if (text?.includes("null")) JSON.stringify(encoded, finiteOnly)
-            return text === undefined ?
-              Effect.fail(
+            if (text === undefined) {
+              return Effect.fail(
                 new DecodeError({ operation, path, reason: "Encode", cause: new Error("the value has no JSON form") })
-              ) :
-              Effect.succeed(text)
+              )
+            }
+            // What no read would take back (see `protoMember`) is not written.
+            const proto = mayNameProto(text) ? protoMember(JSON.parse(text)) : undefined
+            return proto === undefined ?
+              Effect.succeed(text) :
+              Effect.fail(new DecodeError({ operation, path, reason: "Encode", cause: new Error(protoRefusal(proto)) }))
           } catch (cause) {
             // A cycle, a BigInt, a throwing toJSON, a number that is not finite.
             return Effect.fail(new DecodeError({ operation, path, reason: "Encode", cause }))
