@@ -385,7 +385,15 @@ const makeSchemaStore = <A, I, R>(
 ): KeyValueStore.SchemaStore<A, R> => {
   const json = Schema.parseJson(schema)
   const decodeText = Schema.decodeUnknown(json)
-  const encode = Schema.encode(json)
+  const encodeText = Schema.encode(json)
+  /** As `encodeText`, refusing what `decode` would refuse to read back. */
+  const encode = (value: A): Effect.Effect<string, ParseResult.ParseError, R> =>
+    Effect.flatMap(encodeText(value), (text) => {
+      const proto = mayNameProto(text) ? protoMember(JSON.parse(text)) : undefined
+      return proto === undefined ?
+        Effect.succeed(text) :
+        Effect.fail(ParseResult.parseError(new ParseResult.Type(json.ast, value, protoRefusal(proto))))
+    })
   /**
    * As `decodeText`, after a byte order mark (a value saved by an editor as
    * "UTF-8 with BOM"), refusing a value with a member named `__proto__` (see
