@@ -301,8 +301,8 @@ describe("Client.layerKeyValueStore: schema stores", () => {
       expect(String(error.message)).toContain("the member $.__proto__ would be decoded as the object's prototype")
       expect((yield* Effect.flip(settings.modify("s", (s) => s)))._tag).toBe("ParseError")
       expect(yield* store.get("s")).toEqual(Option.some(text))
-      // Nor is one written.
-      expect((yield* Effect.flip(settings.set("w", JSON.parse(text))))._tag).toBe("ParseError")
+      // Nor is one written where the schema passes it on (a record's encoder makes it the prototype first).
+      expect((yield* Effect.flip(store.forSchema(Schema.Unknown).set("w", JSON.parse(text))))._tag).toBe("ParseError")
       expect(yield* store.has("w")).toBe(false)
       // Without one, as ever; after a byte order mark too (a file saved as "UTF-8 with BOM").
       yield* store.set("t", `{"theme":"__proto__"}`)
