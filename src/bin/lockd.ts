@@ -23,14 +23,12 @@
  *
  * @since 0.1.0
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as nodeFs from "node:fs"
 import * as LockServer from "../LockServer.js"
 
 const USAGE = "usage: lockd (--socket PATH [--mode OCTAL] | --port N [--host HOST]) [--secret-file PATH]\n" +
@@ -110,13 +108,74 @@ const parse = (args: ReadonlyArray<string>): Parsed | string => {
 /** A one-line failure: lockd prints it and exits with 1. */
 class StartError extends Error {}
 
+/** The largest secret file read: a secret is a few dozen bytes. */
+const MAX_SECRET_FILE = 64 * 1024
+
+/** How long a pipe may take to deliver its secret. */
+const PIPE_DEADLINE_MS = 10_000
+
+/**
+ * The secret file's text. Opened without blocking (a FIFO without a writer
+ * would block the open, past any signal), checked on the descriptor opened
+ * (what is read is what was checked): a regular file or a pipe
+ * (`--secret-file <(pass show lockd)`), of root or this user, that nobody else
+ * may read; read from the descriptor to its end, at most `MAX_SECRET_FILE`
+ * bytes. Through `node:fs`: the platform's reads of an open file seek, which
+ * a pipe cannot.
+ */
+const readSecretFile = async (file: string): Promise<string> => {
+  const handle = await nodeFs.promises.open(file, nodeFs.constants.O_RDONLY | nodeFs.constants.O_NONBLOCK)
+  try {
+    const info = await handle.stat()
+    if (!info.isFile() && !info.isFIFO()) {
+      throw new StartError(`the secret file ${file} is neither a regular file nor a pipe`)
+    }
+    if ((info.mode & 0o077) !== 0) {
+      throw new StartError(
+        `the secret file ${file} is accessible to other users (mode ${(info.mode & 0o777).toString(8)}): chmod 600 it`
+      )
+    }
+    // Whoever owns it knows the secret.
+    const euid = process.geteuid?.()
+    if (euid !== undefined && info.uid !== euid && info.uid !== 0) {
+      throw new StartError(
+        `the secret file ${file} belongs to uid ${info.uid}, neither root nor this user: whoever owns it knows it`
+      )
+    }
+    const buffer = Buffer.alloc(MAX_SECRET_FILE + 1)
+    const deadline = Date.now() + PIPE_DEADLINE_MS
+    let length = 0
+    while (length <= MAX_SECRET_FILE) {
+      let n: number
+      try {
+        n = (await handle.read(buffer, length, buffer.length - length, null)).bytesRead
+      } catch (error) {
+        // A pipe whose writer has not written yet.
+        if ((error as NodeJS.ErrnoException).code !== "EAGAIN" || Date.now() > deadline) throw error
+        await new Promise((resolve) => setTimeout(resolve, 10))
+        continue
+      }
+      if (n === 0) {
+        // A named pipe whose writer has not opened it yet reads as ended: wait for one.
+        if (length > 0 || !info.isFIFO() || Date.now() > deadline) break
+        await new Promise((resolve) => setTimeout(resolve, 10))
+        continue
+      }
+      length += n
+    }
+    if (length > MAX_SECRET_FILE) {
+      throw new StartError(`the secret file ${file} holds more than ${MAX_SECRET_FILE} bytes: is it the right file?`)
+    }
+    return new TextDecoder().decode(buffer.subarray(0, length))
+  } finally {
+    await handle.close()
+  }
+}
+
 /**
  * The secret from the file or the environment. A file others may read is
  * refused, as ssh refuses such a key: the secret would not be one.
  */
-/** The largest secret file read: a secret is a few dozen bytes. */
-const MAX_SECRET_FILE = 64 * 1024
-
 const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<string> | undefined, StartError> =>
   Effect.gen(function*() {
     const fromEnv = process.env.LOCKD_SECRET
@@ -126,65 +185,13 @@ const readSecret = (file: string | undefined): Effect.Effect<Redacted.Redacted<s
     if (fromEnv !== undefined) {
       return yield* Effect.fail(new StartError("give the secret one way: --secret-file or LOCKD_SECRET"))
     }
-    const fs = yield* FileSystem.FileSystem
-    // A regular file, or a pipe (`--secret-file <(pass show lockd)`): a device or a directory is refused unopened.
-    const readable = (type: FileSystem.File.Type) => type === "File" || type === "FIFO"
-    if (!readable((yield* fs.stat(file)).type)) {
-      return yield* Effect.fail(new StartError(`the secret file ${file} is neither a regular file nor a pipe`))
-    }
-    // Checked again on the file opened: what is read is what was checked.
-    const opened = yield* fs.open(file, { flag: "r" })
-    const info = yield* opened.stat
-    if (!readable(info.type)) {
-      return yield* Effect.fail(new StartError(`the secret file ${file} is neither a regular file nor a pipe`))
-    }
-    if ((info.mode & 0o077) !== 0) {
-      return yield* Effect.fail(
-        new StartError(
-          `the secret file ${file} is accessible to other users (mode ${(info.mode & 0o777).toString(8)}): chmod 600 it`
-        )
-      )
-    }
-    // Whoever owns it knows the secret.
-    const owner = Option.getOrUndefined(info.uid)
-    const euid = process.geteuid?.()
-    if (owner !== undefined && euid !== undefined && owner !== euid && owner !== 0) {
-      return yield* Effect.fail(
-        new StartError(
-          `the secret file ${file} belongs to uid ${owner}, neither root nor this user: whoever owns it knows it`
-        )
-      )
-    }
-    const tooLarge = new StartError(
-      `the secret file ${file} holds more than ${MAX_SECRET_FILE} bytes: is it the right file?`
-    )
-    // A pipe is read by its path (the platform's reads of an open file seek, which a pipe cannot).
-    if (info.type === "FIFO") {
-      const bytes = yield* fs.readFile(file)
-      if (bytes.length > MAX_SECRET_FILE) return yield* Effect.fail(tooLarge)
-      return Redacted.make(new TextDecoder().decode(bytes).trim())
-    }
-    if (Number(info.size) > MAX_SECRET_FILE) return yield* Effect.fail(tooLarge)
-    // To its end, should it have grown since its size was read, and no further than the bound.
-    const chunks: Array<Uint8Array> = []
-    let total = 0
-    while (true) {
-      const chunk = yield* opened.readAlloc(4096)
-      if (Option.isNone(chunk) || chunk.value.length === 0) break
-      chunks.push(chunk.value)
-      total += chunk.value.length
-      if (total > MAX_SECRET_FILE) return yield* Effect.fail(tooLarge)
-    }
-    return Redacted.make(new TextDecoder().decode(Buffer.concat(chunks)).trim())
-  }).pipe(
-    Effect.scoped,
-    Effect.catchTag(
-      "SystemError",
-      "BadArgument",
-      (error) => Effect.fail(new StartError(`cannot read the secret file: ${error.message}`))
-    ),
-    Effect.provide(NodeFileSystem.layer)
-  )
+    const text = yield* Effect.tryPromise({
+      try: () => readSecretFile(file),
+      catch: (error) =>
+        error instanceof StartError ? error : new StartError(`cannot read the secret file: ${(error as Error).message}`)
+    })
+    return Redacted.make(text.trim())
+  })
 
 const parsed = parse(process.argv.slice(2))
 if (typeof parsed === "string") {
