@@ -1115,6 +1115,12 @@ describe("lockd's arguments", () => {
         yield* within(5_000, "lock", client.withLock("/piped", "write")(Effect.void))
         const wrong = yield* LockManager.makeRemote({ ...options, secret: `${SECRET}x` })
         expectReason(yield* Effect.exit(Effect.scoped(wrong.lock("/piped", "write"))), "Unauthorized")
+        // A pipe that does not end is read no further than a secret needs.
+        const endless = nodeFs.promises.writeFile(pipe, Buffer.alloc(1_000_000, "x")).catch(() => undefined)
+        const refused = yield* Effect.promise(() => runLockd(["--port", "0", "--secret-file", pipe]))
+        yield* Effect.promise(() => endless)
+        expect(refused.code).toBe(1)
+        expect(refused.stderr).toContain("holds more than 65536 bytes")
       })),
     60_000
   )
