@@ -921,6 +921,15 @@ describe("in-process", () => {
       yield* kept.ensureHeld("test")
       // The path is free for others now.
       yield* within(5_000, "B's lock", b.withLock("/guarded", "write")(Effect.void))
+      // Deleted and put again (without a lease, as another client would): not the key this request put.
+      const again = yield* a.lock("/guarded-again", "write")
+      yield* behindTheBack("/guarded-again", again.id - 1, async (etcd, newer) => {
+        expect(newer).toHaveLength(1)
+        await etcd.kv.deleteRange({ key: newer[0].key })
+        await etcd.put(newer[0].key).value("")
+      })
+      yield* within(5_000, "lost after a put again", again.lost)
+      expect((yield* Effect.flip(again.ensureHeld("test")))._tag).toBe("LockLostError")
     })))
 
   it.live("another client revokes a manager's lease: its held locks are lost at once, not a keepalive later", () =>

@@ -146,8 +146,12 @@ const keyBytes = (key: Buffer) => key.length
 
 const EMPTY = Buffer.alloc(0)
 
-/** How long a held lock's guard waits before watching a key again after a failed call or a lost stream. */
-const GUARD_RETRY = "200 millis"
+/** How long after a grant a held lock's guard starts (see `guard`), in milliseconds. */
+const GUARD_DELAY = 100
+
+/** The guard's first pause after a round without a verdict, and its longest, in milliseconds. */
+const GUARD_FIRST_PAUSE = 200
+const GUARD_MAX_PAUSE = 10_000
 
 const LEASE_EXPIRED: Cluster.Failure = {
   reason: "Disconnected",
@@ -478,36 +482,64 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
 
     /**
      * While a request is held, watches its keys: a key deleted by another
-     * client (or with the lease, revoked by one) leaves the path free for
-     * others, so the lock is lost from then on (`lost`, `ensureHeld`), in the
-     * time a watch event takes rather than at the next keepalive, or never
-     * for a deletion. Each key is watched from now on, then checked to still
-     * be there; a watch that ends without news (its stream was lost) is made
-     * again. Runs until interrupted, which releasing the lock does first.
+     * client (or with the lease, revoked by one), or deleted and put again,
+     * leaves the path free for others, so the lock is lost from then on
+     * (`lost`, `ensureHeld`), in the time a watch event takes rather than at
+     * the next keepalive, or never. One round: a watch on each key, then one
+     * transaction checking that every key is still the one this request put
+     * (its creation revision), then a wait for an event on any of them, and
+     * the check again. A round that ends without a verdict (a lost stream, a
+     * failed call) is followed by another after a pause that doubles up to
+     * `GUARD_MAX_PAUSE`, with jitter, so that a lost stream does not make
+     * every held lock of the process call at once. It starts `GUARD_DELAY`
+     * after the grant (a lock released sooner costs etcd nothing more; a key
+     * deleted meanwhile is still caught, by revision), and runs until
+     * interrupted, which releasing the lock does first.
      */
     const guard = (c: Cluster.Cluster, request: Request): Effect.Effect<void> => {
       const session = request.session
-      /** Whether `key` is gone, once a watch on it has news or ends; `false` to watch again. */
-      const watchOnce = (key: Buffer): Effect.Effect<boolean> =>
-        Effect.scoped(Effect.gen(function*() {
-          const watch = yield* session.watches.watch(key)
-          if (Option.isNone(yield* Effect.timeoutOption(watch.created, c.attemptTimeout))) {
-            yield* watch.abandon
-            return false
-          }
-          if (!(yield* exists(c, key))) return true
-          yield* watch.deleted
-          return !(yield* exists(c, key))
-        })).pipe(Effect.orElseSucceed(() => false))
-      const untilGone = (key: Buffer): Effect.Effect<void> =>
-        Effect.flatMap(watchOnce(key), (gone) =>
-          gone ?
-            Effect.void :
-            // A failed call or a lost stream: again, unhurried; a session that ended says so itself.
-            session.lost !== undefined
-            ? Effect.never
-            : Effect.zipRight(Effect.sleep(GUARD_RETRY), untilGone(key)))
-      return Effect.raceAll(request.keys.map(untilGone)).pipe(
+      const own = request.keys.map((key) => ({
+        key,
+        target: CompareTarget.Create,
+        result: CompareResult.Equal,
+        create_revision: request.revision
+      }))
+      const intact = Effect.map(
+        c.call("check keys", (client, options) => client.kv.txn({ compare: own, success: [], failure: [] }, options)),
+        (response) => response.succeeded
+      )
+      /** `true`: a key is gone; `false`: no verdict. */
+      const round: Effect.Effect<boolean> = Effect.scoped(Effect.gen(function*() {
+        const watches = yield* Effect.forEach(request.keys, (key) => session.watches.watch(key))
+        const created = yield* Effect.timeoutOption(
+          Effect.forEach(watches, (watch) => watch.created, { discard: true }),
+          c.attemptTimeout
+        )
+        if (Option.isNone(created)) {
+          yield* Effect.forEach(watches, (watch) => watch.abandon, { discard: true })
+          return false
+        }
+        if (!(yield* intact)) return true
+        yield* Effect.raceAll(watches.map((watch) => watch.deleted))
+        return !(yield* intact)
+      })).pipe(Effect.orElseSucceed(() => false))
+      const loop = (pause: number): Effect.Effect<void> =>
+        Effect.suspend(() => {
+          const started = performance.now()
+          return Effect.flatMap(round, (gone) => {
+            if (gone) return Effect.void
+            // A session that ended says so itself.
+            if (session.lost !== undefined) return Effect.never
+            // After a long healthy round, a lost stream starts the pauses over.
+            const next = performance.now() - started > GUARD_MAX_PAUSE ? GUARD_FIRST_PAUSE : pause
+            return Effect.zipRight(
+              Effect.sleep(next / 2 + Math.random() * next),
+              loop(Math.min(next * 2, GUARD_MAX_PAUSE))
+            )
+          })
+        })
+      return Effect.sleep(GUARD_DELAY).pipe(
+        Effect.zipRight(loop(GUARD_FIRST_PAUSE)),
         Effect.zipRight(Effect.sync(() => {
           if (request.state !== "held") return
           request.keysGone = true
