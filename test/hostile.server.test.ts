@@ -1058,6 +1058,12 @@ describe.runIf(asAnotherUser)("another local user", () => {
         // With the sticky bit (as /tmp), only the socket's owner may remove or replace it.
         nodeFs.chmodSync(dir, 0o1777)
         expect(Exit.isSuccess(yield* attempt({ socket }))).toBe(true)
+        // A link on the way that another user owns (they could point it at their own socket).
+        nodeFs.symlinkSync(socket, nodePath.join(dir, "hop.sock"))
+        nodeFs.lchownSync(nodePath.join(dir, "hop.sock"), NOBODY, NOBODY)
+        nodeFs.symlinkSync(nodePath.join(dir, "hop.sock"), nodePath.join(safe, "chain.sock"))
+        expect(expectReason(yield* attempt({ socket: nodePath.join(safe, "chain.sock") }), "Unauthorized").detail)
+          .toContain(`${nodePath.join(dir, "hop.sock")} belongs to uid ${NOBODY}`)
         // A path that cannot be looked at is the connection's typed failure, not a defect.
         nodeFs.symlinkSync("loop.sock", nodePath.join(safe, "loop.sock"))
         expectReason(yield* attempt({ socket: nodePath.join(safe, "loop.sock") }), "Unreachable")

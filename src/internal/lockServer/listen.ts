@@ -91,9 +91,6 @@ export const untrustedSocket = (path: string): string | undefined => {
   if (euid === undefined) return undefined
   try {
     const trusted = (uid: bigint) => uid === 0n || uid === BigInt(euid)
-    const link = lstat(path)
-    if (link === undefined) return undefined
-    if (!trusted(link.uid)) return `${path} belongs to uid ${link.uid}, neither root nor this process's user`
     const untrustedDirectory = (dir: string): string | undefined => {
       const parent = nodeFs.statSync(dir, { bigint: true })
       if (!trusted(parent.uid)) {
@@ -105,15 +102,17 @@ export const untrustedSocket = (path: string): string | undefined => {
       }
       return undefined
     }
-    const here = untrustedDirectory(nodePath.dirname(path))
-    if (here !== undefined || !link.isSymbolicLink()) return here
-    // A link: the socket it leads to, and the directory that one is in.
-    const real = nodeFs.realpathSync(path)
-    const socket = nodeFs.statSync(real, { bigint: true })
-    if (!trusted(socket.uid)) {
-      return `the socket ${real} that ${path} leads to belongs to uid ${socket.uid}, neither root nor this process's user`
+    // The path, and each link on the way to the socket: whoever could change one could lead elsewhere.
+    let at = path
+    for (let hops = 0; hops < 40; hops++) {
+      const entry = lstat(at)
+      if (entry === undefined) return undefined
+      if (!trusted(entry.uid)) return `${at} belongs to uid ${entry.uid}, neither root nor this process's user`
+      const directory = untrustedDirectory(nodePath.dirname(at))
+      if (directory !== undefined || !entry.isSymbolicLink()) return directory
+      at = nodePath.resolve(nodePath.dirname(at), nodeFs.readlinkSync(at))
     }
-    return untrustedDirectory(nodePath.dirname(real))
+    return undefined
   } catch {
     // Not there, a loop, not reachable: the connection says so.
     return undefined
