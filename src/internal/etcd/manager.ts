@@ -150,7 +150,7 @@ const EMPTY = Buffer.alloc(0)
 const GUARD_DELAY = 100
 
 /** The guard's first pause after a round without a verdict, and its longest, in milliseconds. */
-const GUARD_FIRST_PAUSE = 200
+const GUARD_FIRST_PAUSE = 1_000
 const GUARD_MAX_PAUSE = 10_000
 
 const LEASE_EXPIRED: Cluster.Failure = {
@@ -510,7 +510,7 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
       )
       /** `true`: a key is gone; `false`: no verdict. */
       const round: Effect.Effect<boolean> = Effect.scoped(Effect.gen(function*() {
-        const watches = yield* Effect.forEach(request.keys, (key) => session.watches.watch(key))
+        const watches = yield* Effect.forEach(request.keys, (key) => session.guards.watch(key))
         const created = yield* Effect.timeoutOption(
           Effect.forEach(watches, (watch) => watch.created, { discard: true }),
           c.attemptTimeout
@@ -520,8 +520,9 @@ export const make = (config: EtcdConfig): Effect.Effect<LockManagerService<Remot
           return false
         }
         if (!(yield* intact)) return true
-        yield* Effect.raceAll(watches.map((watch) => watch.deleted))
-        return !(yield* intact)
+        // A deletion is checked at once; a lost stream, after the loop's pause (every guard of the process
+        // would check at once).
+        return (yield* Effect.raceAll(watches.map((watch) => watch.deleted))) && !(yield* intact)
       })).pipe(Effect.orElseSucceed(() => false))
       const loop = (pause: number): Effect.Effect<void> =>
         Effect.suspend(() => {

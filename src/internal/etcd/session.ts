@@ -45,6 +45,12 @@ export interface Session {
   readonly lostSignal: Deferred.Deferred<void>
   readonly scope: Scope.CloseableScope
   readonly watches: Watches.Watches
+  /**
+   * The watches of held locks' guards, on a stream of their own: when a
+   * stream is lost, their many watches made again do not queue before a
+   * waiter's.
+   */
+  readonly guards: Watches.Watches
   /** Makes request ids unique within the lease. */
   nextRequest: number
   /** Requests whose enqueue was sent and that have not left (or failed). */
@@ -71,6 +77,7 @@ const markEnded = (session: Session, failure: Failure): boolean => {
   session.lost = failure
   Deferred.unsafeDone(session.lostSignal, Exit.void)
   session.watches.close()
+  session.guards.close()
   return true
 }
 
@@ -281,6 +288,7 @@ export const open = (cluster: Cluster, ttlSeconds: number, timeout: number): Eff
         lostSignal: Deferred.unsafeMake<void>(FiberId.none),
         scope: yield* Scope.make(),
         watches: Watches.make(cluster),
+        guards: Watches.make(cluster),
         nextRequest: 0,
         live: 0,
         retired: false

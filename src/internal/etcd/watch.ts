@@ -38,8 +38,12 @@ import { cancel, type Cluster } from "./cluster.js"
 export interface Watch {
   /** Completes once etcd created the watch (or it is known to be gone). */
   readonly created: Effect.Effect<void>
-  /** Completes once the key was deleted after `created`, or once that can no longer be told. */
-  readonly deleted: Effect.Effect<void>
+  /**
+   * Completes once the key was deleted after `created` (`true`), or once
+   * that can no longer be told (`false`: the stream was lost or closed, or
+   * etcd cancelled the watch).
+   */
+  readonly deleted: Effect.Effect<boolean>
   /**
    * The watch was not created in time: drop the stream it was sent on if that
    * answered nothing since (and is still the current one).
@@ -60,7 +64,7 @@ export interface Watches {
 interface Waiter {
   readonly request: IWatchCreateRequest
   readonly created: Deferred.Deferred<void>
-  readonly deleted: Deferred.Deferred<void>
+  readonly deleted: Deferred.Deferred<boolean>
   /** The stream its create request went on last, and when. */
   sentOn: IDuplexStream<IWatchRequest, IWatchResponse> | undefined
   sentAt: number
@@ -71,7 +75,7 @@ const NOPUT = 0
 
 const wake = (waiter: Waiter) => {
   Deferred.unsafeDone(waiter.created, Exit.void)
-  Deferred.unsafeDone(waiter.deleted, Exit.void)
+  Deferred.unsafeDone(waiter.deleted, Exit.succeed(false))
 }
 
 /**
@@ -127,6 +131,8 @@ export const make = (cluster: Cluster): Watches => {
     if (!response.canceled && response.events.length === 0) return
     waiters.delete(id)
     if (!response.canceled) send(s, { cancel_request: { watch_id: id } })
+    // The deletion itself (the watch filters puts out), or a watch etcd ended.
+    if (!response.canceled) Deferred.unsafeDone(waiter.deleted, Exit.succeed(true))
     wake(waiter)
   }
 
@@ -158,7 +164,7 @@ export const make = (cluster: Cluster): Watches => {
         const waiter: Waiter = {
           request: { key, filters: [NOPUT], watch_id: nextId++ },
           created: Deferred.unsafeMake<void>(FiberId.none),
-          deleted: Deferred.unsafeMake<void>(FiberId.none),
+          deleted: Deferred.unsafeMake<boolean>(FiberId.none),
           sentOn: undefined,
           sentAt: 0
         }
