@@ -56,10 +56,8 @@ export const withoutBom = (text: string): string => text.charCodeAt(0) === 0xfef
 /**
  * Whether JSON text may have a member named `__proto__`: by that name, or
  * spelled with escapes. Most documents have neither, and need no walk.
- *
- * @internal
  */
-export const mayNameProto = (text: string): boolean => text.includes("__proto__") || text.includes("\\u")
+const mayNameProto = (text: string): boolean => text.includes("__proto__") || text.includes("\\u")
 
 /**
  * Where a parsed document has a member named `__proto__` (`$.a[0]`), if it
@@ -69,10 +67,8 @@ export const mayNameProto = (text: string): boolean => text.includes("__proto__"
  * {"admin": true}}` reads as `admin`), and the member would be gone from the
  * next write. Walked without recursion: a document may nest deeper than the
  * stack.
- *
- * @internal
  */
-export const protoMember = (document: unknown): string | undefined => {
+const protoMember = (document: unknown): string | undefined => {
   interface Step {
     readonly value: unknown
     readonly key: string | number | undefined
@@ -107,6 +103,24 @@ export const protoMember = (document: unknown): string | undefined => {
 }
 
 /**
+ * Where the JSON `text` has a member named `__proto__` (see `protoMember`),
+ * if it has one; `document` is the text parsed, when the caller has it. Text
+ * that is not JSON has none (its parse reports it).
+ *
+ * @internal
+ */
+export const protoMemberIn = (text: string, document: () => unknown = () => JSON.parse(text)): string | undefined => {
+  if (!mayNameProto(text)) return undefined
+  let parsed: unknown
+  try {
+    parsed = document()
+  } catch {
+    return undefined
+  }
+  return protoMember(parsed)
+}
+
+/**
  * Why a document's `__proto__` member is refused.
  *
  * @internal
@@ -125,7 +139,7 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
       } catch (cause) {
         return Effect.fail(new DecodeError({ operation, path, reason: "InvalidJson", cause }))
       }
-      const proto = mayNameProto(text) ? protoMember(json) : undefined
+      const proto = protoMemberIn(text, () => json)
       if (proto !== undefined) {
         return Effect.fail(
           new DecodeError({ operation, path, reason: "Decode", cause: new Error(protoRefusal(proto)) })
@@ -161,7 +175,7 @@ const make = <A, I, R>(schema: Schema.Schema<A, I, R>): JsonCodec<A, R> => {
               )
             }
             // What no read would take back (see `protoMember`) is not written.
-            const proto = mayNameProto(text) ? protoMember(JSON.parse(text)) : undefined
+            const proto = protoMemberIn(text)
             return proto === undefined ?
               Effect.succeed(text) :
               Effect.fail(new DecodeError({ operation, path, reason: "Encode", cause: new Error(protoRefusal(proto)) }))

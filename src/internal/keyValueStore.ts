@@ -40,7 +40,7 @@ import * as Schema from "effect/Schema"
 import type * as Api from "../Client.js"
 import { isPersistenceError, type PersistenceError } from "../PersistenceError.js"
 import { textOf } from "./errors.js"
-import { mayNameProto, protoMember, protoRefusal, withoutBom } from "./jsonCodec.js"
+import { protoMemberIn, protoRefusal, withoutBom } from "./jsonCodec.js"
 import { join, normalize, ROOT } from "./path.js"
 
 /**
@@ -389,7 +389,7 @@ const makeSchemaStore = <A, I, R>(
   /** As `encodeText`, refusing what `decode` would refuse to read back. */
   const encode = (value: A): Effect.Effect<string, ParseResult.ParseError, R> =>
     Effect.flatMap(encodeText(value), (text) => {
-      const proto = mayNameProto(text) ? protoMember(JSON.parse(text)) : undefined
+      const proto = protoMemberIn(text)
       return proto === undefined ?
         Effect.succeed(text) :
         Effect.fail(ParseResult.parseError(new ParseResult.Type(json.ast, value, protoRefusal(proto))))
@@ -397,23 +397,14 @@ const makeSchemaStore = <A, I, R>(
   /**
    * As `decodeText`, after a byte order mark (a value saved by an editor as
    * "UTF-8 with BOM"), refusing a value with a member named `__proto__` (see
-   * `protoMember`).
+   * `protoMemberIn`).
    */
   const decode = (value: string): Effect.Effect<A, ParseResult.ParseError, R> => {
     const text = withoutBom(value)
-    if (mayNameProto(text)) {
-      let document: unknown
-      try {
-        document = JSON.parse(text)
-      } catch {
-        return decodeText(text) // which says why it is no JSON
-      }
-      const proto = protoMember(document)
-      if (proto !== undefined) {
-        return Effect.fail(ParseResult.parseError(new ParseResult.Type(json.ast, text, protoRefusal(proto))))
-      }
-    }
-    return decodeText(text)
+    const proto = protoMemberIn(text)
+    return proto === undefined ?
+      decodeText(text) :
+      Effect.fail(ParseResult.parseError(new ParseResult.Type(json.ast, text, protoRefusal(proto))))
   }
 
   const get = (key: string) =>
