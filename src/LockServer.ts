@@ -98,6 +98,16 @@ export type ListenOptions =
      * still alive (a first start on the host; tests).
      */
     readonly gracePeriod?: Duration.DurationInput
+    /**
+     * The most connections served at once (default 4096): past it, a new
+     * connection is closed at once (its client fails with `RemoteLockError`
+     * reason `Disconnected`), unless one is still in its handshake, which is
+     * then dropped to make room. Whatever this is, at most 128 connections
+     * may be in their handshake: a newer one drops the oldest. Anyone who can
+     * reach the server can open connections; these bounds keep them from
+     * taking its process's memory and file descriptors.
+     */
+    readonly maxConnections?: number
   }
 
 /**

@@ -15,7 +15,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { MAX_FRAME_BYTES } from "../src/internal/lockServer/framing.js"
 import { MAX_OPEN_REQUESTS, PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
-import { REMEMBERED_RELEASES } from "../src/internal/lockServer/server.js"
+import { MAX_HANDSHAKING, REMEMBERED_RELEASES } from "../src/internal/lockServer/server.js"
 import * as LockManager from "../src/LockManager.js"
 import * as LockServer from "../src/LockServer.js"
 import * as PersistenceError from "../src/PersistenceError.js"
@@ -560,7 +560,10 @@ describe("a restarted server: holders of the one that died may still trust their
         ...[NaN, -1, 0, "x", Duration.infinity].map((handshakeTimeout) =>
           [{ socket, handshakeTimeout }, "options.handshakeTimeout"] as const
         ),
-        [{ socket, maxHeartbeatDeadline: NaN }, "options.maxHeartbeatDeadline"]
+        [{ socket, maxHeartbeatDeadline: NaN }, "options.maxHeartbeatDeadline"],
+        ...[0, -1, 1.5, "3", NaN, Infinity, null].map((maxConnections) =>
+          [{ socket, maxConnections }, "options.maxConnections"] as const
+        )
       ]
       for (const [options, argument] of cases) {
         const exit = yield* Effect.exit(Effect.scoped(LockServer.make(options as LockServer.ListenOptions)))
@@ -655,6 +658,79 @@ describe("a restarted server: holders of the one that died may still trust their
 })
 
 describe("hostile connections", () => {
+  it.live(
+    `connections in their handshake are bounded: past ${MAX_HANDSHAKING} the oldest is dropped, and a client still locks`,
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+        // A handshake deadline far beyond the test: only the bound can drop these.
+        const server = yield* LockServer.make({
+          socket,
+          secret: SECRET,
+          gracePeriod: 0,
+          handshakeTimeout: "10 minutes"
+        })
+        const extra = 10
+        const closed: Array<number> = []
+        yield* Effect.acquireRelease(
+          Effect.promise(async () => {
+            const peers: Array<Net.Socket> = []
+            for (let i = 0; i < MAX_HANDSHAKING + extra; i++) {
+              const peer = Net.createConnection({ path: socket })
+              peer.on("error", () => {})
+              peer.once("close", () => closed.push(i))
+              peers.push(peer)
+              // One at a time: the server accepts them in this order.
+              await new Promise((resolve) => peer.once("connect", resolve))
+            }
+            return peers
+          }),
+          (peers) => Effect.sync(() => peers.forEach((peer) => peer.destroy()))
+        )
+        yield* within(
+          5_000,
+          `the ${extra} oldest dropped`,
+          Effect.repeat(Effect.sync(() => closed.length), {
+            until: (n) => n >= extra,
+            schedule: Schedule.spaced("20 millis")
+          })
+        )
+        expect(closed.sort((a, b) => a - b)).toEqual(Array.from({ length: extra }, (_, i) => i))
+        // An honest client completes its handshake among them (dropping the next oldest) and locks.
+        const manager = yield* LockManager.makeRemote({ socket, secret: SECRET })
+        const lock = yield* within(5_000, "a lock among the silent connections", manager.lock("/a", "write"))
+        expect(lock.paths).toEqual(["/a"])
+        yield* Effect.sleep("100 millis")
+        expect(closed.sort((a, b) => a - b)).toEqual(Array.from({ length: extra + 1 }, (_, i) => i))
+        expect(yield* server.manager.stats).toMatchObject({ held: 1, pending: 0 })
+      })),
+    60_000
+  )
+
+  it.live("maxConnections: past it a new connection is refused, unless one in its handshake can make room", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      yield* LockServer.make({ socket, gracePeriod: 0, maxConnections: 2 })
+      const first = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Scope.close(first, Exit.void))
+      const a = yield* LockManager.makeRemote({ socket }).pipe(Scope.extend(first))
+      yield* a.lock("/a", "write").pipe(Scope.extend(first))
+      const b = yield* LockManager.makeRemote({ socket })
+      yield* b.lock("/b", "write")
+      // Two connections past their handshake: a third is closed at once.
+      const c = yield* LockManager.makeRemote({ socket, connectTimeout: "5 seconds" })
+      const refused = yield* within(4_000, "the third connection refused", Effect.exit(c.lock("/c", "write")))
+      expectReason(refused, "Disconnected")
+      const raw = yield* rawConnection({ path: socket })
+      yield* raw.closed
+      // One closes; a silent connection takes its place, and a client's connection makes room by dropping it.
+      yield* Scope.close(first, Exit.void)
+      yield* Effect.sleep("100 millis")
+      const silent = yield* rawConnection({ path: socket })
+      yield* c.lock("/c", "write")
+      yield* silent.closed
+    })))
+
   it.live(
     "64 connections sending endless lines (32 before, 32 after the handshake): all dropped, a client keeps its lock",
     () =>
@@ -1183,8 +1259,28 @@ describe("lockd's arguments", () => {
           expect(bad.code).toBe(2)
           expect(bad.stderr).toMatch(new RegExp(`^${flag} must be a duration`))
         }
+        for (const value of ["0", "x", "1.5", "-3", "1e3"]) {
+          const bad = yield* Effect.promise(() =>
+            runLockd(["--socket", nodePath.join(dir, "s"), "--max-connections", value])
+          )
+          expect(bad.code, value).toBe(2)
+          expect(bad.stderr).toMatch(/^--max-connections must be a positive integer/)
+        }
         expect(nodeFs.readdirSync(dir)).toEqual(["readable.secret"])
       })),
     60_000
   )
+
+  it.live("--max-connections bounds the connections served", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      yield* Effect.acquireRelease(
+        Effect.promise(() => startLockd(["--socket", socket, "--grace-period", "0", "--max-connections", "1"])),
+        (server) => Effect.promise(() => (server.signal("SIGTERM"), server.closed))
+      )
+      const first = yield* LockManager.makeRemote({ socket })
+      yield* within(5_000, "the first client's lock", first.lock("/a", "write"))
+      const second = yield* LockManager.makeRemote({ socket })
+      expectReason(yield* within(5_000, "the second refused", Effect.exit(second.lock("/b", "write"))), "Disconnected")
+    })))
 })

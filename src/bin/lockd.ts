@@ -10,7 +10,8 @@
  * (default 10s), `--grace-period` how long after starting nothing is granted
  * (default the maximum deadline: holders of a server that ran before may still
  * trust their leases; 0 on a first start). Durations are milliseconds, or
- * seconds with an `s` suffix (`500`, `2.5s`).
+ * seconds with an `s` suffix (`500`, `2.5s`). `--max-connections` bounds the
+ * connections served at once (default 4096).
  * The shared secret comes from `--secret-file` (a file only its owner may
  * read or write) or the `LOCKD_SECRET` environment variable, never from the
  * command line, where `ps` would show it to every user; whitespace around it
@@ -32,7 +33,7 @@ import * as nodeFs from "node:fs"
 import * as LockServer from "../LockServer.js"
 
 const USAGE = "usage: lockd (--socket PATH [--mode OCTAL] | --port N [--host HOST]) [--secret-file PATH]\n" +
-  "             [--max-heartbeat-deadline DURATION] [--grace-period DURATION]\n" +
+  "             [--max-heartbeat-deadline DURATION] [--grace-period DURATION] [--max-connections N]\n" +
   "       (the secret may be in the LOCKD_SECRET environment variable; DURATION: 500, 2.5s)"
 
 const FLAGS = new Set([
@@ -42,7 +43,8 @@ const FLAGS = new Set([
   "--host",
   "--secret-file",
   "--max-heartbeat-deadline",
-  "--grace-period"
+  "--grace-period",
+  "--max-connections"
 ])
 
 interface Parsed {
@@ -51,7 +53,11 @@ interface Parsed {
     readonly host?: string
   }
   readonly secretFile: string | undefined
-  readonly timing: { readonly maxHeartbeatDeadline?: number; readonly gracePeriod?: number }
+  readonly settings: {
+    readonly maxHeartbeatDeadline?: number
+    readonly gracePeriod?: number
+    readonly maxConnections?: number
+  }
 }
 
 /** Milliseconds from `500` or `2.5s`; undefined if it is neither. */
@@ -76,7 +82,7 @@ const parse = (args: ReadonlyArray<string>): Parsed | string => {
   const host = values.get("--host")
   const mode = values.get("--mode")
   const secretFile = values.get("--secret-file")
-  const timing: { maxHeartbeatDeadline?: number; gracePeriod?: number } = {}
+  const settings: { maxHeartbeatDeadline?: number; gracePeriod?: number; maxConnections?: number } = {}
   for (
     const [flag, key] of [["--max-heartbeat-deadline", "maxHeartbeatDeadline"], [
       "--grace-period",
@@ -87,22 +93,27 @@ const parse = (args: ReadonlyArray<string>): Parsed | string => {
     if (value === undefined) continue
     const millis = parseDuration(value)
     if (millis === undefined) return `${flag} must be a duration such as 500 (milliseconds) or 2.5s\n${USAGE}`
-    timing[key] = millis
+    settings[key] = millis
+  }
+  const maxConnections = values.get("--max-connections")
+  if (maxConnections !== undefined) {
+    if (!/^[1-9]\d{0,8}$/.test(maxConnections)) return `--max-connections must be a positive integer\n${USAGE}`
+    settings.maxConnections = Number(maxConnections)
   }
   if ((socket === undefined) === (port === undefined)) return `give one of --socket and --port\n${USAGE}`
   if (socket !== undefined) {
     if (host !== undefined) return `--host goes with --port\n${USAGE}`
-    if (mode === undefined) return { listen: { socket }, secretFile, timing }
+    if (mode === undefined) return { listen: { socket }, secretFile, settings }
     if (!/^[0-7]{1,4}$/.test(mode) || Number.parseInt(mode, 8) > 0o777) {
       return `--mode must be octal permissions such as 600 or 660\n${USAGE}`
     }
-    return { listen: { socket, mode: Number.parseInt(mode, 8) }, secretFile, timing }
+    return { listen: { socket, mode: Number.parseInt(mode, 8) }, secretFile, settings }
   }
   if (mode !== undefined) return `--mode goes with --socket\n${USAGE}`
   // Decimal digits only: Number() would read "" and " " as 0 (a random port) and "0x10" as 16.
   const n = /^\d{1,5}$/.test(port!) ? Number(port) : NaN
   if (!(n <= 65535)) return `--port must be an integer in 0..65535\n${USAGE}`
-  return { listen: host === undefined ? { port: n } : { port: n, host }, secretFile, timing }
+  return { listen: host === undefined ? { port: n } : { port: n, host }, secretFile, settings }
 }
 
 /** A one-line failure: lockd prints it and exits with 1. */
@@ -212,7 +223,7 @@ const main = Effect.gen(function*() {
     const server = yield* LockServer.make({
       ...parsed.listen,
       ...(secret === undefined ? {} : { secret }),
-      ...parsed.timing
+      ...parsed.settings
     })
     yield* Console.log(`lockd listening on ${server.address}`)
     const grace = Duration.toMillis(server.gracePeriod)

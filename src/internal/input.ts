@@ -207,6 +207,19 @@ export const millis = (
   return ms >= min && ms <= max ? Either.right(ms) : refuse(argument, `expected a duration ${range}, got ${ms} ms`)
 }
 
+/** A count setting: an integer from `min` up to a safe integer (`fallback` when absent). */
+export const count = (
+  argument: string,
+  value: unknown,
+  fallback: number,
+  min: number
+): Either.Either<number, Refusal> =>
+  value === undefined ?
+    Either.right(fallback) :
+    Number.isSafeInteger(value) && (value as number) >= min ?
+    Either.right(value as number) :
+    refuse(argument, `expected an integer of at least ${min}, got ${describe(value)}`)
+
 /** A string setting: non-empty, without a NUL byte (the system would cut it there). */
 export const text = (argument: string, value: unknown): Either.Either<string, Refusal> =>
   typeof value !== "string" ?

@@ -29,6 +29,7 @@
  *
  * @internal
  */
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as Socket from "@effect/platform/Socket"
 import type * as SocketServer from "@effect/platform/SocketServer"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
@@ -40,6 +41,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { Lock, LockError, LockManagerService, LockRequest } from "../../LockManager.js"
 import type { ListenOptions } from "../../LockServer.js"
@@ -80,6 +82,8 @@ export interface ServerOptions {
    * (its holders may still count on their leases), 0 when none can have.
    */
   readonly gracePeriod: number
+  /** The most connections served at once (see `makeRoom`). */
+  readonly maxConnections: number
 }
 
 /** @internal */
@@ -135,6 +139,23 @@ export const BACKLOG_BYTES = 4 * 1024 * 1024
 export const REMEMBERED_RELEASES = 1024
 
 /**
+ * The most connections that may be in their handshake at once. Anyone who can
+ * reach the server can open connections, and before its handshake completes a
+ * connection proves nothing: unbounded, 20,000 of them (kept open by two
+ * processes that reconnected as they were dropped) held about 1 GB of a
+ * server's memory and as many file descriptors. Past the bound a
+ * new connection makes the server drop the oldest one still in its handshake,
+ * so an honest client, whose handshake takes one or two round trips, is
+ * dropped only by someone opening this many connections within that time.
+ *
+ * @internal
+ */
+export const MAX_HANDSHAKING = 128
+
+/** The default of `maxConnections`. */
+const DEFAULT_MAX_CONNECTIONS = 4096
+
+/**
  * Where a connection is in its handshake. `hello` and `authenticating`: a
  * request is with its handler, and nothing else may arrive meanwhile.
  */
@@ -142,6 +163,9 @@ type Stage = "new" | "hello" | "challenged" | "authenticating" | "ready" | "reje
 
 /** One connection. */
 interface Peer {
+  readonly id: number
+  /** Dropped, or its connection closed: no longer counted. */
+  gone: boolean
   lastSeen: number
   deadline: number
   stage: Stage
@@ -165,6 +189,8 @@ interface Peer {
    */
   readonly released: Set<number>
   readonly write: (response: FromServerEncoded) => Effect.Effect<void>
+  /** Closes the connection at once (to make room for a newer one: see `MAX_HANDSHAKING`). */
+  readonly evict: () => void
 }
 
 /**
@@ -205,7 +231,9 @@ const admit = (peer: Peer, message: unknown): boolean => {
 }
 
 /** The handshake completed: the peer's own heartbeat deadline applies from now. */
-const open = (peer: Peer): void => {
+const open = (peer: Peer, handshaking: Map<number, Peer>): void => {
+  if (peer.gone) return
+  handshaking.delete(peer.id)
   peer.stage = "ready"
   peer.deadline = peer.agreedDeadline
   peer.lastSeen = performance.now()
@@ -215,23 +243,56 @@ const open = (peer: Peer): void => {
 const makeProtocol = (
   socketServer: SocketServer.SocketServer["Type"],
   peers: Map<number, Peer>,
+  handshaking: Map<number, Peer>,
   options: ServerOptions
 ) =>
   Effect.gen(function*() {
     const disconnects = yield* Mailbox.make<number>()
     let nextId = 0
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
+    /** Connections served and not yet dropped or closed. */
+    let connections = 0
+
+    /**
+     * Whether a new connection may be served: while `MAX_HANDSHAKING` are in
+     * their handshake, or `maxConnections` are served, the oldest in its
+     * handshake is dropped for it; when every one served has completed its
+     * handshake, the new one is refused.
+     */
+    const makeRoom = (): boolean => {
+      if (handshaking.size < MAX_HANDSHAKING && connections < options.maxConnections) return true
+      const oldest = handshaking.values().next()
+      if (oldest.done) return false
+      oldest.value.evict()
+      return true
+    }
 
     const onSocket = (socket: Socket.Socket) =>
       Effect.gen(function*() {
+        // The connection itself: a refused one is closed without being run.
+        const conn = yield* Effect.serviceOption(NodeSocket.NetSocket)
+        if (!makeRoom()) {
+          if (Option.isSome(conn)) conn.value.destroy()
+          return
+        }
         const id = nextId++
         const framer = makeFramer()
         const writeRaw = yield* socket.writer
-        const drop = (peer: Peer, reason: string) => {
+        /** Counts the peer out (once): it is dropped or its connection closed. */
+        const leave = (peer: Peer) => {
           peer.stage = "dropped"
+          if (peer.gone) return
+          peer.gone = true
+          handshaking.delete(id)
+          connections--
+        }
+        const drop = (peer: Peer, reason: string) => {
+          leave(peer)
           return writeRaw(new Socket.CloseEvent(1008, reason))
         }
         const peer: Peer = {
+          id,
+          gone: false,
           lastSeen: performance.now(),
           deadline: options.handshakeDeadline,
           stage: "new",
@@ -261,11 +322,18 @@ const makeProtocol = (
               return peer.stage === "rejected" && response._tag === "Exit" ?
                 Effect.zipRight(write, Effect.ignore(drop(peer, "unauthorized"))) :
                 write
-            })
+            }),
+          evict: () => {
+            leave(peer)
+            if (Option.isSome(conn)) conn.value.destroy()
+          }
         }
         peers.set(id, peer)
+        handshaking.set(id, peer)
+        connections++
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
+            leave(peer)
             peers.delete(id)
             return disconnects.offer(id)
           })
@@ -333,6 +401,7 @@ export const agreedDeadline = (asked: number, max: number): number =>
 const makeHandlers = (
   manager: LockManagerService,
   peers: Map<number, Peer>,
+  handshaking: Map<number, Peer>,
   secret: Uint8Array | undefined,
   maxDeadline: number
 ) =>
@@ -347,7 +416,7 @@ const makeHandlers = (
         if (peer === undefined) return Effect.succeed({ version: PROTOCOL_VERSION, heartbeatDeadline })
         peer.agreedDeadline = heartbeatDeadline
         if (secret === undefined) {
-          open(peer)
+          open(peer, handshaking)
           return Effect.succeed({ version: PROTOCOL_VERSION, heartbeatDeadline })
         }
         // A nonce that is not one would weaken the proofs: such a peer gets a
@@ -370,7 +439,7 @@ const makeHandlers = (
           peer.stage = "rejected"
           return Effect.fail(new Unauthorized({ detail: "the secret does not match" }))
         }
-        open(peer)
+        open(peer, handshaking)
         return Effect.succeed({ proof: Auth.serverProof(secret, peer.clientNonce, peer.serverNonce) })
       }),
 
@@ -561,7 +630,10 @@ const DEFAULT_MAX_HEARTBEAT_DEADLINE = 10_000
 export const settingsOf = (options: ListenOptions): Either.Either<ServerOptions, Input.Refusal> =>
   Either.gen(function*() {
     const address = yield* addressOf(options)
-    const { gracePeriod, handshakeTimeout, maxHeartbeatDeadline, mode, secret } = options as Record<string, unknown>
+    const { gracePeriod, handshakeTimeout, maxConnections, maxHeartbeatDeadline, mode, secret } = options as Record<
+      string,
+      unknown
+    >
     if (address._tag === "Tcp" && mode !== undefined) {
       return yield* Input.refuse("options.mode", "is the permissions of a Unix socket: give it with socket, not port")
     }
@@ -578,7 +650,8 @@ export const settingsOf = (options: ListenOptions): Either.Either<ServerOptions,
       secret: secret as Auth.SecretInput | undefined,
       mode: mode === undefined ? DEFAULT_SOCKET_MODE : mode as number,
       maxHeartbeatDeadline: max,
-      gracePeriod: yield* Input.millis("options.gracePeriod", gracePeriod, max, 0, MAX_DEADLINE)
+      gracePeriod: yield* Input.millis("options.gracePeriod", gracePeriod, max, 0, MAX_DEADLINE),
+      maxConnections: yield* Input.count("options.maxConnections", maxConnections, DEFAULT_MAX_CONNECTIONS, 1)
     }
   })
 
@@ -622,10 +695,12 @@ export const make = (options: ServerOptions): Effect.Effect<Server, RemoteLockEr
     const gate = yield* openAfter(options.gracePeriod)
     const manager = serve(yield* InMemory.make, idBase(), gate)
     const peers = new Map<number, Peer>()
-    const protocol = yield* makeProtocol(socketServer, peers, options)
+    // In arrival order: the first is the one dropped to make room.
+    const handshaking = new Map<number, Peer>()
+    const protocol = yield* makeProtocol(socketServer, peers, handshaking, options)
     yield* RpcServer.make(LockRpcs, { spanPrefix: "LockServer", concurrency: "unbounded" }).pipe(
       Effect.provideService(RpcServer.Protocol, protocol),
-      Effect.provide(LockRpcs.toLayer(makeHandlers(manager, peers, secret, options.maxHeartbeatDeadline))),
+      Effect.provide(LockRpcs.toLayer(makeHandlers(manager, peers, handshaking, secret, options.maxHeartbeatDeadline))),
       Effect.interruptible,
       Effect.forkScoped
     )
