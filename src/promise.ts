@@ -32,7 +32,7 @@ import type { Dirent, ReadStream } from "node:fs"
 import type { Readable, Writable } from "node:stream"
 import type { ClientService } from "./Client.js"
 import * as internalClient from "./internal/promise/client.js"
-import { invalidArgType, originalError } from "./internal/promise/errors.js"
+import { invalidArgType, invalidArgValue, originalError } from "./internal/promise/errors.js"
 import * as internalLocks from "./internal/promise/lockManager.js"
 import { lockPath } from "./internal/promise/paths.js"
 import { attempt, run } from "./internal/promise/run.js"
@@ -347,6 +347,14 @@ export class Client {
     // The original kept any value and failed its first write on one that is not a boolean (fs's `flush`).
     if (options.durable !== undefined && options.durable !== null && typeof options.durable !== "boolean") {
       throw invalidArgType("options.durable", "of type boolean", options.durable)
+    }
+    // The original has no `root`: ignored, a caller counting on confinement would write outside it.
+    if ((options as { readonly root?: unknown }).root !== undefined) {
+      throw invalidArgValue(
+        "options.root",
+        (options as { readonly root?: unknown }).root,
+        "is not supported by the Promise facade: confine with the Effect Client's root"
+      )
     }
     this.manager = options.manager
     this.service = internalClient.makeService(options.manager.service, options)

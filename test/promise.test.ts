@@ -113,6 +113,10 @@ describe("promise Client: construction", () => {
         expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE", message: expect.stringContaining("options.durable") })
       )
     }
+    // The facade offers no confinement: a root would be ignored, and writes would go outside it.
+    expect(() => new Client({ manager, root: "/srv/data" } as { manager: LockManager })).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE", message: expect.stringContaining("options.root") })
+    )
     // A service that is none was a TypeError (a WeakMap key) or failed on first use.
     for (const service of ["x", {}]) {
       expect(() => new LockManager({ service: service as never })).toThrow(
