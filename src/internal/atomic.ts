@@ -101,6 +101,14 @@ const durableDirectoriesOf = (fs: FileSystem.FileSystem): Set<string> => {
   return cache
 }
 
+/**
+ * Forgets every directory known durable on `fs`, for every Client on it:
+ * their next durable commits fsync the whole chain again, as a first one does.
+ *
+ * @internal
+ */
+export const forgetAllDurable = (fs: FileSystem.FileSystem): void => caches.get(fs)?.clear()
+
 /** A cache bound: past it the cache starts over (which costs fsyncs, never safety). */
 const DURABLE_DIRECTORIES_MAX = 4096
 

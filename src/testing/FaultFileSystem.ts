@@ -147,7 +147,11 @@ export interface FaultFileSystemService {
   readonly hit: Effect.Effect<Option.Option<FaultHit>>
   /**
    * Sets the call count to zero, forgets the hit and replaces the plan
-   * (without a plan, calls are only counted). A plan that would inject
+   * (without a plan, calls are only counted). Clients on this file system
+   * also forget which directories they made durable, so every run after a
+   * reset makes the calls a first run makes (a durable Client otherwise
+   * skips the fsyncs of directories it synced before, and a loop over call
+   * numbers would end before failing the last ones). A plan that would inject
    * nothing (`failAt` not an integer from 1, an unknown fault) is a defect
    * naming what is wrong, here and in `make` and `layer`: a test built on it
    * would pass without testing anything.

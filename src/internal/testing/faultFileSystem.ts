@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Api from "../../testing/FaultFileSystem.js"
+import { forgetAllDurable } from "../atomic.js"
 import { failableSync, SyncFailed } from "./syncFailure.js"
 
 /** @internal */
@@ -158,6 +159,10 @@ export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.Fault
           current = plan
           count = 0
           hit = Option.none()
+          // Each run after a reset makes the calls a first run makes: Clients
+          // skip the fsyncs of directories they made durable before, so a
+          // loop over call numbers would end before the last of them.
+          forgetAllDurable(fileSystem)
         })
       )
   }
