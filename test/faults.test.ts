@@ -346,8 +346,9 @@ describe("FaultFileSystem", () => {
     }).pipe(Effect.provide(layer())))
 
   // A plan that names no call or no known fault injected nothing: a test on it passed without testing anything.
-  it.effect("a plan that would inject nothing is a defect naming what is wrong, in layer, make and reset", () =>
+  it.effect("a plan that would inject nothing is a defect naming what is wrong, in layer, make and reset (wrap throws)", () =>
     Effect.gen(function*() {
+      const nodeFileSystem = yield* Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer)
       const bad: ReadonlyArray<unknown> = [
         null,
         "x",
@@ -371,6 +372,11 @@ describe("FaultFileSystem", () => {
             .pipe(Effect.provide(layer()))
         )
         expect(String(defect(reset)), JSON.stringify(plan)).toMatch(/^RuntimeException: FaultFileSystem: /)
+        // wrap is synchronous: it throws.
+        expect(() => FaultFileSystem.wrap(nodeFileSystem, plan as FaultFileSystem.FaultPlan), JSON.stringify(plan))
+          .toThrow(
+            /^FaultFileSystem: /
+          )
       }
       // Good plans, and none, still build.
       for (

@@ -169,7 +169,8 @@ export class FaultFileSystem extends Context.Tag("effect-persistence/FaultFileSy
 >() {}
 
 /**
- * Wraps `fs` with the faults of `plan` (none: count only).
+ * Wraps `fs` with the faults of `plan` (none: count only). Throws for a plan
+ * that would inject nothing (see `reset`).
  *
  * @since 0.1.0
  * @category constructors

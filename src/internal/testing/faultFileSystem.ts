@@ -65,6 +65,8 @@ const checked = (plan: unknown): Effect.Effect<void> =>
 
 /** @internal */
 export const wrap = (fs: FileSystem.FileSystem, plan?: Api.FaultPlan): Api.FaultFileSystemService => {
+  const refused = refusal(plan)
+  if (refused !== undefined) throw new Error(`FaultFileSystem: ${refused}`)
   let current: Api.FaultPlan | undefined = plan
   let count = 0
   let hit: Option.Option<Api.FaultHit> = Option.none()
