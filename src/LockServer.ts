@@ -103,7 +103,8 @@ export type ListenOptions =
      * connection is closed at once (its client fails with `RemoteLockError`
      * reason `Disconnected`), unless one is still in its handshake, which is
      * then dropped to make room. Whatever this is, at most 128 connections
-     * may be in their handshake: a newer one drops the oldest. Anyone who can
+     * may be in their handshake: a newer one drops the oldest that has sent
+     * nothing yet, or else the oldest. Anyone who can
      * reach the server can open connections; these bounds keep them from
      * taking its process's memory and file descriptors.
      */

@@ -659,7 +659,7 @@ describe("a restarted server: holders of the one that died may still trust their
 
 describe("hostile connections", () => {
   it.live(
-    `connections in their handshake are bounded: past ${MAX_HANDSHAKING} the oldest is dropped, and a client still locks`,
+    `connections in their handshake are bounded: past ${MAX_HANDSHAKING} silent ones are dropped first, and a client still locks`,
     () =>
       Effect.scoped(Effect.gen(function*() {
         const socket = nodePath.join(yield* tempDir(), "lockd.sock")
@@ -670,12 +670,16 @@ describe("hostile connections", () => {
           gracePeriod: 0,
           handshakeTimeout: "10 minutes"
         })
+        // The oldest connection has sent its Hello and has its challenge, as an honest client one round trip in.
+        const talking = yield* rawConnection({ path: socket })
+        yield* talking.send(hello())
+        expect(yield* talking.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Success" } })
         const extra = 10
         const closed: Array<number> = []
         yield* Effect.acquireRelease(
           Effect.promise(async () => {
             const peers: Array<Net.Socket> = []
-            for (let i = 0; i < MAX_HANDSHAKING + extra; i++) {
+            for (let i = 0; i < MAX_HANDSHAKING - 1 + extra; i++) {
               const peer = Net.createConnection({ path: socket })
               peer.on("error", () => {})
               peer.once("close", () => closed.push(i))
@@ -687,21 +691,25 @@ describe("hostile connections", () => {
           }),
           (peers) => Effect.sync(() => peers.forEach((peer) => peer.destroy()))
         )
+        const dropped = (n: number) => Array.from({ length: n }, (_, i) => i)
         yield* within(
           5_000,
-          `the ${extra} oldest dropped`,
+          `the ${extra} oldest silent ones dropped`,
           Effect.repeat(Effect.sync(() => closed.length), {
             until: (n) => n >= extra,
             schedule: Schedule.spaced("20 millis")
           })
         )
-        expect(closed.sort((a, b) => a - b)).toEqual(Array.from({ length: extra }, (_, i) => i))
-        // An honest client completes its handshake among them (dropping the next oldest) and locks.
+        expect(closed.sort((a, b) => a - b)).toEqual(dropped(extra))
+        // The one that spoke stays: silent connections never push it out.
+        const kept = yield* Effect.exit(Effect.timeout(talking.closed, "300 millis"))
+        expect(Exit.isFailure(kept) && Cause.isTimeoutException(Cause.squash(kept.cause))).toBe(true)
+        // An honest client completes its handshake among them (dropping the next oldest silent one) and locks.
         const manager = yield* LockManager.makeRemote({ socket, secret: SECRET })
         const lock = yield* within(5_000, "a lock among the silent connections", manager.lock("/a", "write"))
         expect(lock.paths).toEqual(["/a"])
         yield* Effect.sleep("100 millis")
-        expect(closed.sort((a, b) => a - b)).toEqual(Array.from({ length: extra + 1 }, (_, i) => i))
+        expect(closed.sort((a, b) => a - b)).toEqual(dropped(extra + 1))
         expect(yield* server.manager.stats).toMatchObject({ held: 1, pending: 0 })
       })),
     60_000

@@ -143,10 +143,12 @@ export const REMEMBERED_RELEASES = 1024
  * reach the server can open connections, and before its handshake completes a
  * connection proves nothing: unbounded, 20,000 of them (kept open by two
  * processes that reconnected as they were dropped) held about 1 GB of a
- * server's memory and as many file descriptors. Past the bound a
- * new connection makes the server drop the oldest one still in its handshake,
- * so an honest client, whose handshake takes one or two round trips, is
- * dropped only by someone opening this many connections within that time.
+ * server's memory and as many file descriptors. Past the bound a new
+ * connection makes the server drop the oldest one that has sent nothing yet,
+ * or if every one has, the oldest still in its handshake. An honest client
+ * sends its `Hello` as soon as it connects, so connections that stay silent
+ * never push it out; connections that send a `Hello` and stop push it out only
+ * if this many arrive within its handshake's round trips.
  *
  * @internal
  */
@@ -252,16 +254,18 @@ const makeProtocol = (
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
     /** Connections served and not yet dropped or closed. */
     let connections = 0
+    /** Connections in their handshake that have sent no `Hello` yet, oldest first. */
+    const silent = new Map<number, Peer>()
 
     /**
      * Whether a new connection may be served: while `MAX_HANDSHAKING` are in
-     * their handshake, or `maxConnections` are served, the oldest in its
-     * handshake is dropped for it; when every one served has completed its
-     * handshake, the new one is refused.
+     * their handshake, or `maxConnections` are served, one in its handshake is
+     * dropped for it (the oldest silent one, else the oldest); when every one
+     * served has completed its handshake, the new one is refused.
      */
     const makeRoom = (): boolean => {
       if (handshaking.size < MAX_HANDSHAKING && connections < options.maxConnections) return true
-      const oldest = handshaking.values().next()
+      const oldest = silent.size > 0 ? silent.values().next() : handshaking.values().next()
       if (oldest.done) return false
       oldest.value.evict()
       return true
@@ -284,6 +288,7 @@ const makeProtocol = (
           if (peer.gone) return
           peer.gone = true
           handshaking.delete(id)
+          silent.delete(id)
           connections--
         }
         const drop = (peer: Peer, reason: string) => {
@@ -330,6 +335,7 @@ const makeProtocol = (
         }
         peers.set(id, peer)
         handshaking.set(id, peer)
+        silent.set(id, peer)
         connections++
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
@@ -357,6 +363,7 @@ const makeProtocol = (
           for (const message of decoded) {
             if (!admit(peer, message)) return drop(peer, "unexpected message")
           }
+          if (peer.stage !== "new") silent.delete(id)
           if ((peer.unhandled += data.length) > BACKLOG_BYTES) return drop(peer, "not reading its answers")
           let i = 0
           return Effect.whileLoop({
