@@ -1267,7 +1267,7 @@ describe("lockd's arguments", () => {
           expect(bad.code).toBe(2)
           expect(bad.stderr).toMatch(new RegExp(`^${flag} must be a duration`))
         }
-        for (const value of ["0", "x", "1.5", "-3", "1e3"]) {
+        for (const value of ["0", "000", "x", "1.5", "-3", "1e3", "", " 5", "0x10", "1".repeat(16)]) {
           const bad = yield* Effect.promise(() =>
             runLockd(["--socket", nodePath.join(dir, "s"), "--max-connections", value])
           )
@@ -1283,7 +1283,7 @@ describe("lockd's arguments", () => {
     Effect.scoped(Effect.gen(function*() {
       const socket = nodePath.join(yield* tempDir(), "lockd.sock")
       yield* Effect.acquireRelease(
-        Effect.promise(() => startLockd(["--socket", socket, "--grace-period", "0", "--max-connections", "1"])),
+        Effect.promise(() => startLockd(["--socket", socket, "--grace-period", "0", "--max-connections", "001"])),
         (server) => Effect.promise(() => (server.signal("SIGTERM"), server.closed))
       )
       const first = yield* LockManager.makeRemote({ socket })

@@ -97,8 +97,10 @@ const parse = (args: ReadonlyArray<string>): Parsed | string => {
   }
   const maxConnections = values.get("--max-connections")
   if (maxConnections !== undefined) {
-    if (!/^[1-9]\d{0,8}$/.test(maxConnections)) return `--max-connections must be a positive integer\n${USAGE}`
-    settings.maxConnections = Number(maxConnections)
+    // Decimal digits only, as --port: Number() would read "" as 0 and "0x10" as 16.
+    const n = /^\d{1,15}$/.test(maxConnections) ? Number(maxConnections) : 0
+    if (!(n >= 1)) return `--max-connections must be a positive integer\n${USAGE}`
+    settings.maxConnections = n
   }
   if ((socket === undefined) === (port === undefined)) return `give one of --socket and --port\n${USAGE}`
   if (socket !== undefined) {
