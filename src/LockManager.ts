@@ -253,7 +253,13 @@ export const locksPending = metrics.locksPending
 export type RemoteOptions =
   & ({ readonly socket: string } | { readonly port: number; readonly host?: string })
   & {
-    /** Connecting plus the protocol handshake. Default 5 seconds. */
+    /**
+     * Connecting plus the protocol handshake. Default 5 seconds. A connection
+     * the server closes before the handshake completes (it is at its
+     * `maxConnections`, or dropped this one to make room under a flood) is
+     * tried again, after jittered pauses from 50 ms up to 1 s, until this has
+     * passed since the first attempt.
+     */
     readonly connectTimeout?: Duration.DurationInput
     /**
      * The longest silence after which the server drops this client's

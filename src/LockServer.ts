@@ -100,8 +100,9 @@ export type ListenOptions =
     readonly gracePeriod?: Duration.DurationInput
     /**
      * The most connections served at once (default 4096): past it, a new
-     * connection is closed at once (its client fails with `RemoteLockError`
-     * reason `Disconnected`), unless one is still in its handshake, which is
+     * connection is closed at once (its client tries again until its
+     * `connectTimeout`, then fails with `RemoteLockError` reason
+     * `Disconnected`), unless one is still in its handshake, which is
      * then dropped to make room. Whatever this is, at most 128 connections
      * may be in their handshake: a newer one drops the oldest that has sent
      * nothing yet, or else the oldest. Anyone who can

@@ -725,14 +725,27 @@ describe("hostile connections", () => {
       yield* a.lock("/a", "write").pipe(Scope.extend(first))
       const b = yield* LockManager.makeRemote({ socket })
       yield* b.lock("/b", "write")
-      // Two connections past their handshake: a third is closed at once.
-      const c = yield* LockManager.makeRemote({ socket, connectTimeout: "5 seconds" })
+      // Two connections past their handshake: a third is closed at once, and its client tries
+      // again until its connectTimeout has passed.
+      const c = yield* LockManager.makeRemote({ socket, connectTimeout: "1 second" })
+      const started = performance.now()
       const refused = yield* within(4_000, "the third connection refused", Effect.exit(c.lock("/c", "write")))
       expectReason(refused, "Disconnected")
+      expect(performance.now() - started).toBeGreaterThanOrEqual(900)
       const raw = yield* rawConnection({ path: socket })
       yield* raw.closed
-      // One closes; a silent connection takes its place, and a client's connection makes room by dropping it.
+      // A client waiting for room gets in when a connection closes.
+      const waiting = yield* Effect.fork(
+        LockManager.makeRemote({ socket, connectTimeout: "10 seconds" }).pipe(
+          Effect.flatMap((d) => d.lock("/d", "write")),
+          Effect.scoped
+        )
+      )
+      yield* Effect.sleep("500 millis")
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
       yield* Scope.close(first, Exit.void)
+      yield* within(5_000, "the waiting client's lock", Fiber.join(waiting))
+      // A silent connection takes the free place, and a client's connection makes room by dropping it.
       yield* Effect.sleep("100 millis")
       const silent = yield* rawConnection({ path: socket })
       yield* c.lock("/c", "write")
@@ -1288,7 +1301,7 @@ describe("lockd's arguments", () => {
       )
       const first = yield* LockManager.makeRemote({ socket })
       yield* within(5_000, "the first client's lock", first.lock("/a", "write"))
-      const second = yield* LockManager.makeRemote({ socket })
+      const second = yield* LockManager.makeRemote({ socket, connectTimeout: "500 millis" })
       expectReason(yield* within(5_000, "the second refused", Effect.exit(second.lock("/b", "write"))), "Disconnected")
     })))
 })

@@ -34,6 +34,7 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as Mailbox from "effect/Mailbox"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type { Lock, LockError, LockManagerService, RemoteOptions } from "../../LockManager.js"
 import { DeadlockError, InvalidArgumentError, InvalidPathError, RemoteLockError } from "../../PersistenceError.js"
@@ -467,7 +468,25 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
       return conn
     })
 
-    const link = RemoteLink.make(connect, managerScope)
+    /**
+     * A connection the server closed before the handshake completed is tried
+     * again, after a jittered pause that doubles from 50 ms up to 1 s, as long
+     * as `connectTimeout` has not passed since the first attempt: a server at
+     * its connection bound closes new connections so, and under a flood of
+     * connections it drops some in their handshake to make room.
+     */
+    const connectRetrying = Effect.suspend(() => {
+      const started = performance.now()
+      return Effect.retry(connect, {
+        schedule: Schedule.exponential("50 millis").pipe(
+          Schedule.union(Schedule.spaced("1 second")),
+          Schedule.jittered
+        ),
+        while: (failure) => failure.reason === "Disconnected" && performance.now() - started < config.connectTimeout
+      })
+    })
+
+    const link = RemoteLink.make(connectRetrying, managerScope)
 
     let closed = false
     yield* Effect.addFinalizer(() =>
