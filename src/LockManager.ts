@@ -254,11 +254,11 @@ export type RemoteOptions =
   & ({ readonly socket: string } | { readonly port: number; readonly host?: string })
   & {
     /**
-     * Connecting plus the protocol handshake. Default 5 seconds. A connection
-     * the server closes before the handshake completes (it is at its
-     * `maxConnections`, or dropped this one to make room under a flood) is
-     * tried again, after jittered pauses from 50 ms up to 1 s, until this has
-     * passed since the first attempt.
+     * Connecting plus the protocol handshake, every attempt together. Default
+     * 5 seconds. A connection the server closes before the handshake
+     * completes (it is at its `maxConnections`, or dropped this one to make
+     * room under a flood) is tried again, after pauses doubling from 50 ms up
+     * to 1 s (each shortened at random by up to half), within this time.
      */
     readonly connectTimeout?: Duration.DurationInput
     /**

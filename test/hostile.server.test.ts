@@ -715,6 +715,62 @@ describe("hostile connections", () => {
     60_000
   )
 
+  it.live("connectTimeout bounds every attempt together: a connection closed late in the handshake is not followed by a whole new timeout", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // The first connection is closed just before the client's deadline; later ones are kept silent.
+      const timeout = 1_000
+      const sockets: Array<Net.Socket> = []
+      const server = yield* Effect.acquireRelease(
+        Effect.async<Net.Server>((resume) => {
+          let accepted = 0
+          const server = Net.createServer((socket) => {
+            sockets.push(socket)
+            socket.on("error", () => {})
+            if (accepted++ === 0) setTimeout(() => socket.destroy(), timeout - 100)
+          })
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.sync(() => (sockets.forEach((socket) => socket.destroy()), server.close()))
+      )
+      const port = (server.address() as Net.AddressInfo).port
+      const manager = yield* LockManager.makeRemote({ port, connectTimeout: timeout })
+      const started = performance.now()
+      const exit = yield* within(5_000, "the connection attempts", Effect.exit(manager.lock("/a", "write")))
+      const elapsed = performance.now() - started
+      // The server closed the first attempt; the one after it timed out: reported as the closing, tried again.
+      expect(expectReason(exit, "Disconnected").detail).toMatch(/\(tried again for 1000 ms\)$/)
+      // One deadline for all attempts (a second attempt with a whole timeout of its own ended at about 2 s).
+      expect(elapsed).toBeGreaterThanOrEqual(timeout - 50)
+      expect(elapsed).toBeLessThan(timeout + 500)
+      expect(sockets.length).toBeGreaterThanOrEqual(2)
+    })))
+
+  it.live("a manager shut down while it tries to connect: its callers fail with Disconnected, not an interruption", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      yield* LockServer.make({ socket, gracePeriod: 0, maxConnections: 1 })
+      const holder = yield* LockManager.makeRemote({ socket })
+      yield* holder.lock("/a", "write")
+      const scope = yield* Scope.make()
+      const manager = yield* LockManager.makeRemote({ socket, connectTimeout: "30 seconds" }).pipe(Scope.extend(scope))
+      // A caller outside the manager's scope, waiting for the connection.
+      const caller = yield* Effect.forkDaemon(Effect.scoped(manager.lock("/b", "write")))
+      yield* Effect.sleep("300 millis")
+      yield* Scope.close(scope, Exit.void)
+      const exit = yield* within(5_000, "the caller's outcome", Fiber.await(caller))
+      expect(expectReason(exit, "Disconnected").detail).toBe("the lock manager was shut down")
+    })))
+
+  it.live("a peer of another protocol version is dropped once it has its answer", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { lock, socket } = yield* serverWithKeptLock
+      const peer = yield* rawConnection({ path: socket })
+      yield* peer.send(request(1, "Hello", { version: 999, heartbeatDeadline: 60_000, nonce: "ab".repeat(32) }))
+      expect(yield* peer.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Failure" } })
+      yield* peer.closed
+      yield* lock.ensureHeld("after the peer was dropped")
+    })))
+
   it.live("maxConnections: past it a new connection is refused, unless one in its handshake can make room", () =>
     Effect.scoped(Effect.gen(function*() {
       const socket = nodePath.join(yield* tempDir(), "lockd.sock")

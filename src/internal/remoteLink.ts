@@ -75,7 +75,14 @@ export const make = <C extends { readonly lost: Failure | undefined; readonly re
           Effect.sync(() => {
             connecting = undefined
             if (Exit.isSuccess(exit)) current = exit.value
-            Deferred.unsafeDone(deferred, exit)
+            // Interrupted: the manager's scope closed. Its waiting callers
+            // were not interrupted themselves: they get a typed failure.
+            Deferred.unsafeDone(
+              deferred,
+              Exit.isInterrupted(exit) ?
+                Exit.fail({ reason: "Disconnected", detail: "the lock manager was shut down" }) :
+                exit
+            )
           })
         ),
         Effect.forkIn(scope)

@@ -34,7 +34,6 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import type * as Mailbox from "effect/Mailbox"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type { Lock, LockError, LockManagerService, RemoteOptions } from "../../LockManager.js"
 import { DeadlockError, InvalidArgumentError, InvalidPathError, RemoteLockError } from "../../PersistenceError.js"
@@ -373,117 +372,134 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         }
       })
 
-    const connect: Effect.Effect<Connection, Failure> = Effect.gen(function*() {
-      const scope = yield* Scope.make()
-      const conn: Connection = {
-        scope,
-        rpc: undefined as never,
-        lost: undefined,
-        lostSignal: Deferred.unsafeMake<void>(FiberId.none),
-        leaseUntil: 0,
-        deadline: config.heartbeatDeadline,
-        interval: config.heartbeatInterval,
-        nextTicket: 0,
-        open: 0
-      }
-      const open = Effect.gen(function*() {
-        const secret = config.secret
-        if (secret !== undefined && "refused" in secret) {
-          return yield* Effect.fail<Failure>({ reason: "Unauthorized", detail: secret.refused })
+    /** One attempt, within `budget` milliseconds. */
+    const connect = (budget: number): Effect.Effect<Connection, Failure> =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const conn: Connection = {
+          scope,
+          rpc: undefined as never,
+          lost: undefined,
+          lostSignal: Deferred.unsafeMake<void>(FiberId.none),
+          leaseUntil: 0,
+          deadline: config.heartbeatDeadline,
+          interval: config.heartbeatInterval,
+          nextTicket: 0,
+          open: 0
         }
-        // Without a secret, the socket's owner is the only proof of the server.
-        const untrusted = config.address._tag === "Unix" && secret === undefined ?
-          untrustedSocket(config.address.path) :
-          undefined
-        if (untrusted !== undefined) {
-          return yield* Effect.fail<Failure>({
-            reason: "Unauthorized",
-            detail: `refusing the server without a secret: ${untrusted}. Give the server and its clients a ` +
-              "secret, or put the socket where only root or this user can"
-          })
-        }
-        const socket = yield* NodeSocket.makeNet(
-          config.address._tag === "Unix" ?
-            { path: config.address.path } :
-            { host: config.address.host, port: config.address.port, noDelay: true }
-        ).pipe(Effect.mapError((cause): Failure => ({ reason: "Unreachable", cause })))
-        const { heartbeat, protocol } = yield* makeProtocol(socket, conn)
-        const rpc = yield* RpcClient.make(LockRpcs, { disableTracing: true }).pipe(
-          Effect.provideService(RpcClient.Protocol, protocol)
-        )
-        const sentAt = performance.now()
-        const clientNonce = Auth.nonce()
-        const hello = yield* rpc.Hello({ version, heartbeatDeadline: config.heartbeatDeadline, nonce: clientNonce })
-          .pipe(
-            Effect.catchAllCause((cause): Effect.Effect<never, Failure> => {
-              const failure = Cause.failureOption(cause)
-              if (failure._tag === "Some" && failure.value._tag === "VersionMismatch") {
-                return Effect.fail({
-                  reason: "ProtocolMismatch",
-                  detail: `the server speaks protocol version ${failure.value.server}, this client ${version}`
-                })
-              }
-              return Effect.fail(
-                conn.lost ?? {
-                  reason: "ProtocolMismatch",
-                  detail: "the server did not understand the handshake",
-                  cause: Cause.squash(cause)
-                }
-              )
+        const open = Effect.gen(function*() {
+          const secret = config.secret
+          if (secret !== undefined && "refused" in secret) {
+            return yield* Effect.fail<Failure>({ reason: "Unauthorized", detail: secret.refused })
+          }
+          // Without a secret, the socket's owner is the only proof of the server.
+          const untrusted = config.address._tag === "Unix" && secret === undefined ?
+            untrustedSocket(config.address.path) :
+            undefined
+          if (untrusted !== undefined) {
+            return yield* Effect.fail<Failure>({
+              reason: "Unauthorized",
+              detail: `refusing the server without a secret: ${untrusted}. Give the server and its clients a ` +
+                "secret, or put the socket where only root or this user can"
             })
+          }
+          const socket = yield* NodeSocket.makeNet(
+            config.address._tag === "Unix" ?
+              { path: config.address.path } :
+              { host: config.address.host, port: config.address.port, noDelay: true }
+          ).pipe(Effect.mapError((cause): Failure => ({ reason: "Unreachable", cause })))
+          const { heartbeat, protocol } = yield* makeProtocol(socket, conn)
+          const rpc = yield* RpcClient.make(LockRpcs, { disableTracing: true }).pipe(
+            Effect.provideService(RpcClient.Protocol, protocol)
           )
-        if (hello.version !== version) {
-          return yield* Effect.fail<Failure>({
-            reason: "ProtocolMismatch",
-            detail: `the server answered with protocol version ${hello.version}, this client speaks ${version}`
-          })
-        }
-        const agreed = hello.heartbeatDeadline
-        if (!(agreed >= MIN_DEADLINE && agreed <= config.heartbeatDeadline)) {
-          return yield* Effect.fail<Failure>({
-            reason: "ProtocolMismatch",
-            detail:
-              `the server answered with a heartbeat deadline of ${agreed} ms, this client asked for ${config.heartbeatDeadline}`
-          })
-        }
-        yield* authenticate(conn, rpc, secret, clientNonce, hello.challenge)
-        // A shorter deadline than asked for (the server's maximum): ping as
-        // often in proportion, or the lease would run out between pings.
-        conn.interval = Math.max(1, config.heartbeatInterval * agreed / config.heartbeatDeadline)
-        conn.deadline = agreed
-        conn.leaseUntil = sentAt + agreed
-        conn.rpc = rpc
-        yield* Effect.forkScoped(heartbeat)
-      }).pipe(Scope.extend(scope))
-      yield* open.pipe(
-        Effect.timeoutFail({
-          duration: config.connectTimeout,
-          onTimeout: (): Failure => ({
-            reason: "Timeout",
-            detail: `no connection and handshake within ${config.connectTimeout} ms`
-          })
-        }),
-        Effect.onError(() => shutdown(conn, { reason: "Disconnected", detail: "the connection attempt failed" }))
-      )
-      return conn
-    })
+          const sentAt = performance.now()
+          const clientNonce = Auth.nonce()
+          const hello = yield* rpc.Hello({ version, heartbeatDeadline: config.heartbeatDeadline, nonce: clientNonce })
+            .pipe(
+              Effect.catchAllCause((cause): Effect.Effect<never, Failure> => {
+                const failure = Cause.failureOption(cause)
+                if (failure._tag === "Some" && failure.value._tag === "VersionMismatch") {
+                  return Effect.fail({
+                    reason: "ProtocolMismatch",
+                    detail: `the server speaks protocol version ${failure.value.server}, this client ${version}`
+                  })
+                }
+                return Effect.fail(
+                  conn.lost ?? {
+                    reason: "ProtocolMismatch",
+                    detail: "the server did not understand the handshake",
+                    cause: Cause.squash(cause)
+                  }
+                )
+              })
+            )
+          if (hello.version !== version) {
+            return yield* Effect.fail<Failure>({
+              reason: "ProtocolMismatch",
+              detail: `the server answered with protocol version ${hello.version}, this client speaks ${version}`
+            })
+          }
+          const agreed = hello.heartbeatDeadline
+          if (!(agreed >= MIN_DEADLINE && agreed <= config.heartbeatDeadline)) {
+            return yield* Effect.fail<Failure>({
+              reason: "ProtocolMismatch",
+              detail:
+                `the server answered with a heartbeat deadline of ${agreed} ms, this client asked for ${config.heartbeatDeadline}`
+            })
+          }
+          yield* authenticate(conn, rpc, secret, clientNonce, hello.challenge)
+          // A shorter deadline than asked for (the server's maximum): ping as
+          // often in proportion, or the lease would run out between pings.
+          conn.interval = Math.max(1, config.heartbeatInterval * agreed / config.heartbeatDeadline)
+          conn.deadline = agreed
+          conn.leaseUntil = sentAt + agreed
+          conn.rpc = rpc
+          yield* Effect.forkScoped(heartbeat)
+        }).pipe(Scope.extend(scope))
+        yield* open.pipe(
+          Effect.timeoutFail({
+            duration: Math.max(0, budget),
+            onTimeout: (): Failure => ({
+              reason: "Timeout",
+              detail: `no connection and handshake within ${config.connectTimeout} ms`
+            })
+          }),
+          Effect.onError(() => shutdown(conn, { reason: "Disconnected", detail: "the connection attempt failed" }))
+        )
+        return conn
+      })
 
     /**
-     * A connection the server closed before the handshake completed is tried
-     * again, after a jittered pause that doubles from 50 ms up to 1 s, as long
-     * as `connectTimeout` has not passed since the first attempt: a server at
-     * its connection bound closes new connections so, and under a flood of
-     * connections it drops some in their handshake to make room.
+     * Attempts within `connectTimeout` in all. A connection the server closed
+     * before the handshake completed is tried again after a pause (doubling
+     * from 50 ms up to 1 s, each shortened at random by up to half, never past
+     * the deadline): a server at its connection bound closes new connections
+     * so, and under a flood of connections it drops some in their handshake
+     * to make room. Each attempt gets the time left.
      */
     const connectRetrying = Effect.suspend(() => {
-      const started = performance.now()
-      return Effect.retry(connect, {
-        schedule: Schedule.exponential("50 millis").pipe(
-          Schedule.union(Schedule.spaced("1 second")),
-          Schedule.jittered
-        ),
-        while: (failure) => failure.reason === "Disconnected" && performance.now() - started < config.connectTimeout
-      })
+      const deadline = performance.now() + config.connectTimeout
+      /** `closed`: how the last attempt failed, when the server closed it (what a later timeout reports). */
+      const attempt = (pause: number, closed: Failure | undefined): Effect.Effect<Connection, Failure> =>
+        Effect.catchAll(connect(deadline - performance.now()), (failure) => {
+          if (failure.reason === "Timeout" && closed !== undefined) {
+            return Effect.fail({
+              ...closed,
+              detail: `${
+                closed.detail ?? "the server closed the connection"
+              } (tried again for ${config.connectTimeout} ms)`
+            })
+          }
+          const left = deadline - performance.now()
+          if (failure.reason !== "Disconnected" || left <= 0) return Effect.fail(failure)
+          return Effect.zipRight(
+            Effect.sleep(Math.min(left, pause * (0.5 + Math.random() / 2))),
+            Effect.suspend(() =>
+              deadline - performance.now() > 0 ? attempt(Math.min(2 * pause, 1000), failure) : Effect.fail(failure)
+            )
+          )
+        })
+      return attempt(50, undefined)
     })
 
     const link = RemoteLink.make(connectRetrying, managerScope)

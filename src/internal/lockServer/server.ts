@@ -416,6 +416,9 @@ const makeHandlers = (
     Hello: ({ heartbeatDeadline: asked, nonce, version }, { clientId }) =>
       Effect.suspend(() => {
         if (version !== PROTOCOL_VERSION) {
+          // Dropped once it has its answer: it can go no further.
+          const peer = peers.get(clientId)
+          if (peer !== undefined && !peer.gone) peer.stage = "rejected"
           return Effect.fail(new VersionMismatch({ server: PROTOCOL_VERSION, client: version }))
         }
         const heartbeatDeadline = agreedDeadline(asked, maxDeadline)
