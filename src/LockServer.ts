@@ -102,12 +102,12 @@ export type ListenOptions =
      * The most connections served at once (default 4096): past it, a new
      * connection is closed at once (its client tries again until its
      * `connectTimeout`, then fails with `RemoteLockError` reason
-     * `Disconnected`), unless one is still in its handshake, which is
-     * then dropped to make room. Whatever this is, at most 128 connections
-     * may be in their handshake: a newer one drops the oldest that has sent
-     * nothing yet, or else the oldest. Anyone who can
-     * reach the server can open connections; these bounds keep them from
-     * taking its process's memory and file descriptors.
+     * `Disconnected`), unless one in its handshake has sent nothing yet,
+     * which is then dropped to make room. Whatever this is, at most 128
+     * connections may be in their handshake: a newer one drops the oldest
+     * that has sent nothing yet, or else the oldest. Anyone who can reach the
+     * server can open connections; these bounds keep them from taking its
+     * process's memory and file descriptors.
      */
     readonly maxConnections?: number
   }

@@ -771,6 +771,28 @@ describe("hostile connections", () => {
       yield* lock.ensureHeld("after the peer was dropped")
     })))
 
+  it.live("at maxConnections a client that has spoken keeps its place: a newer connection is refused, not it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      yield* LockServer.make({
+        socket,
+        secret: SECRET,
+        gracePeriod: 0,
+        maxConnections: 2,
+        handshakeTimeout: "1 minute"
+      })
+      const ready = yield* LockManager.makeRemote({ socket, secret: SECRET })
+      yield* ready.lock("/a", "write")
+      // Halfway through its handshake: it has its challenge.
+      const talking = yield* rawConnection({ path: socket })
+      yield* talking.send(hello())
+      expect(yield* talking.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Success" } })
+      const newer = yield* rawConnection({ path: socket })
+      yield* newer.closed
+      const kept = yield* Effect.exit(Effect.timeout(talking.closed, "300 millis"))
+      expect(Exit.isFailure(kept) && Cause.isTimeoutException(Cause.squash(kept.cause))).toBe(true)
+    })))
+
   it.live("maxConnections: past it a new connection is refused, unless one in its handshake can make room", () =>
     Effect.scoped(Effect.gen(function*() {
       const socket = nodePath.join(yield* tempDir(), "lockd.sock")

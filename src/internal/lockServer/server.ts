@@ -258,15 +258,21 @@ const makeProtocol = (
     const silent = new Map<number, Peer>()
 
     /**
-     * Whether a new connection may be served: while `MAX_HANDSHAKING` are in
-     * their handshake, or `maxConnections` are served, one in its handshake is
-     * dropped for it (the oldest silent one, else the oldest); when every one
-     * served has completed its handshake, the new one is refused.
+     * Whether a new connection may be served. When `MAX_HANDSHAKING` are in
+     * their handshake or `maxConnections` are served, the oldest that has sent
+     * nothing is dropped for it; failing that, at the handshake bound the
+     * oldest in its handshake is, and at the connection bound the new one is
+     * refused (clients that both spoke would otherwise take the last place
+     * from each other in turn, as they try again).
      */
     const makeRoom = (): boolean => {
       if (handshaking.size < MAX_HANDSHAKING && connections < options.maxConnections) return true
-      const oldest = silent.size > 0 ? silent.values().next() : handshaking.values().next()
-      if (oldest.done) return false
+      const oldest = silent.size > 0 ?
+        silent.values().next() :
+        handshaking.size >= MAX_HANDSHAKING ?
+        handshaking.values().next() :
+        undefined
+      if (oldest === undefined || oldest.done) return false
       oldest.value.evict()
       return true
     }
