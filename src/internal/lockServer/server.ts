@@ -154,6 +154,15 @@ export const REMEMBERED_RELEASES = 1024
  */
 export const MAX_HANDSHAKING = 128
 
+/**
+ * How long a connection must have sent nothing before a newer one may take
+ * its place at the connection bound: an honest client sends its `Hello` as
+ * soon as it connects.
+ *
+ * @internal
+ */
+export const SILENT_FOR = 1000
+
 /** The default of `maxConnections`. */
 const DEFAULT_MAX_CONNECTIONS = 4096
 
@@ -168,6 +177,8 @@ interface Peer {
   readonly id: number
   /** Dropped, or its connection closed: no longer counted. */
   gone: boolean
+  /** `performance.now()` when it was accepted. */
+  readonly accepted: number
   lastSeen: number
   deadline: number
   stage: Stage
@@ -258,21 +269,22 @@ const makeProtocol = (
     const silent = new Map<number, Peer>()
 
     /**
-     * Whether a new connection may be served. When `MAX_HANDSHAKING` are in
-     * their handshake or `maxConnections` are served, the oldest that has sent
-     * nothing is dropped for it; failing that, at the handshake bound the
-     * oldest in its handshake is, and at the connection bound the new one is
-     * refused (clients that both spoke would otherwise take the last place
-     * from each other in turn, as they try again).
+     * Whether a new connection may be served. At the handshake bound
+     * (`MAX_HANDSHAKING`), the oldest connection that has sent nothing is
+     * dropped for it, or else the oldest in its handshake. At the connection
+     * bound (`maxConnections`), only a connection silent for `SILENT_FOR`
+     * since it was accepted is dropped for it, else it is refused: an honest
+     * client is silent only until its `Hello` arrives, and clients trying
+     * again would otherwise take the last place from each other in turn.
      */
     const makeRoom = (): boolean => {
-      if (handshaking.size < MAX_HANDSHAKING && connections < options.maxConnections) return true
-      const oldest = silent.size > 0 ?
-        silent.values().next() :
-        handshaking.size >= MAX_HANDSHAKING ?
-        handshaking.values().next() :
-        undefined
-      if (oldest === undefined || oldest.done) return false
+      const handshakes = handshaking.size >= MAX_HANDSHAKING
+      if (!handshakes && connections < options.maxConnections) return true
+      const oldest = silent.size > 0 ? silent.values().next() : handshaking.values().next()
+      if (oldest.done) return false
+      if (!handshakes && (oldest.value.stage !== "new" || performance.now() - oldest.value.accepted < SILENT_FOR)) {
+        return false
+      }
       oldest.value.evict()
       return true
     }
@@ -304,6 +316,7 @@ const makeProtocol = (
         const peer: Peer = {
           id,
           gone: false,
+          accepted: performance.now(),
           lastSeen: performance.now(),
           deadline: options.handshakeDeadline,
           stage: "new",
