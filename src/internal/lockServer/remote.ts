@@ -169,6 +169,18 @@ const closeLater = (conn: Connection): Effect.Effect<void> =>
 const shutdown = (conn: Connection, failure: Failure): Effect.Effect<void> =>
   Effect.suspend(() => markLost(conn, failure) ? closeLater(conn) : Effect.void)
 
+/**
+ * Whether the server turned a connection attempt away: it closed the
+ * connection before the handshake completed (at its connection bound, or to
+ * make room under a flood), or its Unix socket's backlog was full (`EAGAIN`).
+ * Such an attempt is worth another within the connect timeout.
+ */
+const turnedAway = (failure: Failure): boolean => {
+  if (failure.reason === "Disconnected") return true
+  const cause = failure.cause as { readonly cause?: { readonly code?: unknown } } | undefined
+  return failure.reason === "Unreachable" && cause?.cause?.code === "EAGAIN"
+}
+
 const errorDetail = (cause: unknown): string | undefined => {
   const inner = typeof cause === "object" && cause !== null && "cause" in cause ? cause.cause : undefined
   return inner instanceof Error ? inner.message : cause instanceof Error ? cause.message : undefined
@@ -479,23 +491,31 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
      */
     const connectRetrying = Effect.suspend(() => {
       const deadline = performance.now() + config.connectTimeout
-      /** `closed`: how the last attempt failed, when the server closed it (what a later timeout reports). */
-      const attempt = (pause: number, closed: Failure | undefined): Effect.Effect<Connection, Failure> =>
+      const retried = (failure: Failure): Failure => ({
+        ...failure,
+        detail: `${failure.detail ?? failure.reason} (tried again for ${config.connectTimeout} ms)`
+      })
+      /** `before`: how the previous attempt was turned away, if there was one (what a later timeout reports). */
+      const attempt = (pause: number, before: Failure | undefined): Effect.Effect<Connection, Failure> =>
         Effect.catchAll(connect(deadline - performance.now()), (failure) => {
-          if (failure.reason === "Timeout" && closed !== undefined) {
-            return Effect.fail({
-              ...closed,
-              detail: `${
-                closed.detail ?? "the server closed the connection"
-              } (tried again for ${config.connectTimeout} ms)`
-            })
-          }
           const left = deadline - performance.now()
-          if (failure.reason !== "Disconnected" || left <= 0) return Effect.fail(failure)
+          if (!turnedAway(failure) || left <= 0) {
+            return Effect.fail(
+              before === undefined ?
+                failure :
+                failure.reason === "Timeout" ?
+                retried(before) :
+                turnedAway(failure) ?
+                retried(failure) :
+                failure
+            )
+          }
           return Effect.zipRight(
             Effect.sleep(Math.min(left, pause * (0.5 + Math.random() / 2))),
             Effect.suspend(() =>
-              deadline - performance.now() > 0 ? attempt(Math.min(2 * pause, 1000), failure) : Effect.fail(failure)
+              deadline - performance.now() > 0 ?
+                attempt(Math.min(2 * pause, 1000), failure) :
+                Effect.fail(retried(failure))
             )
           )
         })
