@@ -349,10 +349,11 @@ export class Client {
       throw invalidArgType("options.durable", "of type boolean", options.durable)
     }
     // The original has no `root`: ignored, a caller counting on confinement would write outside it.
-    if ((options as { readonly root?: unknown }).root !== undefined) {
+    const root = (options as { readonly root?: unknown }).root
+    if (root !== undefined && root !== null) {
       throw invalidArgValue(
         "options.root",
-        (options as { readonly root?: unknown }).root,
+        root,
         "is not supported by the Promise facade: confine with the Effect Client's root"
       )
     }

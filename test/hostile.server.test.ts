@@ -15,7 +15,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { MAX_FRAME_BYTES } from "../src/internal/lockServer/framing.js"
 import { MAX_OPEN_REQUESTS, PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
-import { MAX_HANDSHAKING, REMEMBERED_RELEASES } from "../src/internal/lockServer/server.js"
+import { MAX_HANDSHAKING, REMEMBERED_RELEASES, SILENT_FOR } from "../src/internal/lockServer/server.js"
 import * as LockManager from "../src/LockManager.js"
 import * as LockServer from "../src/LockServer.js"
 import * as PersistenceError from "../src/PersistenceError.js"
@@ -745,6 +745,37 @@ describe("hostile connections", () => {
       expect(sockets.length).toBeGreaterThanOrEqual(2)
     })))
 
+  it.live("a Unix socket whose backlog is full (EAGAIN) is tried again within connectTimeout", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "busy.sock")
+      // A listener that accepts nothing for 4 s: its backlog fills, and later connects fail with EAGAIN.
+      const busy = childProcess.spawn(process.execPath, [
+        "-e",
+        `require("net").createServer().listen({ path: ${JSON.stringify(socket)}, backlog: 1 }, () => {
+          console.log("ready"); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 4000) })`
+      ], { stdio: ["ignore", "pipe", "inherit"] })
+      yield* Effect.addFinalizer(() => Effect.sync(() => busy.kill("SIGKILL")))
+      yield* Effect.promise(() => new Promise((resolve) => busy.stdout!.once("data", resolve)))
+      const fillers: Array<Net.Socket> = []
+      yield* Effect.addFinalizer(() => Effect.sync(() => fillers.forEach((filler) => filler.destroy())))
+      let refused = false
+      while (!refused && fillers.length < 64) {
+        const filler = Net.createConnection({ path: socket })
+        fillers.push(filler)
+        refused = yield* Effect.async<boolean>((resume) => {
+          filler.once("connect", () => resume(Effect.succeed(false)))
+          filler.once("error", (error) => resume(Effect.succeed((error as NodeJS.ErrnoException).code === "EAGAIN")))
+        })
+      }
+      expect(refused).toBe(true)
+      const manager = yield* LockManager.makeRemote({ socket, connectTimeout: "1 second" })
+      const started = performance.now()
+      const exit = yield* within(5_000, "the attempts", Effect.exit(manager.lock("/a", "write")))
+      expect(performance.now() - started).toBeGreaterThanOrEqual(900)
+      const error = remoteError(exit)
+      expect(error.detail).toMatch(/EAGAIN.*\(tried again for 1000 ms\)$/)
+    })))
+
   it.live("a manager shut down while it tries to connect: its callers fail with Disconnected, not an interruption", () =>
     Effect.scoped(Effect.gen(function*() {
       const socket = nodePath.join(yield* tempDir(), "lockd.sock")
@@ -769,6 +800,25 @@ describe("hostile connections", () => {
       expect(yield* peer.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Failure" } })
       yield* peer.closed
       yield* lock.ensureHeld("after the peer was dropped")
+    })))
+
+  it.live(`at maxConnections a connection silent for less than ${SILENT_FOR} ms keeps its place; then a newer one takes it`, () =>
+    Effect.scoped(Effect.gen(function*() {
+      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+      yield* LockServer.make({ socket, gracePeriod: 0, maxConnections: 2, handshakeTimeout: "1 minute" })
+      const ready = yield* LockManager.makeRemote({ socket })
+      yield* ready.lock("/a", "write")
+      // Just connected, as an honest client whose Hello has not arrived yet.
+      const young = yield* rawConnection({ path: socket })
+      const newer = yield* rawConnection({ path: socket })
+      yield* newer.closed
+      const kept = yield* Effect.exit(Effect.timeout(young.closed, "300 millis"))
+      expect(Exit.isFailure(kept) && Cause.isTimeoutException(Cause.squash(kept.cause))).toBe(true)
+      yield* Effect.sleep(SILENT_FOR)
+      const later = yield* rawConnection({ path: socket })
+      yield* young.closed
+      const stays = yield* Effect.exit(Effect.timeout(later.closed, "300 millis"))
+      expect(Exit.isFailure(stays) && Cause.isTimeoutException(Cause.squash(stays.cause))).toBe(true)
     })))
 
   it.live("at maxConnections a client that has spoken keeps its place: a newer connection is refused, not it", () =>
@@ -823,9 +873,11 @@ describe("hostile connections", () => {
       expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
       yield* Scope.close(first, Exit.void)
       yield* within(5_000, "the waiting client's lock", Fiber.join(waiting))
-      // A silent connection takes the free place, and a client's connection makes room by dropping it.
+      // A silent connection takes the free place; once it has been silent for SILENT_FOR, a client's
+      // connection makes room by dropping it.
       yield* Effect.sleep("100 millis")
       const silent = yield* rawConnection({ path: socket })
+      yield* Effect.sleep(SILENT_FOR + 100)
       yield* c.lock("/c", "write")
       yield* silent.closed
     })))
@@ -1358,7 +1410,9 @@ describe("lockd's arguments", () => {
           expect(bad.code).toBe(2)
           expect(bad.stderr).toMatch(new RegExp(`^${flag} must be a duration`))
         }
-        for (const value of ["0", "000", "x", "1.5", "-3", "1e3", "", " 5", "0x10", "1".repeat(16)]) {
+        for (
+          const value of ["0", "000", "x", "1.5", "-3", "1e3", "", " 5", "0x10", "1".repeat(16), "0".repeat(15) + "0"]
+        ) {
           const bad = yield* Effect.promise(() =>
             runLockd(["--socket", nodePath.join(dir, "s"), "--max-connections", value])
           )
@@ -1374,7 +1428,9 @@ describe("lockd's arguments", () => {
     Effect.scoped(Effect.gen(function*() {
       const socket = nodePath.join(yield* tempDir(), "lockd.sock")
       yield* Effect.acquireRelease(
-        Effect.promise(() => startLockd(["--socket", socket, "--grace-period", "0", "--max-connections", "001"])),
+        Effect.promise(() =>
+          startLockd(["--socket", socket, "--grace-period", "0", "--max-connections", "0".repeat(15) + "1"])
+        ),
         (server) => Effect.promise(() => (server.signal("SIGTERM"), server.closed))
       )
       const first = yield* LockManager.makeRemote({ socket })

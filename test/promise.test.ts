@@ -114,9 +114,13 @@ describe("promise Client: construction", () => {
       )
     }
     // The facade offers no confinement: a root would be ignored, and writes would go outside it.
-    expect(() => new Client({ manager, root: "/srv/data" } as { manager: LockManager })).toThrow(
-      expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE", message: expect.stringContaining("options.root") })
-    )
+    for (const root of ["/srv/data", ""]) {
+      expect(() => new Client({ manager, root } as { manager: LockManager })).toThrow(
+        expect.objectContaining({ code: "ERR_INVALID_ARG_VALUE", message: expect.stringContaining("options.root") })
+      )
+    }
+    // As durable: null, a null root is no root.
+    expect(new Client({ manager, root: null } as { manager: LockManager }).durable).toBe(false)
     // A service that is none was a TypeError (a WeakMap key) or failed on first use.
     for (const service of ["x", {}]) {
       expect(() => new LockManager({ service: service as never })).toThrow(

@@ -98,7 +98,7 @@ const parse = (args: ReadonlyArray<string>): Parsed | string => {
   const maxConnections = values.get("--max-connections")
   if (maxConnections !== undefined) {
     // Decimal digits only, as --port: Number() would read "" as 0 and "0x10" as 16.
-    const n = /^\d{1,15}$/.test(maxConnections) ? Number(maxConnections) : 0
+    const n = /^0*\d{1,15}$/.test(maxConnections) ? Number(maxConnections) : 0
     if (!(n >= 1)) return `--max-connections must be a positive integer\n${USAGE}`
     settings.maxConnections = n
   }
