@@ -147,6 +147,14 @@ const rawConnection = (target: { readonly path: string } | { readonly port: numb
     })
   ))
 
+/** Fails the test if the server closes `connection` within 300 ms. */
+const stillOpen = (connection: { readonly closed: Effect.Effect<void, Error> }) =>
+  Effect.flatMap(
+    Effect.exit(Effect.timeout(connection.closed, "300 millis")),
+    (exit) =>
+      Effect.sync(() => expect(Exit.isFailure(exit) && Cause.isTimeoutException(Cause.squash(exit.cause))).toBe(true))
+  )
+
 const request = (id: number, tag: string, payload: unknown) => ({
   _tag: "Request",
   id: String(id),
@@ -702,8 +710,7 @@ describe("hostile connections", () => {
         )
         expect(closed.sort((a, b) => a - b)).toEqual(dropped(extra))
         // The one that spoke stays: silent connections never push it out.
-        const kept = yield* Effect.exit(Effect.timeout(talking.closed, "300 millis"))
-        expect(Exit.isFailure(kept) && Cause.isTimeoutException(Cause.squash(kept.cause))).toBe(true)
+        yield* stillOpen(talking)
         // An honest client completes its handshake among them (dropping the next oldest silent one) and locks.
         const manager = yield* LockManager.makeRemote({ socket, secret: SECRET })
         const lock = yield* within(5_000, "a lock among the silent connections", manager.lock("/a", "write"))
@@ -812,13 +819,11 @@ describe("hostile connections", () => {
       const young = yield* rawConnection({ path: socket })
       const newer = yield* rawConnection({ path: socket })
       yield* newer.closed
-      const kept = yield* Effect.exit(Effect.timeout(young.closed, "300 millis"))
-      expect(Exit.isFailure(kept) && Cause.isTimeoutException(Cause.squash(kept.cause))).toBe(true)
+      yield* stillOpen(young)
       yield* Effect.sleep(SILENT_FOR)
       const later = yield* rawConnection({ path: socket })
       yield* young.closed
-      const stays = yield* Effect.exit(Effect.timeout(later.closed, "300 millis"))
-      expect(Exit.isFailure(stays) && Cause.isTimeoutException(Cause.squash(stays.cause))).toBe(true)
+      yield* stillOpen(later)
     })))
 
   it.live("at maxConnections a client that has spoken keeps its place: a newer connection is refused, not it", () =>
@@ -839,8 +844,7 @@ describe("hostile connections", () => {
       expect(yield* talking.next).toMatchObject({ _tag: "Exit", exit: { _tag: "Success" } })
       const newer = yield* rawConnection({ path: socket })
       yield* newer.closed
-      const kept = yield* Effect.exit(Effect.timeout(talking.closed, "300 millis"))
-      expect(Exit.isFailure(kept) && Cause.isTimeoutException(Cause.squash(kept.cause))).toBe(true)
+      yield* stillOpen(talking)
     })))
 
   it.live("maxConnections: past it a new connection is refused, unless one in its handshake can make room", () =>
