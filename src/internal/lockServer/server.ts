@@ -147,8 +147,9 @@ export const REMEMBERED_RELEASES = 1024
  * connection makes the server drop the oldest one that has sent nothing yet,
  * or if every one has, the oldest still in its handshake. An honest client
  * sends its `Hello` as soon as it connects, so connections that stay silent
- * never push it out; connections that send a `Hello` and stop push it out only
- * if this many arrive within its handshake's round trips.
+ * can push it out only before its `Hello` has arrived; connections that send
+ * a `Hello` and stop push it out only if this many arrive within its
+ * handshake's round trips.
  *
  * @internal
  */
