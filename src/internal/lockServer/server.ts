@@ -266,8 +266,6 @@ const makeProtocol = (
     let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
     /** Connections served and not yet dropped or closed. */
     let connections = 0
-    /** Connections in their handshake that have sent no `Hello` yet, oldest first. */
-    const silent = new Map<number, Peer>()
 
     /**
      * Whether a new connection may be served. At the handshake bound
@@ -281,12 +279,18 @@ const makeProtocol = (
     const makeRoom = (): boolean => {
       const handshakes = handshaking.size >= MAX_HANDSHAKING
       if (!handshakes && connections < options.maxConnections) return true
-      const oldest = silent.size > 0 ? silent.values().next() : handshaking.values().next()
-      if (oldest.done) return false
-      if (!handshakes && (oldest.value.stage !== "new" || performance.now() - oldest.value.accepted < SILENT_FOR)) {
-        return false
+      // Oldest first; at most MAX_HANDSHAKING to look through.
+      let oldest: Peer | undefined
+      for (const peer of handshaking.values()) {
+        if (peer.stage === "new") {
+          oldest = peer
+          break
+        }
+        oldest ??= peer
       }
-      oldest.value.evict()
+      if (oldest === undefined) return false
+      if (!handshakes && (oldest.stage !== "new" || performance.now() - oldest.accepted < SILENT_FOR)) return false
+      oldest.evict()
       return true
     }
 
@@ -307,7 +311,6 @@ const makeProtocol = (
           if (peer.gone) return
           peer.gone = true
           handshaking.delete(id)
-          silent.delete(id)
           connections--
         }
         const drop = (peer: Peer, reason: string) => {
@@ -355,7 +358,6 @@ const makeProtocol = (
         }
         peers.set(id, peer)
         handshaking.set(id, peer)
-        silent.set(id, peer)
         connections++
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
@@ -383,7 +385,6 @@ const makeProtocol = (
           for (const message of decoded) {
             if (!admit(peer, message)) return drop(peer, "unexpected message")
           }
-          if (peer.stage !== "new") silent.delete(id)
           if ((peer.unhandled += data.length) > BACKLOG_BYTES) return drop(peer, "not reading its answers")
           let i = 0
           return Effect.whileLoop({
