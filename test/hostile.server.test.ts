@@ -166,6 +166,17 @@ const request = (id: number, tag: string, payload: unknown) => ({
 const hello = (id = 1) =>
   request(id, "Hello", { version: PROTOCOL_VERSION, heartbeatDeadline: 60_000, nonce: "ab".repeat(32) })
 
+/** A server of `maxConnections: 2` on a fresh socket (its path returned), one place taken by a client holding a lock. */
+const onePlaceLeft = (secret: string | undefined) =>
+  Effect.gen(function*() {
+    const socket = nodePath.join(yield* tempDir(), "lockd.sock")
+    const auth = secret === undefined ? {} : { secret }
+    yield* LockServer.make({ socket, ...auth, gracePeriod: 0, maxConnections: 2, handshakeTimeout: "1 minute" })
+    const ready = yield* LockManager.makeRemote({ socket, ...auth })
+    yield* ready.lock("/a", "write")
+    return socket
+  })
+
 /** A server on a fresh socket, a remote manager, and a write lock on `/kept` it holds. */
 const serverWithKeptLock = Effect.gen(function*() {
   const socket = nodePath.join(yield* tempDir(), "lockd.sock")
@@ -811,10 +822,7 @@ describe("hostile connections", () => {
 
   it.live(`at maxConnections a connection silent for less than ${SILENT_FOR} ms keeps its place; then a newer one takes it`, () =>
     Effect.scoped(Effect.gen(function*() {
-      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
-      yield* LockServer.make({ socket, gracePeriod: 0, maxConnections: 2, handshakeTimeout: "1 minute" })
-      const ready = yield* LockManager.makeRemote({ socket })
-      yield* ready.lock("/a", "write")
+      const socket = yield* onePlaceLeft(undefined)
       // Just connected, as an honest client whose Hello has not arrived yet.
       const young = yield* rawConnection({ path: socket })
       const newer = yield* rawConnection({ path: socket })
@@ -828,16 +836,7 @@ describe("hostile connections", () => {
 
   it.live("at maxConnections a client that has spoken keeps its place: a newer connection is refused, not it", () =>
     Effect.scoped(Effect.gen(function*() {
-      const socket = nodePath.join(yield* tempDir(), "lockd.sock")
-      yield* LockServer.make({
-        socket,
-        secret: SECRET,
-        gracePeriod: 0,
-        maxConnections: 2,
-        handshakeTimeout: "1 minute"
-      })
-      const ready = yield* LockManager.makeRemote({ socket, secret: SECRET })
-      yield* ready.lock("/a", "write")
+      const socket = yield* onePlaceLeft(SECRET)
       // Halfway through its handshake: it has its challenge.
       const talking = yield* rawConnection({ path: socket })
       yield* talking.send(hello())
