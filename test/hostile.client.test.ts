@@ -830,7 +830,9 @@ const spinning = (script: string, args: ReadonlyArray<string>) =>
 /**
  * A second process that swaps `root/d` between a link to a directory inside
  * the root and a link to one outside, each swap one atomic rename, as fast as
- * it can, until it is killed. It counts its swaps in `count`.
+ * it can, until it is killed. It counts its swaps in `count`, replaced by a
+ * rename: a file rewritten in place is empty for a moment, and read then
+ * counted no swap at all.
  */
 const swapper = (root: string, outside: string, count: string) =>
   spinning(
@@ -842,7 +844,10 @@ for (;;) {
   for (const target of ["real", outside]) {
     try { fs.symlinkSync(target, root + "/d.next") } catch {}
     fs.renameSync(root + "/d.next", root + "/d")
-    if (++swaps % 1000 === 0) fs.writeFileSync(count, String(swaps))
+    if (++swaps % 1000 === 0) {
+      fs.writeFileSync(count + ".next", String(swaps))
+      fs.renameSync(count + ".next", count)
+    }
   }
 }`,
     [root, outside, count]
