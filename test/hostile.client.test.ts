@@ -938,11 +938,13 @@ describe("a confined client racing a symbolic link swap", () => {
             { concurrency: 4, discard: true }
           )
           // Under heavy load the swapper may swap faster than any whole
-          // operation completes, so that every one of them was refused: then
-          // more writes, one at a time, until one lands inside (each is
-          // checked as the others are), so that both sides of the race are seen.
-          const succeeded = () => [...seen].some(([key]) => key.startsWith("write: succeeded"))
-          for (let i = 0; i < 2_000 && !succeeded(); i++) {
+          // operation completes, so that every one of them was refused, or be
+          // starved so that none was: then more writes, one at a time, until
+          // one has landed inside and one was refused (each is checked as the
+          // others are), so that both sides of the race are seen.
+          const seenWrite = (outcome: string) => [...seen].some(([key]) => key.startsWith(`write: ${outcome}`))
+          const bothSides = () => seenWrite("succeeded") && seenWrite("InvalidPathError OutsideRoot")
+          for (let i = 0; i < 2_000 && !bothSides(); i++) {
             yield* outcome("write")(client.write(`${d}/again-${i}`, "w"))
           }
 
