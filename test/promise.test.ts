@@ -280,6 +280,58 @@ describe("promise Client: write", () => {
     expectIdle(manager)
   })
 
+  it("a generator is read one item at a time, as it is written, and closed when the write ends before it", async () => {
+    const { client, manager } = setup()
+    const item = Buffer.alloc(1024, "g")
+    // Bytes in the temp file when each item is asked for: all the items before it.
+    const written: Array<number> = []
+    function* paced() {
+      for (let i = 0; i < 20; i++) {
+        const [temp] = tempFiles(currentDir())
+        written.push(temp === undefined ? 0 : fs.statSync(at(temp)).size)
+        yield item
+      }
+    }
+    await client.write(at("paced"), paced())
+    expect(written).toEqual(Array.from({ length: 20 }, (_, i) => i * item.length))
+    expect(fs.statSync(at("paced")).size).toBe(20 * item.length)
+
+    fs.writeFileSync(at("f"), "old")
+    const log: Array<string> = []
+    function* badEleventh() {
+      try {
+        for (let i = 0; i < 10_000; i++) {
+          log.push("item")
+          yield i === 10 ? { bad: i } : "a"
+        }
+      } finally {
+        log.push("closed")
+      }
+    }
+    expect((await rejection(client.write(at("f"), badEleventh() as Iterable<string>))).code).toBe(
+      "ERR_INVALID_ARG_TYPE"
+    )
+    expect(log).toEqual([...Array(11).fill("item"), "closed"])
+
+    log.length = 0
+    const abort = new AbortController()
+    function* endless() {
+      try {
+        for (let i = 0;; i++) {
+          if (i === 100) abort.abort()
+          yield "a"
+        }
+      } finally {
+        log.push("closed")
+      }
+    }
+    expect((await rejection(client.write(at("f"), endless(), { signal: abort.signal }))).code).toBe("ABORT_ERR")
+    expect(log).toEqual(["closed"])
+    expect(fs.readFileSync(at("f"), "utf8")).toBe("old")
+    expect(tempFiles(currentDir())).toEqual([])
+    expectIdle(manager)
+  })
+
   it("mode sets the permission bits of the new file", async () => {
     const { client, manager } = setup()
     await client.write(at("private"), "secret", { mode: 0o600 })

@@ -121,16 +121,23 @@ const chunkOf = (encoding: BufferEncoding) => (item: unknown): Uint8Array => {
 }
 
 /**
- * An async iterable as a stream. Unlike `Stream.fromAsyncIterable`, the
- * iterator's `return()` is not awaited on interruption: a source stalled in
- * `next()` would never let it settle, and an abort must not wait for it.
+ * An iterable as a stream, read as Node's `writeFile` reads it (`for await`):
+ * one item per pull, so a generator runs at the writer's pace
+ * (`Stream.fromIterable` takes 4,096 items of one at once), the items of a
+ * synchronous one awaited, and the iterator closed (`return()`) when the
+ * write ends before it, on a bad item, a failure or an abort, so that its
+ * `finally` runs. That `return()` is not awaited: a source stalled in `next()`
+ * would never let it settle, and an abort must not wait for it.
  */
-const fromAsyncIterable = <A>(iterable: AsyncIterable<A>): Stream.Stream<A, SourceFailure> =>
+const fromIterable = <A>(iterable: Iterable<A> | AsyncIterable<A>): Stream.Stream<A, SourceFailure> =>
   Stream.unwrapScoped(
     Effect.map(
       Effect.acquireRelease(
-        Effect.sync(() => iterable[Symbol.asyncIterator]()),
-        (iterator) => Effect.sync(() => void iterator.return?.().catch(() => {}))
+        Effect.try({
+          try: () => (isAsyncIterable(iterable) ? iterable : asAsync(iterable))[Symbol.asyncIterator](),
+          catch: (e) => new SourceFailure(e)
+        }),
+        (iterator) => Effect.sync(() => settle(() => iterator.return?.()))
       ),
       (iterator) =>
         Stream.repeatEffectOption(
@@ -141,13 +148,27 @@ const fromAsyncIterable = <A>(iterable: AsyncIterable<A>): Stream.Stream<A, Sour
     )
   )
 
+/** A synchronous iterable as `for await` sees it: each item awaited, `return()` passed on. */
+async function* asAsync<A>(iterable: Iterable<A>): AsyncGenerator<Awaited<A>> {
+  yield* iterable
+}
+
+/** Calls `f`, ignoring what it throws or the promise it returns rejects with. */
+const settle = (f: () => unknown): void => {
+  try {
+    void Promise.resolve(f()).catch(() => {})
+  } catch {
+    // The source's own cleanup failed: the write's outcome is already decided.
+  }
+}
+
 /** Iterables and streams are written through the Effect Client's sink, chunk by chunk. */
 const chunks = (data: Iterable<unknown> | AsyncIterable<unknown>, encoding: BufferEncoding) => {
-  const items: Stream.Stream<unknown, SourceFailure> = isAsyncIterable(data) ?
-    fromAsyncIterable(data) :
-    Stream.fromIterable(data)
   const toChunk = chunkOf(encoding)
-  return Stream.mapEffect(items, (item) => Effect.try({ try: () => toChunk(item), catch: (e) => new SourceFailure(e) }))
+  return Stream.mapEffect(
+    fromIterable(data),
+    (item) => Effect.try({ try: () => toChunk(item), catch: (e) => new SourceFailure(e) })
+  )
 }
 
 /** @internal */
