@@ -4,7 +4,7 @@
  * then used from ESM, from CommonJS and from TypeScript.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { execFileSync, spawn } from "node:child_process"
+import { execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -17,19 +17,32 @@ const peers = ["effect", "@effect/platform", "@effect/platform-node", "@effect/r
 let project = ""
 let tarball = ""
 
-const run = (command: string, args: Array<string>, cwd = project) =>
-  execFileSync(command, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 })
+/**
+ * Runs a program and resolves with its output. Not `execFileSync`: a worker
+ * blocked for a minute (`npm pack` builds the package, slow on a loaded
+ * machine) misses the answers of the test runner it called before, and the
+ * run fails with "Timeout calling onTaskUpdate".
+ */
+const run = (command: string, args: Array<string>, cwd = project): Promise<string> =>
+  new Promise((resolve, reject) =>
+    execFile(
+      command,
+      args,
+      { cwd, encoding: "utf8", timeout: 120_000 },
+      (error, stdout, stderr) => error === null ? resolve(stdout) : reject(Object.assign(error, { stdout, stderr }))
+    )
+  )
 
-beforeAll(() => {
+beforeAll(async () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "persistence-pack-"))
-  const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], root)) as Array<
+  const packed = JSON.parse(await run("npm", ["pack", "--json", "--pack-destination", work], root)) as Array<
     { filename: string; files: Array<{ path: string }> }
   >
   tarball = path.join(work, packed[0].filename)
   project = path.join(work, "consumer")
   const installed = path.join(project, "node_modules", "effect-persistence")
   fs.mkdirSync(installed, { recursive: true })
-  run("tar", ["xzf", tarball, "-C", installed, "--strip-components=1"])
+  await run("tar", ["xzf", tarball, "-C", installed, "--strip-components=1"])
   for (const peer of peers) {
     const link = path.join(project, "node_modules", peer)
     fs.mkdirSync(path.dirname(link), { recursive: true })
@@ -43,8 +56,8 @@ afterAll(() => {
 })
 
 describe("the packed package", () => {
-  it("ships the built modules and no sources, tests or internals' declarations", () => {
-    const files = run("tar", ["tzf", tarball]).trim().split("\n").map((f) => f.replace(/^package\//, ""))
+  it("ships the built modules and no sources, tests or internals' declarations", async () => {
+    const files = (await run("tar", ["tzf", tarball])).trim().split("\n").map((f) => f.replace(/^package\//, ""))
     expect(files).toContain("dist/esm/index.js")
     expect(files).toContain("dist/cjs/index.js")
     expect(files).toContain("dist/dts/Client.d.ts")
@@ -53,7 +66,7 @@ describe("the packed package", () => {
     expect(files.some((f) => f.startsWith("dist/dts/internal/"))).toBe(false)
   })
 
-  it("runs from ESM: write then read through the layers", () => {
+  it("runs from ESM: write then read through the layers", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "persistence-esm-"))
     fs.writeFileSync(
       path.join(project, "esm.mjs"),
@@ -70,11 +83,11 @@ const program = Effect.gen(function*() {
 await Effect.runPromise(Effect.provide(program, live))
 `
     )
-    expect(run("node", ["esm.mjs"]).trim()).toBe("hello from esm")
+    expect((await run("node", ["esm.mjs"])).trim()).toBe("hello from esm")
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it("runs from CommonJS: require, write then read", () => {
+  it("runs from CommonJS: require, write then read", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "persistence-cjs-"))
     fs.writeFileSync(
       path.join(project, "cjs.cjs"),
@@ -90,11 +103,11 @@ const program = Effect.flatMap(Client.Client, (client) =>
 Effect.runPromise(Effect.provide(program, live)).then((text) => console.log(text))
 `
     )
-    expect(run("node", ["cjs.cjs"]).trim()).toBe("hello from cjs")
+    expect((await run("node", ["cjs.cjs"])).trim()).toBe("hello from cjs")
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it("type-checks a consumer that uses the services through layers", () => {
+  it("type-checks a consumer that uses the services through layers", async () => {
     fs.writeFileSync(
       path.join(project, "consumer.ts"),
       `
@@ -140,7 +153,7 @@ export const program: Effect.Effect<string, PersistenceError.PersistenceError> =
     const tsc = path.join(project, "node_modules", "typescript", "bin", "tsc")
     let output = ""
     try {
-      run(tsc, ["-p", "."])
+      await run(tsc, ["-p", "."])
     } catch (error) {
       output = String((error as { stdout?: string }).stdout ?? error)
     }
@@ -193,20 +206,20 @@ Effect.runPromiseExit(main).then((exit) => console.log(exit._tag === "Failure" ?
       path.join(project, "etcd-missing.mjs"),
       `import { Effect } from "effect"\nimport { LockManager } from "effect-persistence"\n${program(false)}`
     )
-    expect(run("node", ["etcd-missing.mjs"]).trim()).toBe(
+    expect((await run("node", ["etcd-missing.mjs"])).trim()).toBe(
       "defect LockManager.makeEtcd needs the optional peer dependency etcd3 (npm install etcd3)"
     )
     const link = path.join(project, "node_modules", "etcd3")
     fs.symlinkSync(path.join(root, "node_modules", "etcd3"), link, "dir")
     try {
       fs.writeFileSync(path.join(project, "etcd.cjs"), program(true))
-      expect(run("node", ["etcd.cjs"]).trim()).toBe("RemoteLockError Unreachable")
+      expect((await run("node", ["etcd.cjs"])).trim()).toBe("RemoteLockError Unreachable")
     } finally {
       fs.unlinkSync(link)
     }
   })
 
-  it("does not expose internal modules", () => {
+  it("does not expose internal modules", async () => {
     fs.writeFileSync(
       path.join(project, "internal.mjs"),
       `
@@ -218,6 +231,6 @@ try {
 }
 `
     )
-    expect(run("node", ["internal.mjs"]).trim()).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
+    expect((await run("node", ["internal.mjs"])).trim()).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
   })
 })
