@@ -48,13 +48,14 @@ describe("several processes, one lock server", () => {
         yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^ready$/))))
         const started = now()
         for (const w of workers) w.send("go")
-        yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^done$/, 50_000))))
+        // 10 to 40 s, longer on a loaded machine.
+        yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor(/^done$/, 150_000))))
         console.log(`1000 remote modify increments by 4 processes over TCP: ${(now() - started).toFixed(0)} ms`)
         expect(nodeFs.readFileSync(file, "utf8")).toBe("1000")
         const manager = yield* LockManager.makeRemote(remoteOptions(server.address))
         expect(yield* manager.stats).toEqual({ held: 0, pending: 0, nodes: 0 })
       })),
-    60_000
+    180_000
   )
 
   it.live(
@@ -396,15 +397,20 @@ describe("in-process server", () => {
           })
       )
       void proxy
-      const manager = yield* LockManager.makeRemote({ socket: proxyPath, heartbeatDeadline: "400 millis" })
+      const manager = yield* LockManager.makeRemote({
+        socket: proxyPath,
+        heartbeatDeadline: "2 seconds",
+        heartbeatInterval: "80 millis"
+      })
       const lock = yield* manager.lock("/leased", "write")
       yield* lock.ensureHeld("test")
       const stalledAt = now()
       stalled = true
-      yield* within(2_000, "lost", lock.lost)
+      yield* within(5_000, "lost", lock.lost)
       const lostAfter = now() - stalledAt
-      // The last answered ping was sent at most one interval (80 ms) before the stall.
-      expect(lostAfter).toBeGreaterThan(250)
+      // The last answered ping was sent one interval (80 ms) before the stall,
+      // or a little more where the machine is loaded: not lost before the deadline less that.
+      expect(lostAfter).toBeGreaterThan(1_500)
       expect((yield* Effect.flip(lock.ensureHeld("test")))._tag).toBe("LockLostError")
     })))
 })
