@@ -1,9 +1,12 @@
 import { FileSystem } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
+import { sameStorage } from "../src/internal/atomic.js"
 import * as LockManager from "../src/LockManager.js"
+import * as PromiseApi from "../src/promise.js"
 import { leftoverName, makeClient, tempDir } from "./utils/client.js"
 import { expectIdle as expectManagerIdle } from "./utils/locks.js"
 import * as Recording from "./utils/recordingFileSystem.js"
@@ -347,6 +350,38 @@ describe("Client durability (durable: true)", () => {
       expect(nodeFs.readFileSync(`${dir}/d/e/file`, "utf8")).toBe("two")
       yield* expectIdle
     }).pipe(Effect.provide(recordingLayer({ durable: true }))))
+
+  it.scoped("a directory deleted and created again through the Promise facade is fsynced into its parent again", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // The facade works on a Node file system service of its own; this
+      // Client on another (each build of the platform's layer is a new
+      // object), through a recording wrapper that is declared as the storage
+      // it wraps, as every build of the platform's layer is.
+      const { fs, log } = yield* Recording.makeNode()
+      const node = yield* Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer)
+      sameStorage(fs, node)
+      const manager = new PromiseApi.LockManager()
+      const client = yield* Client.make({ durable: true }).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.provide(manager.layer),
+        Effect.orDie
+      )
+      const facade = new PromiseApi.Client({ manager })
+      yield* client.write(`${dir}/d/e/file`, "one")
+      yield* Effect.promise(() => facade.delete(`${dir}/d`, { recursive: true }))
+      yield* Effect.promise(() => facade.write(`${dir}/d/e/other`, "not durable"))
+      yield* log.clear
+      yield* client.write(`${dir}/d/e/file`, "two")
+      // Both directories are new and their entries were never fsynced: the
+      // durable write makes them durable, else a power cut may take the file.
+      const events = (yield* log.events).map((event) => event.replaceAll(dir, "~"))
+      const renamed = events.findIndex((event) => event.startsWith("rename ") && event.endsWith(" ~/d/e/file"))
+      expect(renamed, show(events)).toBeGreaterThan(-1)
+      for (const synced of ["~", "~/d", "~/d/e"]) expect(events, show(events)).toContain(`sync ${synced}/.`)
+      expect(nodeFs.readFileSync(`${dir}/d/e/file`, "utf8")).toBe("two")
+      yield* expectManagerIdle(manager.service)
+    }))
 
   it.scoped("recover fsyncs each directory it removed temp files from, after the removals", () =>
     Effect.gen(function*() {

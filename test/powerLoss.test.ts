@@ -1,8 +1,11 @@
+import { FileSystem } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Schema, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as nodeOs from "node:os"
 import * as nodePath from "node:path"
+import * as Client from "../src/Client.js"
+import * as LockManager from "../src/LockManager.js"
 import * as PowerLoss from "../src/testing/PowerLoss.js"
 import {
   check,
@@ -660,6 +663,29 @@ describe("power loss: durable Client", () => {
       )
       expect(lost).toEqual([])
       expect(disk.crashStates({ omit: omitTemp })).toEqual([disk.volatile({ omit: omitTemp })])
+    }))
+})
+
+describe("power loss: Clients on two file systems over one disk", () => {
+  it.effect("a directory one deletes and creates again is made durable again by the other's durable write", () =>
+    Effect.gen(function*() {
+      const disk = new PowerLoss.SimulatedDisk({ "/data/": "" })
+      const manager = yield* LockManager.make
+      const on = (durable: boolean) =>
+        Client.make({ durable }).pipe(
+          Effect.provideService(FileSystem.FileSystem, PowerLoss.fileSystem(disk)),
+          Effect.provideService(LockManager.LockManager, manager),
+          Effect.orDie
+        )
+      const durable = yield* on(true)
+      const other = yield* on(false)
+      yield* durable.write("/data/x/f1", "one")
+      yield* other.delete("/data/x", { recursive: true })
+      yield* other.makeDirectory("/data/x")
+      yield* durable.write("/data/x/f2", "two")
+      // Returned, so durable: in every state a power cut can leave.
+      const states = disk.crashStates({ omit: omitTemp })
+      expect(states.filter((state) => state["/data/x/f2"] !== "two")).toEqual([])
     }))
 })
 

@@ -91,23 +91,55 @@ export const makeDisk = (
 })
 
 /**
- * One cache per FileSystem, shared by every Client on it (durable or not), so
- * that a directory one Client deletes or recreates is forgotten for all.
+ * One cache per storage, shared by every Client on it (durable or not), so
+ * that a directory one Client deletes or recreates is forgotten for all. The
+ * storage of a FileSystem is what the testing layers declare (a simulated
+ * disk), else its `open`: the one the directory fsyncs go through. Every
+ * build of the platform's Node file system has the same `open` (each
+ * `Effect.provide` of its layer makes a new service object, and the Promise
+ * facade makes its own), so Effect and Promise code in one process share one
+ * cache; a wrapper with its own `open` has its own.
  */
-const caches = new WeakMap<FileSystem.FileSystem, Set<string>>()
+const caches = new WeakMap<object, Set<string>>()
+const storages = new WeakMap<FileSystem.FileSystem, object>()
+const storageOf = (fs: FileSystem.FileSystem): object => storages.get(fs) ?? fs.open
 const durableDirectoriesOf = (fs: FileSystem.FileSystem): Set<string> => {
-  let cache = caches.get(fs)
-  if (cache === undefined) caches.set(fs, cache = new Set())
+  const storage = storageOf(fs)
+  let cache = caches.get(storage)
+  if (cache === undefined) caches.set(storage, cache = new Set())
   return cache
 }
 
 /**
- * Forgets every directory known durable on `fs`, for every Client on it:
- * their next durable commits fsync the whole chain again, as a first one does.
+ * Declares that `fs` works on `storage` (an object that stands for it), as
+ * every other FileSystem declared with it: their Clients share what they know
+ * durable. For the testing layers, whose file systems over one disk are
+ * separate objects with separate methods.
  *
  * @internal
  */
-export const forgetAllDurable = (fs: FileSystem.FileSystem): void => caches.get(fs)?.clear()
+export const declareStorage = (fs: FileSystem.FileSystem, storage: object): FileSystem.FileSystem => {
+  storages.set(fs, storage)
+  return fs
+}
+
+/**
+ * Declares that `fs` works on the storage of `other` (a wrapper that records
+ * or counts calls, say).
+ *
+ * @internal
+ */
+export const sameStorage = (fs: FileSystem.FileSystem, other: FileSystem.FileSystem): FileSystem.FileSystem =>
+  declareStorage(fs, storageOf(other))
+
+/**
+ * Forgets every directory known durable on the storage of `fs`, for every
+ * Client on it: their next durable commits fsync the whole chain again, as a
+ * first one does.
+ *
+ * @internal
+ */
+export const forgetAllDurable = (fs: FileSystem.FileSystem): void => caches.get(storageOf(fs))?.clear()
 
 /** A cache bound: past it the cache starts over (which costs fsyncs, never safety). */
 const DURABLE_DIRECTORIES_MAX = 4096

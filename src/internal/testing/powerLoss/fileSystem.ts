@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Api from "../../../testing/PowerLoss.js"
+import { declareStorage } from "../../atomic.js"
 import { SyncFailed } from "../syncFailure.js"
 import { ErrnoError } from "./disk.js"
 
@@ -119,39 +120,47 @@ class SimulatedFile implements FileSystem.File {
   }
 }
 
-/** @internal */
+/**
+ * Every file system over one disk is one storage: Clients on any of them
+ * share what they know durable, as Clients on the real file system do.
+ *
+ * @internal
+ */
 export const fileSystem = (disk: Api.SimulatedDisk): FileSystem.FileSystem =>
-  FileSystem.make({
-    access: (path) => call("access", path, () => disk.access(path)),
-    chmod: () => unsupported("chmod"),
-    chown: () => unsupported("chown"),
-    copy: () => unsupported("copy"),
-    copyFile: () => unsupported("copyFile"),
-    link: () => unsupported("link"),
-    makeDirectory: (path, options) =>
-      call("makeDirectory", path, () => disk.makeDirectory(path, options?.recursive ?? false, options?.mode)),
-    makeTempDirectory: () => unsupported("makeTempDirectory"),
-    makeTempDirectoryScoped: () => unsupported("makeTempDirectoryScoped"),
-    makeTempFile: () => unsupported("makeTempFile"),
-    makeTempFileScoped: () => unsupported("makeTempFileScoped"),
-    open: (path, options) =>
-      Effect.acquireRelease(
-        call("open", path, () => disk.open(path, options?.flag ?? "r", options?.mode)),
-        (fd) => Effect.sync(() => disk.close(fd))
-      ).pipe(Effect.map((fd): FileSystem.File => new SimulatedFile(disk, fd))),
-    readDirectory: (path, options) =>
-      call("readDirectory", path, () => disk.readDirectory(path, options?.recursive ?? false)),
-    readFile: (path) => call("readFile", path, () => disk.readFile(path)),
-    readLink: () => unsupported("readLink"),
-    realPath: (path) => call("realPath", path, () => disk.realPath(path)),
-    remove: (path, options) =>
-      call("remove", path, () => disk.remove(path, options?.recursive ?? false, options?.force ?? false)),
-    rename: (from, to) => call("rename", from, () => disk.rename(from, to)),
-    stat: (path) => call("stat", path, () => disk.stat(path)),
-    symlink: () => unsupported("symlink"),
-    truncate: () => unsupported("truncate"),
-    utimes: () => unsupported("utimes"),
-    watch: () => Stream.fail(new PlatformError.BadArgument({ module: "FileSystem", method: "watch" })),
-    writeFile: (path, data, options) =>
-      call("writeFile", path, () => disk.writeFile(path, data, options?.flag ?? "w", options?.mode))
-  })
+  declareStorage(
+    FileSystem.make({
+      access: (path) => call("access", path, () => disk.access(path)),
+      chmod: () => unsupported("chmod"),
+      chown: () => unsupported("chown"),
+      copy: () => unsupported("copy"),
+      copyFile: () => unsupported("copyFile"),
+      link: () => unsupported("link"),
+      makeDirectory: (path, options) =>
+        call("makeDirectory", path, () => disk.makeDirectory(path, options?.recursive ?? false, options?.mode)),
+      makeTempDirectory: () => unsupported("makeTempDirectory"),
+      makeTempDirectoryScoped: () => unsupported("makeTempDirectoryScoped"),
+      makeTempFile: () => unsupported("makeTempFile"),
+      makeTempFileScoped: () => unsupported("makeTempFileScoped"),
+      open: (path, options) =>
+        Effect.acquireRelease(
+          call("open", path, () => disk.open(path, options?.flag ?? "r", options?.mode)),
+          (fd) => Effect.sync(() => disk.close(fd))
+        ).pipe(Effect.map((fd): FileSystem.File => new SimulatedFile(disk, fd))),
+      readDirectory: (path, options) =>
+        call("readDirectory", path, () => disk.readDirectory(path, options?.recursive ?? false)),
+      readFile: (path) => call("readFile", path, () => disk.readFile(path)),
+      readLink: () => unsupported("readLink"),
+      realPath: (path) => call("realPath", path, () => disk.realPath(path)),
+      remove: (path, options) =>
+        call("remove", path, () => disk.remove(path, options?.recursive ?? false, options?.force ?? false)),
+      rename: (from, to) => call("rename", from, () => disk.rename(from, to)),
+      stat: (path) => call("stat", path, () => disk.stat(path)),
+      symlink: () => unsupported("symlink"),
+      truncate: () => unsupported("truncate"),
+      utimes: () => unsupported("utimes"),
+      watch: () => Stream.fail(new PlatformError.BadArgument({ module: "FileSystem", method: "watch" })),
+      writeFile: (path, data, options) =>
+        call("writeFile", path, () => disk.writeFile(path, data, options?.flag ?? "w", options?.mode))
+    }),
+    disk
+  )
