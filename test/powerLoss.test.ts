@@ -6,6 +6,7 @@ import * as nodeOs from "node:os"
 import * as nodePath from "node:path"
 import * as Client from "../src/Client.js"
 import * as LockManager from "../src/LockManager.js"
+import * as FaultFileSystem from "../src/testing/FaultFileSystem.js"
 import * as PowerLoss from "../src/testing/PowerLoss.js"
 import {
   check,
@@ -667,26 +668,33 @@ describe("power loss: durable Client", () => {
 })
 
 describe("power loss: Clients on two file systems over one disk", () => {
-  it.effect("a directory one deletes and creates again is made durable again by the other's durable write", () =>
-    Effect.gen(function*() {
-      const disk = new PowerLoss.SimulatedDisk({ "/data/": "" })
-      const manager = yield* LockManager.make
-      const on = (durable: boolean) =>
-        Client.make({ durable }).pipe(
-          Effect.provideService(FileSystem.FileSystem, PowerLoss.fileSystem(disk)),
-          Effect.provideService(LockManager.LockManager, manager),
-          Effect.orDie
-        )
-      const durable = yield* on(true)
-      const other = yield* on(false)
-      yield* durable.write("/data/x/f1", "one")
-      yield* other.delete("/data/x", { recursive: true })
-      yield* other.makeDirectory("/data/x")
-      yield* durable.write("/data/x/f2", "two")
-      // Returned, so durable: in every state a power cut can leave.
-      const states = disk.crashStates({ omit: omitTemp })
-      expect(states.filter((state) => state["/data/x/f2"] !== "two")).toEqual([])
-    }))
+  const durableOn: ReadonlyArray<readonly [string, (disk: PowerLoss.SimulatedDisk) => FileSystem.FileSystem]> = [
+    ["another file system over the disk", (disk) => PowerLoss.fileSystem(disk)],
+    ["a FaultFileSystem over the disk", (disk) => FaultFileSystem.wrap(PowerLoss.fileSystem(disk)).fileSystem],
+    ["a copy of a file system over the disk", (disk) => ({ ...PowerLoss.fileSystem(disk) })]
+  ]
+  for (const [name, durableFileSystem] of durableOn) {
+    it.effect(`a directory one deletes and creates again is made durable again by the other's durable write (${name})`, () =>
+      Effect.gen(function*() {
+        const disk = new PowerLoss.SimulatedDisk({ "/data/": "" })
+        const manager = yield* LockManager.make
+        const on = (fs: FileSystem.FileSystem, durable: boolean) =>
+          Client.make({ durable }).pipe(
+            Effect.provideService(FileSystem.FileSystem, fs),
+            Effect.provideService(LockManager.LockManager, manager),
+            Effect.orDie
+          )
+        const durable = yield* on(durableFileSystem(disk), true)
+        const other = yield* on(PowerLoss.fileSystem(disk), false)
+        yield* durable.write("/data/x/f1", "one")
+        yield* other.delete("/data/x", { recursive: true })
+        yield* other.makeDirectory("/data/x")
+        yield* durable.write("/data/x/f2", "two")
+        // Returned, so durable: in every state a power cut can leave.
+        const states = disk.crashStates({ omit: omitTemp })
+        expect(states.filter((state) => state["/data/x/f2"] !== "two")).toEqual([])
+      }))
+  }
 })
 
 describe("power loss: non-durable Client", () => {

@@ -332,6 +332,55 @@ describe("promise Client: write", () => {
     expectIdle(manager)
   })
 
+  it("iterables and their items as Node's writeFile takes them, side by side with it", async () => {
+    const { client, manager } = setup()
+    const sources: Array<readonly [string, () => unknown]> = [
+      ["byte values, an ArrayBuffer, text", () => [[104, 105], new Uint8Array([33]).buffer, "é"]],
+      ["items awaited", () => [Promise.resolve("a"), "b"]],
+      ["an async iterator key that is not a method", () => ({
+        [Symbol.asyncIterator]: undefined,
+        *[Symbol.iterator]() {
+          yield "sync"
+        }
+      })],
+      ["a bad item", () => [{ bad: 1 }]],
+      ["a number", () => [1]],
+      ["an iterator key that is not a method", () => ({ [Symbol.iterator]: undefined })]
+    ]
+    for (const [name, source] of sources) {
+      const outcome = (promise: Promise<void>, file: string) =>
+        promise.then(
+          () => fs.readFileSync(file, "latin1"),
+          (error) => `rejected ${(error as NodeJS.ErrnoException).code}`
+        )
+      const theirs = await outcome(fs.promises.writeFile(at("node"), source() as Iterable<string>), at("node"))
+      const ours = await outcome(client.write(at("facade"), source() as Iterable<string>), at("facade"))
+      expect(ours, name).toBe(theirs)
+    }
+    expect(tempFiles(currentDir())).toEqual([])
+
+    // An async iterator that has ended, or thrown, is not closed again (as `for await` does not).
+    for (const end of ["done", "throw"]) {
+      const log: Array<string> = []
+      const iterable: AsyncIterable<string> = {
+        [Symbol.asyncIterator]: () => ({
+          next: async () => {
+            if (log.push("next") === 1) return { done: false, value: "x" }
+            if (end === "throw") throw new Error("source failed")
+            return { done: true, value: undefined }
+          },
+          return: async () => {
+            log.push("return")
+            return { done: true, value: undefined }
+          }
+        })
+      }
+      await client.write(at("closed"), iterable).catch(() => {})
+      expect(log, end).toEqual(["next", "next"])
+    }
+    expectIdle(manager)
+  })
+
   it("mode sets the permission bits of the new file", async () => {
     const { client, manager } = setup()
     await client.write(at("private"), "secret", { mode: 0o600 })

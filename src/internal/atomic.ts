@@ -91,22 +91,32 @@ export const makeDisk = (
 })
 
 /**
- * One cache per storage, shared by every Client on it (durable or not), so
- * that a directory one Client deletes or recreates is forgotten for all. The
- * storage of a FileSystem is what the testing layers declare (a simulated
- * disk), else its `open`: the one the directory fsyncs go through. Every
- * build of the platform's Node file system has the same `open` (each
- * `Effect.provide` of its layer makes a new service object, and the Promise
- * facade makes its own), so Effect and Promise code in one process share one
- * cache; a wrapper with its own `open` has its own.
+ * What is known durable: one cache per storage, shared by every Client on it
+ * (durable or not). The storage of a FileSystem is what the testing layers
+ * declare (a simulated disk), else its `open`, the one the directory fsyncs
+ * go through: every build of the platform's Node file system has the same
+ * (each `Effect.provide` of its layer makes a new service object, and the
+ * Promise facade makes its own), so Effect and Promise code in one process
+ * share one cache. A file system of another storage has a cache of its own.
+ *
+ * What one Client forgets, every cache of the process forgets (see
+ * `forgetDurable`): a directory deleted, moved or recreated through any
+ * Client is not taken as durable by another, even one whose file system is
+ * not recognised as the same storage (a wrapper with its own `open`, a
+ * FaultFileSystem), which at worst fsyncs again what was durable.
  */
 const caches = new WeakMap<object, Set<string>>()
+const everyCache = new Set<WeakRef<Set<string>>>()
 const storages = new WeakMap<FileSystem.FileSystem, object>()
-const storageOf = (fs: FileSystem.FileSystem): object => storages.get(fs) ?? fs.open
+const storageOf = (fs: FileSystem.FileSystem): object =>
+  storages.get(fs) ?? (typeof fs.open === "function" ? fs.open : fs)
 const durableDirectoriesOf = (fs: FileSystem.FileSystem): Set<string> => {
   const storage = storageOf(fs)
   let cache = caches.get(storage)
-  if (cache === undefined) caches.set(storage, cache = new Set())
+  if (cache === undefined) {
+    caches.set(storage, cache = new Set())
+    everyCache.add(new WeakRef(cache))
+  }
   return cache
 }
 
@@ -170,17 +180,22 @@ export const makeDurable = (disk: Disk, operation: string, dir: string): Effect.
   })
 
 /**
- * Forgets what this client knew about `path` and everything below it (it was
- * deleted or moved, so a directory by that name may come back unsynced).
+ * Forgets what any Client of the process knew about `path` and everything
+ * below it (it was deleted or moved, so a directory by that name may come
+ * back unsynced).
  *
  * @internal
  */
-export const forgetDurable = (disk: Disk, path: string): void => {
-  const known = disk.durableDirectories
-  if (known.size === 0) return
-  known.delete(path)
+export const forgetDurable = (path: string): void => {
   const prefix = path === ROOT ? ROOT : path + "/"
-  for (const d of known) if (d.startsWith(prefix)) known.delete(d)
+  for (const ref of everyCache) {
+    const known = ref.deref()
+    if (known === undefined) everyCache.delete(ref)
+    else if (known.size > 0) {
+      known.delete(path)
+      for (const d of known) if (d.startsWith(prefix)) known.delete(d)
+    }
+  }
 }
 
 /**
@@ -260,7 +275,7 @@ export const ensureDirectory = (disk: Disk, operation: string, dir: string): Eff
       )
       // A directory made now (or by a racing writer) is new: whatever this
       // client knew about a former one by that name no longer holds.
-      forgetDurable(disk, d)
+      forgetDurable(d)
     }
   })
 
@@ -296,7 +311,7 @@ export const placeOf = (
   return disk.pins === undefined ?
     Effect.succeed({ target, dir, at: dir, pinned: false }) :
     Effect.map(
-      disk.pins.directory(operation, target, dir, create ? (created) => forgetDurable(disk, created) : undefined),
+      disk.pins.directory(operation, target, dir, create ? (created) => forgetDurable(created) : undefined),
       (pinned) => ({ target, dir, at: pinned.at, pinned: true })
     )
 }

@@ -458,7 +458,7 @@ export const make = (
               removeEntry(fs, "Client.delete", p, at, { recursive, force }).pipe(
                 // Even a failed recursive delete may have removed directories.
                 Effect.ensuring(Effect.sync(() =>
-                  forgetDurable(disk, p)
+                  forgetDurable(p)
                 ))
               )
             // Confined: removed through a handle on its directory, so a link
@@ -470,13 +470,13 @@ export const make = (
                     recursive ?
                       // A tree, without `rm` walking it by path.
                       Walk.removeTree(fs, pins, "Client.delete", p, dir, basename(p), force).pipe(
-                        Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                        Effect.ensuring(Effect.sync(() => forgetDurable(p)))
                       ) :
                       // unlink: the platform's remove could meet a directory
                       // swapped in and empty it by path (see unlink.ts).
                       pins.unlink("Client.delete", p, join(dir.at, basename(p))).pipe(
                         Effect.catchIf((e) => force && e.reason === "NotFound", () => Effect.void),
-                        Effect.ensuring(Effect.sync(() => forgetDurable(disk, p)))
+                        Effect.ensuring(Effect.sync(() => forgetDurable(p)))
                       ),
                   onFailure: (error) =>
                     error._tag === "FileSystemError" && error.reason === "NotFound" ?
@@ -585,7 +585,7 @@ export const make = (
               pins === undefined ?
                 ensureDirectory(disk, operation, p) :
                 // Confined: each missing level made inside its opened parent.
-                Effect.scoped(pins.directory(operation, path, p, (created) => forgetDurable(disk, created))))
+                Effect.scoped(pins.directory(operation, path, p, (created) => forgetDurable(created))))
           )
           // An existing directory may not be durable yet either (its creator
           // may not have fsynced its parent): the same check as a commit's.
@@ -772,8 +772,8 @@ const renameLocked = (disk: Disk, source: string, target: string): Effect.Effect
       Effect.catchIf((error) => error.code === "EINVAL", () => Effect.fail(intoItself())),
       // Directories that moved (or were replaced) are no longer known durable.
       Effect.ensuring(Effect.sync(() => {
-        forgetDurable(disk, source)
-        forgetDurable(disk, target)
+        forgetDurable(source)
+        forgetDurable(target)
       }))
     )
   // The source exists (it fails as not found otherwise); a directory (not a

@@ -111,14 +111,19 @@ export const read = (core: Core, path: string, options: unknown): Promise<string
 
 type Data = string | ArrayBufferView | Iterable<unknown> | AsyncIterable<unknown>
 
-const isIterable = (u: object): u is Iterable<unknown> => Symbol.iterator in u
-const isAsyncIterable = (u: object): u is AsyncIterable<unknown> => Symbol.asyncIterator in u
+// As Node tells an iterable: by a method, not by the key alone.
+const isIterable = (u: object): u is Iterable<unknown> =>
+  typeof (u as Record<symbol, unknown>)[Symbol.iterator] === "function"
+const isAsyncIterable = (u: object): u is AsyncIterable<unknown> =>
+  typeof (u as Record<symbol, unknown>)[Symbol.asyncIterator] === "function"
 
-const chunkOf = (encoding: BufferEncoding) => (item: unknown): Uint8Array => {
-  if (typeof item === "string") return Buffer.from(item, encoding)
-  if (ArrayBuffer.isView(item)) return bytesOf(item)
-  throw invalidArgType("data", "of type string or an instance of Buffer, TypedArray, or DataView", item)
-}
+/**
+ * An item of an iterable as Node's `writeFile` takes it: bytes as they are,
+ * anything else through `Buffer.from` (text in `encoding`, an array of byte
+ * values, an `ArrayBuffer`), which throws Node's own error for the rest.
+ */
+const chunkOf = (encoding: BufferEncoding) => (item: unknown): Uint8Array =>
+  ArrayBuffer.isView(item) ? bytesOf(item) : Buffer.from(item as string, encoding)
 
 /**
  * An iterable as a stream, read as Node's `writeFile` reads it (`for await`):
@@ -126,23 +131,37 @@ const chunkOf = (encoding: BufferEncoding) => (item: unknown): Uint8Array => {
  * (`Stream.fromIterable` takes 4,096 items of one at once), the items of a
  * synchronous one awaited, and the iterator closed (`return()`) when the
  * write ends before it, on a bad item, a failure or an abort, so that its
- * `finally` runs. That `return()` is not awaited: a source stalled in `next()`
- * would never let it settle, and an abort must not wait for it.
+ * `finally` runs (not once it has ended or thrown). That `return()` is not
+ * awaited: a source stalled in `next()` would never let it settle, and an
+ * abort must not wait for it.
  */
 const fromIterable = <A>(iterable: Iterable<A> | AsyncIterable<A>): Stream.Stream<A, SourceFailure> =>
   Stream.unwrapScoped(
     Effect.map(
       Effect.acquireRelease(
         Effect.try({
-          try: () => (isAsyncIterable(iterable) ? iterable : asAsync(iterable))[Symbol.asyncIterator](),
+          try: () => ({
+            iterator: (isAsyncIterable(iterable) ? iterable : asAsync(iterable))[Symbol.asyncIterator](),
+            ended: false
+          }),
           catch: (e) => new SourceFailure(e)
         }),
-        (iterator) => Effect.sync(() => settle(() => iterator.return?.()))
+        (source) => Effect.sync(() => source.ended || settle(() => source.iterator.return?.()))
       ),
-      (iterator) =>
+      (source) =>
         Stream.repeatEffectOption(
-          Effect.tryPromise({ try: () => iterator.next(), catch: (e) => Option.some(new SourceFailure(e)) }).pipe(
-            Effect.flatMap((result) => result.done ? Effect.fail(Option.none()) : Effect.succeed(result.value))
+          Effect.tryPromise({
+            try: () => source.iterator.next(),
+            catch: (e) => {
+              source.ended = true
+              return Option.some(new SourceFailure(e))
+            }
+          }).pipe(
+            Effect.flatMap((result) => {
+              if (!result.done) return Effect.succeed(result.value)
+              source.ended = true
+              return Effect.fail(Option.none())
+            })
           )
         )
     )
