@@ -48,6 +48,16 @@ describe("Client.read / readString", () => {
       yield* expectIdle(manager)
     }))
 
+  it.scoped("a file system service of reads only (no open: a stub of your own) still makes a Client that reads", () =>
+    Effect.gen(function*() {
+      const stub = FileSystem.makeNoop({
+        readFile: () => Effect.succeed(new TextEncoder().encode("stubbed")),
+        stat: () => Effect.succeed({ type: "File" } as FileSystem.File.Info)
+      })
+      const { client } = yield* makeClient({}, Layer.succeed(FileSystem.FileSystem, { ...stub, open: undefined! }))
+      expect(yield* client.readString("/stub/f")).toBe("stubbed")
+    }))
+
   it.scoped("a missing file fails as NotFound with the operation and path", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
