@@ -27,11 +27,13 @@ import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import { constPing, type FromServerEncoded } from "@effect/rpc/RpcMessage"
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import type * as Mailbox from "effect/Mailbox"
 import * as Scope from "effect/Scope"
@@ -150,6 +152,8 @@ interface Connection {
   nextTicket: number
   /** Requests sent and not yet confirmed ended by the server (see `MAX_OPEN_REQUESTS`). */
   open: number
+  /** The requests sent and not yet left: they end with the connection. */
+  readonly requests: Set<Request>
 }
 
 /** Records why the connection is gone; false if it already was. */
@@ -157,7 +161,24 @@ const markLost = (conn: Connection, failure: Failure): boolean => {
   if (conn.lost !== undefined) return false
   conn.lost = failure
   Deferred.unsafeDone(conn.lostSignal, Exit.void)
+  // The server forgets them with the connection.
+  for (const request of conn.requests) endRequest(request)
   return true
+}
+
+/**
+ * The server has ended `request`, or forgotten it with the connection: a
+ * request still waiting fails (`failureOf` reads the interruption), one held
+ * and not left by its holder is lost, and a `leave` waiting for the server's
+ * confirmation has it.
+ */
+const endRequest = (request: Request): void => {
+  Deferred.unsafeDone(request.answer, Exit.succeed(Exit.interrupt(FiberId.none)))
+  if (!request.left) {
+    request.isDropped = true
+    Deferred.unsafeDone(request.dropped, Exit.void)
+  }
+  Deferred.unsafeDone(request.ended, Exit.void)
 }
 
 // Closed from a fiber of its own: the caller may be one of the fibers the
@@ -252,6 +273,9 @@ const makeProtocol = (socket: Socket.Socket, conn: Connection) =>
         while: () => i < responses.length,
         body: () => {
           const response = responses[i++]
+          if (typeof response !== "object" || response === null) {
+            return fail({ reason: "ProtocolMismatch", detail: "a message from the server that is no object" })
+          }
           if (response._tag === "Pong") {
             const sent = pings.shift()
             if (sent !== undefined) conn.leaseUntil = Math.max(conn.leaseUntil, sent + conn.deadline)
@@ -302,9 +326,19 @@ const isLockError = (u: unknown): u is LockError =>
 interface Request {
   readonly conn: Connection
   readonly ticket: number
-  readonly mailbox: Mailbox.ReadonlyMailbox<Grant, LockError | RpcClientError>
   /** Owns the RPC stream of this request. */
   readonly scope: Scope.CloseableScope
+  /** The highest id granted to this manager before the request was sent: its grant's must be above. */
+  readonly floor: number
+  /** The first answer: the grant, or why there is none. */
+  readonly answer: Deferred.Deferred<Exit.Exit<Grant, unknown>>
+  /** Completes when the server has ended the request (after a `Release`, or on its own). */
+  readonly ended: Deferred.Deferred<void>
+  /** Completes (and `isDropped` is set) when the server ended the request unasked: a held lock is gone. */
+  readonly dropped: Deferred.Deferred<void>
+  isDropped: boolean
+  /** The id granted, once granted. */
+  id: number | undefined
   left: boolean
 }
 
@@ -315,6 +349,9 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
     const address = formatAddress(config.address)
     const version = config.protocolVersion ?? PROTOCOL_VERSION
     const toError = (operation: string, failure: Failure) => RemoteLink.toError(operation, address, failure)
+    /** The highest lock id granted to this manager, and the ids of the locks it holds. */
+    let grantedMax = 0
+    const heldIds = new Set<number>()
 
     /** Why a call on `conn` failed: the connection's fate if it is gone, else what the server said. */
     const failureOf = (conn: Connection, cause: Cause.Cause<unknown>): Failure => {
@@ -397,7 +434,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
           deadline: config.heartbeatDeadline,
           interval: config.heartbeatInterval,
           nextTicket: 0,
-          open: 0
+          open: 0,
+          requests: new Set()
         }
         const open = Effect.gen(function*() {
           const secret = config.secret
@@ -560,6 +598,7 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
           }))
         }
         const ticket = ++conn.nextTicket
+        const floor = grantedMax
         // Counted from the check, in the same step: requests started meanwhile see it.
         conn.open++
         return Scope.fork(conn.scope, ExecutionStrategy.sequential).pipe(
@@ -573,7 +612,22 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
             }, { asMailbox: true })
               .pipe(
                 Scope.extend(scope),
-                Effect.map((mailbox): Request => ({ conn, ticket, mailbox, scope, left: false }))
+                Effect.flatMap((mailbox) => {
+                  const request: Request = {
+                    conn,
+                    ticket,
+                    scope,
+                    floor,
+                    answer: Deferred.unsafeMake(FiberId.none),
+                    ended: Deferred.unsafeMake(FiberId.none),
+                    dropped: Deferred.unsafeMake(FiberId.none),
+                    isDropped: false,
+                    id: undefined,
+                    left: false
+                  }
+                  conn.requests.add(request)
+                  return Effect.as(Effect.forkIn(follow(request, mailbox), scope), request)
+                })
               )
           ),
           // `start` runs uninterruptibly: an interruption here is the
@@ -585,20 +639,75 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         )
       })
 
+    /**
+     * The one reader of a request's answers: its grant, then the end of its
+     * stream, which the server sends once the request is released, or when it
+     * drops the request (it shuts down): a held lock is lost then. A second
+     * answer is a server out of protocol, whose messages would pile up here:
+     * the connection is closed.
+     */
+    const follow = (request: Request, mailbox: Mailbox.ReadonlyMailbox<Grant, unknown>): Effect.Effect<void> => {
+      const rest: Effect.Effect<void> = Effect.flatMap(Effect.exit(mailbox.takeAll), (exit) => {
+        if (Exit.isFailure(exit)) return Effect.void
+        const [answers, done] = exit.value
+        if (Chunk.isNonEmpty(answers)) {
+          return shutdown(request.conn, { reason: "ProtocolMismatch", detail: "the server answered a request twice" })
+        }
+        return done ? Effect.void : rest
+      })
+      return Effect.flatMap(Effect.exit(mailbox.take), (first) => {
+        Deferred.unsafeDone(request.answer, Exit.succeed(first))
+        return Exit.isSuccess(first) ? rest : Effect.void
+      }).pipe(
+        Effect.ensuring(Effect.sync(() => endRequest(request)))
+      )
+    }
+
+    /**
+     * Why `grant` cannot answer `request`, if it cannot: ids must be integers
+     * above every id granted to this manager before it asked (the server's
+     * grants are ordered; the facade tells locks apart by id), and the paths
+     * and mode those asked for.
+     */
+    const refusal = (request: Request, plan: Plan, grant: Grant): Failure | undefined => {
+      if (!Number.isSafeInteger(grant.id) || grant.id <= request.floor || heldIds.has(grant.id)) {
+        return {
+          reason: "ProtocolMismatch",
+          detail: `the server granted lock id ${grant.id}, not above ${request.floor} (granted to this manager ` +
+            "before it asked) or held already: ids go back (a server restarted with its clock set back?)"
+        }
+      }
+      const asked = new Set(plan.paths)
+      if (grant.mode !== plan.mode || grant.paths.length !== asked.size || !grant.paths.every((p) => asked.has(p))) {
+        return { reason: "ProtocolMismatch", detail: "the server granted other paths or another mode than asked" }
+      }
+      return undefined
+    }
+
     const awaitGrant = (
       operation: string,
       request: Request,
       plan: Plan
     ): Effect.Effect<Grant, LockError | RemoteLockError> =>
-      request.mailbox.take.pipe(
+      Effect.flatMap(Deferred.await(request.answer), (answer): Effect.Effect<Grant, LockError | RemoteLockError> => {
         // Bounded by the connection: once it is lost, the RpcClient fails
         // (ClientProtocolError) or, when its scope closes, interrupts every
         // request in flight. Either way the cause lands here.
-        Effect.catchAllCause((cause): Effect.Effect<never, LockError | RemoteLockError> => {
-          const failure = Cause.failureOption(cause)
+        if (Exit.isFailure(answer)) {
+          const failure = Cause.failureOption(answer.cause)
           if (failure._tag === "Some" && isLockError(failure.value)) return Effect.fail(failure.value)
-          return Effect.fail(toError(operation, failureOf(request.conn, cause)))
-        }),
+          return Effect.fail(toError(operation, failureOf(request.conn, answer.cause)))
+        }
+        const grant = answer.value
+        const refused = refusal(request, plan, grant)
+        if (refused !== undefined) {
+          return Effect.zipRight(shutdown(request.conn, refused), Effect.fail(toError(operation, refused)))
+        }
+        request.id = grant.id
+        heldIds.add(grant.id)
+        grantedMax = Math.max(grantedMax, grant.id)
+        return Effect.succeed(grant)
+      }).pipe(
         Effect.withSpan("LockManager.wait", {
           attributes: { "lock.paths": plan.paths.join(","), "lock.mode": plan.mode, "lock.server": address },
           // Every remote request waits (a round trip): no stack trace per request.
@@ -609,7 +718,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
     /**
      * Ends a request, waiting or held, and waits until the server confirms
      * (the end of its stream). Idempotent. Bounded: a connection that stops
-     * answering is declared lost after the heartbeat deadline.
+     * answering is declared lost after the heartbeat deadline, and so is one
+     * that answers pings but does not confirm the release within it.
      */
     const leave = (request: Request): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -617,14 +727,32 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         request.left = true
         const conn = request.conn
         // Counted until the server confirmed the end: then it has forgotten the request too.
-        const close = Effect.zipRight(Scope.close(request.scope, Exit.void), Effect.sync(() => conn.open--))
+        const close = Effect.zipRight(
+          Scope.close(request.scope, Exit.void),
+          Effect.sync(() => {
+            conn.open--
+            conn.requests.delete(request)
+            if (request.id !== undefined) heldIds.delete(request.id)
+          })
+        )
         if (conn.lost !== undefined) return close
-        const drain: Effect.Effect<void, unknown> = Effect.flatMap(
-          request.mailbox.takeAll,
-          ([, done]) => done ? Effect.void : drain
+        // Not `Effect.timeout`: `leave` runs in an uninterruptible region
+        // (often of a caller being interrupted), where the wait cannot be cut
+        // short. A watchdog gives up on the connection instead, and ends the wait.
+        const confirmed = Effect.flatMap(
+          // Interruptible, though forked from an uninterruptible region: the
+          // confirmation stops it.
+          Effect.forkDaemon(Effect.interruptible(Effect.zipRight(
+            Effect.sleep(conn.deadline),
+            shutdown(conn, {
+              reason: "Disconnected",
+              detail: `the server did not confirm a release within ${conn.deadline} ms`
+            })
+          ))),
+          (watchdog) => Effect.zipRight(Deferred.await(request.ended), Fiber.interrupt(watchdog))
         )
         return conn.rpc.Release({ ticket: request.ticket }, { discard: true }).pipe(
-          Effect.zipRight(drain),
+          Effect.zipRight(confirmed),
           // A lost connection ends the stream too (failed or interrupted by
           // the RpcClient): the server dropped the request with it.
           Effect.catchAllCause(() => Effect.void),
@@ -633,10 +761,17 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
       })
 
     const isHeld = (request: Request) =>
-      !request.left && request.conn.lost === undefined && performance.now() < request.conn.leaseUntil
+      !request.left && !request.isDropped && request.conn.lost === undefined &&
+      performance.now() < request.conn.leaseUntil
 
     const toLock = (request: Request, grant: Grant): Lock =>
-      leasedLock(grant, Deferred.await(request.conn.lostSignal), () => isHeld(request))
+      // Lost when the server drops the request, or the connection goes (also
+      // after the lock was released: its holder may await it still).
+      leasedLock(
+        grant,
+        Effect.raceFirst(Deferred.await(request.conn.lostSignal), Deferred.await(request.dropped)),
+        () => isHeld(request)
+      )
 
     const scoped = (operation: string, plan: Either.Either<Plan, PlanError>) =>
       Either.isLeft(plan) ?
