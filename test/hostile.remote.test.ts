@@ -5,10 +5,11 @@
  * line) and answers as each test tells it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as Net from "node:net"
 import { PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
 import * as LockManager from "../src/LockManager.js"
+import * as LockServer from "../src/LockServer.js"
 import type * as PersistenceError from "../src/PersistenceError.js"
 
 type Message = {
@@ -200,6 +201,17 @@ describe("grants that cannot be this request's are refused (ProtocolMismatch), a
       ])
     })))
 
+  it.live("but a write granted for a read is taken (a server before per-path modes writes every path)", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { server } = yield* fakeServer({
+        acquire: (peer, request) => peer.send(element(request, { ...grantAsAsked(3)(request), mode: "write" }))
+      })
+      const manager = yield* managerFor(server)
+      const lock = yield* manager.lockAll([["/a", "read"], ["/b", "read"]])
+      expect([lock.mode, lock.paths]).toEqual(["write", ["/a", "/b"]])
+      yield* lock.ensureHeld("commit")
+    })))
+
   it.live("a second answer to a request: the lock is lost with the connection", () =>
     Effect.scoped(Effect.gen(function*() {
       // Each answer would be kept in memory until read: one is all a request has.
@@ -229,5 +241,64 @@ describe("messages that are no protocol", () => {
       // Well within connectTimeout (5 s), over one connection.
       expect(performance.now() - started).toBeLessThan(2_500)
       expect(sockets).toHaveLength(1)
+    })))
+})
+
+describe("a connection given up with other requests open: every one ends, nothing waits", () => {
+  /** A held lock and a waiting request, in `outer`, then `trouble` on a third request; all must end. */
+  const everyRequestEnds = (
+    trouble: (manager: LockManager.LockManagerService<unknown>) => Effect.Effect<unknown, unknown>
+  ) =>
+    Effect.gen(function*() {
+      const { server, sockets } = yield* fakeServer({
+        acquire: (peer, request) => {
+          const path = request.payload.paths[0]
+          if (path === "/held") peer.send(element(request, grantAsAsked(10)(request)))
+          // "/waiting" never gets an answer; "/lower" gets an id below the one granted before it was asked.
+          if (path === "/lower") peer.send(element(request, grantAsAsked(5)(request)))
+          if (path === "/unconfirmed") peer.send(element(request, grantAsAsked(20)(request)))
+        },
+        release: (peer, _, acquired) =>
+          acquired !== undefined && acquired.payload.paths[0] !== "/unconfirmed" && peer.send(end(acquired))
+      })
+      const manager = yield* managerFor(server)
+      const outer = yield* Scope.make()
+      const held = yield* manager.lock("/held", "write").pipe(Scope.extend(outer))
+      const waiting = yield* Effect.fork(Effect.exit(manager.lock("/waiting", "write").pipe(Scope.extend(outer))))
+      yield* Effect.sleep("50 millis")
+      yield* within(5_000, "the troubled request", Effect.exit(trouble(manager)))
+      yield* within(2_000, "the held lock is lost", held.lost)
+      expect(Exit.isFailure(yield* within(2_000, "the waiting request", Fiber.join(waiting)))).toBe(true)
+      yield* within(2_000, "releasing both", Scope.close(outer, Exit.void))
+      yield* Effect.sleep("100 millis")
+      expect(sockets[0].destroyed).toBe(true)
+    })
+
+  it.live("a grant refused for its id", () =>
+    Effect.scoped(everyRequestEnds((manager) => Effect.scoped(manager.lock("/lower", "write")))))
+
+  it.live("a release not confirmed", () =>
+    Effect.scoped(everyRequestEnds((manager) => manager.withLock("/unconfirmed", "write")(Effect.void))))
+
+  it.live("closing the manager while a lock is held and another request waits, with a real server", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* LockServer.make({ port: 0, host: "127.0.0.1", gracePeriod: 0 })
+      const managerScope = yield* Scope.make()
+      const manager = yield* LockManager.makeRemote({ port: server.port!, host: "127.0.0.1" }).pipe(
+        Scope.extend(managerScope)
+      )
+      const outer = yield* Scope.make()
+      const held = yield* manager.lock("/a", "write").pipe(Scope.extend(outer))
+      const waiting = yield* Effect.fork(Effect.exit(manager.lock("/a", "write").pipe(Scope.extend(outer))))
+      yield* within(2_000, "the wait", Effect.repeat(server.manager.stats, { until: (stats) => stats.pending === 1 }))
+      yield* within(2_000, "closing the manager", Scope.close(managerScope, Exit.void))
+      yield* within(2_000, "the held lock is lost", held.lost)
+      expect(Exit.isFailure(yield* within(2_000, "the waiting request", Fiber.join(waiting)))).toBe(true)
+      yield* within(2_000, "releasing both", Scope.close(outer, Exit.void))
+      yield* within(
+        2_000,
+        "the server frees both",
+        Effect.repeat(server.manager.stats, { until: (stats) => stats.held === 0 && stats.pending === 0 })
+      )
     })))
 })

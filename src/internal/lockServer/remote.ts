@@ -626,7 +626,11 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
                     left: false
                   }
                   conn.requests.add(request)
-                  return Effect.as(Effect.forkIn(follow(request, mailbox), scope), request)
+                  // Interruptible, though `start` is not: closing the request's
+                  // scope (a `leave`, the connection's end) must stop it, not
+                  // wait for a stream that only the connection's later
+                  // finalizers end.
+                  return Effect.as(Effect.forkIn(Effect.interruptible(follow(request, mailbox)), scope), request)
                 })
               )
           ),
@@ -678,7 +682,9 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
         }
       }
       const asked = new Set(plan.paths)
-      if (grant.mode !== plan.mode || grant.paths.length !== asked.size || !grant.paths.every((p) => asked.has(p))) {
+      // A write where a read was asked is safe (a server before per-path modes writes every path of a lockAll).
+      const mode = grant.mode === plan.mode || (plan.mode === "read" && grant.mode === "write")
+      if (!mode || grant.paths.length !== asked.size || !grant.paths.every((p) => asked.has(p))) {
         return { reason: "ProtocolMismatch", detail: "the server granted other paths or another mode than asked" }
       }
       return undefined
