@@ -696,9 +696,8 @@ export const make = (config: RemoteConfig): Effect.Effect<LockManagerService<Rem
       plan: Plan
     ): Effect.Effect<Grant, LockError | RemoteLockError> =>
       Effect.flatMap(Deferred.await(request.answer), (answer): Effect.Effect<Grant, LockError | RemoteLockError> => {
-        // Bounded by the connection: once it is lost, the RpcClient fails
-        // (ClientProtocolError) or, when its scope closes, interrupts every
-        // request in flight. Either way the cause lands here.
+        // Bounded by the connection: once it is lost, `markLost` ends every
+        // request of it (an interruption here, read as the connection's fate).
         if (Exit.isFailure(answer)) {
           const failure = Cause.failureOption(answer.cause)
           if (failure._tag === "Some" && isLockError(failure.value)) return Effect.fail(failure.value)
