@@ -5,7 +5,7 @@
  * line) and answers as each test tells it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { Cause, Effect, Exit, Fiber, Option, Schedule, Scope } from "effect"
 import * as Net from "node:net"
 import { PROTOCOL_VERSION } from "../src/internal/lockServer/protocol.js"
 import * as LockManager from "../src/LockManager.js"
@@ -100,6 +100,14 @@ const grantAsAsked = (id: number) => (request: Message) => ({
 const within = <A, E, R>(ms: number, what: string, effect: Effect.Effect<A, E, R>) =>
   Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`${what}: no outcome within ${ms} ms`) })
 
+/** Waits until the client has closed `socket` (the server's side sees it closed). */
+const closedByClient = (socket: Net.Socket) =>
+  within(
+    5_000,
+    "the client closes the connection",
+    Effect.repeat(Effect.sync(() => socket.destroyed), { until: (closed) => closed, schedule: Schedule.spaced(10) })
+  )
+
 const remoteFailure = (exit: Exit.Exit<unknown, unknown>): PersistenceError.RemoteLockError => {
   const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
   if (Option.isNone(failure) || (failure.value as { _tag?: string })._tag !== "RemoteLockError") {
@@ -130,7 +138,7 @@ describe("a lock server that ends a held request unasked", () => {
         })
         const manager = yield* managerFor(server)
         const lock = yield* manager.lock("/a", "write")
-        yield* within(2_000, "lost", lock.lost)
+        yield* within(5_000, "lost", lock.lost)
         const refused = yield* Effect.flip(lock.ensureHeld("commit"))
         expect(refused._tag).toBe("LockLostError")
         expect(sockets.filter((socket) => !socket.destroyed)).toHaveLength(1)
@@ -148,7 +156,7 @@ describe("a lock server that does not confirm a release", () => {
       })
       const manager = yield* managerFor(server)
       expect(yield* within(5_000, "withLock", manager.withLock("/a", "write")(Effect.succeed("done")))).toBe("done")
-      expect(sockets[0].destroyed || (yield* Effect.sleep("200 millis"), sockets[0].destroyed)).toBe(true)
+      yield* closedByClient(sockets[0])
       // A caller that gives up waiting (its own timeout interrupts it) is not held by the release either.
       const timedOut = yield* within(
         5_000,
@@ -223,10 +231,9 @@ describe("grants that cannot be this request's are refused (ProtocolMismatch), a
       })
       const manager = yield* managerFor(server)
       const lock = yield* manager.lock("/a", "write")
-      yield* within(2_000, "lost", lock.lost)
+      yield* within(5_000, "lost", lock.lost)
       expect((yield* Effect.flip(lock.ensureHeld("commit")))._tag).toBe("LockLostError")
-      yield* Effect.sleep("100 millis")
-      expect(sockets[0].destroyed).toBe(true)
+      yield* closedByClient(sockets[0])
     })))
 })
 
@@ -267,11 +274,10 @@ describe("a connection given up with other requests open: every one ends, nothin
       const waiting = yield* Effect.fork(Effect.exit(manager.lock("/waiting", "write").pipe(Scope.extend(outer))))
       yield* Effect.sleep("50 millis")
       yield* within(5_000, "the troubled request", Effect.exit(trouble(manager)))
-      yield* within(2_000, "the held lock is lost", held.lost)
-      expect(Exit.isFailure(yield* within(2_000, "the waiting request", Fiber.join(waiting)))).toBe(true)
-      yield* within(2_000, "releasing both", Scope.close(outer, Exit.void))
-      yield* Effect.sleep("100 millis")
-      expect(sockets[0].destroyed).toBe(true)
+      yield* within(5_000, "the held lock is lost", held.lost)
+      expect(Exit.isFailure(yield* within(5_000, "the waiting request", Fiber.join(waiting)))).toBe(true)
+      yield* within(5_000, "releasing both", Scope.close(outer, Exit.void))
+      yield* closedByClient(sockets[0])
     })
 
   it.live("a grant refused for its id", () =>
@@ -290,15 +296,23 @@ describe("a connection given up with other requests open: every one ends, nothin
       const outer = yield* Scope.make()
       const held = yield* manager.lock("/a", "write").pipe(Scope.extend(outer))
       const waiting = yield* Effect.fork(Effect.exit(manager.lock("/a", "write").pipe(Scope.extend(outer))))
-      yield* within(2_000, "the wait", Effect.repeat(server.manager.stats, { until: (stats) => stats.pending === 1 }))
-      yield* within(2_000, "closing the manager", Scope.close(managerScope, Exit.void))
-      yield* within(2_000, "the held lock is lost", held.lost)
-      expect(Exit.isFailure(yield* within(2_000, "the waiting request", Fiber.join(waiting)))).toBe(true)
-      yield* within(2_000, "releasing both", Scope.close(outer, Exit.void))
+      // Polled, not in a tight loop: the request has to come in over the socket meanwhile.
       yield* within(
-        2_000,
+        10_000,
+        "the wait",
+        Effect.repeat(server.manager.stats, { until: (stats) => stats.pending === 1, schedule: Schedule.spaced(10) })
+      )
+      yield* within(5_000, "closing the manager", Scope.close(managerScope, Exit.void))
+      yield* within(5_000, "the held lock is lost", held.lost)
+      expect(Exit.isFailure(yield* within(5_000, "the waiting request", Fiber.join(waiting)))).toBe(true)
+      yield* within(5_000, "releasing both", Scope.close(outer, Exit.void))
+      yield* within(
+        5_000,
         "the server frees both",
-        Effect.repeat(server.manager.stats, { until: (stats) => stats.held === 0 && stats.pending === 0 })
+        Effect.repeat(server.manager.stats, {
+          until: (stats) => stats.held === 0 && stats.pending === 0,
+          schedule: Schedule.spaced(10)
+        })
       )
     })))
 })
