@@ -1,10 +1,8 @@
 import { FileSystem } from "@effect/platform"
-import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Stream } from "effect"
 import * as nodeFs from "node:fs"
 import * as Client from "../src/Client.js"
-import { sameStorage } from "../src/internal/atomic.js"
 import * as LockManager from "../src/LockManager.js"
 import * as PromiseApi from "../src/promise.js"
 import { leftoverName, makeClient, tempDir } from "./utils/client.js"
@@ -355,12 +353,8 @@ describe("Client durability (durable: true)", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       // The facade works on a Node file system service of its own; this
-      // Client on another (each build of the platform's layer is a new
-      // object), through a recording wrapper that is declared as the storage
-      // it wraps, as every build of the platform's layer is.
+      // Client on another (a recording wrapper of a build of the platform's layer).
       const { fs, log } = yield* Recording.makeNode()
-      const node = yield* Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer)
-      sameStorage(fs, node)
       const manager = new PromiseApi.LockManager()
       const client = yield* Client.make({ durable: true }).pipe(
         Effect.provideService(FileSystem.FileSystem, fs),

@@ -134,15 +134,6 @@ export const declareStorage = (fs: FileSystem.FileSystem, storage: object): File
 }
 
 /**
- * Declares that `fs` works on the storage of `other` (a wrapper that records
- * or counts calls, say).
- *
- * @internal
- */
-export const sameStorage = (fs: FileSystem.FileSystem, other: FileSystem.FileSystem): FileSystem.FileSystem =>
-  declareStorage(fs, storageOf(other))
-
-/**
  * Forgets every directory known durable on the storage of `fs`, for every
  * Client on it: their next durable commits fsync the whole chain again, as a
  * first one does.
